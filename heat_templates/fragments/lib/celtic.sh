@@ -1,0 +1,432 @@
+#!/bin/bash
+# celtic.sh: the shared library every node fragment sources.
+#
+# It gives fragments one way to log, retry, read the node parameters, render config
+# templates, write files idempotently, run named steps and tell Heat how the node ended.
+# It sets no shell options itself: each fragment sets `set -euo pipefail` inside its
+# main guard, so bats can source the fragment and this library without side effects.
+#
+# Node contract (written by cloud-init from the Heat templates, read here):
+#   $CELTIC_ETC/params.json   non-secret settings of the cluster and of this role (JSON)
+#   $CELTIC_ETC/signal.json   Heat wait-condition handle credentials (0600, HEAT_SIGNAL)
+#   $CELTIC_ETC/secrets/*     secrets this role needs, one file each (0600)
+# Nothing in this file ever prints the content of signal.json or of a secret.
+
+CELTIC_ETC=${CELTIC_ETC:-/etc/celtic}
+CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
+CELTIC_STATE_DIR=${CELTIC_STATE_DIR:-/var/lib/celtic}
+CELTIC_LOG_FILE=${CELTIC_LOG_FILE:-/var/log/celtic.log}
+CELTIC_SLEEP=${CELTIC_SLEEP:-sleep}
+CELTIC_STEP=${CELTIC_STEP:-start}
+CELTIC_FAIL_MESSAGE=${CELTIC_FAIL_MESSAGE:-}
+CELTIC_CHANGED=${CELTIC_CHANGED:-0}
+
+# ---------------------------------------------------------------------------------------
+# logging
+
+# celtic_log LEVEL MESSAGE...: one line to stderr (console), the journal and the log file.
+celtic_log() {
+    local level=$1
+    shift
+    local line
+    line="$(date -u +%Y-%m-%dT%H:%M:%SZ) celtic[${CELTIC_ROLE:-node}] ${level}: $*"
+    printf '%s\n' "$line" >&2
+    if command -v logger >/dev/null 2>&1; then
+        logger -t celtic -- "${level}: $*" 2>/dev/null || true
+    fi
+    if [[ -n "$CELTIC_LOG_FILE" ]]; then
+        { printf '%s\n' "$line" >>"$CELTIC_LOG_FILE"; } 2>/dev/null || true
+    fi
+}
+
+celtic_info() { celtic_log INFO "$@"; }
+celtic_warn() { celtic_log WARN "$@"; }
+
+# celtic_die MESSAGE...: fail the current step with a message that reaches Heat.
+celtic_die() {
+    CELTIC_FAIL_MESSAGE="$*"
+    celtic_log ERROR "$*"
+    exit 1
+}
+
+# ---------------------------------------------------------------------------------------
+# retries
+
+# celtic_retry [-n ATTEMPTS] [-d DELAY] [-m MAX_DELAY] [--] COMMAND...
+# Runs COMMAND until it succeeds, doubling the pause after each failure (bounded by
+# MAX_DELAY). Returns the last exit status when every attempt failed.
+celtic_retry() {
+    local attempts=6 delay=2 max_delay=60
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            -n) attempts=$2; shift 2 ;;
+            -d) delay=$2; shift 2 ;;
+            -m) max_delay=$2; shift 2 ;;
+            --) shift; break ;;
+            *) break ;;
+        esac
+    done
+    local try=1 rc=0
+    while true; do
+        rc=0
+        "$@" || rc=$?
+        if [[ $rc -eq 0 ]]; then
+            return 0
+        fi
+        if [[ $try -ge $attempts ]]; then
+            celtic_warn "'$1' failed $try times (exit $rc), giving up"
+            return "$rc"
+        fi
+        celtic_warn "'$1' failed (exit $rc), attempt $try of $attempts, retrying in ${delay}s"
+        "$CELTIC_SLEEP" "$delay"
+        try=$((try + 1))
+        delay=$((delay * 2))
+        if [[ $delay -gt $max_delay ]]; then
+            delay=$max_delay
+        fi
+    done
+}
+
+# celtic_wait_for TIMEOUT_SECONDS INTERVAL DESCRIPTION COMMAND...: poll until COMMAND succeeds.
+celtic_wait_for() {
+    local timeout=$1 interval=$2 what=$3
+    shift 3
+    local waited=0
+    until "$@"; do
+        if [[ $waited -ge $timeout ]]; then
+            celtic_log ERROR "timed out after ${timeout}s waiting for $what"
+            return 1
+        fi
+        "$CELTIC_SLEEP" "$interval"
+        waited=$((waited + interval))
+    done
+}
+
+# celtic_tcp_open HOST PORT: true when a TCP connection to HOST:PORT succeeds within 3 s.
+celtic_tcp_open() {
+    # shellcheck disable=SC2016  # $1 and $2 expand in the inner bash, on purpose
+    timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+# ---------------------------------------------------------------------------------------
+# parameters
+
+# celtic_json FILE KEY [KEY...]: print one value of a JSON document. Strings print raw,
+# lists of scalars one item per line, anything else as compact JSON. Missing keys print
+# nothing and return 1.
+celtic_json() {
+    python3 - "$@" <<'PY'
+import json, sys
+path, keys = sys.argv[1], sys.argv[2:]
+with open(path) as f:
+    value = json.load(f)
+for key in keys:
+    try:
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    except (KeyError, IndexError, ValueError, TypeError):
+        sys.exit(1)
+if isinstance(value, bool):
+    print('true' if value else 'false')
+elif isinstance(value, (str, int, float)):
+    print(value)
+elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+    for v in value:
+        print(v)
+elif value is not None:
+    print(json.dumps(value, sort_keys=True, separators=(',', ':')))
+PY
+}
+
+# celtic_load_params [FILE]: set CELTIC_<KEY> for every top-level key of params.json.
+# Scalars keep their value, lists of scalars become space-separated words, maps and
+# other lists stay compact JSON (read them with celtic_json).
+celtic_load_params() {
+    local file=${1:-$CELTIC_ETC/params.json}
+    [[ -r "$file" ]] || celtic_die "node parameters $file are missing"
+    local assignments
+    assignments=$(python3 - "$file" <<'PY'
+import json, re, shlex, sys
+with open(sys.argv[1]) as f:
+    params = json.load(f)
+for key, value in sorted(params.items()):
+    name = 'CELTIC_' + re.sub(r'[^A-Za-z0-9]', '_', key).upper()
+    if isinstance(value, bool):
+        text = 'true' if value else 'false'
+    elif value is None:
+        text = ''
+    elif isinstance(value, (str, int, float)):
+        text = str(value)
+    elif isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        text = ' '.join(str(v) for v in value)
+    else:
+        text = json.dumps(value, sort_keys=True, separators=(',', ':'))
+    print('%s=%s' % (name, shlex.quote(text)))
+PY
+) || celtic_die "node parameters $file are not valid JSON"
+    eval "$assignments"
+    export CELTIC_PARAMS_FILE=$file
+}
+
+# celtic_secret NAME: path of a secret file, failing when the role did not receive it.
+celtic_secret() {
+    local path="$CELTIC_ETC/secrets/$1"
+    [[ -s "$path" ]] || celtic_die "secret $1 was not delivered to this node"
+    printf '%s\n' "$path"
+}
+
+# ---------------------------------------------------------------------------------------
+# node identity
+
+celtic_node_name() {
+    if [[ -n "${CELTIC_NODE_NAME:-}" ]]; then
+        printf '%s\n' "$CELTIC_NODE_NAME"
+    else
+        hostname -s 2>/dev/null || hostname
+    fi
+}
+
+# celtic_node_id: a stable id for this node's Heat signal (the Nova instance id).
+celtic_node_id() {
+    if [[ -n "${CELTIC_NODE_ID:-}" ]]; then
+        printf '%s\n' "$CELTIC_NODE_ID"
+    elif [[ -r /var/lib/cloud/data/instance-id ]]; then
+        cat /var/lib/cloud/data/instance-id
+    else
+        celtic_node_name
+    fi
+}
+
+# celtic_node_ip: the address of the interface that holds the default route, or the
+# address given in CELTIC_NODE_IP.
+celtic_node_ip() {
+    if [[ -n "${CELTIC_NODE_IP:-}" ]]; then
+        printf '%s\n' "$CELTIC_NODE_IP"
+        return 0
+    fi
+    ip -4 -o route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -n 1
+}
+
+# celtic_node_nic: the interface that holds the node address (IPaddr2 needs nic=).
+celtic_node_nic() {
+    if [[ -n "${CELTIC_NODE_NIC:-}" ]]; then
+        printf '%s\n' "$CELTIC_NODE_NIC"
+        return 0
+    fi
+    local ip
+    ip=$(celtic_node_ip)
+    ip -4 -o addr show 2>/dev/null | awk -v ip="$ip" '{split($4, a, "/"); if (a[1] == ip) {print $2; exit}}'
+}
+
+# celtic_index_of VALUE WORD...: zero-based position of VALUE among WORDs, or fail.
+celtic_index_of() {
+    local value=$1 i=0 word
+    shift
+    for word in "$@"; do
+        if [[ "$word" == "$value" ]]; then
+            printf '%s\n' "$i"
+            return 0
+        fi
+        i=$((i + 1))
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------
+# files and templates
+
+# celtic_write_file DEST MODE: write stdin to DEST atomically, only when it differs.
+# Sets CELTIC_CHANGED=1 when the file was written; the mode is always enforced. Feed it
+# with a redirection (<<<, < file), not a pipe: a pipe runs it in a subshell and the
+# caller would not see CELTIC_CHANGED.
+celtic_write_file() {
+    local dest=$1 mode=$2 tmp
+    mkdir -p "$(dirname "$dest")"
+    tmp=$(mktemp "${dest}.XXXXXX")
+    cat >"$tmp"
+    chmod "$mode" "$tmp"
+    if [[ -f "$dest" ]] && cmp -s "$tmp" "$dest"; then
+        rm -f "$tmp"
+        chmod "$mode" "$dest"
+        return 0
+    fi
+    mv -f "$tmp" "$dest"
+    CELTIC_CHANGED=1
+    celtic_info "wrote $dest"
+}
+
+# celtic_render TEMPLATE DEST MODE: replace every {{NAME}} in TEMPLATE with the value of
+# the environment variable NAME and write the result with celtic_write_file. A
+# placeholder without a value fails the step and names it.
+celtic_render() {
+    local template=$1 dest=$2 mode=$3 rendered
+    [[ -r "$template" ]] || celtic_die "template $template is missing"
+    rendered=$(python3 - "$template" <<'PY'
+import os, re, sys
+text = open(sys.argv[1]).read()
+missing = sorted({m for m in re.findall(r'{{\s*([A-Z][A-Z0-9_]*)\s*}}', text)
+                  if m not in os.environ})
+if missing:
+    sys.stderr.write('unset template variables: %s\n' % ', '.join(missing))
+    sys.exit(3)
+sys.stdout.write(re.sub(r'{{\s*([A-Z][A-Z0-9_]*)\s*}}', lambda m: os.environ[m.group(1)], text))
+sys.stdout.write('\n' if not text.endswith('\n') else '')
+PY
+) || celtic_die "cannot render $(basename "$template")"
+    celtic_write_file "$dest" "$mode" <<<"$rendered"
+}
+
+# celtic_done_marker NAME / celtic_mark_done NAME: remember one-shot actions across runs.
+celtic_done_marker() {
+    [[ -e "$CELTIC_STATE_DIR/done/$1" ]]
+}
+
+celtic_mark_done() {
+    mkdir -p "$CELTIC_STATE_DIR/done"
+    : >"$CELTIC_STATE_DIR/done/$1"
+}
+
+# ---------------------------------------------------------------------------------------
+# packages
+
+# celtic_apt_install PACKAGE...: install what is missing, with retries.
+celtic_apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        return 0
+    fi
+    celtic_info "installing ${missing[*]}"
+    celtic_retry -n 5 -d 5 -- env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+celtic_apt_update() {
+    celtic_retry -n 5 -d 5 -- apt-get update -q
+}
+
+# ---------------------------------------------------------------------------------------
+# steps and signalling
+
+# celtic_step NAME COMMAND...: run one named step; a failure ends the fragment and the
+# EXIT trap tells Heat which step failed on which node.
+celtic_step() {
+    local name=$1 started
+    shift
+    CELTIC_STEP=$name
+    started=$(date +%s)
+    celtic_info "step $name: start"
+    "$@"
+    celtic_info "step $name: done in $(($(date +%s) - started))s"
+}
+
+# celtic_signal STATUS REASON: tell Heat's wait condition how this node ended.
+# STATUS is SUCCESS or FAILURE. The credentials come from signal.json and never reach
+# the command line, the environment of child processes or a log.
+celtic_signal() {
+    local status=$1 reason=$2 signal_file=${CELTIC_SIGNAL_FILE:-$CELTIC_ETC/signal.json}
+    if [[ ! -r "$signal_file" ]]; then
+        celtic_warn "no $signal_file: not signalling Heat ($status)"
+        return 0
+    fi
+    local work rc=0
+    work=$(mktemp -d "${TMPDIR:-/tmp}/celtic-signal.XXXXXX")
+    chmod 700 "$work"
+    python3 - "$signal_file" "$work" "$status" "$reason" "$(celtic_node_id)" <<'PY' || rc=$?
+import json, os, sys
+signal_file, work, status, reason, node_id = sys.argv[1:6]
+with open(signal_file) as f:
+    sig = json.load(f)
+if isinstance(sig, str):
+    sig = json.loads(sig)
+def write(name, text):
+    fd = os.open(os.path.join(work, name), os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        f.write(text)
+write('auth.json', json.dumps({'auth': {
+    'identity': {'methods': ['password'],
+                 'password': {'user': {'id': sig['user_id'], 'password': sig['password']}}},
+    'scope': {'project': {'id': sig['project_id']}}}}))
+write('signal.json', json.dumps({'status': status, 'reason': reason[:1000],
+                                 'id': node_id, 'data': reason[:255]}))
+write('auth_url', sig['auth_url'].rstrip('/') + '/auth/tokens')
+write('alarm_url', sig['alarm_url'])
+PY
+    if [[ $rc -ne 0 ]]; then
+        rm -rf "$work"
+        celtic_warn "signal credentials in $signal_file are unusable"
+        return 1
+    fi
+    _celtic_send_signal "$work" || rc=$?
+    rm -rf "$work"
+    if [[ $rc -eq 0 ]]; then
+        celtic_info "signalled Heat: $status"
+    else
+        celtic_warn "could not signal Heat ($status)"
+    fi
+    return "$rc"
+}
+
+_celtic_curl_tls_args() {
+    if [[ "${CELTIC_OPENSTACK_INSECURE:-false}" == "true" ]]; then
+        printf '%s\n' --insecure
+    elif [[ -s "$CELTIC_ETC/openstack-ca.pem" ]]; then
+        printf '%s\n' --cacert "$CELTIC_ETC/openstack-ca.pem"
+    fi
+}
+
+_celtic_token_once() {
+    local work=$1 tls
+    mapfile -t tls < <(_celtic_curl_tls_args)
+    curl -sS -f -o /dev/null -D "$work/headers" --max-time 20 "${tls[@]}" \
+        -H 'Content-Type: application/json' --data-binary "@$work/auth.json" \
+        "$(cat "$work/auth_url")" || return 1
+    tr -d '\r' <"$work/headers" | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p' |
+        sed 's/^/X-Auth-Token: /' >"$work/token_header"
+    [[ -s "$work/token_header" ]]
+}
+
+_celtic_post_once() {
+    local work=$1 tls
+    mapfile -t tls < <(_celtic_curl_tls_args)
+    curl -sS -f -o /dev/null --max-time 20 "${tls[@]}" -H "@$work/token_header" \
+        -H 'Content-Type: application/json' --data-binary "@$work/signal.json" \
+        "$(cat "$work/alarm_url")"
+}
+
+_celtic_send_signal() {
+    local work=$1
+    celtic_retry -n "${CELTIC_SIGNAL_ATTEMPTS:-8}" -d 2 -m 30 -- _celtic_token_once "$work" &&
+        celtic_retry -n "${CELTIC_SIGNAL_ATTEMPTS:-8}" -d 2 -m 30 -- _celtic_post_once "$work"
+}
+
+# celtic_run FUNCTION [ARGS...]: run a fragment's main function under the EXIT trap that
+# signals SUCCESS, or FAILURE naming the node and the step that failed.
+celtic_run() {
+    CELTIC_STEP=start
+    trap '_celtic_finish $?' EXIT
+    "$@"
+}
+
+_celtic_finish() {
+    local rc=$1 node
+    trap - EXIT
+    node=$(celtic_node_name)
+    if [[ $rc -eq 0 ]]; then
+        celtic_info "node $node (${CELTIC_ROLE:-node}) is ready"
+        celtic_signal SUCCESS "$node: ${CELTIC_ROLE:-node} ready" || true
+    else
+        local reason="$node: step $CELTIC_STEP failed"
+        if [[ -n "$CELTIC_FAIL_MESSAGE" ]]; then
+            reason="$reason: $CELTIC_FAIL_MESSAGE"
+        else
+            reason="$reason (exit $rc)"
+        fi
+        celtic_log ERROR "$reason"
+        celtic_signal FAILURE "$reason" || true
+    fi
+    exit "$rc"
+}
