@@ -137,8 +137,8 @@ elif value is not None:
 PY
 }
 
-# celtic_load_params [FILE]: set CELTIC_<KEY> for every top-level key of params.json.
-# Scalars keep their value, lists of scalars become space-separated words, maps and
+# celtic_load_params [FILE]: export CELTIC_<KEY> for every top-level key of params.json
+# (exported so that celtic_render templates can use {{CELTIC_<KEY>}}). Scalars keep their value, lists of scalars become space-separated words, maps and
 # other lists stay compact JSON (read them with celtic_json).
 celtic_load_params() {
     local file=${1:-$CELTIC_ETC/params.json}
@@ -160,7 +160,7 @@ for key, value in sorted(params.items()):
         text = ' '.join(str(v) for v in value)
     else:
         text = json.dumps(value, sort_keys=True, separators=(',', ':'))
-    print('%s=%s' % (name, shlex.quote(text)))
+    print('export %s=%s' % (name, shlex.quote(text)))
 PY
 ) || celtic_die "node parameters $file are not valid JSON"
     eval "$assignments"

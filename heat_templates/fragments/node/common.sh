@@ -1,0 +1,64 @@
+#!/bin/bash
+# common.sh: set-up every node needs before its role's work, whatever the role.
+#   - read the node parameters
+#   - make the hostname resolve locally (kubelet, corosync and glusterd need it)
+#   - route apt through the cluster template's HTTP proxy when it has one
+#   - refresh the package index and install the base tools the fragments use
+
+# common_hostname: the Nova name is the node name; make sure it resolves to the node.
+common_hostname() {
+    local name ip
+    name=$(celtic_node_name)
+    ip=$(celtic_node_ip)
+    [[ -n "$ip" ]] || celtic_die "cannot find this node's address (no default route?)"
+    if ! grep -qE "^${ip//./\\.}[[:space:]].*\\b${name}\\b" /etc/hosts 2>/dev/null; then
+        sed -i "/[[:space:]]${name}\$/d" /etc/hosts
+        printf '%s %s\n' "$ip" "$name" >>/etc/hosts
+        celtic_info "added $name ($ip) to /etc/hosts"
+    fi
+}
+
+# common_apt_proxy: apt goes through the template's proxy (nothing when there is none).
+common_apt_proxy() {
+    local conf=/etc/apt/apt.conf.d/90celtic-proxy
+    if [[ -z "${CELTIC_HTTP_PROXY:-}" && -z "${CELTIC_HTTPS_PROXY:-}" ]]; then
+        rm -f "$conf"
+        return 0
+    fi
+    {
+        if [[ -n "${CELTIC_HTTP_PROXY:-}" ]]; then
+            printf 'Acquire::http::Proxy "%s";\n' "$CELTIC_HTTP_PROXY"
+        fi
+        if [[ -n "${CELTIC_HTTPS_PROXY:-}" ]]; then
+            printf 'Acquire::https::Proxy "%s";\n' "$CELTIC_HTTPS_PROXY"
+        fi
+    } | celtic_write_file "$conf" 0644
+}
+
+# common_proxy_env: the proxy settings for child processes of this script.
+common_proxy_env() {
+    if [[ -n "${CELTIC_HTTP_PROXY:-}" ]]; then
+        export http_proxy=$CELTIC_HTTP_PROXY HTTP_PROXY=$CELTIC_HTTP_PROXY
+    fi
+    if [[ -n "${CELTIC_HTTPS_PROXY:-}" ]]; then
+        export https_proxy=$CELTIC_HTTPS_PROXY HTTPS_PROXY=$CELTIC_HTTPS_PROXY
+    fi
+    if [[ -n "${CELTIC_NO_PROXY:-}" ]]; then
+        export no_proxy=$CELTIC_NO_PROXY NO_PROXY=$CELTIC_NO_PROXY
+    fi
+}
+
+# common_base_packages: tools every fragment relies on.
+common_base_packages() {
+    celtic_apt_update
+    celtic_apt_install ca-certificates curl gnupg python3 iproute2
+}
+
+# common_setup: the common steps, in order.
+common_setup() {
+    celtic_step params celtic_load_params
+    common_proxy_env
+    celtic_step hostname common_hostname
+    celtic_step apt-proxy common_apt_proxy
+    celtic_step base-packages common_base_packages
+}

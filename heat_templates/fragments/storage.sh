@@ -1,0 +1,18 @@
+#!/bin/bash
+# storage.sh: what a storage node runs at first boot (and again, harmlessly, on a re-run).
+
+CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
+# shellcheck source=lib/celtic.sh
+source "$CELTIC_LIB_DIR/lib/celtic.sh"
+# shellcheck source=node/common.sh
+source "$CELTIC_LIB_DIR/node/common.sh"
+
+storage_main() {
+    common_setup
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    set -euo pipefail
+    CELTIC_ROLE=storage
+    celtic_run storage_main "$@"
+fi
