@@ -1,0 +1,133 @@
+"""``magnum-celtic``: render, validate, lab.
+
+``render``    print (or write) the exact Heat stack request the driver would send for
+              the given counts, labels and template fields; secrets are masked.
+``validate``  run Heat's own validator over every template and environment
+              combination the driver can render.
+``lab``       the whole control plane (Keystone, Heat, Magnum) on this machine and a
+              celtic cluster through it; see ``magnum-celtic lab --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+from magnum_celtic.labels import LabelError
+
+warnings.filterwarnings('ignore', category=DeprecationWarning)
+
+
+def _pairs(text: str, what: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(','))):
+        if '=' not in item:
+            raise LabelError('%s must be key=value pairs separated by commas, got "%s"'
+                             % (what, item))
+        key, value = item.split('=', 1)
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _templates(args: argparse.Namespace):
+    from magnum_celtic import templates
+    return templates.TemplateSet(templates.resolve_dir(args.templates_dir))
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from magnum_celtic import sample, stack
+    labels = _pairs(args.labels, '--labels')
+    fields = _pairs(args.template_fields, '--template-fields')
+    spec = sample.sample_spec(labels=labels, masters=args.masters,
+                              minions=args.minions, name=args.name,
+                              distro=args.distro, template=fields)
+    request = stack.cluster_request(spec, sample.sample_pki(spec.cluster_uuid),
+                                    _templates(args), 60)
+    for warning in spec.warnings:
+        print('warning: %s' % warning, file=sys.stderr)
+    if args.output_dir:
+        _write_request(request, args.output_dir)
+        print('wrote %s (secrets masked in parameters.json)' % args.output_dir)
+        return 0
+    document = request.masked()
+    document['heat_resources'] = stack.resource_count(spec)
+    document['max_minions_under_1000'] = stack.max_minions(spec, 1000)
+    print(json.dumps(document, indent=2, sort_keys=True))
+    return 0
+
+
+def _write_request(request, directory: str) -> None:
+    for name, content in list(request.files.items()) + [('celtic.yaml', request.template)]:
+        path = os.path.join(directory, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w', encoding='utf-8') as handle:
+            handle.write(content)
+    with open(os.path.join(directory, 'parameters.json'), 'w', encoding='utf-8') as f:
+        json.dump(request.masked()['parameters'], f, indent=2, sort_keys=True)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from magnum_celtic import validation
+    return validation.run(_templates(args))
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    try:
+        from magnum_celtic.lab import cli
+    except ImportError as error:
+        print('magnum-celtic lab needs the lab extras (openstack-heat, keystone): '
+              'pip install "magnum-celtic[lab]" -c upper-constraints.txt (%s)' % error,
+              file=sys.stderr)
+        return 2
+    return cli.run_lab(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line's argument parser."""
+    top = argparse.ArgumentParser(prog='magnum-celtic', description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument('--templates-dir', default='',
+                     help='templates to use instead of the installed ones')
+    subs = top.add_subparsers(dest='command', required=True)
+
+    render = subs.add_parser('render', help='print the stack request of a cluster')
+    render.add_argument('--name', default='sample')
+    render.add_argument('--masters', type=int, default=3)
+    render.add_argument('--minions', type=int, default=3)
+    render.add_argument('--distro', default='ubuntu', choices=('ubuntu', 'debian'))
+    render.add_argument('--labels', default='',
+                        help='cluster labels, e.g. proxy_count=3,storage_count=0')
+    render.add_argument('--template-fields', default='',
+                        help='cluster template fields, e.g. network_driver=calico')
+    render.add_argument('--output-dir', default='',
+                        help='write the templates and parameters here instead')
+    render.set_defaults(func=cmd_render)
+
+    validate = subs.add_parser('validate', help='validate every stack combination')
+    validate.set_defaults(func=cmd_validate)
+
+    lab = subs.add_parser('lab', help='a celtic cluster on this machine, end to end')
+    try:
+        from magnum_celtic.lab import cli as lab_cli
+        lab_cli.add_arguments(lab)
+    except ImportError:
+        pass
+    lab.set_defaults(func=cmd_lab)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the magnum-celtic console script."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LabelError as error:
+        print('error: %s' % error, file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

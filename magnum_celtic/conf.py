@@ -1,0 +1,113 @@
+"""magnum.conf options of the celtic driver.
+
+Three groups, registered at import time on Magnum's global CONF and listed for
+oslo-config-generator through the ``oslo.config.opts`` entry point:
+
+``[heat_client]``
+    How the driver reaches Heat. Same names as the group Magnum removed in 2026.2, so an
+    existing magnum.conf keeps working.
+``[celtic]``
+    Driver settings.
+``[celtic_cluster_labels]``
+    Operator-wide label defaults: one option per label of the label table in
+    :mod:`magnum_celtic.spec`; a cluster label overrides them.
+"""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+from magnum_celtic import labels
+
+CONF = cfg.CONF
+
+heat_client_group = cfg.OptGroup(
+    name='heat_client',
+    title='How the celtic driver talks to Heat')
+
+heat_client_opts = [
+    cfg.StrOpt('region_name',
+               help='Region of the orchestration endpoint in the Keystone '
+                    'catalog. Unset: the region of the session.'),
+    cfg.StrOpt('endpoint_type',
+               default='publicURL',
+               help='Interface of the orchestration endpoint: publicURL, '
+                    'internalURL or adminURL (or public, internal, admin).'),
+    cfg.StrOpt('api_version',
+               default='1',
+               help='Heat API version.'),
+    cfg.StrOpt('ca_file',
+               help='CA bundle to verify the Heat endpoint.'),
+    cfg.StrOpt('cert_file',
+               help='Client certificate for the Heat endpoint.'),
+    cfg.StrOpt('key_file',
+               help='Key of the client certificate for the Heat endpoint.'),
+    cfg.BoolOpt('insecure',
+                default=False,
+                help='Do not verify the Heat endpoint certificate.'),
+]
+
+celtic_group = cfg.OptGroup(
+    name='celtic',
+    title='The celtic cluster driver')
+
+celtic_opts = [
+    cfg.IntOpt('create_timeout',
+               default=60,
+               min=1,
+               help='Minutes a cluster may take to become ready when the '
+                    'request sets no create_timeout.'),
+    cfg.IntOpt('heat_max_resources_per_stack',
+               default=1000,
+               help='The max_resources_per_stack of the Heat service. A '
+                    'cluster whose stack would exceed it is refused before '
+                    'anything is created. Keep it equal to heat.conf; -1 '
+                    'disables the check (Heat still enforces its own).'),
+    cfg.StrOpt('node_openstack_ca_file',
+               default='',
+               help='CA bundle the nodes trust when they report to Heat and '
+                    'Keystone. Empty: [drivers] openstack_ca_file.'),
+    cfg.BoolOpt('node_insecure',
+                default=False,
+                help='Nodes do not verify the Heat and Keystone certificates '
+                     'when they report (test clouds only).'),
+    cfg.StrOpt('templates_dir',
+               default='',
+               help='Directory with celtic.yaml and its nested templates. '
+                    'Empty: the templates installed with the package.'),
+]
+
+cluster_labels_group = cfg.OptGroup(
+    name='celtic_cluster_labels',
+    title='Operator defaults for celtic cluster labels',
+    help='Each option is the default of the cluster label of the same name; '
+         'a label set on the cluster template or the cluster wins. Values '
+         'use the label syntax and are validated like labels.')
+
+
+def _label_opts() -> list[cfg.Opt]:
+    return [cfg.StrOpt(label.name, help='%s (built-in default: %s)'
+                       % (label.doc, label.default_doc))
+            for label in labels.LABELS]
+
+
+cluster_label_opts = _label_opts()
+
+
+def register_opts(conf: cfg.ConfigOpts = CONF) -> None:
+    """Register every celtic option group on ``conf`` (idempotent)."""
+    for group, opts in ((heat_client_group, heat_client_opts),
+                        (celtic_group, celtic_opts),
+                        (cluster_labels_group, cluster_label_opts)):
+        conf.register_group(group)
+        conf.register_opts(opts, group=group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    """oslo-config-generator entry point: every group and its options."""
+    return [(heat_client_group, heat_client_opts),
+            (celtic_group, celtic_opts),
+            (cluster_labels_group, cluster_label_opts)]
+
+
+register_opts()

@@ -1,0 +1,271 @@
+"""The celtic Magnum driver: Magnum's hooks, delegating to the modules below.
+
+Loaded by Magnum through the ``magnum.drivers`` entry point ``celtic``. Construction
+does no I/O (Magnum instantiates drivers in every API and conductor process).
+
+One Heat stack per cluster holds the masters, the proxies, the storage nodes and the
+default worker pool; every other worker nodegroup has a stack of its own built from
+``minion.yaml``. Status comes from one ``GET`` per stack per poll.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magnum.common import exception
+from magnum.drivers.common import driver
+from magnum.drivers.common import k8s_monitor
+from magnum.objects import fields
+from oslo_log import log as logging
+
+from magnum_celtic import adapters
+from magnum_celtic import conf
+from magnum_celtic import heat as heat_api
+from magnum_celtic import spec as spec_mod
+from magnum_celtic import stack
+from magnum_celtic import status
+
+LOG = logging.getLogger(__name__)
+CONF = conf.CONF
+Status = fields.ClusterStatus
+
+POLLED = (Status.CREATE_IN_PROGRESS, Status.UPDATE_IN_PROGRESS,
+          Status.DELETE_IN_PROGRESS, Status.ROLLBACK_IN_PROGRESS)
+
+
+def _user_error(error: Exception) -> exception.MagnumException:
+    if isinstance(error, heat_api.HeatUnavailable):
+        return exception.MagnumException(message=str(error))
+    return exception.InvalidParameterValue(err=str(error))
+
+
+class Driver(driver.Driver):
+    """HA Kubernetes on Heat without Octavia (pacemaker VIPs, HAProxy proxies)."""
+
+    @property
+    def provides(self) -> list[dict[str, str]]:
+        return [{'server_type': 'vm', 'os': distro, 'coe': 'kubernetes'}
+                for distro in spec_mod.SUPPORTED_DISTROS]
+
+    # ---- create -------------------------------------------------------------------
+
+    def create_cluster(self, context, cluster, cluster_create_timeout):
+        """Validate everything, then start the cluster's stack (does not wait)."""
+        spec = adapters.cluster_spec(context, cluster)
+        if cluster_create_timeout:
+            spec = _with_timeout(spec, cluster_create_timeout)
+        adapters.check_stack_size(spec)
+        request = stack.cluster_request(
+            spec, adapters.cluster_pki(context, cluster), adapters.template_set(),
+            CONF.celtic.create_timeout, adapters.node_openstack_ca(),
+            openstack_insecure=CONF.celtic.node_insecure)
+        try:
+            cluster.stack_id = adapters.heat_client(context).create(request)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        LOG.info('cluster %s: stack %s for %d masters, %d minions, %d proxies, '
+                 '%d storage nodes', cluster.uuid, cluster.stack_id, spec.master_count,
+                 spec.minion_count, spec.proxy_count, spec.storage_count)
+
+    # ---- status ---------------------------------------------------------------------
+
+    def update_cluster_status(self, context, cluster, use_admin_ctx=False):
+        """One GET per stack; map it to the cluster and its nodegroups, and save."""
+        with adapters.poll_lock(cluster.uuid) as lock:
+            if not lock.acquired:
+                return
+            cluster.refresh()
+            if cluster.status not in POLLED:
+                return
+            heat = adapters.heat_client(context, project_id=cluster.project_id)
+            try:
+                cluster_stack = heat.get(cluster.stack_id)
+                pool_stacks = {ng.name: heat.get(ng.stack_id)
+                               for ng in adapters.iter_pool_nodegroups(cluster)}
+            except heat_api.HeatError as error:
+                LOG.warning('cluster %s: status unchanged, %s', cluster.uuid, error)
+                return
+            result = status.cluster_status(cluster.status, cluster_stack,
+                                           adapters.nodegroup_views(cluster),
+                                           pool_stacks)
+            for nodegroup in adapters.apply_status(cluster, result):
+                LOG.info('cluster %s: nodegroup %s deleted', cluster.uuid,
+                         nodegroup.name)
+                nodegroup.destroy()
+            if cluster.status == Status.DELETE_COMPLETE:
+                adapters.delete_leftover_certificates(context, cluster)
+            cluster.save()
+
+    # ---- changes --------------------------------------------------------------------
+
+    def update_cluster(self, context, cluster, scale_manager=None, rollback=False):
+        """Legacy node_count PATCH: resize the default worker pool."""
+        worker = cluster.default_ng_worker
+        spec = adapters.cluster_spec(context, cluster)
+        adapters.check_stack_size(spec, worker.node_count)
+        worker.status = Status.UPDATE_IN_PROGRESS
+        worker.save()
+        self._update(context, cluster.stack_id,
+                     stack.scale_parameters(worker.node_count), rollback)
+
+    def resize_cluster(self, context, cluster, resize_manager, node_count,
+                       nodes_to_remove, nodegroup=None):
+        """Resize a worker nodegroup; nodes_to_remove are Nova server UUIDs."""
+        nodegroup = nodegroup or cluster.default_ng_worker
+        if nodegroup.role == 'master':
+            raise exception.MasterNGResizeNotSupported()
+        pool_stack = not nodegroup.is_default and nodegroup.stack_id != cluster.stack_id
+        stack_id = nodegroup.stack_id if pool_stack else cluster.stack_id
+        if pool_stack:
+            adapters.check_pool_size(node_count)
+        else:
+            adapters.check_stack_size(adapters.cluster_spec(context, cluster),
+                                      node_count)
+        if nodes_to_remove:
+            self._check_members(context, stack_id, nodes_to_remove, nodegroup.name,
+                                'server_ids' if pool_stack else 'minion_server_ids')
+        self._update(context, stack_id,
+                     stack.scale_parameters(node_count, nodes_to_remove or (),
+                                            pool_stack=pool_stack))
+
+    def _check_members(self, context, stack_id, nodes, nodegroup_name, ids_key):
+        try:
+            state = adapters.heat_client(context).get(stack_id)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        members = set((state.outputs.get(ids_key) if state else None) or [])
+        unknown = [n for n in nodes if n not in members]
+        if unknown:
+            raise exception.InvalidParameterValue(
+                err='nodes_to_remove %s are not servers of nodegroup %s (its servers: '
+                    '%s)' % (', '.join(unknown), nodegroup_name,
+                             ', '.join(sorted(members)) or 'none'))
+
+    def _update(self, context, stack_id, parameters, rollback=False):
+        try:
+            adapters.heat_client(context).update(stack_id, parameters, rollback)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+
+    def upgrade_cluster(self, context, cluster, cluster_template, max_batch_size,
+                        nodegroup, scale_manager=None, rollback=False):
+        """Not supported: Magnum leaves the cluster untouched and says so."""
+        raise exception.NotSupported(
+            operation='Upgrading a celtic cluster in place (create a new cluster '
+                      'from the new template and move the workloads)')
+
+    # ---- delete ---------------------------------------------------------------------
+
+    def pre_delete_cluster(self, context, cluster):
+        """Nothing to release first: celtic creates no Octavia load balancers; the
+        proxies that serve LoadBalancer Services are in the cluster's stack."""
+        return None
+
+    def delete_cluster(self, context, cluster):
+        """Start deleting every stack of the cluster; polling finishes the job."""
+        self.pre_delete_cluster(context, cluster)
+        for nodegroup in cluster.nodegroups:
+            nodegroup.status = Status.DELETE_IN_PROGRESS
+            nodegroup.save()
+        heat = adapters.heat_client(context)
+        try:
+            for nodegroup in adapters.iter_pool_nodegroups(cluster):
+                heat.delete(nodegroup.stack_id)
+            if not heat.delete(cluster.stack_id):
+                LOG.info('cluster %s: no Heat stack to delete', cluster.uuid)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+
+    # ---- nodegroups -----------------------------------------------------------------
+
+    def create_nodegroup(self, context, cluster, nodegroup):
+        """A worker nodegroup gets a stack of its own (minion.yaml)."""
+        if nodegroup.role == 'master':
+            raise exception.NotSupported(operation='Adding a master nodegroup')
+        spec = adapters.cluster_spec(context, cluster)
+        pool = _pool(nodegroup, spec)
+        adapters.check_pool_size(pool.count)
+        heat = adapters.heat_client(context)
+        try:
+            outputs = adapters.outputs_or_fail(heat.get(cluster.stack_id),
+                                               'nodegroup %s' % nodegroup.name)
+            request = stack.pool_request(
+                spec, pool, adapters.cluster_pki(context, cluster), outputs,
+                adapters.template_set(), CONF.celtic.create_timeout,
+                adapters.node_openstack_ca(),
+                openstack_insecure=CONF.celtic.node_insecure)
+            nodegroup.stack_id = heat.create(request)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        nodegroup.save()
+
+    def update_nodegroup(self, context, cluster, nodegroup):
+        """Labels and taints for the pool's future nodes (min/max are Magnum's own)."""
+        spec = adapters.cluster_spec(context, cluster)
+        pool = _pool(nodegroup, spec)
+        if nodegroup.is_default or nodegroup.stack_id == cluster.stack_id:
+            self._update(context, cluster.stack_id,
+                         {'minion_pool_settings': pool.settings()})
+            return
+        try:
+            outputs = adapters.outputs_or_fail(
+                adapters.heat_client(context).get(cluster.stack_id),
+                'nodegroup %s' % nodegroup.name)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        request = stack.pool_request(
+            spec, pool, adapters.cluster_pki(context, cluster), outputs,
+            adapters.template_set(), CONF.celtic.create_timeout,
+            openstack_insecure=CONF.celtic.node_insecure)
+        self._update(context, nodegroup.stack_id,
+                     {'params': request.parameters['params']})
+
+    def delete_nodegroup(self, context, cluster, nodegroup):
+        """Delete the nodegroup's stack; the poll destroys the row when it is gone."""
+        nodegroup.status = Status.DELETE_IN_PROGRESS
+        nodegroup.save()
+        if nodegroup.stack_id and nodegroup.stack_id != cluster.stack_id:
+            try:
+                adapters.heat_client(context).delete(nodegroup.stack_id)
+            except heat_api.HeatError as error:
+                raise _user_error(error)
+
+    # ---- certificates, monitoring ---------------------------------------------------
+
+    def rotate_ca_certificate(self, context, cluster):
+        """Not supported. Magnum already replaced the CA refs on ``cluster``; put the
+        old ones back (and drop the new certificates) so the cluster keeps working."""
+        adapters.restore_ca_refs(context, cluster)
+        raise exception.NotSupported(
+            operation='Rotating the CA of a celtic cluster')
+
+    def get_monitor(self, context, cluster):
+        """Magnum's own Kubernetes health monitor (the API VIP, Magnum's admin cert)."""
+        return k8s_monitor.K8sMonitor(context, cluster)
+
+    def get_scale_manager(self, context, osclient, cluster):
+        """celtic removes the nodes Magnum names; it needs no scale manager."""
+        return None
+
+    # ---- federation (no caller in Magnum) -------------------------------------------
+
+    def create_federation(self, context, federation):
+        raise NotImplementedError('celtic does not support federations')
+
+    def update_federation(self, context, federation):
+        raise NotImplementedError('celtic does not support federations')
+
+    def delete_federation(self, context, federation):
+        raise NotImplementedError('celtic does not support federations')
+
+
+def _with_timeout(spec: spec_mod.ClusterSpec, minutes: int) -> spec_mod.ClusterSpec:
+    import dataclasses
+    return dataclasses.replace(spec, create_timeout_minutes=int(minutes))
+
+
+def _pool(nodegroup: Any, spec: spec_mod.ClusterSpec) -> spec_mod.PoolSpec:
+    try:
+        return spec_mod.build_pool(adapters.nodegroup_data(nodegroup), spec.image)
+    except spec_mod.SpecError as error:
+        raise exception.InvalidParameterValue(err=str(error))

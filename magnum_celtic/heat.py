@@ -1,0 +1,210 @@
+"""The driver's Heat client: python-heatclient on a keystoneauth session.
+
+Magnum 2026.2 ships no Heat client, so celtic owns this. Every Heat failure leaves here
+as one of three errors a caller can act on:
+
+- :class:`HeatRejected`: Heat refused the request (bad parameters, limits); the
+  message says what to change and is safe to show the user;
+- :class:`HeatBusy`: the stack is in the middle of another operation;
+- :class:`HeatUnavailable`: Heat or Keystone could not be reached; callers that only
+  poll keep the cluster's state unchanged and try again later.
+
+A stack that does not exist is not an error: :meth:`Heat.get` returns None and
+:meth:`Heat.delete` returns False.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping
+
+from heatclient import client as heat_client
+from heatclient import exc as heat_exc
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import session as ks_session
+from oslo_log import log as logging
+
+from magnum_celtic import conf
+from magnum_celtic.stack import StackRequest
+
+LOG = logging.getLogger(__name__)
+CONF = conf.CONF
+
+MAX_RESOURCES_HELP = (
+    'the cluster needs more Heat resources than Heat allows in one stack '
+    '(max_resources_per_stack). Ask the operator to raise max_resources_per_stack '
+    'in heat.conf (and [celtic] heat_max_resources_per_stack in magnum.conf), or '
+    'put additional workers in a separate nodegroup: each nodegroup has a stack of '
+    'its own')
+
+
+class HeatError(Exception):
+    """Base of the errors this module raises."""
+
+
+class HeatRejected(HeatError):
+    """Heat refused the request; the message is meant for the user."""
+
+
+class HeatBusy(HeatError):
+    """The stack is busy with another operation."""
+
+
+class HeatUnavailable(HeatError):
+    """Heat (or Keystone on the way to it) could not be reached."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StackState:
+    """What one ``GET /stacks/<id>`` tells about a stack."""
+    id: str
+    name: str
+    status: str
+    reason: str
+    outputs: Mapping[str, Any]
+
+    @property
+    def action(self) -> str:
+        return self.status.rsplit('_', 1)[0]
+
+
+def _message(error: Exception) -> str:
+    detail = getattr(error, 'error', None)
+    if isinstance(detail, dict):
+        inner = detail.get('error') or {}
+        text = inner.get('message') or detail.get('explanation') or ''
+        if text:
+            return str(text)
+    text = str(error)
+    return re.sub(r'^ERROR:\s*', '', text).strip()
+
+
+def friendly(message: str) -> str:
+    """Heat's wording made actionable where celtic knows better."""
+    if 'Maximum resources per stack exceeded' in message:
+        return MAX_RESOURCES_HELP
+    return message
+
+
+def _translate(error: Exception, what: str) -> HeatError:
+    if isinstance(error, heat_exc.HTTPBadRequest):
+        return HeatRejected('Heat rejected the %s: %s' % (what, friendly(_message(error))))
+    if isinstance(error, heat_exc.HTTPConflict):
+        return HeatBusy('Heat stack is busy: %s' % _message(error))
+    if isinstance(error, (heat_exc.HTTPForbidden, heat_exc.HTTPUnauthorized)):
+        return HeatRejected('Heat refused the %s: %s' % (what, _message(error)))
+    return HeatUnavailable('Heat is unavailable for the %s: %s' % (what, error))
+
+
+_TRANSIENT = (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFailure,
+              ks_exc.EndpointNotFound, ks_exc.ServiceUnavailable, ks_exc.GatewayTimeout,
+              ks_exc.BadGateway, ks_exc.InternalServerError, ks_exc.Unauthorized,
+              heat_exc.CommunicationError, heat_exc.HTTPServiceUnavailable,
+              heat_exc.HTTPInternalServerError, heat_exc.HTTPBadGateway)
+
+
+def orchestration_endpoint(session: ks_session.Session, project_id: str | None) -> str:
+    """The Heat endpoint, pointed at ``project_id`` when given.
+
+    The catalog's URL carries the caller's project (``/v1/<project>``). Magnum's status
+    poll runs as its service user, whose project is not the cluster's: the URL must
+    name the cluster's project (Heat lets admins read stacks of other projects).
+    """
+    endpoint = session.get_endpoint(service_type='orchestration',
+                                    interface=CONF.heat_client.endpoint_type,
+                                    region_name=CONF.heat_client.region_name)
+    if not endpoint:
+        raise HeatUnavailable('no orchestration endpoint in the Keystone catalog '
+                              '(check [heat_client] region_name and endpoint_type)')
+    if project_id:
+        endpoint = re.sub(r'/v1/[^/]+/?$', '/v1/%s' % project_id, endpoint.rstrip('/'))
+    return endpoint
+
+
+def _tls_session(base: ks_session.Session) -> ks_session.Session:
+    opts = CONF.heat_client
+    if not (opts.ca_file or opts.cert_file or opts.insecure):
+        return base
+    verify: Any = False if opts.insecure else (opts.ca_file or base.verify)
+    cert = (opts.cert_file, opts.key_file) if opts.cert_file else base.cert
+    return ks_session.Session(auth=base.auth, verify=verify, cert=cert,
+                              timeout=base.timeout)
+
+
+class Heat:
+    """One Heat endpoint seen through one Keystone session."""
+
+    def __init__(self, session: ks_session.Session, project_id: str | None = None,
+                 client: Any = None):
+        self._session = _tls_session(session)
+        self._project_id = project_id
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                endpoint = orchestration_endpoint(self._session, self._project_id)
+            except _TRANSIENT as error:
+                raise HeatUnavailable('cannot find Heat: %s' % error)
+            self._client = heat_client.Client(
+                CONF.heat_client.api_version, session=self._session,
+                endpoint_override=endpoint, service_type='orchestration')
+        return self._client
+
+    def create(self, request: StackRequest) -> str:
+        """Create a stack; returns its id without waiting for it."""
+        try:
+            created = self.client.stacks.create(**request.create_kwargs())
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'stack %s' % request.stack_name)
+        stack_id = created['stack']['id']
+        LOG.info('Heat stack %s (%s) create started', request.stack_name, stack_id)
+        return stack_id
+
+    def update(self, stack_id: str, parameters: Mapping[str, Any],
+               rollback: bool = False, timeout_mins: int | None = None) -> None:
+        """Change some parameters of a stack, keeping its template and the rest."""
+        kwargs: dict[str, Any] = {'existing': True, 'parameters': dict(parameters),
+                                  'disable_rollback': not rollback}
+        if timeout_mins:
+            kwargs['timeout_mins'] = timeout_mins
+        try:
+            self.client.stacks.update(stack_id, **kwargs)
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'update of stack %s' % stack_id)
+        LOG.info('Heat stack %s update started (%s)', stack_id,
+                 ', '.join(sorted(parameters)))
+
+    def delete(self, stack_id: str | None) -> bool:
+        """Start deleting a stack; False when there is no such stack."""
+        if not stack_id:
+            return False
+        try:
+            self.client.stacks.delete(stack_id)
+        except heat_exc.HTTPNotFound:
+            return False
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'delete of stack %s' % stack_id)
+        LOG.info('Heat stack %s delete started', stack_id)
+        return True
+
+    def get(self, stack_id: str | None) -> StackState | None:
+        """The stack with its outputs in one request; None when it does not exist."""
+        if not stack_id:
+            return None
+        try:
+            stack = self.client.stacks.get(stack_id, resolve_outputs=True)
+        except heat_exc.HTTPNotFound:
+            return None
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'status of stack %s' % stack_id)
+        outputs = {o['output_key']: o.get('output_value')
+                   for o in (getattr(stack, 'outputs', None) or [])}
+        if getattr(stack, 'stack_status', '') == 'DELETE_COMPLETE':
+            return None
+        return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
+                          status=stack.stack_status,
+                          reason=getattr(stack, 'stack_status_reason', '') or '',
+                          outputs=outputs)

@@ -1,0 +1,283 @@
+"""The label table: every cluster label celtic reads, its type, default and meaning.
+
+This is the single source of truth for labels. ``[celtic_cluster_labels]`` options,
+the README's label reference (checked by a unit test) and :class:`ClusterSpec
+<magnum_celtic.spec.ClusterSpec>` validation all come from :data:`LABELS`.
+
+A label value is always a string (Magnum stores labels as strings); each label has a
+parser that turns it into a typed value or raises :class:`LabelError` with a message
+that names the label, what is allowed and what was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from typing import Any, Callable
+
+# Versions pinned by default. Change them here only: nodes, docs and tests read them
+# from this table.
+DEFAULT_KUBE_TAG = 'v1.36'
+SUPPORTED_KUBE_MINORS = (34, 35, 36, 37)
+DEFAULT_FLANNEL_TAG = 'v0.27.4'
+DEFAULT_CALICO_TAG = 'v3.30.3'
+DEFAULT_INGRESS_TAG = 'v3.4.1'
+DEFAULT_LOCAL_PATH_PROVISIONER_TAG = 'v0.0.31'
+
+SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
+                         'soft-affinity')
+INGRESS_CONTROLLERS = ('traefik', 'none')
+MAX_PROXIES = 16
+MAX_STORAGE_NODES = 24
+
+
+class LabelError(ValueError):
+    """A label (or a template field) has a value celtic cannot use."""
+
+
+# ---- parsers: str -> value, raising ValueError("<what is allowed>") -------------------
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        allowed = ('an integer >= %d' % minimum if maximum is None
+                   else 'an integer from %d to %d' % (minimum, maximum))
+        try:
+            value = int(str(text).strip(), 10)
+        except ValueError:
+            raise ValueError(allowed)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(allowed)
+        return value
+    parse.allowed = ('an integer >= %d' % minimum if maximum is None
+                     else 'an integer from %d to %d' % (minimum, maximum))
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ('true', 'yes', '1', 'on'):
+        return True
+    if value in ('false', 'no', '0', 'off'):
+        return False
+    raise ValueError('true or false')
+
+
+_boolean.allowed = 'true or false'
+
+
+def _choice(*values: str) -> Callable[[str], str]:
+    allowed = 'one of ' + ', '.join(values)
+
+    def parse(text: str) -> str:
+        value = str(text).strip()
+        if value not in values:
+            raise ValueError(allowed)
+        return value
+    parse.allowed = allowed
+    return parse
+
+
+def _cidr(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Network(str(text).strip(), strict=True))
+    except ValueError:
+        raise ValueError('an IPv4 network in CIDR notation such as 10.0.0.0/24')
+
+
+_cidr.allowed = 'an IPv4 network in CIDR notation such as 10.0.0.0/24'
+
+
+def _cidr_list(text: str) -> tuple[str, ...]:
+    allowed = 'a comma-separated list of IPv4 CIDRs such as 192.0.2.0/24,0.0.0.0/0'
+    items = [item.strip() for item in str(text).split(',') if item.strip()]
+    if not items:
+        raise ValueError(allowed)
+    try:
+        return tuple(str(ipaddress.IPv4Network(item, strict=True)) for item in items)
+    except ValueError:
+        raise ValueError(allowed)
+
+
+_cidr_list.allowed = 'a comma-separated list of IPv4 CIDRs'
+
+_TAG = re.compile(r'^v\d+\.\d+\.\d+$')
+
+
+def _release_tag(text: str) -> str:
+    value = str(text).strip()
+    if not _TAG.match(value):
+        raise ValueError('a release tag such as v1.2.3')
+    return value
+
+
+_release_tag.allowed = 'a release tag such as v1.2.3'
+
+_KUBE_TAG = re.compile(r'^v1\.(\d+)(\.\d+)?$')
+
+
+def _kube_tag(text: str) -> str:
+    minors = ', '.join('v1.%d' % m for m in SUPPORTED_KUBE_MINORS)
+    allowed = ('a supported Kubernetes minor (%s) or one of their releases '
+               'such as v1.%d.2' % (minors, SUPPORTED_KUBE_MINORS[-2]))
+    value = str(text).strip()
+    match = _KUBE_TAG.match(value)
+    if not match or int(match.group(1)) not in SUPPORTED_KUBE_MINORS:
+        raise ValueError(allowed)
+    return value
+
+
+_kube_tag.allowed = 'a supported Kubernetes minor or release'
+
+_DNS_NAME = re.compile(r'^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)'
+                       r'(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$')
+
+
+def _dns_domain(text: str) -> str:
+    value = str(text).strip()
+    if not _DNS_NAME.match(value):
+        raise ValueError('a lower-case DNS domain such as cluster.local')
+    return value
+
+
+_dns_domain.allowed = 'a lower-case DNS domain'
+
+_REGISTRY_PREFIX = re.compile(
+    r'^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?(/[a-z0-9]([-a-z0-9._]*[a-z0-9])?)*/$')
+
+
+def _registry_prefix(text: str) -> str:
+    value = str(text).strip()
+    if value and not _REGISTRY_PREFIX.match(value):
+        raise ValueError('empty, or a registry and path ending in "/" such as '
+                         'registry.example.com:5000/k8s/')
+    return value
+
+
+_registry_prefix.allowed = 'a registry prefix ending in "/"'
+
+_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$')
+
+
+def _name(text: str) -> str:
+    value = str(text).strip()
+    if value and not _NAME.match(value):
+        raise ValueError('empty or a name of letters, digits, ".", "_", ":" and "-"')
+    return value
+
+
+_name.allowed = 'a name'
+
+
+# ---- the table -------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Label:
+    """One cluster label: how to parse it, its default and what it means."""
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    doc: str
+    default_doc: str = ''
+
+    def __post_init__(self):
+        if not self.default_doc:
+            object.__setattr__(self, 'default_doc', _show(self.default))
+
+    @property
+    def allowed(self) -> str:
+        """What values the label accepts, in words."""
+        return getattr(self.parse, 'allowed', '')
+
+    def value(self, text: Any, source: str = 'label') -> Any:
+        """Parse ``text``; raise LabelError naming ``source`` and the label."""
+        try:
+            return self.parse(text)
+        except ValueError as exc:
+            raise LabelError('%s %s must be %s, got "%s"'
+                             % (source, self.name, exc, text))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, tuple):
+        return ','.join(value)
+    if value == '':
+        return '(empty)'
+    return str(value)
+
+
+# A default that is not a constant: resolved by spec.py from the cluster and magnum.conf.
+FROM_CLUSTER = object()
+
+LABELS: tuple[Label, ...] = (
+    Label('kube_tag', _kube_tag, DEFAULT_KUBE_TAG,
+          'Kubernetes version: a minor (newest patch of that minor) or an exact '
+          'release'),
+    Label('flannel_tag', _release_tag, DEFAULT_FLANNEL_TAG,
+          'flannel release when network_driver is flannel'),
+    Label('calico_tag', _release_tag, DEFAULT_CALICO_TAG,
+          'Calico release when network_driver is calico'),
+    Label('pod_network_cidr', _cidr, '10.100.0.0/16',
+          'Pod network; must not overlap the service network or the fixed network'),
+    Label('service_network_cidr', _cidr, '10.254.0.0/16',
+          'Service (ClusterIP) network; cluster DNS gets its tenth address'),
+    Label('cluster_domain', _dns_domain, 'cluster.local',
+          'Kubernetes cluster DNS domain'),
+    Label('fixed_network_cidr', _cidr, '10.0.0.0/24',
+          'CIDR of the network celtic creates (ignored with an existing fixed '
+          'network)'),
+    Label('master_lb_floating_ip_enabled', _boolean, FROM_CLUSTER,
+          'Floating IPs on the API VIP and the proxy VIP',
+          'the cluster\'s floating_ip_enabled'),
+    Label('master_lb_allowed_cidrs', _cidr_list, ('0.0.0.0/0',),
+          'Who may reach the Kubernetes API on 6443'),
+    Label('proxy_allowed_cidrs', _cidr_list, ('0.0.0.0/0',),
+          'Who may reach LoadBalancer Services and ingress on the proxy VIP'),
+    Label('ssh_allowed_cidrs', _cidr_list, ('0.0.0.0/0',),
+          'Who may reach the nodes on SSH (port 22)'),
+    Label('proxy_count', _integer(0, MAX_PROXIES), 2,
+          'Proxy nodes (HAProxy for LoadBalancer Services and ingress); 0 disables '
+          'them'),
+    Label('proxy_flavor', _name, FROM_CLUSTER,
+          'Nova flavor of the proxy nodes', 'the worker flavor'),
+    Label('storage_count', _integer(0, MAX_STORAGE_NODES), 3,
+          'GlusterFS storage nodes; 0 disables storage'),
+    Label('storage_flavor', _name, FROM_CLUSTER,
+          'Nova flavor of the storage nodes', 'the worker flavor'),
+    Label('storage_volume_size', _integer(1), 50,
+          'Size in GiB of each storage node\'s Cinder brick volume'),
+    Label('storage_volume_type', _name, FROM_CLUSTER,
+          'Cinder volume type of the bricks',
+          '[cinder] default_docker_volume_type'),
+    Label('ingress_controller', _choice(*INGRESS_CONTROLLERS), 'traefik',
+          'Ingress controller published on the proxy VIP (ports 80/443)'),
+    Label('ingress_tag', _release_tag, DEFAULT_INGRESS_TAG,
+          'Ingress controller release'),
+    Label('local_path_provisioner_tag', _release_tag,
+          DEFAULT_LOCAL_PATH_PROVISIONER_TAG,
+          'local-path-provisioner release serving the celtic-gluster StorageClass'),
+    Label('container_infra_prefix', _registry_prefix, '',
+          'Registry prefix for every image the cluster pulls (private mirror)'),
+    Label('boot_volume_size', _integer(0), FROM_CLUSTER,
+          'Boot every node from a Cinder volume of this size in GiB; 0 boots from '
+          'the image', '[cinder] default_boot_volume_size'),
+    Label('boot_volume_type', _name, FROM_CLUSTER,
+          'Cinder volume type of boot volumes', '[cinder] default_boot_volume_type'),
+    Label('availability_zone', _name, '',
+          'Nova (and Cinder) availability zone of every node'),
+    Label('server_group_policy', _choice(*SERVER_GROUP_POLICIES), FROM_CLUSTER,
+          'Nova server group policy of each role',
+          '[cluster] nodes_affinity_policy'),
+)
+
+BY_NAME: dict[str, Label] = {label.name: label for label in LABELS}
+
+# Labels Magnum or other tools use that celtic knowingly ignores (not typos).
+FOREIGN_LABELS = frozenset({
+    'min_node_count', 'max_node_count', 'auto_healing_enabled',
+    'auto_healing_controller', 'auto_scaling_enabled', 'monitoring_enabled',
+    'kube_dashboard_enabled', 'etcd_volume_size', 'docker_volume_type',
+    'os_distro', 'magnum_driver',
+})

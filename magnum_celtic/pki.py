@@ -1,0 +1,153 @@
+"""Cluster secrets derived from the certificates Magnum generated for the cluster.
+
+Magnum creates the Kubernetes CA, the etcd CA, the front-proxy CA and an admin client
+certificate before ``create_cluster`` runs. kubeadm signs everything with those CAs, so
+``openstack coe cluster config`` and Magnum's health monitor just work.
+
+Everything else the nodes need is *derived* here from the Kubernetes CA key with HMAC,
+so that rendering the stack again (update, resize, nodegroup create) yields the same
+bytes and never replaces a node or locks one out:
+
+- the kubeadm bootstrap token (created with ``ttl: 0``: a node added months later
+  still joins),
+- the discovery hash of the CA (public),
+- the HA secrets of the masters' and the proxies' corosync clusters,
+- celtic-lb's client certificate (ECDSA P-256 key from a derived scalar, signed with
+  PKCS#1 v1.5, which is deterministic).
+
+The service-account signing key is the admin client certificate's key: Magnum keeps it
+for the life of the cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import hmac
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+LB_USER = 'celtic-lb'
+LB_GROUP = 'celtic:lb'
+_TOKEN_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789'
+
+
+@dataclasses.dataclass(frozen=True)
+class CertPair:
+    """A PEM certificate and its unencrypted PEM private key."""
+    cert: str
+    key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterPKI:
+    """The PKI material of one cluster, as the stack parameters need it."""
+    ca: CertPair
+    etcd_ca: CertPair
+    front_proxy_ca: CertPair
+    service_account_key: str
+    bootstrap_token: str
+    discovery_hash: str
+    master_ha_secret: str
+    proxy_ha_secret: str
+    lb_client: CertPair
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def build(cluster_uuid: str, ca: CertPair, etcd_ca: CertPair,
+          front_proxy_ca: CertPair, magnum_client_key: str) -> ClusterPKI:
+    """Derive every secret of the cluster from Magnum's certificates."""
+    ca = CertPair(_text(ca.cert), _text(ca.key))
+    seed = _seed(ca.key, cluster_uuid)
+    return ClusterPKI(
+        ca=ca,
+        etcd_ca=CertPair(_text(etcd_ca.cert), _text(etcd_ca.key)),
+        front_proxy_ca=CertPair(_text(front_proxy_ca.cert), _text(front_proxy_ca.key)),
+        service_account_key=_text(magnum_client_key),
+        bootstrap_token=bootstrap_token(seed),
+        discovery_hash=discovery_hash(ca.cert),
+        master_ha_secret=_derive(seed, b'ha:masters').hex(),
+        proxy_ha_secret=_derive(seed, b'ha:proxies').hex(),
+        lb_client=lb_client_cert(seed, ca),
+    )
+
+
+def _seed(ca_key_pem: str, cluster_uuid: str) -> bytes:
+    key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
+    der = key.private_bytes(serialization.Encoding.DER,
+                            serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    return hmac.new(der, b'celtic:' + cluster_uuid.encode(), hashlib.sha256).digest()
+
+
+def _derive(seed: bytes, purpose: bytes) -> bytes:
+    return hmac.new(seed, purpose, hashlib.sha256).digest()
+
+
+def bootstrap_token(seed: bytes) -> str:
+    """A kubeadm bootstrap token ``[a-z0-9]{6}.[a-z0-9]{16}`` derived from ``seed``."""
+    stream = _derive(seed, b'bootstrap-token') + _derive(seed, b'bootstrap-token:2')
+    chars = [_TOKEN_ALPHABET[b % len(_TOKEN_ALPHABET)] for b in stream[:22]]
+    return ''.join(chars[:6]) + '.' + ''.join(chars[6:22])
+
+
+def discovery_hash(ca_cert_pem: str) -> str:
+    """kubeadm's CA pin: sha256 of the CA's DER SubjectPublicKeyInfo."""
+    cert = x509.load_pem_x509_certificate(ca_cert_pem.encode())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return 'sha256:' + hashlib.sha256(spki).hexdigest()
+
+
+def lb_client_cert(seed: bytes, ca: CertPair) -> CertPair:
+    """celtic-lb's client certificate: CN=celtic-lb, O=celtic:lb, signed by the CA.
+
+    Its RBAC (a ClusterRole bound to the user celtic-lb) lets it read Services and
+    Nodes, write Service status and Events: nothing more.
+    """
+    ca_cert = x509.load_pem_x509_certificate(ca.cert.encode())
+    ca_key = serialization.load_pem_private_key(ca.key.encode(), password=None)
+    order = int('FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551', 16)
+    scalar = int.from_bytes(_derive(seed, b'celtic-lb:key'), 'big') % (order - 1) + 1
+    key = ec.derive_private_key(scalar, ec.SECP256R1())
+    serial = int.from_bytes(_derive(seed, b'celtic-lb:serial')[:19], 'big') | 1
+    not_before = _as_utc(ca_cert, 'not_valid_before')
+    not_after = _as_utc(ca_cert, 'not_valid_after')
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, LB_GROUP),
+                                 x509.NameAttribute(NameOID.COMMON_NAME, LB_USER)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False,
+                                     decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+    )
+    cert = builder.sign(ca_key, hashes.SHA256())
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return CertPair(cert.public_bytes(serialization.Encoding.PEM).decode(),
+                    key_pem.decode())
+
+
+def _as_utc(cert: x509.Certificate, name: str) -> datetime.datetime:
+    value = getattr(cert, name + '_utc', None)
+    if value is None:
+        value = getattr(cert, name).replace(tzinfo=datetime.timezone.utc)
+    return value

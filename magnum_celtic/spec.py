@@ -1,0 +1,488 @@
+"""ClusterSpec: the typed, validated description of one celtic cluster.
+
+Built from plain data (the cluster template's fields, the cluster's fields, its labels,
+the operator's ``[celtic_cluster_labels]`` defaults and a few magnum.conf values), so
+it does no I/O and is tested without mocks. Every bad value raises
+:class:`SpecError` naming the field and what is allowed, before anything is created.
+
+Precedence for a label: cluster label (which already holds the template's labels, as
+Magnum merges them) > ``[celtic_cluster_labels]`` > the built-in default of
+:data:`magnum_celtic.labels.LABELS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import re
+from typing import Any, Mapping, Sequence
+
+from magnum_celtic import labels as label_table
+from magnum_celtic.labels import BY_NAME, FROM_CLUSTER, LabelError
+
+SUPPORTED_DISTROS = ('ubuntu', 'debian')
+NETWORK_DRIVERS = ('flannel', 'calico')
+API_PORT = 6443
+LB_RESERVED_PORTS = (22, 2224)
+STORAGE_VOLUME_NAME = 'celtic'
+STORAGE_MOUNT_PATH = '/var/lib/celtic-gluster'
+DEFAULT_POOL = 'default-worker'
+DEFAULT_POOL_NAME = 'minion'
+TAINT_EFFECTS = ('NoSchedule', 'PreferNoSchedule', 'NoExecute')
+
+
+class SpecError(LabelError):
+    """The cluster cannot be built as asked; the message says what to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults:
+    """The magnum.conf values some labels default to."""
+    boot_volume_size: int = 0
+    boot_volume_type: str = ''
+    docker_volume_type: str = ''
+    nodes_affinity_policy: str = 'soft-anti-affinity'
+    heat_max_resources_per_stack: int = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+    """A minion pool (a Magnum worker nodegroup)."""
+    nodegroup: str
+    pool_name: str
+    count: int
+    flavor: str
+    image: str
+    node_labels: Mapping[str, str]
+    node_taints: tuple[Mapping[str, str], ...]
+
+    def settings(self) -> dict[str, Any]:
+        """What the pool's minions read from params.json besides node_settings."""
+        return {'pool': self.nodegroup,
+                'node_labels': dict(self.node_labels),
+                'node_taints': [dict(t) for t in self.node_taints]}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec:
+    """Everything the stack request needs, resolved and validated."""
+    cluster_name: str
+    cluster_uuid: str
+    name_prefix: str
+    cluster_distro: str
+    image: str
+    master_flavor: str
+    proxy_flavor: str
+    storage_flavor: str
+    ssh_key_name: str
+    master_count: int
+    proxy_count: int
+    storage_count: int
+    default_pool: PoolSpec
+    external_network: str
+    existing_network: str
+    existing_subnet: str
+    fixed_network_cidr: str
+    dns_nameservers: tuple[str, ...]
+    floating_ips: bool
+    api_allowed_cidrs: tuple[str, ...]
+    proxy_allowed_cidrs: tuple[str, ...]
+    ssh_allowed_cidrs: tuple[str, ...]
+    storage_volume_size: int
+    storage_volume_type: str
+    boot_volume_size: int
+    boot_volume_type: str
+    availability_zone: str
+    server_group_policy: str
+    network_driver: str
+    kube_tag: str
+    flannel_tag: str
+    calico_tag: str
+    pod_network_cidr: str
+    service_network_cidr: str
+    cluster_domain: str
+    container_infra_prefix: str
+    http_proxy: str
+    https_proxy: str
+    no_proxy: str
+    ingress_controller: str
+    ingress_tag: str
+    local_path_provisioner_tag: str
+    create_timeout_minutes: int
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def minion_count(self) -> int:
+        """Minions of the default worker pool."""
+        return self.default_pool.count
+
+    @property
+    def kube_minor(self) -> str:
+        """The minor of kube_tag (v1.36 for v1.36 and v1.36.3)."""
+        return '.'.join(self.kube_tag.split('.')[:2])
+
+    @property
+    def dns_service_ip(self) -> str:
+        """The cluster DNS address: the tenth address of the service network."""
+        return str(ipaddress.IPv4Network(self.service_network_cidr)[10])
+
+    @property
+    def uses_existing_network(self) -> bool:
+        return bool(self.existing_network)
+
+    def node_settings(self) -> dict[str, Any]:
+        """The settings every node reads from /etc/celtic/params.json."""
+        return {
+            'kube_tag': self.kube_tag,
+            'kube_minor': self.kube_minor,
+            'network_driver': self.network_driver,
+            'flannel_tag': self.flannel_tag,
+            'calico_tag': self.calico_tag,
+            'pod_network_cidr': self.pod_network_cidr,
+            'service_network_cidr': self.service_network_cidr,
+            'dns_service_ip': self.dns_service_ip,
+            'cluster_domain': self.cluster_domain,
+            'container_infra_prefix': self.container_infra_prefix,
+            'http_proxy': self.http_proxy,
+            'https_proxy': self.https_proxy,
+            'no_proxy': self.no_proxy,
+            'ingress_controller': self.ingress_controller,
+            'ingress_tag': self.ingress_tag,
+            'local_path_provisioner_tag': self.local_path_provisioner_tag,
+            'storage_volume_name': STORAGE_VOLUME_NAME,
+            'storage_mount_path': STORAGE_MOUNT_PATH,
+            'api_port': API_PORT,
+            'lb_reserved_ports': list(LB_RESERVED_PORTS),
+        }
+
+
+# ---- building ------------------------------------------------------------------------
+
+def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
+          cluster_labels: Mapping[str, str], worker: Mapping[str, Any],
+          operator_labels: Mapping[str, str | None] | None = None,
+          defaults: Defaults = Defaults()) -> ClusterSpec:
+    """Resolve and validate a cluster.
+
+    :param template: cluster template fields (image_id, external_network_id, ...)
+    :param cluster: cluster fields (uuid, name, master_count, keypair, ...)
+    :param cluster_labels: the cluster's labels (Magnum already merged the template's)
+    :param worker: the default worker nodegroup (node_count, flavor_id, image_id,
+        node_labels, node_taints)
+    :param operator_labels: ``[celtic_cluster_labels]`` values (None = unset)
+    :param defaults: magnum.conf values some labels default to
+    """
+    warnings: list[str] = []
+    resolver = _LabelResolver(cluster_labels, operator_labels or {}, warnings)
+    _check_platform(template)
+
+    floating_ip_enabled = _field_bool(cluster, template, 'floating_ip_enabled', True)
+    master_lb_enabled = _field_bool(cluster, template, 'master_lb_enabled', False)
+    master_count = _count('master_count', cluster.get('master_count', 1))
+    if master_count < 1 or master_count % 2 == 0:
+        raise SpecError('master_count must be an odd number >= 1 (1, 3, 5, ...): '
+                        'pacemaker and etcd need a majority to survive a master '
+                        'loss, got %s' % master_count)
+    if master_count > 1 and not master_lb_enabled:
+        raise SpecError('master_count %d needs master_lb_enabled: celtic puts the '
+                        'masters behind a pacemaker-managed API VIP; create the '
+                        'cluster template with --master-lb-enabled' % master_count)
+
+    worker_flavor = _required(worker.get('flavor_id') or cluster.get('flavor_id')
+                              or template.get('flavor_id'), 'flavor_id',
+                              'the worker flavor (cluster template --flavor)')
+    master_flavor = _required(cluster.get('master_flavor_id')
+                              or template.get('master_flavor_id') or worker_flavor,
+                              'master_flavor_id', 'the master flavor')
+    image = _required(template.get('image_id'), 'image_id', 'a Glance image')
+    external_network = _required(template.get('external_network_id'),
+                                 'external_network_id',
+                                 'the external network for the router and the '
+                                 'floating IPs (--external-network)')
+
+    existing_network = cluster.get('fixed_network') or template.get('fixed_network') or ''
+    existing_subnet = cluster.get('fixed_subnet') or template.get('fixed_subnet') or ''
+    if existing_subnet and not existing_network:
+        raise SpecError('fixed_subnet %s was given without fixed_network: give both '
+                        'or neither' % existing_subnet)
+    if existing_network and not existing_subnet:
+        raise SpecError('fixed_network %s has no fixed_subnet: name the subnet the '
+                        'nodes use (--fixed-subnet)' % existing_network)
+
+    pool = _pool(worker, DEFAULT_POOL, DEFAULT_POOL_NAME, worker_flavor, image)
+    network_driver = template.get('network_driver') or 'flannel'
+    if network_driver not in NETWORK_DRIVERS:
+        raise SpecError('cluster template field network_driver must be one of %s, '
+                        'got "%s"' % (', '.join(NETWORK_DRIVERS), network_driver))
+
+    fixed_cidr = resolver.get('fixed_network_cidr')
+    pod_cidr = resolver.get('pod_network_cidr')
+    service_cidr = resolver.get('service_network_cidr')
+    _check_networks(fixed_cidr, pod_cidr, service_cidr)
+
+    http_proxy = _proxy_url(template.get('http_proxy'), 'http_proxy')
+    https_proxy = _proxy_url(template.get('https_proxy'), 'https_proxy')
+    user_no_proxy = _no_proxy(template.get('no_proxy'))
+
+    if template.get('docker_volume_size') or cluster.get('docker_volume_size'):
+        warnings.append('docker_volume_size is ignored: celtic keeps container '
+                        'images on the boot disk (use boot_volume_size)')
+
+    spec = ClusterSpec(
+        cluster_name=str(cluster.get('name') or cluster['uuid']),
+        cluster_uuid=str(cluster['uuid']),
+        name_prefix=name_prefix(cluster.get('name') or '', cluster['uuid']),
+        cluster_distro=str(template.get('cluster_distro')),
+        image=image,
+        master_flavor=master_flavor,
+        proxy_flavor=resolver.get('proxy_flavor') or worker_flavor,
+        storage_flavor=resolver.get('storage_flavor') or worker_flavor,
+        ssh_key_name=cluster.get('keypair') or template.get('keypair_id') or '',
+        master_count=master_count,
+        proxy_count=resolver.get('proxy_count'),
+        storage_count=resolver.get('storage_count'),
+        default_pool=pool,
+        external_network=external_network,
+        existing_network=existing_network,
+        existing_subnet=existing_subnet,
+        fixed_network_cidr=fixed_cidr,
+        dns_nameservers=_nameservers(template.get('dns_nameserver')),
+        floating_ips=resolver.get('master_lb_floating_ip_enabled',
+                                  floating_ip_enabled),
+        api_allowed_cidrs=resolver.get('master_lb_allowed_cidrs'),
+        proxy_allowed_cidrs=resolver.get('proxy_allowed_cidrs'),
+        ssh_allowed_cidrs=resolver.get('ssh_allowed_cidrs'),
+        storage_volume_size=resolver.get('storage_volume_size'),
+        storage_volume_type=resolver.get('storage_volume_type',
+                                         defaults.docker_volume_type or ''),
+        boot_volume_size=resolver.get('boot_volume_size', defaults.boot_volume_size),
+        boot_volume_type=resolver.get('boot_volume_type',
+                                      defaults.boot_volume_type or ''),
+        availability_zone=resolver.get('availability_zone'),
+        server_group_policy=resolver.get('server_group_policy',
+                                         defaults.nodes_affinity_policy),
+        network_driver=network_driver,
+        kube_tag=resolver.get('kube_tag'),
+        flannel_tag=resolver.get('flannel_tag'),
+        calico_tag=resolver.get('calico_tag'),
+        pod_network_cidr=pod_cidr,
+        service_network_cidr=service_cidr,
+        cluster_domain=resolver.get('cluster_domain'),
+        container_infra_prefix=resolver.get('container_infra_prefix'),
+        http_proxy=http_proxy,
+        https_proxy=https_proxy,
+        no_proxy='',
+        ingress_controller=resolver.get('ingress_controller'),
+        ingress_tag=resolver.get('ingress_tag'),
+        local_path_provisioner_tag=resolver.get('local_path_provisioner_tag'),
+        create_timeout_minutes=int(cluster.get('create_timeout') or 0),
+        warnings=tuple(warnings),
+    )
+    if spec.ingress_controller != 'none' and spec.proxy_count == 0:
+        spec = dataclasses.replace(spec, warnings=spec.warnings + (
+            'ingress_controller %s is not installed: it is published by the proxies '
+            'and proxy_count is 0' % spec.ingress_controller,))
+    no_proxy = _full_no_proxy(user_no_proxy, spec) if (http_proxy or https_proxy) else ''
+    spec = dataclasses.replace(spec, no_proxy=no_proxy)
+    resolver.check_unknown()
+    return spec
+
+
+def build_pool(nodegroup: Mapping[str, Any], image: str) -> PoolSpec:
+    """The pool of a non-default worker nodegroup."""
+    return _pool(nodegroup, str(nodegroup['name']),
+                 pool_name(str(nodegroup['name'])),
+                 _required(nodegroup.get('flavor_id'), 'flavor_id',
+                           'the nodegroup flavor'),
+                 nodegroup.get('image_id') or image)
+
+
+def name_prefix(cluster_name: str, cluster_uuid: str) -> str:
+    """A DNS-safe prefix of at most 20 characters for node and resource names."""
+    prefix = _dns_label(cluster_name, 20)
+    return prefix or 'celtic-' + str(cluster_uuid)[:8]
+
+
+def pool_name(nodegroup_name: str) -> str:
+    """The DNS-safe middle part of a pool's node names."""
+    return _dns_label(nodegroup_name, 20) or 'pool'
+
+
+def _dns_label(text: str, limit: int) -> str:
+    label = re.sub(r'[^a-z0-9-]+', '-', text.lower())[:limit]
+    return label.strip('-')
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+class _LabelResolver:
+    """Label lookup with precedence, typed parsing and a record of what was read."""
+
+    def __init__(self, cluster_labels: Mapping[str, str],
+                 operator_labels: Mapping[str, str | None], warnings: list[str]):
+        self._cluster = {str(k): v for k, v in (cluster_labels or {}).items()}
+        self._operator = operator_labels
+        self._warnings = warnings
+
+    def get(self, name: str, cluster_default: Any = None) -> Any:
+        label = BY_NAME[name]
+        if name in self._cluster and self._cluster[name] is not None:
+            return label.value(self._cluster[name], 'label')
+        operator_value = self._operator.get(name)
+        if operator_value not in (None, ''):
+            return label.value(operator_value, '[celtic_cluster_labels]')
+        if label.default is FROM_CLUSTER:
+            return cluster_default
+        return label.default
+
+    def check_unknown(self) -> None:
+        known = set(BY_NAME)
+        for name in sorted(self._cluster):
+            if name in known or name in label_table.FOREIGN_LABELS:
+                continue
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            if close:
+                raise SpecError('label %s is not a celtic label; did you mean %s?'
+                                % (name, close[0]))
+            self._warnings.append('label %s is not used by celtic' % name)
+
+
+def _check_platform(template: Mapping[str, Any]) -> None:
+    server_type = template.get('server_type') or 'vm'
+    if server_type != 'vm':
+        raise SpecError('cluster template field server_type must be vm, got "%s": '
+                        'celtic builds clusters of Nova virtual machines' % server_type)
+    coe = template.get('coe') or 'kubernetes'
+    if coe != 'kubernetes':
+        raise SpecError('cluster template field coe must be kubernetes, got "%s"' % coe)
+    distro = template.get('cluster_distro')
+    if distro not in SUPPORTED_DISTROS:
+        raise SpecError('the image os_distro must be one of %s, got "%s": set the '
+                        'image property os_distro' % (', '.join(SUPPORTED_DISTROS),
+                                                      distro))
+    if template.get('tls_disabled'):
+        raise SpecError('cluster template field tls_disabled must be false: celtic '
+                        'clusters always serve the API over TLS with Magnum\'s CA')
+    if template.get('registry_enabled'):
+        raise SpecError('cluster template field registry_enabled is not supported: '
+                        'use the label container_infra_prefix for a private registry')
+
+
+def _field_bool(cluster: Mapping[str, Any], template: Mapping[str, Any], name: str,
+                default: bool) -> bool:
+    for source in (cluster, template):
+        value = source.get(name)
+        if value is not None:
+            return bool(value)
+    return default
+
+
+def _count(name: str, value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise SpecError('%s must be an integer, got "%s"' % (name, value))
+
+
+def _required(value: Any, field: str, what: str) -> str:
+    if not value:
+        raise SpecError('%s is required: %s' % (field, what))
+    return str(value)
+
+
+def _pool(nodegroup: Mapping[str, Any], name: str, pool: str, flavor: str,
+          image: str) -> PoolSpec:
+    count = _count('node_count', nodegroup.get('node_count', 0))
+    if count < 0:
+        raise SpecError('node_count must be an integer >= 0, got %d' % count)
+    node_labels = dict(nodegroup.get('node_labels') or {})
+    for key, value in node_labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise SpecError('node_labels must map strings to strings, got %r: %r'
+                            % (key, value))
+    taints = []
+    for taint in nodegroup.get('node_taints') or ():
+        if not isinstance(taint, Mapping) or not taint.get('key'):
+            raise SpecError('each node_taints item needs a key, got %r' % (taint,))
+        effect = taint.get('effect') or 'NoSchedule'
+        if effect not in TAINT_EFFECTS:
+            raise SpecError('node_taints effect must be one of %s, got "%s"'
+                            % (', '.join(TAINT_EFFECTS), effect))
+        taints.append({'key': str(taint['key']), 'value': str(taint.get('value') or ''),
+                       'effect': effect})
+    return PoolSpec(nodegroup=name, pool_name=pool, count=count, flavor=flavor,
+                    image=image, node_labels=node_labels, node_taints=tuple(taints))
+
+
+def _check_networks(fixed: str, pod: str, service: str) -> None:
+    nets = {'fixed_network_cidr': ipaddress.IPv4Network(fixed),
+            'pod_network_cidr': ipaddress.IPv4Network(pod),
+            'service_network_cidr': ipaddress.IPv4Network(service)}
+    names = list(nets)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if nets[first].overlaps(nets[second]):
+                raise SpecError('label %s %s overlaps %s %s: choose ranges that do '
+                                'not overlap' % (first, nets[first], second,
+                                                 nets[second]))
+    if nets['service_network_cidr'].prefixlen > 28:
+        raise SpecError('label service_network_cidr must be a /28 or larger (cluster '
+                        'DNS takes its tenth address), got %s' % service)
+    if nets['pod_network_cidr'].prefixlen > 24:
+        raise SpecError('label pod_network_cidr must be a /24 or larger (each node '
+                        'gets a /24), got %s' % pod)
+    if nets['fixed_network_cidr'].prefixlen > 28:
+        raise SpecError('label fixed_network_cidr must be a /28 or larger, got %s'
+                        % fixed)
+
+
+_PROXY_URL = re.compile(r'^https?://[A-Za-z0-9.\-\[\]:@%_]+(:\d{1,5})?/?$')
+
+
+def _proxy_url(value: Any, field: str) -> str:
+    if not value:
+        return ''
+    text = str(value).strip()
+    if not _PROXY_URL.match(text):
+        raise SpecError('cluster template field %s must be an http:// or https:// '
+                        'URL such as http://proxy.example.com:3128, got "%s"'
+                        % (field, text))
+    return text
+
+
+def _no_proxy(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    items = tuple(item.strip() for item in str(value).split(',') if item.strip())
+    for item in items:
+        if re.search(r'\s', item):
+            raise SpecError('cluster template field no_proxy must be a comma-separated '
+                            'list of hosts, domains or CIDRs, got "%s"' % value)
+    return items
+
+
+def _full_no_proxy(user: Sequence[str], spec: ClusterSpec) -> str:
+    """The user's no_proxy plus what must never go through a proxy inside the cluster."""
+    entries = list(user) + ['localhost', '127.0.0.1', '169.254.169.254',
+                            spec.fixed_network_cidr, spec.pod_network_cidr,
+                            spec.service_network_cidr, '.svc',
+                            '.' + spec.cluster_domain]
+    seen: list[str] = []
+    for entry in entries:
+        if entry not in seen:
+            seen.append(entry)
+    return ','.join(seen)
+
+
+def _nameservers(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ('8.8.8.8',)
+    servers = tuple(item.strip() for item in str(value).split(',') if item.strip())
+    for server in servers:
+        try:
+            ipaddress.IPv4Address(server)
+        except ValueError:
+            raise SpecError('cluster template field dns_nameserver must be an IPv4 '
+                            'address (or a comma-separated list), got "%s"' % value)
+    return servers

@@ -1,0 +1,242 @@
+"""ClusterSpec + ClusterPKI -> the exact Heat stack request the driver sends.
+
+Pure: it reads template files but talks to no service. ``magnum-celtic render`` prints
+what these functions return (secrets masked), and the unit tests assert on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Mapping, Sequence
+
+from magnum_celtic.pki import ClusterPKI
+from magnum_celtic.spec import ClusterSpec, PoolSpec
+from magnum_celtic.templates import POOL_TEMPLATE, ROOT_TEMPLATE, TemplateSet
+
+MASK = '***'
+# WaitCondition accepts at most 12 h.
+MAX_WAIT_SECONDS = 43200
+
+# Heat resources (every nesting level, as Heat counts them against
+# max_resources_per_stack) of the templates. Kept next to the templates' shape and
+# checked against a real Heat by the functional tests.
+FIXED_RESOURCES = 10 + 6 + 1   # celtic.yaml + security.yaml + the pool's group
+NETWORK_RESOURCES = 4          # network.yaml (0 with an existing network)
+VIP_ADDRESSES = 3              # addresses.yaml with a VIP: port, floating IP, group
+PLAIN_ADDRESSES = 1            # addresses.yaml without a VIP: the group
+NODE_GROUP = 5 + 1             # master/proxy/storage.yaml + node_group.yaml
+POOL = 4                       # minion.yaml: server group, handle, config, wait
+PER_HA_NODE = 3                # its port, its node.yaml member, its server
+PER_STORAGE_NODE = 5           # port, member, server, volume, attachment
+PER_MINION = 1                 # a server
+
+
+@dataclasses.dataclass(frozen=True)
+class StackRequest:
+    """One Heat stack create/update request."""
+    stack_name: str
+    template: str
+    files: Mapping[str, str]
+    environment_files: Sequence[str]
+    parameters: Mapping[str, Any]
+    hidden: frozenset[str]
+    timeout_mins: int
+
+    def create_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for heatclient ``stacks.create``."""
+        return {'stack_name': self.stack_name,
+                'template': self.template,
+                'files': dict(self.files),
+                'environment_files': list(self.environment_files),
+                'parameters': dict(self.parameters),
+                'timeout_mins': self.timeout_mins,
+                'disable_rollback': True}
+
+    def masked(self) -> dict[str, Any]:
+        """The request as ``render`` shows it: hidden parameters replaced by ***."""
+        params = {k: (MASK if k in self.hidden and v else v)
+                  for k, v in sorted(self.parameters.items())}
+        return {'stack_name': self.stack_name,
+                'template': ROOT_TEMPLATE if self.template else None,
+                'environment_files': list(self.environment_files),
+                'files': sorted(self.files),
+                'timeout_mins': self.timeout_mins,
+                'parameters': params}
+
+
+def stack_name(spec: ClusterSpec) -> str:
+    """Heat stack name of the cluster: starts with a letter, unique per cluster."""
+    return 'celtic-%s-%s' % (spec.name_prefix, spec.cluster_uuid[:8])
+
+
+def environment_files(spec: ClusterSpec) -> list[str]:
+    """The feature environments, in order, for this cluster."""
+    envs = ['defaults.yaml']
+    if not spec.floating_ips:
+        envs.append('no_floating_ip.yaml')
+    if spec.uses_existing_network:
+        envs.append('existing_network.yaml')
+    if spec.proxy_count == 0:
+        envs.append('no_proxies.yaml')
+    if spec.storage_count == 0:
+        envs.append('no_storage.yaml')
+    return envs
+
+
+def wait_timeout(spec: ClusterSpec, default_minutes: int) -> tuple[int, int]:
+    """(stack timeout in minutes, wait-condition timeout in seconds)."""
+    minutes = spec.create_timeout_minutes or default_minutes
+    return minutes, min(minutes * 60, MAX_WAIT_SECONDS)
+
+
+def resource_count(spec: ClusterSpec, minions: int | None = None) -> int:
+    """How many resources Heat counts in the cluster's stack tree."""
+    n = spec.minion_count if minions is None else minions
+    total = FIXED_RESOURCES + POOL + PER_MINION * n
+    if not spec.uses_existing_network:
+        total += NETWORK_RESOURCES
+    total += VIP_ADDRESSES + NODE_GROUP + spec.master_count * PER_HA_NODE
+    if spec.proxy_count:
+        total += VIP_ADDRESSES + NODE_GROUP + spec.proxy_count * PER_HA_NODE
+    if spec.storage_count:
+        total += PLAIN_ADDRESSES + NODE_GROUP + spec.storage_count * PER_STORAGE_NODE
+    if n == 0:
+        total -= 1   # the wait condition exists only with minions
+    return total
+
+
+def max_minions(spec: ClusterSpec, limit: int) -> int:
+    """The largest default-pool size whose stack stays within ``limit`` resources."""
+    if limit < resource_count(spec, 1):
+        return 0
+    return (limit - resource_count(spec, 0) - 1) // PER_MINION
+
+
+def node_settings(spec: ClusterSpec, openstack_insecure: bool = False) -> dict[str, Any]:
+    """node_settings plus the operator's TLS choice for nodes reporting to Heat."""
+    settings = spec.node_settings()
+    settings['openstack_insecure'] = bool(openstack_insecure)
+    return settings
+
+
+def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
+                    default_timeout: int, openstack_ca: str = '',
+                    minions_to_remove: Sequence[str] = (),
+                    openstack_insecure: bool = False) -> StackRequest:
+    """The request that creates (or fully re-renders) the cluster's stack."""
+    envs = environment_files(spec)
+    files = templates.closure(ROOT_TEMPLATE, envs)
+    template = files.pop(ROOT_TEMPLATE)
+    minutes, seconds = wait_timeout(spec, default_timeout)
+    params = {
+        'cluster_name': spec.cluster_name,
+        'cluster_uuid': spec.cluster_uuid,
+        'name_prefix': spec.name_prefix,
+        'image': spec.image,
+        'master_flavor': spec.master_flavor,
+        'minion_flavor': spec.default_pool.flavor,
+        'proxy_flavor': spec.proxy_flavor,
+        'storage_flavor': spec.storage_flavor,
+        'ssh_key_name': spec.ssh_key_name,
+        'availability_zone': spec.availability_zone,
+        'server_group_policy': spec.server_group_policy,
+        'boot_volume_size': spec.boot_volume_size,
+        'boot_volume_type': spec.boot_volume_type,
+        'master_count': spec.master_count,
+        'minion_count': spec.minion_count,
+        'proxy_count': spec.proxy_count,
+        'storage_count': spec.storage_count,
+        'minions_to_remove': list(minions_to_remove),
+        'external_network': spec.external_network,
+        'fixed_network_cidr': spec.fixed_network_cidr,
+        'dns_nameservers': list(spec.dns_nameservers),
+        'existing_network': spec.existing_network,
+        'existing_subnet': spec.existing_subnet,
+        'api_allowed_cidrs': list(spec.api_allowed_cidrs),
+        'proxy_allowed_cidrs': list(spec.proxy_allowed_cidrs),
+        'ssh_allowed_cidrs': list(spec.ssh_allowed_cidrs),
+        'storage_volume_size': spec.storage_volume_size,
+        'storage_volume_type': spec.storage_volume_type,
+        'node_settings': node_settings(spec, openstack_insecure),
+        'minion_pool_settings': spec.default_pool.settings(),
+        'wait_timeout': seconds,
+        'openstack_ca': openstack_ca,
+        'ca_cert': pki.ca.cert,
+        'ca_key': pki.ca.key,
+        'etcd_ca_cert': pki.etcd_ca.cert,
+        'etcd_ca_key': pki.etcd_ca.key,
+        'front_proxy_ca_cert': pki.front_proxy_ca.cert,
+        'front_proxy_ca_key': pki.front_proxy_ca.key,
+        'service_account_key': pki.service_account_key,
+        'bootstrap_token': pki.bootstrap_token,
+        'discovery_hash': pki.discovery_hash,
+        'master_ha_secret': pki.master_ha_secret,
+        'proxy_ha_secret': pki.proxy_ha_secret,
+        'lb_client_cert': pki.lb_client.cert if spec.proxy_count else '',
+        'lb_client_key': pki.lb_client.key if spec.proxy_count else '',
+    }
+    return StackRequest(stack_name=stack_name(spec), template=template, files=files,
+                        environment_files=['environments/' + e for e in envs],
+                        parameters=params, hidden=hidden_parameters(template),
+                        timeout_mins=minutes)
+
+
+def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
+                 cluster_outputs: Mapping[str, Any], templates: TemplateSet,
+                 default_timeout: int, openstack_ca: str = '',
+                 nodes_to_remove: Sequence[str] = (),
+                 openstack_insecure: bool = False) -> StackRequest:
+    """The request of a non-default worker nodegroup's own stack (minion.yaml)."""
+    files = templates.closure(POOL_TEMPLATE, [])
+    template = files.pop(POOL_TEMPLATE)
+    minutes, seconds = wait_timeout(spec, default_timeout)
+    node_params = node_settings(spec, openstack_insecure)
+    node_params.update(cluster_outputs.get('cluster_facts') or {})
+    node_params.update(pool.settings())
+    params = {
+        'name_prefix': spec.name_prefix,
+        'pool_name': pool.pool_name,
+        'count': pool.count,
+        'removal_list': list(nodes_to_remove),
+        'image': pool.image,
+        'flavor': pool.flavor,
+        'ssh_key_name': spec.ssh_key_name,
+        'availability_zone': spec.availability_zone,
+        'server_group_policy': spec.server_group_policy,
+        'boot_volume_size': spec.boot_volume_size,
+        'boot_volume_type': spec.boot_volume_type,
+        'network': cluster_outputs['fixed_network'],
+        'subnet': cluster_outputs['fixed_subnet'],
+        'security_groups': list(cluster_outputs['minion_security_groups']),
+        'params': node_params,
+        'wait_timeout': seconds,
+        'openstack_ca': openstack_ca,
+        'ca_cert': pki.ca.cert,
+        'bootstrap_token': pki.bootstrap_token,
+    }
+    name = '%s-%s' % (stack_name(spec), pool.pool_name)
+    return StackRequest(stack_name=name, template=template, files=files,
+                        environment_files=[], parameters=params,
+                        hidden=hidden_parameters(template), timeout_mins=minutes)
+
+
+def scale_parameters(count: int, nodes_to_remove: Sequence[str] = (),
+                     pool_stack: bool = False) -> dict[str, Any]:
+    """The parameters a resize changes (a PATCH update keeps everything else)."""
+    if pool_stack:
+        return {'count': count, 'removal_list': list(nodes_to_remove)}
+    return {'minion_count': count, 'minions_to_remove': list(nodes_to_remove)}
+
+
+def hidden_parameters(template_text: str) -> frozenset[str]:
+    """Names of the parameters a template declares ``hidden: true``."""
+    import yaml
+    parsed = yaml.safe_load(template_text) or {}
+    return frozenset(name for name, schema in (parsed.get('parameters') or {}).items()
+                     if isinstance(schema, Mapping) and schema.get('hidden'))
+
+
+def to_json(request: StackRequest) -> str:
+    """The masked request as pretty JSON (what ``magnum-celtic render`` prints)."""
+    return json.dumps(request.masked(), indent=2, sort_keys=True)

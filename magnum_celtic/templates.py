@@ -1,0 +1,119 @@
+"""Where the Heat templates are, and the set of files a stack request carries.
+
+The templates ship with the package as data files (``share/magnum-celtic/
+heat_templates``), so a wheel install finds them; in a source checkout they are the
+top-level ``heat_templates/`` directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import re
+import sys
+
+import yaml
+
+DIST_NAME = 'magnum-celtic'
+ROOT_TEMPLATE = 'celtic.yaml'
+POOL_TEMPLATE = 'minion.yaml'
+_DATA_PATH = 'share/magnum-celtic/heat_templates'
+_GET_FILE = re.compile(r'get_file:\s*([^\s{}\[\],]+)')
+_TYPE = re.compile(r'^\s*type:\s*([A-Za-z0-9_./-]+\.yaml)\s*$', re.MULTILINE)
+
+
+class TemplatesNotFound(RuntimeError):
+    """The Heat templates are not installed where the driver looks for them."""
+
+
+def _candidates() -> list[str]:
+    here = os.path.dirname(os.path.abspath(__file__))
+    found = [os.path.join(os.path.dirname(here), 'heat_templates')]
+    try:
+        dist = importlib.metadata.distribution(DIST_NAME)
+        for entry in dist.files or ():
+            if str(entry).endswith(_DATA_PATH + '/' + ROOT_TEMPLATE):
+                found.append(os.path.dirname(str(dist.locate_file(entry))))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    found.append(os.path.join(sys.prefix, _DATA_PATH))
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def default_dir() -> str:
+    """The directory holding celtic.yaml: the checkout's, else the installed copy."""
+    for candidate in _candidates():
+        if os.path.isfile(os.path.join(candidate, ROOT_TEMPLATE)):
+            return os.path.realpath(candidate)
+    raise TemplatesNotFound('celtic Heat templates not found in %s'
+                            % ', '.join(_candidates()))
+
+
+def resolve_dir(configured: str | None) -> str:
+    """``[celtic] templates_dir`` when set, else :func:`default_dir`."""
+    if configured:
+        if not os.path.isfile(os.path.join(configured, ROOT_TEMPLATE)):
+            raise TemplatesNotFound('[celtic] templates_dir %s has no %s'
+                                    % (configured, ROOT_TEMPLATE))
+        return configured
+    return default_dir()
+
+
+class TemplateSet:
+    """The templates, environments and fragments of one templates directory.
+
+    ``files`` maps paths relative to the templates directory to their content; those
+    names are what the templates use (``type: node.yaml``, ``get_file:
+    fragments/lib/celtic.sh``), so the stack Heat stores does not depend on where the
+    package is installed.
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+        self._cache: dict[str, str] = {}
+
+    def read(self, name: str) -> str:
+        """The content of one file, by its name relative to the root."""
+        if name not in self._cache:
+            path = os.path.normpath(os.path.join(self.root, name))
+            if not path.startswith(os.path.normpath(self.root) + os.sep):
+                raise TemplatesNotFound('%s is outside the templates directory' % name)
+            try:
+                with open(path, encoding='utf-8') as handle:
+                    self._cache[name] = handle.read()
+            except OSError as exc:
+                raise TemplatesNotFound('cannot read template file %s: %s'
+                                        % (name, exc.strerror))
+        return self._cache[name]
+
+    def environment(self, name: str) -> str:
+        """An environment file with its registry paths made root-relative."""
+        env = yaml.safe_load(self.read('environments/' + name)) or {}
+        registry = env.get('resource_registry') or {}
+        for key, value in list(registry.items()):
+            if isinstance(value, str) and value.endswith('.yaml'):
+                registry[key] = os.path.normpath(os.path.join('environments', value))
+        return yaml.safe_dump(env, default_flow_style=False, sort_keys=False)
+
+    def closure(self, root_template: str, environments: list[str]) -> dict[str, str]:
+        """Every file a stack built from ``root_template`` and ``environments`` uses."""
+        files: dict[str, str] = {}
+        pending = [root_template]
+        for env_name in environments:
+            text = self.environment(env_name)
+            files['environments/' + env_name] = text
+            registry = (yaml.safe_load(text) or {}).get('resource_registry') or {}
+            pending.extend(v for v in registry.values()
+                           if isinstance(v, str) and v.endswith('.yaml'))
+        while pending:
+            name = pending.pop()
+            if name in files:
+                continue
+            text = self.read(name)
+            files[name] = text
+            if name.endswith('.yaml'):
+                pending.extend(_GET_FILE.findall(text))
+                pending.extend(_TYPE.findall(text))
+        return files
