@@ -7,11 +7,15 @@ top-level ``heat_templates/`` directory.
 
 from __future__ import annotations
 
+import base64
 import functools
+import gzip
 import importlib.metadata
+import io
 import os
 import re
 import sys
+import tarfile
 
 import yaml
 
@@ -19,6 +23,8 @@ DIST_NAME = 'magnum-celtic'
 ROOT_TEMPLATE = 'celtic.yaml'
 POOL_TEMPLATE = 'minion.yaml'
 _DATA_PATH = 'share/magnum-celtic/heat_templates'
+BUNDLE_MANIFEST = 'fragments/bundles.yaml'
+_BUNDLE = re.compile(r'^bundles/([a-z]+)\.tgz\.b64$')
 _GET_FILE = re.compile(r'get_file:\s*([^\s{}\[\],]+)')
 _TYPE = re.compile(r'^\s*type:\s*([A-Za-z0-9_./-]+\.yaml)\s*$', re.MULTILINE)
 
@@ -75,7 +81,14 @@ class TemplateSet:
         self._cache: dict[str, str] = {}
 
     def read(self, name: str) -> str:
-        """The content of one file, by its name relative to the root."""
+        """The content of one file, by its name relative to the root.
+
+        ``bundles/<role>.tgz.b64`` is not a file on disk: it is the role's fragments
+        packed by :meth:`bundle`.
+        """
+        bundle = _BUNDLE.match(name)
+        if bundle and name not in self._cache:
+            self._cache[name] = self.bundle(bundle.group(1))
         if name not in self._cache:
             path = os.path.normpath(os.path.join(self.root, name))
             if not path.startswith(os.path.normpath(self.root) + os.sep):
@@ -87,6 +100,46 @@ class TemplateSet:
                 raise TemplatesNotFound('cannot read template file %s: %s'
                                         % (name, exc.strerror))
         return self._cache[name]
+
+    def bundle_files(self, role: str) -> list[str]:
+        """The fragment files (relative to fragments/) a role's nodes receive."""
+        manifest = yaml.safe_load(self.read(BUNDLE_MANIFEST)) or {}
+        if role not in manifest or role == 'common':
+            raise TemplatesNotFound('%s lists no role %s' % (BUNDLE_MANIFEST, role))
+        names: list[str] = []
+        fragments = os.path.join(self.root, 'fragments')
+        for entry in list(manifest.get('common') or []) + list(manifest[role] or []):
+            if entry.endswith('/'):
+                directory = os.path.join(fragments, entry)
+                if not os.path.isdir(directory):
+                    raise TemplatesNotFound('%s: no directory fragments/%s'
+                                            % (BUNDLE_MANIFEST, entry))
+                for base, _dirs, files in os.walk(directory):
+                    for file_name in files:
+                        names.append(os.path.relpath(os.path.join(base, file_name),
+                                                     fragments))
+            else:
+                names.append(entry)
+        return sorted(set(names))
+
+    def bundle(self, role: str) -> str:
+        """The role's fragments as a base64 gzipped tar, byte-for-byte reproducible
+        (fixed order, times and owners), so re-rendering a stack changes nothing."""
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode='w', format=tarfile.GNU_FORMAT) as tar:
+            for name in self.bundle_files(role):
+                data = self.read('fragments/' + name).encode('utf-8')
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o755 if name.endswith(('.sh', '.py')) else 0o644
+                info.mtime = 0
+                info.uid = info.gid = 0
+                info.uname = info.gname = 'root'
+                tar.addfile(info, io.BytesIO(data))
+        packed = io.BytesIO()
+        with gzip.GzipFile(fileobj=packed, mode='wb', compresslevel=9, mtime=0) as gz:
+            gz.write(raw.getvalue())
+        return base64.b64encode(packed.getvalue()).decode('ascii')
 
     def environment(self, name: str) -> str:
         """An environment file with its registry paths made root-relative."""

@@ -1,0 +1,138 @@
+"""Every role's cloud-init payload fits Nova's user_data limit.
+
+Nova refuses user_data larger than 65535 bytes once base64-encoded. The payload of each
+role is built here the way Heat builds it: the role's CloudConfig ``cloud_config`` map
+with its HOT functions resolved for a sample cluster (files, parameters, the largest
+secrets), dumped with Heat's own YAML dumper and prefixed with ``#cloud-config``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import unittest
+
+import yaml
+
+from magnum_celtic import sample
+from magnum_celtic import stack
+from magnum_celtic import templates
+
+NOVA_USER_DATA_LIMIT = 65535
+# What Heat's signal attribute returns for a HEAT_SIGNAL handle, at its longest.
+SIGNAL = json.dumps({
+    'auth_url': 'https://keystone.example.com:5000/v3', 'username': 'x' * 64,
+    'user_id': 'u' * 32, 'password': 'p' * 32, 'project_id': 'p' * 32,
+    'domain_id': 'd' * 32, 'region_name': 'RegionOne',
+    'alarm_url': 'https://heat.example.com:8004/v1/%s/stacks/%s/%s/resources/'
+                 'wait_handle/signal' % ('p' * 32, 'n' * 80, 'i' * 36)})
+
+
+class _Resolver:
+    """The few HOT functions the payload templates use, evaluated locally."""
+
+    def __init__(self, files, params):
+        self.files = files
+        self.params = params
+
+    def __call__(self, node):
+        if isinstance(node, list):
+            return [self(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (key, value), = node.items()
+            if key == 'get_file':
+                return self.files[value]
+            if key == 'get_param':
+                return self.params[value]
+            if key == 'get_attr':
+                return SIGNAL
+            if key == 'list_concat':
+                return [item for part in self(value) for item in part]
+            if key == 'map_merge':
+                merged = {}
+                for part in self(value):
+                    merged.update(part or {})
+                return merged
+            if key == 'str_replace':
+                text = self(value['template'])
+                for name, replacement in self(value['params']).items():
+                    if not isinstance(replacement, str):
+                        replacement = json.dumps(replacement, sort_keys=True)
+                    text = text.replace(name, replacement)
+                return text
+        return {k: self(v) for k, v in node.items()}
+
+
+def _payload(cloud_config):
+    from heat.common import template_format  # Heat's own dumper, as CloudConfig uses
+    return '#cloud-config\n' + yaml.dump(cloud_config, Dumper=template_format.yaml_dumper)
+
+
+class PayloadSizeTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.templates = templates.TemplateSet(templates.default_dir())
+        cls.spec = sample.sample_spec(labels={'container_infra_prefix':
+                                              'registry.example.com:5000/mirror/k8s/'})
+        cls.request = stack.cluster_request(cls.spec, sample.sample_pki(),
+                                            cls.templates, 60)
+        cls.facts = {'cluster_name': 'x' * 64, 'api_vip': '10.0.0.100',
+                     'master_addresses': ['10.0.0.%d' % i for i in range(7)],
+                     'proxy_addresses': ['10.0.0.%d' % i for i in range(16)],
+                     'storage_addresses': ['10.0.0.%d' % i for i in range(24)]}
+
+    def _group_payload(self, role_template):
+        role = yaml.safe_load(self.templates.read(role_template))
+        group = yaml.safe_load(self.templates.read('node_group.yaml'))
+        files = dict(self.templates.closure(role_template, []))
+        params = dict(self.request.parameters)
+        role_params = {p: params.get(p, '') for p in role['parameters']}
+        role_params['ha_secret'] = params['master_ha_secret']
+        role_params['params'] = dict(params['node_settings'], **self.facts)
+        resolve_role = _Resolver(files, role_params)
+        group_props = resolve_role(role['resources']['group']['properties'])
+        resolve_group = _Resolver(files, group_props)
+        return _payload(resolve_group(
+            group['resources']['config']['properties']['cloud_config']))
+
+    def _minion_payload(self):
+        pool = yaml.safe_load(self.templates.read('minion.yaml'))
+        files = dict(self.templates.closure('minion.yaml', []))
+        params = {p: self.request.parameters.get(p, '') for p in pool['parameters']}
+        params['params'] = dict(self.request.parameters['node_settings'], **self.facts)
+        params['ca_cert'] = self.request.parameters['ca_cert']
+        params['bootstrap_token'] = self.request.parameters['bootstrap_token']
+        return _payload(_Resolver(files, params)(
+            pool['resources']['config']['properties']['cloud_config']))
+
+    def _assert_fits(self, role, payload):
+        encoded = len(base64.b64encode(payload.encode()))
+        self.assertLess(encoded, NOVA_USER_DATA_LIMIT,
+                        '%s user_data is %d bytes in base64, Nova allows %d'
+                        % (role, encoded, NOVA_USER_DATA_LIMIT))
+        return encoded
+
+    def test_master_payload_fits_nova_user_data_limit(self):
+        payload = self._group_payload('master.yaml')
+        self.assertIn('/usr/local/lib/celtic/master.sh', payload)
+        self.assertIn('BEGIN PRIVATE KEY', payload)
+        self._assert_fits('master', payload)
+
+    def test_proxy_payload_fits_nova_user_data_limit(self):
+        payload = self._group_payload('proxy.yaml')
+        self.assertIn('/usr/local/lib/celtic/proxy.sh', payload)
+        self._assert_fits('proxy', payload)
+
+    def test_storage_payload_fits_and_carries_no_private_key(self):
+        payload = self._group_payload('storage.yaml')
+        self.assertNotIn('PRIVATE KEY', payload)
+        self._assert_fits('storage', payload)
+
+    def test_minion_payload_fits_and_carries_no_ca_key(self):
+        payload = self._minion_payload()
+        self.assertNotIn('PRIVATE KEY', payload)
+        self.assertIn(self.request.parameters['bootstrap_token'], payload)
+        self._assert_fits('minion', payload)
