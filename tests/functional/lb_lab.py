@@ -1,0 +1,549 @@
+"""A loopback lab for celtic-lb: a fake Kubernetes API, minion backends, real HAProxy.
+
+Used by the live test (tests/functional/test_celtic_lb_live.py) and the benchmark
+(tests/bench/lb.py). Everything binds 127.0.0.0/8 on ports the caller chooses (the
+project keeps 18000-18999 for these labs) and every process is stopped by its PID.
+
+- FakeKube serves list + watch (chunked, with resourceVersion, bookmarks-free, 410 after
+  `compact()`) of Services and Nodes over HTTPS, requires a client certificate signed by
+  the lab CA (like the apiserver), applies merge patches to services/status and records
+  posted Events.
+- Minion backends are small HTTP servers on 127.0.0.x:<nodePort> that answer with
+  "<node>:<nodePort>", so a response names the backend that served it.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import http.client
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+CELTIC_LB_DIR = os.path.join(REPO, 'heat_templates', 'fragments', 'celtic-lb')
+CELTIC_LB = os.path.join(CELTIC_LB_DIR, 'celtic_lb.py')
+BASE_TIME = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+# The interpreter that runs celtic-lb: the nodes' (3.11 on Debian 12, 3.12 on Ubuntu 24.04)
+# can be tried with CELTIC_LB_PYTHON=/path/to/python3.12.
+PYTHON = os.environ.get('CELTIC_LB_PYTHON') or sys.executable
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = 'condition'):
+    """Poll `predicate` until it returns a true value (returned) or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out after %.1fs waiting for %s' % (timeout, what))
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------
+# throwaway PKI (openssl CLI)
+
+def make_pki(directory: str) -> dict:
+    """A CA, a server certificate for 127.0.0.1 and celtic-lb's client certificate."""
+    os.makedirs(directory, exist_ok=True)
+    path = {name: os.path.join(directory, name) for name in (
+        'ca.crt', 'ca.key', 'server.crt', 'server.key', 'celtic-lb.crt', 'celtic-lb.key',
+        'other.crt', 'other.key')}
+
+    def run(*args):
+        subprocess.run(['openssl', *args], check=True, capture_output=True, timeout=60)
+
+    ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
+    run('req', '-x509', *ec, '-keyout', path['ca.key'], '-out', path['ca.crt'], '-days', '2',
+        '-subj', '/CN=lab-kubernetes-ca')
+    for name, subj, ext in (
+            ('server', '/CN=kube-apiserver',
+             'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'),
+            ('celtic-lb', '/O=celtic:lb/CN=celtic-lb', 'extendedKeyUsage=clientAuth'),
+            ('other', '/O=system:nodes/CN=somebody', 'extendedKeyUsage=clientAuth')):
+        csr = os.path.join(directory, name + '.csr')
+        extfile = os.path.join(directory, name + '.ext')
+        with open(extfile, 'w') as f:
+            f.write(ext + '\n')
+        run('req', '-new', *ec, '-keyout', path[name + '.key'], '-out', csr, '-subj', subj)
+        run('x509', '-req', '-in', csr, '-CA', path['ca.crt'], '-CAkey', path['ca.key'],
+            '-CAcreateserial', '-out', path[name + '.crt'], '-days', '2', '-extfile', extfile)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# fake Kubernetes API
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+class FakeKube:
+    """List + watch of Services and Nodes, service status patches and Events, over TLS."""
+
+    def __init__(self, port: int, pki: dict, host: str = '127.0.0.1'):
+        self.host, self.port, self.pki = host, port, pki
+        self.cond = threading.Condition()
+        self.version = 1000
+        self.clock = 0
+        self.objects: dict[str, dict] = {'services': {}, 'nodes': {}}
+        self.history: dict[str, list] = {'services': [], 'nodes': []}
+        self.expired_below = {'services': 0, 'nodes': 0}
+        self.generation = 0
+        self.events: list[dict] = []
+        self.patches: list[tuple] = []
+        self.requests: list[tuple] = []          # (method, path, client CN)
+        self.server = None
+        self.thread = None
+
+    @property
+    def url(self) -> str:
+        return 'https://%s:%d' % (self.host, self.port)
+
+    # the objects ----------------------------------------------------------------------
+
+    def _record(self, kind: str, event_type: str, obj: dict):
+        self.version += 1
+        obj['metadata']['resourceVersion'] = str(self.version)
+        self.history[kind].append((self.version, event_type, copy.deepcopy(obj)))
+        self.cond.notify_all()
+
+    def put(self, kind: str, obj: dict) -> dict:
+        """Create or replace an object (keeps uid, creation time and status of the old one)."""
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault('metadata', {})
+        key = '%s/%s' % (meta.get('namespace', ''), meta['name'])
+        with self.cond:
+            old = self.objects[kind].get(key)
+            if old:
+                meta['uid'] = old['metadata']['uid']
+                meta['creationTimestamp'] = old['metadata']['creationTimestamp']
+                obj.setdefault('status', old.get('status', {}))
+            else:
+                self.clock += 1
+                meta.setdefault('uid', str(uuid.uuid4()))
+                meta.setdefault('creationTimestamp', (BASE_TIME + datetime.timedelta(
+                    seconds=self.clock)).strftime('%Y-%m-%dT%H:%M:%SZ'))
+                obj.setdefault('status', {})
+            self.objects[kind][key] = obj
+            self._record(kind, 'MODIFIED' if old else 'ADDED', obj)
+            return copy.deepcopy(obj)
+
+    def delete(self, kind: str, name: str, namespace: str = ''):
+        with self.cond:
+            obj = self.objects[kind].pop('%s/%s' % (namespace, name))
+            self._record(kind, 'DELETED', obj)
+
+    def get(self, kind: str, name: str, namespace: str = '') -> dict:
+        with self.cond:
+            return copy.deepcopy(self.objects[kind]['%s/%s' % (namespace, name)])
+
+    def put_service(self, name: str, ports: list, namespace: str = 'default', **spec) -> dict:
+        """ports: (port, nodePort) or (port, nodePort, protocol) tuples."""
+        spec.setdefault('type', 'LoadBalancer')
+        spec['ports'] = [{'name': 'p%d' % p[0], 'port': p[0], 'nodePort': p[1],
+                          'protocol': p[2] if len(p) > 2 else 'TCP', 'targetPort': 8080}
+                         for p in ports]
+        return self.put('services', {'apiVersion': 'v1', 'kind': 'Service',
+                                     'metadata': {'name': name, 'namespace': namespace},
+                                     'spec': spec})
+
+    def put_node(self, name: str, address: str, ready: bool = True, control_plane=False):
+        labels = {'kubernetes.io/hostname': name}
+        if control_plane:
+            labels['node-role.kubernetes.io/control-plane'] = ''
+        return self.put('nodes', {
+            'apiVersion': 'v1', 'kind': 'Node', 'metadata': {'name': name, 'labels': labels},
+            'spec': {},
+            'status': {'conditions': [
+                {'type': 'MemoryPressure', 'status': 'False'},
+                {'type': 'Ready', 'status': 'True' if ready else 'Unknown'}],
+                'addresses': [{'type': 'Hostname', 'address': name},
+                              {'type': 'InternalIP', 'address': address}]}})
+
+    def compact(self):
+        """Forget the history: a watch from an older resourceVersion now gets 410 Gone."""
+        with self.cond:
+            for kind in self.history:
+                self.history[kind] = []
+                self.expired_below[kind] = self.version + 1
+
+    def drop_watches(self):
+        """End every open watch stream (as an apiserver restart or VIP move would)."""
+        with self.cond:
+            self.generation += 1
+            self.cond.notify_all()
+
+    def events_for(self, name: str, reason: str | None = None, namespace='default') -> list:
+        with self.cond:
+            return [e for e in self.events if e['involvedObject']['name'] == name
+                    and e['involvedObject']['namespace'] == namespace
+                    and (reason is None or e['reason'] == reason)]
+
+    def count(self, method: str, path: str) -> int:
+        with self.cond:
+            return sum(1 for m, p, _ in self.requests if m == method and p == path)
+
+    # the server -----------------------------------------------------------------------
+
+    def start(self):
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.pki['ca.crt'])
+        ctx.load_cert_chain(self.pki['server.crt'], self.pki['server.key'])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        self.server = http.server.ThreadingHTTPServer((self.host, self.port), _make_handler(self))
+        self.server.daemon_threads = True
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+                                             do_handshake_on_connect=False)
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={'poll_interval': 0.1}, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        if self.server:
+            self.drop_watches()
+            self.server.shutdown()
+            self.server.server_close()
+            self.thread.join(5)
+
+    def list_body(self, kind: str) -> dict:
+        with self.cond:
+            return {'kind': kind.capitalize()[:-1] + 'List', 'apiVersion': 'v1',
+                    'metadata': {'resourceVersion': str(self.version)},
+                    'items': [copy.deepcopy(o) for o in self.objects[kind].values()]}
+
+
+def _make_handler(kube: FakeKube):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+
+        def log_message(self, *args):
+            pass
+
+        def setup(self):
+            super().setup()
+            self.cn = None
+            try:
+                self.connection.settimeout(10)
+                self.connection.do_handshake()
+                subject = dict(x[0] for x in self.connection.getpeercert()['subject'])
+                self.cn = subject.get('commonName')
+                self.connection.settimeout(None)
+            except (ssl.SSLError, OSError, KeyError, TypeError):
+                self.close_connection = True
+
+        def _json(self, status: int, body: dict):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _status(self, code: int, reason: str, message: str):
+            self._json(code, {'kind': 'Status', 'apiVersion': 'v1', 'status': 'Failure',
+                              'code': code, 'reason': reason, 'message': message})
+
+        def _body(self):
+            return json.loads(self.rfile.read(int(self.headers.get('Content-Length') or 0)))
+
+        def _allowed(self) -> bool:
+            url = urllib.parse.urlsplit(self.path)
+            with kube.cond:
+                kube.requests.append((self.command, url.path, self.cn))
+            if self.cn != 'celtic-lb':      # RBAC in one line: only celtic-lb's identity
+                self._status(403, 'Forbidden', 'User "%s" cannot %s %s' % (
+                    self.cn, self.command, url.path))
+                return False
+            return True
+
+        def do_GET(self):
+            if not self._allowed():
+                return
+            url = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(url.query))
+            kind = url.path.rsplit('/', 1)[-1]
+            if url.path not in ('/api/v1/services', '/api/v1/nodes'):
+                return self._status(404, 'NotFound', url.path)
+            if query.get('watch') in ('1', 'true'):
+                return self._watch(kind, int(query.get('resourceVersion') or 0),
+                                   float(query.get('timeoutSeconds') or 60))
+            self._json(200, kube.list_body(kind))
+
+        def _chunk(self, data: bytes):
+            self.wfile.write(b'%x\r\n%s\r\n' % (len(data), data))
+            self.wfile.flush()
+
+        def _watch(self, kind: str, since: int, timeout: float):
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Transfer-Encoding', 'chunked')
+            self.end_headers()
+            self.close_connection = True
+            deadline = time.monotonic() + timeout
+            with kube.cond:
+                generation = kube.generation
+            try:
+                while True:
+                    with kube.cond:
+                        if since < kube.expired_below[kind]:
+                            pending = [json.dumps({'type': 'ERROR', 'object': {
+                                'kind': 'Status', 'apiVersion': 'v1', 'status': 'Failure',
+                                'code': 410, 'reason': 'Expired',
+                                'message': 'too old resource version: %d' % since}})]
+                            ended = True
+                        else:
+                            pending = [json.dumps({'type': t, 'object': o})
+                                       for v, t, o in kube.history[kind] if v > since]
+                            since = max([since] + [v for v, _, _ in kube.history[kind]])
+                            ended = False
+                            if not pending:
+                                left = deadline - time.monotonic()
+                                if left <= 0 or kube.generation != generation:
+                                    ended = True
+                                else:
+                                    kube.cond.wait(min(left, 0.5))
+                    for line in pending:
+                        self._chunk(line.encode() + b'\n')
+                    if ended:
+                        break
+                self.wfile.write(b'0\r\n\r\n')
+            except OSError:
+                pass
+
+        def do_PATCH(self):
+            if not self._allowed():
+                return
+            m = re.fullmatch(r'/api/v1/namespaces/([^/]+)/services/([^/]+)/status', self.path)
+            if not m:
+                return self._status(404, 'NotFound', self.path)
+            if self.headers.get('Content-Type') != 'application/merge-patch+json':
+                return self._status(415, 'UnsupportedMediaType', 'want a merge patch')
+            body = self._body()
+            key = '%s/%s' % m.groups()
+            with kube.cond:
+                obj = kube.objects['services'].get(key)
+                if obj is None:
+                    return self._status(404, 'NotFound', 'services "%s" not found' % m.group(2))
+                kube.patches.append((key, body))
+                obj['status'] = merge_patch(obj.get('status') or {}, body.get('status') or {})
+                kube._record('services', 'MODIFIED', obj)
+                result = copy.deepcopy(obj)
+            self._json(200, result)
+
+        def do_POST(self):
+            if not self._allowed():
+                return
+            m = re.fullmatch(r'/api/v1/namespaces/([^/]+)/events', self.path)
+            if not m:
+                return self._status(404, 'NotFound', self.path)
+            body = self._body()
+            if body.get('involvedObject', {}).get('namespace') != m.group(1):
+                return self._status(422, 'Invalid', 'involvedObject.namespace does not match')
+            with kube.cond:
+                kube.events.append(body)
+            self._json(201, body)
+
+    return Handler
+
+
+# --------------------------------------------------------------------------------------
+# minions: one HTTP server per (node address, nodePort)
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A minion's NodePort: a client that goes away mid-answer is not an error here."""
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass
+
+
+class Minions:
+    """HTTP servers standing in for the NodePorts of the minions."""
+
+    def __init__(self):
+        self.servers: dict[tuple, http.server.ThreadingHTTPServer] = {}
+
+    def serve(self, node: str, address: str, port: int):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                if 'sleep' in query:
+                    time.sleep(min(float(query['sleep']), 5.0))
+                data = ('%s:%d' % (node, port)).encode()
+                self.send_response(200)
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        server = QuietServer((address, port), Handler)
+        threading.Thread(target=server.serve_forever, kwargs={'poll_interval': 0.1},
+                         daemon=True).start()
+        self.servers[(address, port)] = server
+
+    def stop(self):
+        for server in self.servers.values():
+            server.shutdown()
+            server.server_close()
+        self.servers = {}
+
+
+def get(port: int, path: str = '/', host: str = '127.0.0.1', timeout: float = 2.0):
+    """Body of GET http://host:port/path over a new connection, or None on any failure."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request('GET', path)
+        resp = conn.getresponse()
+        body = resp.read().decode()
+        return body if resp.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def refused(port: int, host: str = '127.0.0.1') -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------
+# the processes: HAProxy (master-worker) and celtic-lb
+
+class Process:
+    """A child process with its output in a log file, stopped by its PID."""
+
+    def __init__(self, argv: list, log_path: str):
+        self.argv, self.log_path = argv, log_path
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, 'ab')
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 10):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+    def output(self) -> str:
+        with open(self.log_path, errors='replace') as f:
+            return f.read()
+
+
+class Lab:
+    """celtic-lb + HAProxy + FakeKube + minions, wired together in `workdir`."""
+
+    def __init__(self, workdir: str, api_port: int, reserved=(), ingress='203.0.113.10',
+                 poison: str | None = None, debounce: float = 0.05):
+        self.dir = workdir
+        self.pki = make_pki(os.path.join(workdir, 'pki'))
+        self.kube = FakeKube(api_port, self.pki)
+        self.minions = Minions()
+        self.haproxy = self.celtic_lb = None
+        self.cfg_path = os.path.join(workdir, 'haproxy.cfg')
+        self.ingress = ingress
+        params = {'api_vip': '127.0.0.1', 'api_port': api_port, 'proxy_vip': '127.0.0.1',
+                  'proxy_vip_fip': ingress, 'lb_reserved_ports': list(reserved)}
+        self.params_path = os.path.join(workdir, 'params.json')
+        with open(self.params_path, 'w') as f:
+            json.dump(params, f)
+        haproxy_bin = shutil.which('haproxy') or '/usr/sbin/haproxy'
+        if poison:
+            # fault injection: "haproxy -c" refuses any config that serves this namespace
+            wrapper = os.path.join(workdir, 'haproxy-check')
+            with open(wrapper, 'w') as f:
+                f.write('#!/bin/sh\nfor last; do :; done\n'
+                        'if grep -q "svc_%s_" "$last"; then\n'
+                        '  echo "[ALERT] (0) : config : injected failure for namespace %s" >&2\n'
+                        '  exit 1\nfi\nexec %s "$@"\n' % (poison, poison, haproxy_bin))
+            os.chmod(wrapper, 0o755)
+            haproxy_bin = wrapper
+        self.settings = {
+            'params_file': self.params_path,
+            'ca_file': self.pki['ca.crt'], 'cert_file': self.pki['celtic-lb.crt'],
+            'key_file': self.pki['celtic-lb.key'],
+            'haproxy_bin': haproxy_bin, 'haproxy_config': self.cfg_path,
+            'template': os.path.join(CELTIC_LB_DIR, 'haproxy.cfg.tmpl'),
+            'service_template': os.path.join(CELTIC_LB_DIR, 'haproxy-service.cfg.tmpl'),
+            'stats_socket': os.path.join(workdir, 'haproxy.sock'),
+            'server_state_file': os.path.join(workdir, 'server-state'),
+            'node_name': 'lab-proxy-0', 'debounce_seconds': debounce,
+        }
+
+    def start(self):
+        self.kube.start()
+        config = os.path.join(self.dir, 'celtic-lb.json')
+        with open(config, 'w') as f:
+            json.dump(self.settings, f)
+        base = [PYTHON, CELTIC_LB, '--config', config]
+        subprocess.run(base + ['--write-initial-config'], check=True, timeout=60,
+                       capture_output=True)
+        self.haproxy = Process([shutil.which('haproxy') or '/usr/sbin/haproxy', '-W', '-db',
+                                '-f', self.cfg_path],
+                               os.path.join(self.dir, 'haproxy.log')).start()
+        wait_until(lambda: os.path.exists(self.settings['stats_socket']), 10,
+                   what='the HAProxy stats socket')
+        self.celtic_lb = Process(base + ['--reload-command', 'kill -USR2 %d' % self.haproxy.pid],
+                                 os.path.join(self.dir, 'celtic-lb.log')).start()
+        return self
+
+    def stop(self):
+        for part in (self.celtic_lb, self.haproxy):
+            if part:
+                part.stop()
+        self.minions.stop()
+        self.kube.stop()
+
+    def config(self) -> str:
+        with open(self.cfg_path) as f:
+            return f.read()
+
+    def bodies(self, port: int, count: int = 12) -> list:
+        return [get(port) for _ in range(count)]
