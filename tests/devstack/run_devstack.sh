@@ -1,0 +1,134 @@
+#!/bin/bash
+#
+# run_devstack.sh PHASE...: drive devstack/settings and devstack/plugin.sh
+# the way stack.sh, unstack.sh and clean.sh do, with recording stubs in
+# place of devstack and of every external command.
+#
+# PHASE: pre-install install post-config extra test-config (stack.sh phases),
+# unstack, clean, or `stack` for the five stack.sh phases in order.
+#
+# Input (environment): TEST_ROOT (scratch directory), CALLS (call log),
+# and any devstack or plugin variable a scenario sets, as local.conf would.
+# DISABLE="svc ..." runs disable_service like a localrc line;
+# RUN_XTRACE=1 traces from the start, like stack.sh (into $TEST_ROOT/xtrace.log).
+#
+# Output: "== PHASE" then one line per call in $CALLS; the plugin's files
+# under $TEST_ROOT; exit status 3 if a phase left xtrace changed.
+
+set -o errexit -o nounset
+
+: "${TEST_ROOT:?}" "${CALLS:?}"
+DEVSTACK_TESTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$DEVSTACK_TESTS/../.." && pwd)
+FAKE_PREFIX=$TEST_ROOT/venv
+FAKE_CLOUD=$TEST_ROOT/cloud
+export TEST_ROOT CALLS DEVSTACK_TESTS FAKE_CLOUD
+
+# External commands: wrappers around fakebin.bash. magnum-* only exist in
+# the Python prefix, so the plugin must call them by absolute path.
+function make_fake_commands {
+    local command
+    mkdir -p "$TEST_ROOT/bin" "$FAKE_PREFIX/bin"
+    for command in openstack sudo mysql ssh-keygen uwsgi git curl wget pip pip3 systemctl \
+        "venv/bin/magnum-db-manage" "venv/bin/magnum-conductor"; do
+        local path=$TEST_ROOT/bin/$command
+        [[ $command == venv/* ]] && path=$TEST_ROOT/$command
+        printf '#!/bin/bash\nexec bash %q %q "$@"\n' "$DEVSTACK_TESTS/fakebin.bash" \
+            "${command##*/}" >"$path"
+        chmod +x "$path"
+    done
+}
+make_fake_commands
+PATH=$TEST_ROOT/bin:$PATH
+
+# shellcheck source=SCRIPTDIR/stubs.bash
+source "$DEVSTACK_TESTS/stubs.bash"
+
+# devstack's globals (stackrc, lib/*), unless the scenario set them.
+: "${DEST:=$TEST_ROOT/opt/stack}"
+: "${DATA_DIR:=$DEST/data}"
+: "${FILES:=$TEST_ROOT/devstack/files}"
+: "${GIT_BASE:=https://opendev.org}"
+: "${STACK_USER:=$(id -un)}"
+: "${REGION_NAME:=RegionOne}"
+: "${SERVICE_HOST:=192.0.2.10}"
+: "${SERVICE_PROTOCOL:=http}"
+: "${SERVICE_LISTEN_ADDRESS:=0.0.0.0}"
+: "${SERVICE_TIMEOUT:=60}"
+: "${SERVICE_PASSWORD:=Service-Secret-5071}"
+: "${SERVICE_PROJECT_NAME:=service}"
+: "${SERVICE_DOMAIN_NAME:=Default}"
+: "${KEYSTONE_SERVICE_URI:=http://$SERVICE_HOST/identity}"
+: "${MEMCACHE_SERVERS:=localhost:11211}"
+: "${SSL_BUNDLE_FILE:=$DATA_DIR/ca-bundle.pem}"
+: "${RABBIT_PASSWORD:=Rabbit-Secret-6093}"
+: "${DATABASE_TYPE:=mysql}"
+: "${DATABASE_BACKENDS:=mysql postgresql}"
+: "${DATABASE_HOST:=127.0.0.1}"
+: "${DATABASE_USER:=root}"
+: "${DATABASE_PASSWORD:=Database-Secret-7297}"
+: "${MYSQL_HOST:=$DATABASE_HOST}"
+: "${ENABLE_DEBUG_LOG_LEVEL:=True}"
+: "${PUBLIC_NETWORK_NAME:=public}"
+: "${LIBS_FROM_GIT:=}"
+: "${DEVSTACK_PLUGINS:=heat,magnum-celtic}"
+: "${ENABLED_SERVICES:=key,mysql,rabbit,g-api,n-api,n-cpu,n-cond,n-sch,placement-api,q-svc,q-agt,q-dhcp,q-l3,q-meta,c-api,c-vol,h-eng,h-api,h-api-cfn}"
+: "${DISABLED_SERVICES:=}"
+declare -A GITREPO GITBRANCH GITDIR
+
+mkdir -p "$DEST" "$DATA_DIR" "$FILES"
+# What `git clone` of Magnum, or pip install of a Magnum release, provides.
+mkdir -p "$DEST/magnum/etc/magnum" "$FAKE_PREFIX/etc/magnum"
+echo "# api-paste.ini from the git checkout" >"$DEST/magnum/etc/magnum/api-paste.ini"
+echo "# api-paste.ini from the release" >"$FAKE_PREFIX/etc/magnum/api-paste.ini"
+
+# local.conf's localrc is read before the plugins' settings.
+if [[ -n "${DISABLE:-}" ]]; then
+    # shellcheck disable=SC2086
+    disable_service $DISABLE
+fi
+
+# The trace (the plugin turns it on, as devstack plugins do) goes to a file
+# of its own, as stack.sh's goes to its log; stderr keeps the errors.
+exec 7>>"$TEST_ROOT/xtrace.log"
+BASH_XTRACEFD=7
+if [[ "${RUN_XTRACE:-0}" == 1 ]]; then
+    set -o xtrace
+fi
+
+# devstack sources both from inside functions (load_plugin_settings and
+# run_plugins): a `declare` in them would be local and lost.
+function load_plugin_settings {
+    # shellcheck source=SCRIPTDIR/../../devstack/settings
+    source "$REPO_ROOT/devstack/settings"
+}
+
+function run_plugins {
+    # shellcheck source=SCRIPTDIR/../../devstack/plugin.sh
+    source "$REPO_ROOT/devstack/plugin.sh" "$@"
+}
+
+load_plugin_settings
+
+phases=()
+for phase in "$@"; do
+    if [[ $phase == stack ]]; then
+        phases+=(pre-install install post-config extra test-config)
+    else
+        phases+=("$phase")
+    fi
+done
+
+for phase in "${phases[@]}"; do
+    echo "== $phase" >>"$CALLS"
+    before=$(set +o | grep xtrace)
+    case "$phase" in
+        unstack|clean) run_plugins "$phase" ;;
+        *) run_plugins stack "$phase" ;;
+    esac
+    after=$(set +o | grep xtrace)
+    if [[ "$before" != "$after" ]]; then
+        echo "phase $phase changed xtrace: '$before' -> '$after'" >&2
+        exit 3
+    fi
+done
