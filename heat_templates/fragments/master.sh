@@ -1,14 +1,149 @@
 #!/bin/bash
 # master.sh: what a master node runs at first boot (and again, harmlessly, on a re-run).
+#   every master: common set-up, corosync/pacemaker membership (master 0 needs quorum
+#                 for the VIP), kernel, containerd, HAProxy + VIP (node/api_vip.sh),
+#                 Magnum's PKI in /etc/kubernetes/pki
+#   master 0:     packages at kube_tag, kubeadm init, CNI, addons
+#   the others:   wait for the VIP, packages at the apiserver's version, join
+#                 --control-plane (the shared certificates came from Heat)
+#   every master: wait until Ready. doc/nodes.md explains each step.
 
 CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
 # shellcheck source=lib/celtic.sh
 source "$CELTIC_LIB_DIR/lib/celtic.sh"
 # shellcheck source=node/common.sh
 source "$CELTIC_LIB_DIR/node/common.sh"
+# shellcheck source=node/kubernetes.sh
+source "$CELTIC_LIB_DIR/node/kubernetes.sh"
+# shellcheck source=node/addons.sh
+source "$CELTIC_LIB_DIR/node/addons.sh"
+# shellcheck source=node/ha.sh disable=SC1091
+source "$CELTIC_LIB_DIR/node/ha.sh"
+# shellcheck source=node/api_vip.sh disable=SC1091
+source "$CELTIC_LIB_DIR/node/api_vip.sh"
+
+MASTER_INDEX=
+MASTERS=()
+
+# master_identity: this master's address, name and index among master_addresses.
+master_identity() {
+    kube_defaults
+    read -r -a MASTERS <<<"${CELTIC_MASTER_ADDRESSES:-}"
+    MASTER_INDEX=$(celtic_index_of "$KUBE_NODE_IP" "${MASTERS[@]}") ||
+        celtic_die "this node's address $KUBE_NODE_IP is not in master_addresses" \
+            "(${MASTERS[*]})"
+}
+
+# master_pki: Magnum's CAs and the cluster's service-account key where kubeadm expects
+# them, identical on every master: kubeadm init signs with them, and join --control-plane
+# finds the shared certificates on disk (no --upload-certs / --certificate-key).
+master_pki() {
+    local pki=$KUBE_ETC/pki pair src dest mode text
+    for pair in pki/ca.crt:ca.crt:0644 secrets/ca.key:ca.key:0600 \
+        pki/etcd-ca.crt:etcd/ca.crt:0644 secrets/etcd-ca.key:etcd/ca.key:0600 \
+        pki/front-proxy-ca.crt:front-proxy-ca.crt:0644 \
+        secrets/front-proxy-ca.key:front-proxy-ca.key:0600 secrets/sa.key:sa.key:0600; do
+        IFS=: read -r src dest mode <<<"$pair"
+        [[ -s "$CELTIC_ETC/$src" ]] || celtic_die "/etc/celtic/$src was not delivered"
+        celtic_write_file "$pki/$dest" "$mode" <"$CELTIC_ETC/$src"
+    done
+    text=$(openssl pkey -in "$pki/sa.key" -pubout) ||
+        celtic_die "/etc/celtic/secrets/sa.key is not a private key"
+    celtic_write_file "$pki/sa.pub" 0644 <<<"$text"
+}
+
+# master_render_init: the kubeadm init configuration (InitConfiguration,
+# ClusterConfiguration, KubeletConfiguration) from templates/kubeadm-init.yaml.tmpl.
+master_render_init() {
+    local names
+    KUBE_VERSION=$(kubeadm version -o short) || celtic_die "kubeadm is not installed"
+    KUBE_IMAGE_REPOSITORY=$(kube_image_repository)
+    KUBE_CLUSTER_NAME=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' \
+        "${CELTIC_CLUSTER_NAME:-kubernetes}")
+    names=("$CELTIC_API_VIP" "${CELTIC_API_VIP_FIP:-}" "${MASTERS[@]}")
+    KUBE_CERT_SANS=$(python3 - "$CELTIC_CLUSTER_DOMAIN" "${names[@]}" <<'PY'
+import json, sys
+domain, names = sys.argv[1], [n for n in sys.argv[2:] if n]
+names += ['127.0.0.1', 'localhost', 'kubernetes', 'kubernetes.default',
+          'kubernetes.default.svc', 'kubernetes.default.svc.' + domain]
+print(json.dumps(list(dict.fromkeys(names))))
+PY
+)
+    export KUBE_VERSION KUBE_IMAGE_REPOSITORY KUBE_CLUSTER_NAME KUBE_CERT_SANS
+    master_patches
+    kube_render "$CELTIC_LIB_DIR/templates/kubeadm-init.yaml.tmpl" \
+        "$KUBE_CONFIG_DIR/init.yaml" control-plane
+}
+
+# master_render_join: the JoinConfiguration of a master after the first.
+master_render_join() {
+    master_patches
+    kube_render_join control-plane
+}
+
+# master_patches: this master's kubeadm patches (its apiserver's bind address).
+master_patches() {
+    celtic_render "$CELTIC_LIB_DIR/templates/kubeadm-apiserver-patch.yaml.tmpl" \
+        "$KUBE_PATCHES_DIR/kube-apiserver+json.yaml" 0644
+}
+
+# master_init: kubeadm init, once; a failed attempt is reset and retried.
+master_init() {
+    if [[ -e "$KUBE_ETC/admin.conf" ]]; then
+        celtic_info "already initialised ($KUBE_ETC/admin.conf exists)"
+        return 0
+    fi
+    celtic_retry -n 2 -d 30 -- master_init_once ||
+        celtic_die "kubeadm init failed (console log above; journalctl -u kubelet;" \
+            "crictl ps -a)"
+}
+
+master_init_once() {
+    kube_kubeadm init --config "$KUBE_CONFIG_DIR/init.yaml" && return 0
+    kube_kubeadm reset --force >/dev/null 2>&1 || true
+    return 1
+}
+
+# master_addons: celtic's manifests, each only when its feature is on.
+master_addons() {
+    local manifests=$CELTIC_LIB_DIR/manifests
+    if [[ -n "${CELTIC_PROXY_ADDRESSES:-}" ]]; then
+        celtic_step addon-lb-rbac kube_apply_manifest "$manifests/celtic-lb-rbac.yaml"
+    fi
+    if [[ -n "${CELTIC_STORAGE_ADDRESSES:-}" ]]; then
+        celtic_step addon-storage kube_apply_manifest "$manifests/storage.yaml"
+    fi
+    if [[ "${CELTIC_INGRESS_CONTROLLER:-none}" == traefik && -n "${CELTIC_PROXY_ADDRESSES:-}" ]]; then
+        celtic_step addon-ingress kube_apply_manifest "$manifests/ingress-traefik.yaml"
+    fi
+}
 
 master_main() {
     common_setup
+    celtic_step identity master_identity
+    # Early on every master: master 0's VIP needs a quorate cluster.
+    celtic_step ha-cluster ha_cluster_setup master "${MASTERS[@]}"
+    kube_host_setup
+    if [[ "$MASTER_INDEX" == 0 ]]; then
+        celtic_step kube-packages kube_packages "$CELTIC_KUBE_TAG"
+        kube_runtime_setup
+        celtic_step pki master_pki
+        celtic_step kubeadm-config master_render_init
+        celtic_step api-vip api_vip_setup
+        celtic_step kubeadm-init master_init
+        celtic_step cni kube_cni
+        master_addons
+    else
+        # HAProxy runs on every master (a pacemaker clone), so every master sets it up.
+        celtic_step api-vip api_vip_setup
+        celtic_step wait-api kube_wait_api
+        celtic_step kube-packages kube_packages_from_api
+        kube_runtime_setup
+        celtic_step pki master_pki
+        celtic_step kubeadm-config master_render_join
+        celtic_step kubeadm-join kube_join
+    fi
+    celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then

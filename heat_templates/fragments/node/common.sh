@@ -4,35 +4,41 @@
 #   - make the hostname resolve locally (kubelet, corosync and glusterd need it)
 #   - route apt through the cluster template's HTTP proxy when it has one
 #   - refresh the package index and install the base tools the fragments use
+#
+# System paths are prefixed with $CELTIC_ROOT (empty on a node) so that tests write
+# under a scratch directory instead of the machine's /etc.
+
+CELTIC_ROOT=${CELTIC_ROOT:-}
 
 # common_hostname: the Nova name is the node name; make sure it resolves to the node.
 common_hostname() {
-    local name ip
+    local name ip hosts=$CELTIC_ROOT/etc/hosts
     name=$(celtic_node_name)
     ip=$(celtic_node_ip)
     [[ -n "$ip" ]] || celtic_die "cannot find this node's address (no default route?)"
-    if ! grep -qE "^${ip//./\\.}[[:space:]].*\\b${name}\\b" /etc/hosts 2>/dev/null; then
-        sed -i "/[[:space:]]${name}\$/d" /etc/hosts
-        printf '%s %s\n' "$ip" "$name" >>/etc/hosts
+    touch "$hosts"
+    if ! grep -qE "^${ip//./\\.}[[:space:]].*\\b${name}\\b" "$hosts"; then
+        sed -i "/[[:space:]]${name}\$/d" "$hosts"
+        printf '%s %s\n' "$ip" "$name" >>"$hosts"
         celtic_info "added $name ($ip) to /etc/hosts"
     fi
 }
 
 # common_apt_proxy: apt goes through the template's proxy (nothing when there is none).
 common_apt_proxy() {
-    local conf=/etc/apt/apt.conf.d/90celtic-proxy
+    local conf=$CELTIC_ROOT/etc/apt/apt.conf.d/90celtic-proxy text=""
     if [[ -z "${CELTIC_HTTP_PROXY:-}" && -z "${CELTIC_HTTPS_PROXY:-}" ]]; then
         rm -f "$conf"
         return 0
     fi
-    {
-        if [[ -n "${CELTIC_HTTP_PROXY:-}" ]]; then
-            printf 'Acquire::http::Proxy "%s";\n' "$CELTIC_HTTP_PROXY"
-        fi
-        if [[ -n "${CELTIC_HTTPS_PROXY:-}" ]]; then
-            printf 'Acquire::https::Proxy "%s";\n' "$CELTIC_HTTPS_PROXY"
-        fi
-    } | celtic_write_file "$conf" 0644
+    if [[ -n "${CELTIC_HTTP_PROXY:-}" ]]; then
+        text+="Acquire::http::Proxy \"$CELTIC_HTTP_PROXY\";"$'\n'
+    fi
+    if [[ -n "${CELTIC_HTTPS_PROXY:-}" ]]; then
+        text+="Acquire::https::Proxy \"$CELTIC_HTTPS_PROXY\";"$'\n'
+    fi
+    # A redirection, not a pipe: celtic_write_file must run in this shell.
+    celtic_write_file "$conf" 0644 <<<"${text%$'\n'}"
 }
 
 # common_proxy_env: the proxy settings for child processes of this script.

@@ -1,0 +1,97 @@
+#!/bin/bash
+# addons.sh: what the first master applies to the new cluster: the CNI (flannel or
+# calico, the pinned upstream release manifest fetched at boot) and celtic's own
+# manifests. Every image honours container_infra_prefix; every apply is server-side,
+# retried, and skipped when the same content was applied before.
+
+KUBE_MANIFEST_DIR=$CELTIC_ETC/manifests
+
+# kube_manifest_filter MODE FILE: FILE to stdout; MODE flannel or calico sets the pod CIDR
+# in that CNI's manifest, any MODE points image: lines at the registry prefix (the
+# prefix replaces registry and path, name:tag stays: a flat mirror, as kubeadm expects).
+kube_manifest_filter() {
+    python3 - "$1" "$2" "${CELTIC_POD_NETWORK_CIDR:-}" "${CELTIC_CONTAINER_INFRA_PREFIX:-}" <<'PY'
+import re, sys
+mode, path, cidr, prefix = sys.argv[1:5]
+with open(path) as f:
+    text = f.read()
+if mode == 'flannel':
+    old = '"Network": "10.244.0.0/16"'
+    if old not in text:
+        sys.exit('kube-flannel.yml has no %s to replace' % old)
+    text = text.replace(old, '"Network": "%s"' % cidr)
+elif mode == 'calico':
+    pattern = r'^([ \t]*)# (- name: CALICO_IPV4POOL_CIDR)\n[ \t]*#   value: "[^"]*"'
+    text, n = re.subn(pattern, lambda m: '%s%s\n%s  value: "%s"' % (
+        m[1], m[2], m[1], cidr), text, flags=re.M)
+    if n != 1:
+        sys.exit('calico.yaml has no commented CALICO_IPV4POOL_CIDR to set')
+if prefix:
+    prefix = prefix.rstrip('/') + '/'
+    text = re.sub(r'^(\s*(?:-\s+)?image:\s*)(["\']?)([^"\'\s]+)\2',
+                  lambda m: m[1] + m[2] + prefix + m[3].rsplit('/', 1)[-1] + m[2],
+                  text, flags=re.M)
+sys.stdout.write(text)
+PY
+}
+
+# kube_apply_once FILE: server-side apply with admin.conf, unless this very content was
+# applied before (its sha256 is kept under $CELTIC_STATE_DIR/applied).
+kube_apply_once() {
+    local file=$1 stamp sum
+    stamp=$CELTIC_STATE_DIR/applied/$(basename "$file").sha256
+    sum=$(sha256sum "$file" | cut -d ' ' -f 1)
+    if [[ -f "$stamp" && "$(<"$stamp")" == "$sum" ]]; then
+        celtic_info "$(basename "$file") already applied"
+        return 0
+    fi
+    celtic_retry -n 8 -d 5 -m 60 -- kubectl --kubeconfig "$KUBE_ETC/admin.conf" apply \
+        --server-side --force-conflicts --field-manager=celtic -f "$file" ||
+        celtic_die "kubectl apply of $(basename "$file") failed (see the log above)"
+    mkdir -p "$(dirname "$stamp")"
+    printf '%s\n' "$sum" >"$stamp"
+}
+
+# kube_apply_manifest TEMPLATE: fill {{CELTIC_<PARAM>}} placeholders (celtic_render), point
+# images at the registry prefix, apply.
+kube_apply_manifest() {
+    local name text
+    name=$(basename "$1")
+    celtic_render "$1" "$KUBE_MANIFEST_DIR/rendered/$name" 0600
+    text=$(kube_manifest_filter plain "$KUBE_MANIFEST_DIR/rendered/$name") ||
+        celtic_die "cannot rewrite the images of $name"
+    celtic_write_file "$KUBE_MANIFEST_DIR/$name" 0600 <<<"$text"
+    kube_apply_once "$KUBE_MANIFEST_DIR/$name"
+}
+
+# kube_cni_url DRIVER TAG: the upstream release manifest of that CNI version.
+kube_cni_url() {
+    case "$1" in
+        flannel) echo "https://github.com/flannel-io/flannel/releases/download/$2/kube-flannel.yml" ;;
+        calico) echo "https://raw.githubusercontent.com/projectcalico/calico/$2/manifests/calico.yaml" ;;
+        *) return 1 ;;
+    esac
+}
+
+# kube_cni: fetch the pinned manifest once, set the pod CIDR and the image prefix, apply.
+kube_cni() {
+    local driver=${CELTIC_NETWORK_DRIVER:-flannel} tag url upstream text
+    case "$driver" in
+        flannel) tag=${CELTIC_FLANNEL_TAG:-} ;;
+        calico) tag=${CELTIC_CALICO_TAG:-} ;;
+        *) celtic_die "network_driver must be flannel or calico, got '$driver'" ;;
+    esac
+    [[ -n "$tag" ]] || celtic_die "no ${driver}_tag in the node parameters"
+    url=$(kube_cni_url "$driver" "$tag")
+    upstream=$KUBE_MANIFEST_DIR/upstream/$driver-$tag.yaml
+    if [[ ! -s "$upstream" ]]; then
+        mkdir -p "$(dirname "$upstream")"
+        celtic_retry -n 6 -d 5 -- kube_fetch "$url" "$upstream.part" ||
+            celtic_die "cannot download $url (proxy? registry mirror?)"
+        mv -f "$upstream.part" "$upstream"
+    fi
+    text=$(kube_manifest_filter "$driver" "$upstream") ||
+        celtic_die "cannot adapt $driver $tag's manifest ($url)"
+    celtic_write_file "$KUBE_MANIFEST_DIR/cni-$driver.yaml" 0644 <<<"$text"
+    kube_apply_once "$KUBE_MANIFEST_DIR/cni-$driver.yaml"
+}

@@ -1,0 +1,179 @@
+#!/usr/bin/env bats
+# master.sh: master 0 initialises the cluster behind the VIP, the other masters join
+# the control plane; every run after the first changes nothing.
+
+load helpers
+load kube_stubs
+
+setup() {
+    kube_test_setup
+    kube_params master
+}
+
+run_master() {
+    run bash "$FRAGMENTS/master.sh"
+}
+
+# line_of PATTERN: the number of the first call matching PATTERN (extended regex).
+line_of() {
+    grep -nE "^$1" "$CALLS" | head -n 1 | cut -d: -f1
+}
+
+@test "master 0: membership, VIP, then kubeadm init, CNI, addons, Ready; signals SUCCESS" {
+    kube_with_heat
+    run_master
+    assert_success
+    assert_called 'ha_cluster_setup master 10.0.0.11 10.0.0.12 10.0.0.13'
+    assert_called 'api_vip_setup '
+    assert_called "kubeadm init --config $CELTIC_ETC/kubeadm/init.yaml"
+    [ "$(line_of ha_cluster_setup)" -lt "$(line_of api_vip_setup)" ]
+    [ "$(line_of api_vip_setup)" -lt "$(line_of 'kubeadm init')" ]
+    [ "$(line_of 'kubeadm init')" -lt "$(line_of 'kubectl .* apply .*cni-flannel.yaml')" ]
+    assert_called 'kubectl .* apply .*celtic-lb-rbac.yaml'
+    assert_called 'kubectl .* apply .*storage.yaml'
+    assert_called 'kubectl .* apply .*ingress-traefik.yaml'
+    assert_called 'kubectl --kubeconfig .*/etc/kubernetes/admin.conf get node testnode-0 .*'
+    refute_called 'kubeadm join.*'
+    [ "$(signal_field 1 status)" = SUCCESS ]
+    [ "$(signal_field 1 reason)" = "testnode-0: master ready" ]
+}
+
+@test "master 0's kubeadm config: VIP endpoint, SANs, token ttl 0, CIDRs, own bind address" {
+    run_master
+    assert_success
+    [ "$(stat -c %a "$CELTIC_ETC/kubeadm/init.yaml")" = 600 ]
+    run cat "$BATS_TEST_TMPDIR/kubeadm-init-seen.yaml"
+    assert_line 'controlPlaneEndpoint: "10.0.0.100:6443"'
+    assert_line '  certSANs: ["10.0.0.100", "172.24.4.50", "10.0.0.11", "10.0.0.12", "10.0.0.13", "127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]'
+    assert_line "  - token: \"$TOKEN\""
+    assert_line '    ttl: 0s'
+    assert_line '  podSubnet: "10.100.0.0/16"'
+    assert_line 'kubernetesVersion: "v1.36.10"'
+    assert_line '  advertiseAddress: "10.0.0.11"'
+    assert_line '  ignorePreflightErrors: [Port-6443]'
+    run cat "$CELTIC_ETC/kubeadm/patches/kube-apiserver+json.yaml"
+    assert_line '  value: --bind-address=10.0.0.11'
+}
+
+@test "Magnum's CAs and the service-account key are placed for kubeadm, sa.pub derived" {
+    run_master
+    assert_success
+    pki=$ROOT/etc/kubernetes/pki
+    for f in ca.crt etcd/ca.crt front-proxy-ca.crt sa.pub; do
+        [ "$(stat -c %a "$pki/$f")" = 644 ]
+    done
+    for f in ca.key etcd/ca.key front-proxy-ca.key sa.key; do
+        [ "$(stat -c %a "$pki/$f")" = 600 ]
+    done
+    cmp "$CELTIC_ETC/secrets/etcd-ca.key" "$pki/etcd/ca.key"
+    cmp "$CELTIC_ETC/pki/front-proxy-ca.crt" "$pki/front-proxy-ca.crt"
+    assert_called "openssl pkey -in $pki/sa.key -pubout"
+    run cat "$pki/sa.pub"
+    assert_line sa-pub
+}
+
+@test "a second run changes nothing: no init, no download, no apply, no write" {
+    run_master
+    assert_success
+    calls_before=$(wc -l <"$CALLS")
+    log_before=$(wc -l <"$CELTIC_LOG_FILE")
+    run_master
+    assert_success
+    run calls_since "$calls_before"
+    refute_line --regexp '^kubeadm (init|join|reset)'
+    refute_line --regexp '^(apt-get install|gpg|sysctl|curl)'
+    refute_line --regexp '^systemctl (restart|daemon-reload)'
+    refute_line --regexp '^kubectl .* apply'
+    run log_since "$log_before"
+    refute_line --partial 'wrote '
+}
+
+@test "addons follow the features: no proxies, no storage, no ingress" {
+    kube_params master '{"proxy_addresses": null, "storage_addresses": null,
+        "ingress_controller": "traefik"}'
+    run_master
+    assert_success
+    assert_called 'kubectl .* apply .*cni-flannel.yaml'
+    refute_called 'kubectl .* apply .*(celtic-lb-rbac|storage|ingress-traefik).yaml'
+    kube_params master '{"ingress_controller": "none"}'
+    run_master
+    assert_called 'kubectl .* apply .*celtic-lb-rbac.yaml'
+    refute_called 'kubectl .* apply .*ingress-traefik.yaml'
+}
+
+@test "the registry prefix reaches kubeadm, the CNI and the addons" {
+    kube_params master '{"container_infra_prefix": "registry.example.com/mirror/"}'
+    run_master
+    assert_success
+    run cat "$BATS_TEST_TMPDIR/kubeadm-init-seen.yaml"
+    assert_line 'imageRepository: "registry.example.com/mirror"'
+    run grep -h 'image:' "$BATS_TEST_TMPDIR"/applied/*.yaml
+    refute_line --regexp 'image: ["\x27]?(ghcr|docker)\.io'
+    assert_line --partial 'registry.example.com/mirror/flannel:v0.28.9'
+    assert_line --partial "'registry.example.com/mirror/traefik:v3.5.0'"
+}
+
+@test "another master waits for the VIP and joins the control plane with the disk's certificates" {
+    export CELTIC_NODE_IP=10.0.0.12 CELTIC_NODE_NAME=testnode-1
+    run_master
+    assert_success
+    assert_called 'api_vip_setup '
+    assert_called 'curl .* https://10.0.0.100:6443/version'
+    assert_called 'apt-get install .* kubeadm=1.36.2-1.1 .*'
+    assert_called "kubeadm join --config $CELTIC_ETC/kubeadm/join.yaml"
+    refute_called 'kubeadm init.*'
+    refute_called 'kubectl .* apply.*'
+    refute_called '.*(certificate-key|upload-certs).*'
+    [ "$(line_of 'curl .*/version')" -lt "$(line_of 'kubeadm join')" ]
+    assert [ -s "$ROOT/etc/kubernetes/pki/ca.key" ]
+    run cat "$BATS_TEST_TMPDIR/kubeadm-join-seen.yaml"
+    assert_line 'controlPlane:'
+    assert_line '  localAPIEndpoint: {advertiseAddress: "10.0.0.12", bindPort: 6443}'
+    assert_line '  taints: [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]'
+    refute_line --partial certificateKey
+    run cat "$CELTIC_ETC/kubeadm/patches/kube-apiserver+json.yaml"
+    assert_line '  value: --bind-address=10.0.0.12'
+}
+
+@test "a failed kubeadm init signals FAILURE with the node and step, never the token" {
+    kube_with_heat
+    export FAKE_INIT_RC=1
+    run_master
+    assert_failure
+    [ "$(grep -c '^kubeadm init' "$CALLS")" = 2 ]
+    assert_called 'kubeadm reset --force'
+    [ "$(signal_field 1 status)" = FAILURE ]
+    run signal_field 1 reason
+    assert_output --partial 'testnode-0: step kubeadm-init failed: kubeadm init failed'
+    run grep -rF "$TOKEN" "$CALLS" "$CELTIC_LOG_FILE" "$SIGNALS"
+    assert_failure
+}
+
+@test "a master whose address is not in master_addresses fails at step identity" {
+    kube_with_heat
+    export CELTIC_NODE_IP=10.0.0.99
+    run_master
+    assert_failure
+    run signal_field 1 reason
+    assert_output --partial 'step identity failed: this node'"'"'s address 10.0.0.99 is not in master_addresses'
+}
+
+@test "with a proxy, containerd and kubelet get drop-ins and apt its proxy" {
+    kube_params master '{"http_proxy": "http://proxy.example:3128",
+        "https_proxy": "http://proxy.example:3128", "no_proxy": "10.0.0.100,.svc"}'
+    run_master
+    assert_success
+    for unit in containerd kubelet; do
+        run cat "$ROOT/etc/systemd/system/$unit.service.d/http-proxy.conf"
+        assert_line 'Environment="NO_PROXY=10.0.0.100,.svc"'
+    done
+    assert [ -s "$ROOT/etc/apt/apt.conf.d/90celtic-proxy" ]
+}
+
+@test "master.sh sources with the real HA and API VIP modules" {
+    [[ -f "$FRAGMENTS/node/ha.sh" && -f "$FRAGMENTS/node/api_vip.sh" ]] ||
+        skip "node/ha.sh or node/api_vip.sh not written yet"
+    run bash -c "CELTIC_LIB_DIR='$FRAGMENTS' source '$FRAGMENTS/master.sh' &&
+        declare -F ha_cluster_setup api_vip_setup kube_cni master_main"
+    assert_success
+}
