@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import functools
-import gzip
 import importlib.metadata
 import io
+import lzma
 import os
 import re
 import sys
@@ -24,7 +24,7 @@ ROOT_TEMPLATE = 'celtic.yaml'
 POOL_TEMPLATE = 'minion.yaml'
 _DATA_PATH = 'share/magnum-celtic/heat_templates'
 BUNDLE_MANIFEST = 'fragments/bundles.yaml'
-_BUNDLE = re.compile(r'^bundles/([a-z]+)\.tgz\.b64$')
+_BUNDLE = re.compile(r'^bundles/([a-z]+)\.txz\.b64$')
 _GET_FILE = re.compile(r'get_file:\s*([^\s{}\[\],]+)')
 _TYPE = re.compile(r'^\s*type:\s*([A-Za-z0-9_./-]+\.yaml)\s*$', re.MULTILINE)
 
@@ -83,7 +83,7 @@ class TemplateSet:
     def read(self, name: str) -> str:
         """The content of one file, by its name relative to the root.
 
-        ``bundles/<role>.tgz.b64`` is not a file on disk: it is the role's fragments
+        ``bundles/<role>.txz.b64`` is not a file on disk: it is the role's fragments
         packed by :meth:`bundle`.
         """
         bundle = _BUNDLE.match(name)
@@ -123,8 +123,10 @@ class TemplateSet:
         return sorted(set(names))
 
     def bundle(self, role: str) -> str:
-        """The role's fragments as a base64 gzipped tar, byte-for-byte reproducible
-        (fixed order, times and owners), so re-rendering a stack changes nothing."""
+        """The role's fragments as a base64 xz-compressed tar, byte-for-byte
+        reproducible (fixed order, times and owners), so re-rendering a stack changes
+        nothing. xz packs shell about 10% tighter than gzip, and Nova's 64 KiB
+        user_data limit is the constraint; nodes unpack it with Python's tarfile."""
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode='w', format=tarfile.GNU_FORMAT) as tar:
             for name in self.bundle_files(role):
@@ -136,10 +138,10 @@ class TemplateSet:
                 info.uid = info.gid = 0
                 info.uname = info.gname = 'root'
                 tar.addfile(info, io.BytesIO(data))
-        packed = io.BytesIO()
-        with gzip.GzipFile(fileobj=packed, mode='wb', compresslevel=9, mtime=0) as gz:
-            gz.write(raw.getvalue())
-        return base64.b64encode(packed.getvalue()).decode('ascii')
+        packed = lzma.compress(raw.getvalue(), format=lzma.FORMAT_XZ,
+                               check=lzma.CHECK_CRC64,
+                               preset=9 | lzma.PRESET_EXTREME)
+        return base64.b64encode(packed).decode('ascii')
 
     def environment(self, name: str) -> str:
         """An environment file with its registry paths made root-relative."""

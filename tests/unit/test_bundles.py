@@ -8,8 +8,8 @@ at boot, so it is caught here instead.
 from __future__ import annotations
 
 import base64
-import gzip
 import io
+import lzma
 import os
 import re
 import tarfile
@@ -74,7 +74,7 @@ class BundleTest(unittest.TestCase):
     def test_bundle_unpacks_to_the_fragment_files_and_is_reproducible(self):
         packed = self.templates.bundle('proxy')
         self.assertEqual(packed, templates.TemplateSet(self.templates.root).bundle('proxy'))
-        raw = gzip.decompress(base64.b64decode(packed))
+        raw = lzma.decompress(base64.b64decode(packed))
         with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
             members = {m.name: m for m in tar.getmembers()}
             self.assertEqual(sorted(members), self.templates.bundle_files('proxy'))
