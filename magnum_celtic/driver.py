@@ -103,10 +103,12 @@ class Driver(driver.Driver):
         worker = cluster.default_ng_worker
         spec = adapters.cluster_spec(context, cluster)
         adapters.check_stack_size(spec, worker.node_count)
-        worker.status = Status.UPDATE_IN_PROGRESS
-        worker.save()
         self._update(context, cluster.stack_id,
                      stack.scale_parameters(worker.node_count), rollback)
+        # Only once Heat took the update: on failure Magnum fails the cluster and
+        # restores node_count, but would leave this status behind.
+        worker.status = Status.UPDATE_IN_PROGRESS
+        worker.save()
 
     def resize_cluster(self, context, cluster, resize_manager, node_count,
                        nodes_to_remove, nodegroup=None):
@@ -201,6 +203,11 @@ class Driver(driver.Driver):
 
     def update_nodegroup(self, context, cluster, nodegroup):
         """Labels and taints for the pool's future nodes (min/max are Magnum's own)."""
+        if nodegroup.role == 'master':
+            # Only min/max can change on masters (Magnum's API refuses labels and
+            # taints there): nothing in Heat to change, and the minion pool's
+            # settings must not be overwritten with the masters'.
+            return
         spec = adapters.cluster_spec(context, cluster)
         pool = _pool(nodegroup, spec)
         if nodegroup.is_default or nodegroup.stack_id == cluster.stack_id:

@@ -66,7 +66,11 @@ class StackState:
 
     @property
     def action(self) -> str:
-        return self.status.rsplit('_', 1)[0]
+        """CREATE, UPDATE, ... (the state may contain '_': IN_PROGRESS)."""
+        for state in ('_IN_PROGRESS', '_COMPLETE', '_FAILED'):
+            if self.status.endswith(state):
+                return self.status[:-len(state)]
+        return self.status
 
 
 def _message(error: Exception) -> str:

@@ -281,3 +281,12 @@ FOREIGN_LABELS = frozenset({
     'kube_dashboard_enabled', 'etcd_volume_size', 'docker_volume_type',
     'os_distro', 'magnum_driver',
 })
+
+
+def reference_table() -> str:
+    """The README's label reference, generated from :data:`LABELS`."""
+    rows = ['| label | default | allowed | meaning |', '|---|---|---|---|']
+    for label in LABELS:
+        rows.append('| `%s` | %s | %s | %s |' % (label.name, label.default_doc,
+                                                label.allowed, label.doc))
+    return '\n'.join(rows)

@@ -229,6 +229,8 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         warnings.append('docker_volume_size is ignored: celtic keeps container '
                         'images on the boot disk (use boot_volume_size)')
 
+    # Before the spec copies the warnings: unknown labels add theirs.
+    resolver.check_unknown()
     spec = ClusterSpec(
         cluster_name=str(cluster.get('name') or cluster['uuid']),
         cluster_uuid=str(cluster['uuid']),
@@ -285,7 +287,6 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
             'and proxy_count is 0' % spec.ingress_controller,))
     no_proxy = _full_no_proxy(user_no_proxy, spec) if (http_proxy or https_proxy) else ''
     spec = dataclasses.replace(spec, no_proxy=no_proxy)
-    resolver.check_unknown()
     return spec
 
 

@@ -50,15 +50,24 @@ class ClusterResult:
     destroy: list[str] = dataclasses.field(default_factory=list)
 
 
+def _split(status: str) -> tuple[str, str]:
+    # The state may itself contain '_' (IN_PROGRESS): match the known states.
+    for state in (IN_PROGRESS, COMPLETE, FAILED):
+        if status.endswith('_' + state):
+            return status[:-len(state) - 1], state
+    return status, ''
+
+
 def _state(status: str) -> str:
-    return status.rsplit('_', 1)[-1] if '_' in status else status
+    return _split(status)[1]
 
 
 def _action(status: str) -> str:
-    return status.rsplit('_', 1)[0]
+    return _split(status)[0]
 
 
-_RESOURCE_PATH = re.compile(r'resources\.([A-Za-z0-9_.\-]+?)(?:\.resources\.|: )')
+# One step of a Heat resource path: "resources.<name>" or a group member "resources[2]".
+_PATH_STEP = r'resources(?:\.[A-Za-z0-9_\-]+|\[\d+\])'
 
 
 def failure_reason(stack: StackState) -> str:
@@ -72,10 +81,12 @@ def failure_reason(stack: StackState) -> str:
     if not reason:
         return 'Heat stack %s is %s' % (stack.name or stack.id, stack.status)
     reason = friendly(reason)
-    match = re.search(r'((?:resources\.[A-Za-z0-9_\-]+\.?)+): (.*)$', reason, re.S)
+    match = re.search(r'((?:%s\.?)+): (.*)$' % _PATH_STEP, reason, re.S)
     if match:
-        path = '.'.join(p for p in match.group(1).split('.')
-                        if p and p != 'resources')
+        steps = re.findall(r'resources(?:\.([A-Za-z0-9_\-]+)|\[(\d+)\])',
+                           match.group(1))
+        path = ''.join('.' + name if name else '[%s]' % index
+                       for name, index in steps).lstrip('.')
         return '%s failed: %s' % (path, match.group(2).strip())
     return reason
 
@@ -104,8 +115,6 @@ def _nodegroup_status(current: str, stack: StackState | None,
         # A resize that Heat has not picked up yet reads CREATE_COMPLETE.
         return current, ''
     status = '%s_%s' % (action, state)
-    if action == 'CREATE' and _action(current) == 'UPDATE':
-        status = 'UPDATE_' + state
     reason = failure_reason(stack) if state == FAILED else ''
     return status, reason
 
@@ -123,9 +132,7 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
     deleting = cluster_status == 'DELETE_IN_PROGRESS'
     result = ClusterResult(status=cluster_status)
     if cluster_stack is not None:
-        api = cluster_stack.outputs.get('api_address')
-        if isinstance(api, str) and api.startswith('https://') and '://:' not in api:
-            result.api_address = api
+        result.api_address = api_address(cluster_stack)
         version = cluster_stack.outputs.get('kube_version')
         if isinstance(version, str) and version:
             result.coe_version = version
@@ -133,8 +140,9 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
     states: list[str] = []
     failures: list[str] = []
     for ng in nodegroups:
-        own_stack = ng.is_default or not ng.stack_id
-        stack = cluster_stack if own_stack else pool_stacks.get(ng.name)
+        # A non-default nodegroup lives in a stack of its own; without one (its
+        # create failed before Heat had it) there is nothing of it in Heat.
+        stack = cluster_stack if ng.is_default else pool_stacks.get(ng.name)
         addrs = _nodegroup_addresses(ng, cluster_stack, stack)
         if not ng.status.endswith(IN_PROGRESS) and not deleting:
             result.nodegroups[ng.name] = NodeGroupResult(ng.status, None, addrs)
@@ -150,6 +158,20 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
     result.status, result.reason = _aggregate(cluster_status, cluster_stack, states,
                                               failures)
     return result
+
+
+def api_address(cluster_stack: StackState) -> str | None:
+    """``https://<API VIP or its floating IP>:6443`` once Heat knows the address."""
+    api = cluster_stack.outputs.get('api_address')
+    if isinstance(api, str) and api.startswith('https://') and '://:' not in api:
+        return api
+    # Without a floating IP the template's api_address is "https://:6443" (yaql's
+    # coalesce keeps the empty floating IP); the VIP outputs say it directly.
+    for key in ('api_vip_fip', 'api_vip'):
+        address = cluster_stack.outputs.get(key)
+        if isinstance(address, str) and address:
+            return 'https://%s:6443' % address
+    return None
 
 
 def _nodegroup_addresses(ng: NodeGroupView, cluster_stack: StackState | None,
@@ -182,14 +204,20 @@ def _aggregate(current: str, cluster_stack: StackState | None, states: list[str]
             return 'CREATE_COMPLETE', 'Stack CREATE completed successfully'
         return 'CREATE_IN_PROGRESS', None
     if action in ('UPDATE', 'ROLLBACK'):
+        # Judge by the nodegroups the operation touched: the cluster stack may still
+        # show an earlier update's failure while only a nodegroup's stack changed.
         stack_status = cluster_stack.status if cluster_stack is not None else ''
+        if 'ROLLBACK_IN_PROGRESS' in states:
+            return 'ROLLBACK_IN_PROGRESS', None
         if (any(s.endswith(IN_PROGRESS) for s in states)
                 or (_action(stack_status) in ('UPDATE', 'ROLLBACK')
                     and stack_status.endswith(IN_PROGRESS))):
             return current if current.endswith(IN_PROGRESS) else 'UPDATE_IN_PROGRESS', None
         if failures:
-            return 'UPDATE_FAILED', '; '.join(failures)
-        if stack_status in ('UPDATE_FAILED', 'ROLLBACK_FAILED', 'ROLLBACK_COMPLETE'):
-            return stack_status, failure_reason(cluster_stack)
+            failed = 'ROLLBACK_FAILED' if 'ROLLBACK_FAILED' in states else 'UPDATE_FAILED'
+            return failed, '; '.join(failures)
+        if 'ROLLBACK_COMPLETE' in states:
+            return 'ROLLBACK_COMPLETE', (failure_reason(cluster_stack)
+                                         if cluster_stack is not None else None)
         return 'UPDATE_COMPLETE', 'Stack UPDATE completed successfully'
     return current, None

@@ -136,10 +136,18 @@ def static_check(request: StackRequest) -> None:
         registry.update(env.get('resource_registry') or {})
     sources = dict(request.files)
     sources['(root)'] = request.template
-    for name, text in sources.items():
+    parsed_files: dict[str, Any] = {}
+
+    def parse(name: str) -> Any:
+        # Each file once: yaml parsing dominated validate's run time.
+        if name not in parsed_files:
+            parsed_files[name] = yaml.safe_load(sources[name]) or {}
+        return parsed_files[name]
+
+    for name in sources:
         if not name.endswith('.yaml') and name != '(root)':
             continue
-        parsed = yaml.safe_load(text) or {}
+        parsed = parse(name)
         if not isinstance(parsed, dict) or 'heat_template_version' not in parsed:
             continue
         resources = parsed.get('resources') or {}
@@ -156,7 +164,7 @@ def static_check(request: StackRequest) -> None:
                 continue
             if group and attribute.startswith('resource.'):
                 continue
-            outputs = (yaml.safe_load(request.files[rtype]) or {}).get('outputs') or {}
+            outputs = parse(rtype).get('outputs') or {}
             if attribute not in outputs and attribute not in ('OS::stack_id', 'show'):
                 where = 'root template' if name == '(root)' else name
                 raise ValueError('%s: get_attr %s: %s has no output %s'

@@ -1,0 +1,316 @@
+"""Keystone and Heat, answered at the HTTP boundary with requests_mock.
+
+python-heatclient, keystoneauth1 and Magnum's KeystoneClientV3 run for real; only the
+HTTP responses are canned. The fake Heat behaves like heat-api 27 where the driver can
+tell: a stack looked up by id answers 302 to ``/stacks/<name>/<id>`` (heatclient's
+session follows it, keeping the method), errors carry Heat's JSON error body, an
+update of a stack with an action in progress is a 409, a stack that is gone is a 404.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import urllib.parse
+import uuid
+from typing import Any
+
+import requests
+import requests_mock
+
+KEYSTONE = 'https://keystone.example.test/identity/v3'
+HEAT_PUBLIC = 'https://heat.example.test:8004/v1'
+HEAT_INTERNAL = 'https://heat-internal.example.test:8004/v1'
+NEUTRON = 'https://neutron.example.test:9696'
+USER_TOKEN = 'user-token-0123'
+SERVICE_TOKEN = 'service-token-4567'
+SERVICE_PROJECT = 'service-project-id'
+JSON = {'Content-Type': 'application/json; charset=UTF-8'}
+
+
+def catalog(project_id: str) -> list[dict[str, Any]]:
+    """A Keystone v3 catalog with Heat's public and internal endpoints."""
+    def endpoint(interface: str, root: str) -> dict[str, Any]:
+        return {'id': 'heat-' + interface, 'interface': interface,
+                'region': 'RegionOne', 'region_id': 'RegionOne',
+                'url': '%s/%s' % (root, project_id)}
+    return [{'type': 'orchestration', 'name': 'heat', 'id': 'heat',
+             'endpoints': [endpoint('public', HEAT_PUBLIC),
+                           endpoint('internal', HEAT_INTERNAL)]},
+            {'type': 'network', 'name': 'neutron', 'id': 'neutron',
+             'endpoints': [{'id': 'neutron-public', 'interface': 'public',
+                            'region': 'RegionOne', 'region_id': 'RegionOne',
+                            'url': NEUTRON}]}]
+
+
+def token_body(project_id: str, user_id: str, roles: list[str]) -> dict[str, Any]:
+    """A Keystone v3 token response body (what auth_token_info holds)."""
+    domain = {'id': 'default', 'name': 'Default'}
+    return {'token': {
+        'methods': ['password'],
+        'expires_at': '2099-01-01T00:00:00.000000Z',
+        'issued_at': '2026-01-01T00:00:00.000000Z',
+        'project': {'id': project_id, 'name': project_id, 'domain': domain},
+        'user': {'id': user_id, 'name': user_id, 'domain': domain},
+        'roles': [{'id': 'role-' + r, 'name': r} for r in roles],
+        'catalog': catalog(project_id)}}
+
+
+class FakeKeystone:
+    """Keystone v3 for the service user of ``[keystone_auth]``."""
+
+    def __init__(self, mocker: requests_mock.Mocker):
+        self.token_requests: list[dict[str, Any]] = []
+        self.reachable = True
+        mocker.get(KEYSTONE, headers=JSON, json={'version': {
+            'id': 'v3.14', 'status': 'stable', 'updated': '2020-04-07T00:00:00Z',
+            'links': [{'rel': 'self', 'href': KEYSTONE + '/'}],
+            'media-types': [{'base': 'application/json',
+                             'type': 'application/vnd.openstack.identity-v3+json'}]}})
+        mocker.post(KEYSTONE + '/auth/tokens', text=self._issue)
+
+    def _issue(self, request: Any, context: Any) -> str:
+        if not self.reachable:
+            raise requests.exceptions.ConnectionError('keystone is down')
+        self.token_requests.append(request.json())
+        context.status_code = 201
+        context.headers.update(JSON)
+        context.headers['X-Subject-Token'] = SERVICE_TOKEN
+        return json.dumps(token_body(SERVICE_PROJECT, 'magnum', ['admin', 'service']))
+
+
+class FakeNeutron:
+    """Neutron's networks and subnets, as the driver looks them up by name."""
+
+    def __init__(self, mocker: requests_mock.Mocker):
+        self.networks: list[dict[str, Any]] = []
+        self.subnets: list[dict[str, Any]] = []
+        mocker.get(NEUTRON + '/', headers=JSON, json={'versions': [{
+            'id': 'v2.0', 'status': 'CURRENT',
+            'links': [{'href': NEUTRON + '/v2.0/', 'rel': 'self'}]}]})
+        mocker.get(NEUTRON + '/v2.0/networks', headers=JSON, json=self._networks)
+        mocker.get(NEUTRON + '/v2.0/subnets', headers=JSON, json=self._subnets)
+
+    @staticmethod
+    def _matching(items, request):
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.url).query)
+        return [item for item in items
+                if all(str(item.get(key)) in values for key, values in query.items()
+                       if key in item)]
+
+    def _networks(self, request: Any, context: Any) -> dict[str, Any]:
+        return {'networks': self._matching(self.networks, request)}
+
+    def _subnets(self, request: Any, context: Any) -> dict[str, Any]:
+        return {'subnets': self._matching(self.subnets, request)}
+
+
+@dataclasses.dataclass
+class Stack:
+    id: str
+    name: str
+    project: str
+    status: str
+    reason: str = ''
+    outputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    request: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Call:
+    """One request Heat received."""
+    method: str
+    host: str
+    project: str
+    path: str
+    token: str | None
+    body: Any
+
+
+def heat_error(status: int, title: str, error_type: str, message: str) -> dict:
+    """Heat's JSON error body (heat.api.middleware.fault)."""
+    explanations = {400: 'The server could not comply with the request since it is '
+                         'either malformed or otherwise incorrect.',
+                    403: 'Access was denied to this resource.',
+                    404: 'The resource could not be found.',
+                    409: 'There was a conflict when trying to complete your request.'}
+    return {'explanation': explanations.get(status, title), 'code': status,
+            'error': {'message': message, 'traceback': None, 'type': error_type},
+            'title': title}
+
+
+_PATH = re.compile(r'^/v1/(?P<project>[^/]+)/stacks(?:/(?P<rest>.*))?$')
+
+
+class FakeHeat:
+    """heat-api's stacks resource, kept in memory."""
+
+    def __init__(self, mocker: requests_mock.Mocker):
+        self.stacks: dict[str, Stack] = {}
+        self.calls: list[Call] = []
+        self._failures: dict[str, Any] = {}
+        for root in (HEAT_PUBLIC, HEAT_INTERNAL):
+            mocker.register_uri(requests_mock.ANY, re.compile(re.escape(root) + '/'),
+                                text=self._answer)
+
+    # ---- test helpers ------------------------------------------------------------------
+
+    def add(self, name: str, status: str = 'CREATE_COMPLETE', outputs=None,
+            project: str = 'fake_project', reason: str = '') -> str:
+        """A stack that already exists; returns its id."""
+        stack_id = str(uuid.uuid4())
+        self.stacks[stack_id] = Stack(stack_id, name, project, status, reason,
+                                      dict(outputs or {}))
+        return stack_id
+
+    def set(self, stack_id: str, status: str, reason: str = '', outputs=None) -> None:
+        """What heat-engine did meanwhile."""
+        stack = self.stacks[stack_id]
+        stack.status, stack.reason = status, reason
+        if outputs is not None:
+            stack.outputs = dict(outputs)
+
+    def purge(self, stack_id: str) -> None:
+        """The stack is gone (deleted and purged): lookups answer 404."""
+        del self.stacks[stack_id]
+
+    def fail(self, method: str, status: int, error_type: str, message: str,
+             title: str = '') -> None:
+        """Answer every ``method`` request (or '*') with a Heat error."""
+        titles = {400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found',
+                  409: 'Conflict', 500: 'Internal Server Error'}
+        self._failures[method] = (status, heat_error(status, title or titles[status],
+                                                     error_type, message))
+
+    def unreachable(self, method: str = '*') -> None:
+        """Requests (of ``method``) cannot connect."""
+        self._failures[method] = requests.exceptions.ConnectionError(
+            'Failed to establish a new connection: [Errno 111] Connection refused')
+
+    def heal(self) -> None:
+        self._failures.clear()
+
+    def calls_of(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def only_stack(self) -> Stack:
+        assert len(self.stacks) == 1, self.stacks
+        return next(iter(self.stacks.values()))
+
+    # ---- the API -----------------------------------------------------------------------
+
+    def _answer(self, request: Any, context: Any) -> str:
+        url = urllib.parse.urlsplit(request.url)
+        match = _PATH.match(url.path)
+        assert match, 'not a Heat stacks URL: %s' % request.url
+        body = None
+        if request.body:
+            body = json.loads(request.body)
+        project = match.group('project')
+        rest = [urllib.parse.unquote(p) for p in (match.group('rest') or '').split('/')
+                if p]
+        self.calls.append(Call(request.method, url.netloc, project, '/'.join(rest),
+                               request.headers.get('X-Auth-Token'), body))
+        failure = self._failures.get(request.method, self._failures.get('*'))
+        if isinstance(failure, Exception):
+            raise failure
+        context.headers.update(JSON)
+        if failure:
+            context.status_code = failure[0]
+            return json.dumps(failure[1])
+        if not rest and request.method == 'POST':
+            return self._create(project, body, context)
+        if len(rest) == 1:
+            return self._lookup(request, url, project, rest[0], context)
+        if len(rest) == 2:
+            stack = self.stacks.get(rest[1])
+            if stack is None or stack.name != rest[0]:
+                return self._not_found(rest[1], context)
+            return getattr(self, '_' + request.method.lower())(stack, body, context)
+        raise AssertionError('unexpected Heat request %s %s'
+                             % (request.method, request.url))
+
+    def _not_found(self, name: str, context: Any) -> str:
+        context.status_code = 404
+        return json.dumps(heat_error(404, 'Not Found', 'EntityNotFound',
+                                     'The Stack (%s) could not be found.' % name))
+
+    def _create(self, project: str, body: dict, context: Any) -> str:
+        name = body['stack_name']
+        if any(s.name == name for s in self.stacks.values()):
+            context.status_code = 409
+            return json.dumps(heat_error(409, 'Conflict', 'StackExists',
+                                         'The Stack (%s) already exists.' % name))
+        stack_id = str(uuid.uuid4())
+        self.stacks[stack_id] = Stack(stack_id, name, project, 'CREATE_IN_PROGRESS',
+                                      'Stack CREATE started',
+                                      parameters=dict(body.get('parameters') or {}),
+                                      request=body)
+        context.status_code = 201
+        return json.dumps({'stack': {'id': stack_id, 'links': [
+            {'href': '%s/%s/stacks/%s/%s' % (HEAT_PUBLIC, project, name, stack_id),
+             'rel': 'self'}]}})
+
+    def _lookup(self, request: Any, url: Any, project: str, key: str,
+                context: Any) -> str:
+        stack = self.stacks.get(key) or next(
+            (s for s in self.stacks.values() if s.name == key), None)
+        if stack is None:
+            return self._not_found(key, context)
+        context.status_code = 302
+        context.headers['Location'] = '%s://%s/v1/%s/stacks/%s/%s' % (
+            url.scheme, url.netloc, project, stack.name, stack.id)
+        return ''
+
+    def _get(self, stack: Stack, body: Any, context: Any) -> str:
+        context.status_code = 200
+        return json.dumps({'stack': {
+            'id': stack.id, 'stack_name': stack.name, 'stack_status': stack.status,
+            'stack_status_reason': stack.reason, 'parameters': {},
+            'outputs': [{'output_key': k, 'output_value': v, 'description': k}
+                        for k, v in stack.outputs.items()],
+            'links': []}})
+
+    def _patch(self, stack: Stack, body: dict, context: Any) -> str:
+        if stack.status.endswith('_IN_PROGRESS'):
+            context.status_code = 409
+            action = stack.status.rsplit('_', 2)[0]
+            return json.dumps(heat_error(
+                409, 'Conflict', 'ActionInProgress',
+                'Stack %s already has an action (%s) in progress.'
+                % (stack.name, action)))
+        stack.parameters.update(body.get('parameters') or {})
+        stack.status, stack.reason = 'UPDATE_IN_PROGRESS', 'Stack UPDATE started'
+        context.status_code = 202
+        return ''
+
+    def _delete(self, stack: Stack, body: Any, context: Any) -> str:
+        stack.status, stack.reason = 'DELETE_IN_PROGRESS', 'Stack DELETE started'
+        context.status_code = 204
+        return ''
+
+
+def cluster_outputs(vip: str = '10.0.0.5', fip: str = '172.24.4.10',
+                    masters=('10.0.0.11', '10.0.0.12', '10.0.0.13'),
+                    minions=('10.0.0.21', '10.0.0.22'), minion_ids=None,
+                    kube_version: str = 'v1.36') -> dict[str, Any]:
+    """celtic.yaml's outputs as Heat resolves them for a complete cluster."""
+    minion_ids = list(minion_ids if minion_ids is not None else
+                      ['server-%d' % i for i in range(len(minions))])
+    return {
+        'api_address': 'https://%s:6443' % (fip or vip),
+        'api_vip': vip, 'api_vip_fip': fip,
+        'master_addresses': list(masters), 'minion_addresses': list(minions),
+        'minion_server_ids': minion_ids,
+        'proxy_vip': '10.0.0.6', 'proxy_vip_fip': '172.24.4.11',
+        'proxy_addresses': ['10.0.0.31', '10.0.0.32'],
+        'storage_addresses': ['10.0.0.41', '10.0.0.42', '10.0.0.43'],
+        'kube_version': kube_version,
+        'fixed_network': 'net-0001', 'fixed_subnet': 'subnet-0001',
+        'minion_security_groups': ['sg-cluster', 'sg-k8s', 'sg-minion'],
+        'cluster_facts': {'api_vip': vip, 'api_vip_fip': fip,
+                          'master_addresses': list(masters),
+                          'fixed_network_cidr': '10.0.0.0/24'},
+    }

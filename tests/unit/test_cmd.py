@@ -1,0 +1,227 @@
+"""The magnum-celtic command line: render, validate, lab.
+
+``validate`` imports openstack-heat, whose oslo.config options must not mix with
+Magnum's in this process, so it runs in subprocesses (validate_runs.py, started when
+collection ends). ``render`` runs in-process through ``main()`` and once as the console
+script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from magnum_celtic import sample
+from magnum_celtic import stack
+from magnum_celtic import templates
+from magnum_celtic import validation
+from magnum_celtic.cmd import main as cli
+from tests.unit import validate_runs as runs
+
+TEMPLATES = templates.default_dir()
+
+
+@pytest.fixture(autouse=True)
+def without_lab(monkeypatch):
+    """The lab's command-line module is another engineer's (and may import Heat):
+    these tests see the command line as an install without the lab extras does."""
+    monkeypatch.setitem(sys.modules, 'magnum_celtic.lab.cli', None)
+
+
+def run_cli(*argv):
+    """magnum-celtic as a console script: (exit code, stdout, stderr)."""
+    done = subprocess.run(runs.command(*argv), capture_output=True, text=True,
+                          timeout=600, env=runs.environment())
+    return done.returncode, done.stdout, done.stderr
+
+
+# ---- render ----------------------------------------------------------------------
+
+def test_render_refuses_a_bad_label_naming_it(capsys):
+    assert cli.main(['render', '--labels', 'proxy_count=two']) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ('error: label proxy_count must be an integer from 0 to 16, '
+                           'got "two"')
+
+
+def test_render_console_script_exits_non_zero_naming_proxy_count():
+    code, out, err = run_cli('render', '--labels', 'proxy_count=two')
+    assert code != 0
+    assert 'proxy_count' in err
+    assert out == ''
+
+
+def test_render_prints_the_request_with_secrets_masked(capsys):
+    assert cli.main(['render', '--masters', '1', '--minions', '4',
+                     '--labels', 'storage_count=0, proxy_count=2',
+                     '--template-fields', 'network_driver=calico']) == 0
+    out = capsys.readouterr().out
+    document = json.loads(out)
+    params = document['parameters']
+    for secret in ('ca_key', 'etcd_ca_key', 'front_proxy_ca_key', 'service_account_key',
+                   'bootstrap_token', 'master_ha_secret', 'proxy_ha_secret',
+                   'lb_client_key'):
+        assert params[secret] == stack.MASK
+    assert 'PRIVATE KEY' not in out
+    assert params['ca_cert'].startswith('-----BEGIN CERTIFICATE-----')
+    assert (params['master_count'], params['minion_count'], params['storage_count']) == (
+        1, 4, 0)
+    assert params['node_settings']['network_driver'] == 'calico'
+    assert document['environment_files'] == ['environments/defaults.yaml',
+                                             'environments/no_storage.yaml']
+    assert document['heat_resources'] > 0
+    assert document['max_minions_under_1000'] > 4
+
+
+def test_render_writes_the_templates_and_masked_parameters(tmp_path, capsys):
+    out_dir = tmp_path / 'request'
+    assert cli.main(['render', '--output-dir', str(out_dir)]) == 0
+    assert 'secrets masked' in capsys.readouterr().out
+    assert (out_dir / 'celtic.yaml').read_text() == open(
+        os.path.join(TEMPLATES, 'celtic.yaml')).read()
+    assert (out_dir / 'environments' / 'defaults.yaml').is_file()
+    assert [p.name.split('.')[0] for p in sorted((out_dir / 'bundles').iterdir())] == [
+        'master', 'minion', 'proxy', 'storage']
+    parameters = json.loads((out_dir / 'parameters.json').read_text())
+    assert parameters['ca_key'] == stack.MASK
+    assert 'PRIVATE KEY' not in (out_dir / 'parameters.json').read_text()
+
+
+def test_render_warns_on_stderr(capsys):
+    assert cli.main(['render', '--labels', 'proxy_count=0']) == 0
+    assert ('warning: ingress_controller traefik is not installed'
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['render', '--labels', 'proxy_count'],
+     '--labels must be key=value pairs separated by commas, got "proxy_count"'),
+    (['render', '--template-fields', 'network_driver'],
+     '--template-fields must be key=value pairs'),
+    (['render', '--masters', '2'], 'master_count must be an odd number >= 1'),
+    (['render', '--template-fields', 'http_proxy=proxy:3128'],
+     'cluster template field http_proxy must be an http:// or https:// URL'),
+])
+def test_render_refuses_bad_arguments_clearly(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_render_with_templates_from_another_directory(tmp_path, capsys):
+    copy = tmp_path / 'templates'
+    shutil.copytree(TEMPLATES, copy)
+    assert cli.main(['--templates-dir', str(copy), 'render']) == 0
+    assert json.loads(capsys.readouterr().out)['stack_name'].startswith('celtic-sample')
+
+
+def test_lab_without_its_extras_says_how_to_install_them(capsys):
+    assert cli.main(['lab']) == 2
+    assert 'magnum-celtic lab needs the lab extras' in capsys.readouterr().err
+
+
+# ---- validate: Heat's own validator, in subprocesses ------------------------------------
+
+@pytest.fixture(scope='module')
+def validate_runs():
+    """`magnum-celtic validate` on the real templates and on two broken copies
+    (started by conftest.py when collection ends)."""
+    return runs.results()
+
+
+@pytest.fixture(scope='module')
+def combos():
+    """What validate validates, rendered once (no Heat needed to render)."""
+    return list(validation.combinations(templates.TemplateSet(TEMPLATES)))
+
+
+def _cluster_combos(combos):
+    return [c for c in combos if not c.name.startswith('nodegroup stack')]
+
+
+def test_validate_passes_every_combination_the_driver_can_render(validate_runs,
+                                                                 combos):
+    code, out, err = validate_runs['good']
+    assert code == 0, out + err[-3000:]
+    assert 'validated %d combinations, 0 errors' % len(combos) in out
+    assert 'FAIL' not in out
+
+
+def test_validate_fails_on_an_unknown_property_naming_the_resource(validate_runs,
+                                                                   combos):
+    code, out, _err = validate_runs['unknown property']
+    assert code == 1
+    assert 'resources.cluster_facts.properties: Unknown Property colour' in out
+    # Every cluster stack fails; the nodegroup stacks do not use celtic.yaml.
+    assert 'validated %d combinations, %d errors' % (
+        len(combos), len(_cluster_combos(combos))) in out
+
+
+def test_validate_fails_on_a_bad_get_attr_naming_the_resource(validate_runs):
+    code, out, _err = validate_runs['bad get_attr']
+    assert code == 1
+    assert 'The Referenced Attribute (cluster_facts valeu) is incorrect' in out
+
+
+# ---- validate: the parts that need no Heat ----------------------------------------------
+
+def test_combinations_cover_every_environment_toggle_and_the_nodegroup_stack(combos):
+    environments = {tuple(c.request.environment_files) for c in combos}
+    for env in ('no_floating_ip', 'existing_network', 'no_proxies', 'no_storage'):
+        assert any('environments/%s.yaml' % env in e for e in environments)
+    assert any('no_floating_ip' in str(e) and 'existing_network' in str(e)
+               and 'no_proxies' in str(e) and 'no_storage' in str(e)
+               for e in environments)
+    pools = [c for c in combos if c.name.startswith('nodegroup stack')]
+    assert [c.request.parameters['count'] for c in pools] == [2, 0]
+    assert len({c.name for c in combos}) == len(combos)
+
+
+def test_static_check_accepts_the_real_templates(combos):
+    for combo in combos:
+        validation.static_check(combo.request)
+
+
+def test_static_check_catches_a_get_attr_on_a_missing_template_output(tmp_path):
+    broken = runs.broken_copy(str(tmp_path / 't'), 'celtic.yaml', lambda text: text.replace(
+        'value: {get_attr: [network, network]}', 'value: {get_attr: [network, netwrk]}'))
+    request = stack.cluster_request(sample.sample_spec(), sample.sample_pki(),
+                                    templates.TemplateSet(broken), 60)
+    with pytest.raises(ValueError) as error:
+        validation.static_check(request)
+    assert str(error.value) == ("root template: get_attr ['network', 'netwrk']: "
+                                "network.yaml has no output netwrk")
+
+
+def test_static_check_knows_group_attributes():
+    group = {'type': 'OS::Heat::ResourceGroup',
+             'properties': {'resource_def': {'type': 'Celtic::Node'}}}
+    assert validation._nested_type(group, {'Celtic::Node': 'node.yaml'}) == (
+        'node.yaml', True)
+    assert validation._nested_type({'type': 'OS::Nova::Server'}, {}) == (None, False)
+    assert validation._nested_type({'type': {'if': []}}, {}) == (None, False)
+    assert list(validation._get_attrs({'a': [{'get_attr': ['x', 'y']}],
+                                       'b': {'get_attr': 'not-a-list'}})) == [['x', 'y']]
+
+
+def test_run_reports_each_failing_combination_and_the_totals(monkeypatch, combos):
+    class RejectsNoStorage:
+        """Stands in for Heat: rejects every request without storage nodes."""
+        def validate(self, request):
+            if 'environments/no_storage.yaml' in request.environment_files:
+                raise RuntimeError('boom')
+    monkeypatch.setattr(validation, 'HeatValidator', RejectsNoStorage)
+    lines = []
+    code = validation.run(templates.TemplateSet(TEMPLATES), out=lines.append)
+    failures = [line for line in lines if line.startswith('FAIL ')]
+    assert code == 1
+    without_storage = [c for c in combos if 'environments/no_storage.yaml'
+                       in c.request.environment_files]
+    assert len(failures) == len(without_storage) == 16
+    assert all('storage=0' in line and 'RuntimeError: boom' in line
+               for line in failures)
+    assert lines[-1].startswith('validated %d combinations, 16 errors' % len(combos))

@@ -1,0 +1,997 @@
+"""The celtic driver driven by Magnum's own conductor handlers and periodic job.
+
+Magnum 23's objects, sqlite database, conductor handlers, periodic status job and
+x509keypair certificate manager run for real; python-heatclient and keystoneauth1 run
+for real against Heat and Keystone answered by requests_mock (tests/unit/fake_cloud).
+"""
+
+from __future__ import annotations
+
+import os
+from unittest import mock
+
+import fixtures
+from magnum.common import exception
+from magnum.conductor.handlers import ca_conductor
+from magnum.conductor.handlers import cluster_conductor
+from magnum.conductor.handlers import nodegroup_conductor
+from magnum.conductor.handlers.common import cert_manager
+from magnum.drivers.common import driver as magnum_driver
+from magnum.drivers.common import k8s_monitor
+from magnum import objects
+from magnum.tests import fake_notifier
+from magnum.tests.unit.objects import utils as obj_utils
+
+from magnum_celtic import adapters
+from magnum_celtic import driver
+from magnum_celtic import pki
+from tests.unit import base
+from tests.unit import fake_cloud
+
+Status = base.Status
+CA_REFS = ('ca_cert_ref', 'etcd_ca_cert_ref', 'front_proxy_ca_cert_ref',
+           'magnum_cert_ref')
+WAIT_FAILURE = ('Resource CREATE failed: WaitConditionFailure: resources.masters.'
+                'resources.group.resources.wait: k1-master-1: step kubeadm-init '
+                'failed: [ERROR Port-6443]: Port 6443 is in use')
+
+
+def _text(pem):
+    return pem.decode() if isinstance(pem, bytes) else pem
+
+
+def _events():
+    return [(m.event_type, m.priority) for m in fake_notifier.NOTIFICATIONS]
+
+
+# ---- create ----------------------------------------------------------------------------
+
+class CreateClusterTest(base.DriverTestCase):
+
+    def create(self, cluster=None, timeout=45, masters=3, workers=2):
+        cluster = cluster or self.new_cluster()
+        cluster_conductor.Handler().cluster_create(
+            self.user_context, cluster, masters, workers, timeout)
+        return self.reload()
+
+    def test_create_sets_stack_id_and_returns_while_the_stack_is_in_progress(self):
+        stored = self.create()
+        stack = self.heat.only_stack()
+        self.assertEqual(stack.id, stored.stack_id)
+        self.assertEqual('CREATE_IN_PROGRESS', stack.status)
+        self.assertEqual(Status.CREATE_IN_PROGRESS, stored.status)
+        # One POST and nothing else: the driver does not wait for Heat.
+        self.assertEqual(['POST'], [c.method for c in self.heat.calls])
+        self.assertEqual({stack.id}, {ng.stack_id for ng in stored.nodegroups})
+
+    def test_create_honours_the_requested_create_timeout(self):
+        self.create(timeout=45)
+        request = self.heat.only_stack().request
+        self.assertEqual(45, request['timeout_mins'])
+        self.assertEqual(45 * 60, request['parameters']['wait_timeout'])
+        self.assertTrue(request['disable_rollback'])
+
+    def test_create_without_a_timeout_falls_back_to_celtic_create_timeout(self):
+        self.config(create_timeout=75, group='celtic')
+        self.create(cluster=self.new_cluster(create_timeout=None), timeout=None)
+        self.assertEqual(75, self.heat.only_stack().request['timeout_mins'])
+
+    def test_create_sends_the_request_with_the_users_token_to_the_catalog_endpoint(self):
+        self.create()
+        call = self.heat.calls[0]
+        self.assertEqual(('heat.example.test:8004', 'fake_project'),
+                         (call.host, call.project))
+        self.assertEqual(fake_cloud.USER_TOKEN, call.token)
+        self.assertEqual([], self.keystone.token_requests)
+
+    def test_heat_client_endpoint_type_selects_the_catalog_interface(self):
+        self.config(endpoint_type='internalURL', group='heat_client')
+        self.create()
+        self.assertEqual('heat-internal.example.test:8004', self.heat.calls[0].host)
+
+    def test_create_hands_magnums_cas_and_derived_secrets_to_the_stack(self):
+        stored = self.create()
+        params = self.heat.only_stack().request['parameters']
+        for kind, prefix in ((None, 'ca'), ('etcd', 'etcd_ca'),
+                             ('front-proxy', 'front_proxy_ca')):
+            cert = cert_manager.get_cluster_ca_certificate(stored, self.user_context,
+                                                           kind)
+            self.assertEqual(_text(cert.get_certificate()), params[prefix + '_cert'])
+            self.assertEqual(_text(cert.get_decrypted_private_key()),
+                             params[prefix + '_key'])
+            self.assertIn('BEGIN PRIVATE KEY', params[prefix + '_key'])
+        self.assertEqual(3, len({params['ca_cert'], params['etcd_ca_cert'],
+                                 params['front_proxy_ca_cert']}))
+        magnum_cert = cert_manager.get_cluster_magnum_cert(stored, self.user_context)
+        self.assertEqual(_text(magnum_cert.get_decrypted_private_key()),
+                         params['service_account_key'])
+        self.assertEqual(pki.discovery_hash(params['ca_cert']),
+                         params['discovery_hash'])
+        self.assertRegex(params['bootstrap_token'], r'^[a-z0-9]{6}\.[a-z0-9]{16}$')
+
+    def test_create_renders_counts_flavors_and_labels_from_the_cluster(self):
+        cluster = self.new_cluster(labels={'kube_tag': 'v1.35.2', 'proxy_count': '0',
+                                           'storage_count': '3'})
+        self.create(cluster=cluster, masters=1, workers=4)
+        request = self.heat.only_stack().request
+        params = request['parameters']
+        self.assertEqual((1, 4, 0, 3), (params['master_count'], params['minion_count'],
+                                        params['proxy_count'],
+                                        params['storage_count']))
+        self.assertEqual(('m1.large', 'm1.medium', 'debian-13', 'default'),
+                         (params['master_flavor'], params['minion_flavor'],
+                          params['image'], params['ssh_key_name']))
+        self.assertEqual(base.EXTERNAL_NETWORK, params['external_network'])
+        self.assertEqual(['192.0.2.53'], params['dns_nameservers'])
+        self.assertEqual('v1.35.2', params['node_settings']['kube_tag'])
+        self.assertIn('environments/no_proxies.yaml', request['environment_files'])
+        self.assertEqual('', params['lb_client_key'])
+
+    def test_bad_label_fails_the_create_before_anything_is_sent_to_heat(self):
+        cluster = self.new_cluster(labels={'proxy_count': 'two'})
+        self.assertRaises(exception.InvalidParameterValue, self.create, cluster)
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_FAILED, stored.status)
+        self.assertIn('label proxy_count must be an integer from 0 to 16, got "two"',
+                      stored.status_reason)
+        self.assertEqual([], self.heat.calls)
+
+    def test_even_master_count_fails_the_create_naming_master_count(self):
+        self.assertRaises(exception.InvalidParameterValue, self.create, masters=2)
+        self.assertIn('master_count must be an odd number', self.reload().status_reason)
+        self.assertEqual([], self.heat.calls)
+
+    def test_heat_400_fails_the_create_with_heats_own_message(self):
+        self.heat.fail('POST', 400, 'StackValidationFailed',
+                       'Property error: resources.network.properties.cidr: '
+                       '"10.0.0.0/33" does not validate')
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_FAILED, stored.status)
+        self.assertEqual('Heat rejected the stack celtic-k1-5d12f6fd: Property error: '
+                         'resources.network.properties.cidr: "10.0.0.0/33" does not '
+                         'validate', stored.status_reason)
+
+    def test_heats_resource_limit_error_names_max_resources_per_stack(self):
+        self.heat.fail('POST', 400, 'RequestLimitExceeded',
+                       'Request limit exceeded: Maximum resources per stack exceeded.')
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        reason = self.reload().status_reason
+        self.assertIn('max_resources_per_stack', reason)
+        self.assertIn('heat.conf', reason)
+        self.assertIn('[celtic] heat_max_resources_per_stack', reason)
+
+    def test_too_many_workers_for_the_stack_limit_are_refused_before_heat(self):
+        self.config(heat_max_resources_per_stack=120, group='celtic')
+        self.assertRaises(exception.InvalidParameterValue, self.create, workers=200)
+        reason = self.reload().status_reason
+        self.assertIn('200 workers in the default nodegroup need', reason)
+        self.assertIn('max_resources_per_stack', reason)
+        self.assertEqual([], self.heat.calls)
+
+    def test_heat_unreachable_fails_the_create_saying_so(self):
+        self.heat.unreachable()
+        self.assertRaises(exception.MagnumException, self.create)
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_FAILED, stored.status)
+        self.assertIn('Heat is unavailable for the stack celtic-k1-5d12f6fd',
+                      stored.status_reason)
+
+    def test_a_stack_name_heat_already_has_is_reported_as_busy(self):
+        self.heat.add('celtic-k1-5d12f6fd')
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        self.assertIn('The Stack (celtic-k1-5d12f6fd) already exists',
+                      self.reload().status_reason)
+
+    def test_nodes_get_the_configured_ca_bundle(self):
+        bundle = os.path.join(self.useFixture(fixtures.TempDir()).path, 'ca.pem')
+        with open(bundle, 'w') as handle:
+            handle.write('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+        self.config(node_openstack_ca_file=bundle, group='celtic')
+        self.create()
+        self.assertIn('MIIB', self.heat.only_stack().request['parameters']['openstack_ca'])
+
+    def test_an_unreadable_node_ca_bundle_fails_the_create_naming_the_file(self):
+        self.config(openstack_ca_file='/nonexistent/ca.pem', group='drivers')
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        self.assertIn('cannot read the CA bundle for nodes /nonexistent/ca.pem',
+                      self.reload().status_reason)
+
+
+class ExistingNetworkTest(base.DriverTestCase):
+    """A template naming an existing network but no subnet: the driver asks Neutron."""
+
+    def setUp(self):
+        super().setUp()
+        self.neutron = fake_cloud.FakeNeutron(self.http)
+        self.template.fixed_network = 'private'
+        self.template.fixed_subnet = None
+        self.template.save()
+
+    def create(self):
+        cluster_conductor.Handler().cluster_create(
+            self.user_context, self.new_cluster(), 3, 2, 60)
+        return self.reload()
+
+    def test_the_ipv4_subnet_of_the_named_network_is_used(self):
+        self.neutron.networks = [{'id': 'net-1', 'name': 'private'},
+                                 {'id': 'net-2', 'name': 'private-2'}]
+        self.neutron.subnets = [{'id': 'sub-6', 'network_id': 'net-1', 'ip_version': 6},
+                                {'id': 'sub-4', 'network_id': 'net-1', 'ip_version': 4}]
+        self.create()
+        request = self.heat.only_stack().request
+        self.assertEqual(('private', 'sub-4'),
+                         (request['parameters']['existing_network'],
+                          request['parameters']['existing_subnet']))
+        self.assertIn('environments/existing_network.yaml',
+                      request['environment_files'])
+
+    def test_an_unknown_network_fails_the_create_naming_it(self):
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        self.assertEqual('fixed_network private: not found', self.reload().status_reason)
+        self.assertEqual([], self.heat.calls)
+
+    def test_an_ambiguous_network_name_fails_the_create(self):
+        self.neutron.networks = [{'id': 'net-1', 'name': 'private'},
+                                 {'id': 'net-2', 'name': 'private'}]
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        self.assertEqual('fixed_network private: several networks have that name',
+                         self.reload().status_reason)
+
+    def test_a_network_without_an_ipv4_subnet_fails_the_create(self):
+        self.template.fixed_network = '7d8a7e5c-2f4b-4c55-a3a1-0d8f1d3c9e11'
+        self.template.save()
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        self.assertEqual('fixed_network 7d8a7e5c-2f4b-4c55-a3a1-0d8f1d3c9e11 has no IPv4 '
+                         'subnet: give --fixed-subnet', self.reload().status_reason)
+
+
+# ---- status ------------------------------------------------------------------------------
+
+class StatusTest(base.DriverTestCase):
+
+    def test_poll_runs_as_the_service_user_against_the_clusters_project(self):
+        cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS,
+                                      stack_status='CREATE_IN_PROGRESS')
+        self.poll()
+        auth = self.keystone.token_requests[0]['auth']['identity']['password']['user']
+        self.assertEqual(('magnum', 'service-secret'), (auth['name'], auth['password']))
+        lookups = [c for c in self.heat.calls if c.path == cluster.stack_id]
+        self.assertEqual(1, len(lookups))
+        self.assertEqual(('fake_project', fake_cloud.SERVICE_TOKEN),
+                         (lookups[0].project, lookups[0].token))
+
+    def test_create_in_progress_stays_in_progress(self):
+        self.stored_cluster(status=Status.CREATE_IN_PROGRESS,
+                            stack_status='CREATE_IN_PROGRESS')
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_IN_PROGRESS, stored.status)
+        self.assertEqual({'default-master': (Status.CREATE_IN_PROGRESS, None),
+                          'default-worker': (Status.CREATE_IN_PROGRESS, None)},
+                         self.statuses(stored))
+        self.assertEqual([], fake_notifier.NOTIFICATIONS)
+
+    def test_create_complete_sets_api_address_addresses_and_version(self):
+        cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        cluster.api_address = None
+        cluster.save()
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_COMPLETE, stored.status)
+        self.assertEqual('https://172.24.4.10:6443', stored.api_address)
+        self.assertEqual('v1.36', stored.coe_version)
+        self.assertEqual(['10.0.0.11', '10.0.0.12', '10.0.0.13'],
+                         stored.default_ng_master.node_addresses)
+        self.assertEqual(['10.0.0.21', '10.0.0.22'],
+                         stored.default_ng_worker.node_addresses)
+        self.assertEqual({Status.CREATE_COMPLETE},
+                         {s for s, _ in self.statuses(stored).values()})
+        self.assertEqual([('magnum.cluster.create', 'INFO')], _events())
+
+    def test_api_address_without_floating_ips_is_the_vip(self):
+        outputs = fake_cloud.cluster_outputs(fip='')
+        # What celtic.yaml's yaql really yields without a floating IP.
+        outputs['api_address'] = 'https://:6443'
+        self.stored_cluster(status=Status.CREATE_IN_PROGRESS, stack_outputs=outputs)
+        self.poll()
+        self.assertEqual('https://10.0.0.5:6443', self.reload().api_address)
+
+    def test_create_failed_reports_the_failing_resource_and_the_nodes_words(self):
+        cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS,
+                                      stack_status='CREATE_FAILED')
+        self.heat.set(cluster.stack_id, 'CREATE_FAILED', WAIT_FAILURE)
+        self.poll()
+        stored = self.reload()
+        expected = ('masters.group.wait failed: k1-master-1: step kubeadm-init '
+                    'failed: [ERROR Port-6443]: Port 6443 is in use')
+        self.assertEqual(Status.CREATE_FAILED, stored.status)
+        self.assertEqual(expected, stored.status_reason)
+        self.assertEqual((Status.CREATE_FAILED, expected),
+                         self.statuses(stored)['default-master'])
+        self.assertEqual([('magnum.cluster.create', 'ERROR')], _events())
+
+    def test_stack_gone_while_creating_is_create_failed(self):
+        cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        self.heat.purge(cluster.stack_id)
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_FAILED, stored.status)
+        self.assertEqual("the cluster's Heat stack does not exist", stored.status_reason)
+
+    def test_heat_unreachable_while_polling_leaves_everything_unchanged(self):
+        self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        self.heat.unreachable()
+        self.poll()
+        stored = self.reload()
+        self.assertEqual((Status.CREATE_IN_PROGRESS, 'Completed successfully'),
+                         (stored.status, stored.status_reason))
+        self.assertEqual({Status.CREATE_IN_PROGRESS},
+                         {s for s, _ in self.statuses(stored).values()})
+        self.heat.heal()
+        self.poll()
+        self.assertEqual(Status.CREATE_COMPLETE, self.reload().status)
+
+    def test_keystone_unreachable_while_polling_leaves_the_status_unchanged(self):
+        self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        self.keystone.reachable = False
+        self.poll()
+        self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
+        self.assertEqual([], self.heat.calls)
+
+    def test_heat_refusing_the_service_user_leaves_the_status_unchanged(self):
+        self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        self.heat.fail('GET', 403, 'Forbidden',
+                       'You are not authorized to use stacks:lookup.')
+        self.poll()
+        self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
+
+    def test_update_in_progress_stays_until_heat_completes_it(self):
+        cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS,
+                                      stack_status='UPDATE_IN_PROGRESS')
+        worker = cluster.default_ng_worker
+        worker.status = Status.UPDATE_IN_PROGRESS
+        worker.save()
+        self.poll()
+        self.assertEqual(Status.UPDATE_IN_PROGRESS, self.reload().status)
+        self.heat.set(cluster.stack_id, 'UPDATE_COMPLETE', outputs=fake_cloud.
+                      cluster_outputs(minions=('10.0.0.21', '10.0.0.22', '10.0.0.23')))
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.UPDATE_COMPLETE, stored.status)
+        self.assertEqual((Status.UPDATE_COMPLETE, Status.CREATE_COMPLETE),
+                         (stored.default_ng_worker.status,
+                          stored.default_ng_master.status))
+        self.assertEqual(['10.0.0.21', '10.0.0.22', '10.0.0.23'],
+                         stored.default_ng_worker.node_addresses)
+
+    def test_a_resize_heat_has_not_started_yet_stays_in_progress(self):
+        cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS,
+                                      stack_status='CREATE_COMPLETE')
+        worker = cluster.default_ng_worker
+        worker.status = Status.UPDATE_IN_PROGRESS
+        worker.save()
+        self.poll()
+        self.assertEqual(Status.UPDATE_IN_PROGRESS, self.reload().status)
+
+    def test_update_failed_names_the_nodegroup_resource_and_reason(self):
+        cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS)
+        worker = cluster.default_ng_worker
+        worker.status = Status.UPDATE_IN_PROGRESS
+        worker.save()
+        self.heat.set(cluster.stack_id, 'UPDATE_FAILED',
+                      'Resource UPDATE failed: WaitConditionFailure: resources.minions.'
+                      'resources.wait: k1-minion-2: step kubeadm-join failed (exit 1)')
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.UPDATE_FAILED, stored.status)
+        self.assertEqual('default-worker: minions.wait failed: k1-minion-2: step '
+                         'kubeadm-join failed (exit 1)', stored.status_reason)
+        self.assertEqual([('magnum.cluster.update', 'ERROR')], _events())
+
+    def test_rollback_in_progress_complete_and_failed_are_reported(self):
+        cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS)
+        worker = cluster.default_ng_worker
+        worker.status = Status.UPDATE_IN_PROGRESS
+        worker.save()
+        reason = ('Resource UPDATE failed: ResourceInError: resources.minions.'
+                  'resources.nodes.resources[2]: Went to status ERROR due to '
+                  '"Message: No valid host was found."')
+        self.heat.set(cluster.stack_id, 'ROLLBACK_IN_PROGRESS', reason)
+        self.poll()
+        self.assertEqual(Status.ROLLBACK_IN_PROGRESS, self.reload().status)
+        self.heat.set(cluster.stack_id, 'ROLLBACK_COMPLETE', reason)
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.ROLLBACK_COMPLETE, stored.status)
+        self.assertEqual('minions.nodes[2] failed: Went to status ERROR due to '
+                         '"Message: No valid host was found."', stored.status_reason)
+
+    def test_rollback_failed_is_reported_as_rollback_failed(self):
+        cluster = self.stored_cluster(status=Status.ROLLBACK_IN_PROGRESS)
+        worker = cluster.default_ng_worker
+        worker.status = Status.ROLLBACK_IN_PROGRESS
+        worker.save()
+        self.heat.set(cluster.stack_id, 'ROLLBACK_FAILED',
+                      'Resource UPDATE failed: ResourceInError: resources.minions.'
+                      'resources.nodes.resources[0]: Went to status ERROR')
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.ROLLBACK_FAILED, stored.status)
+        self.assertIn('minions.nodes[0] failed: Went to status ERROR',
+                      stored.status_reason)
+
+    def test_delete_in_progress_then_failed(self):
+        cluster = self.stored_cluster(status=Status.DELETE_IN_PROGRESS,
+                                      stack_status='DELETE_IN_PROGRESS')
+        self.poll()
+        self.assertEqual(Status.DELETE_IN_PROGRESS, self.reload().status)
+        self.heat.set(cluster.stack_id, 'DELETE_FAILED',
+                      'Resource DELETE failed: Conflict: resources.network.resources.'
+                      'router: Router has ports still attached')
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.DELETE_FAILED, stored.status)
+        self.assertEqual('network.router failed: Router has ports still attached',
+                         stored.status_reason)
+
+    def test_stack_gone_while_deleting_completes_and_magnum_removes_the_cluster(self):
+        cluster = self.stored_cluster(status=Status.DELETE_IN_PROGRESS)
+        refs = [getattr(cluster, r) for r in CA_REFS]
+        self.heat.purge(cluster.stack_id)
+        polled = self.poll()
+        self.assertEqual(Status.DELETE_COMPLETE, polled.status)
+        self.assertRaises(exception.ClusterNotFound, self.reload)
+        self.assertEqual([], objects.NodeGroup.list(self.user_context, cluster.uuid))
+        # Magnum deletes the CA and its client cert; celtic the etcd and front-proxy CAs.
+        for ref in refs:
+            self.assertRaises(exception.X509KeyPairNotFound,
+                              objects.X509KeyPair.get_by_uuid, self.user_context, ref)
+
+    def test_delete_completes_even_if_a_leftover_ca_is_already_gone(self):
+        cluster = self.stored_cluster(status=Status.DELETE_IN_PROGRESS)
+        objects.X509KeyPair.get_by_uuid(self.user_context,
+                                        cluster.etcd_ca_cert_ref).destroy()
+        cluster.front_proxy_ca_cert_ref = None
+        cluster.save()
+        self.heat.purge(cluster.stack_id)
+        self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+        self.assertRaises(exception.ClusterNotFound, self.reload)
+
+    def test_stack_reported_delete_complete_is_delete_complete(self):
+        cluster = self.stored_cluster(status=Status.DELETE_IN_PROGRESS)
+        self.heat.set(cluster.stack_id, 'DELETE_COMPLETE')
+        self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+
+    def test_client_files_cached_for_the_monitor_are_removed_on_delete(self):
+        cache = self.useFixture(fixtures.TempDir()).path
+        self.config(temp_cache_dir=cache, group='cluster')
+        cluster = self.stored_cluster(status=Status.DELETE_IN_PROGRESS)
+        cert_manager.create_client_files(cluster, self.user_context)
+        self.assertTrue(os.path.isdir(os.path.join(cache, cluster.uuid)))
+        self.heat.purge(cluster.stack_id)
+        self.poll()
+        self.assertFalse(os.path.exists(os.path.join(cache, cluster.uuid)))
+
+    def test_a_cluster_not_in_progress_is_not_polled(self):
+        self.stored_cluster(status=Status.CREATE_COMPLETE)
+        self.driver.update_cluster_status(self.admin_context(), self.reload())
+        self.assertEqual([], self.heat.calls)
+
+    def test_overlapping_polls_of_one_cluster_do_not_both_run(self):
+        cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        with adapters.poll_lock(cluster.uuid) as held:
+            self.assertTrue(held.acquired)
+            self.driver.update_cluster_status(self.admin_context(), self.reload())
+        self.assertEqual([], self.heat.calls)
+        self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
+
+    def test_poll_reads_the_database_not_the_stale_object(self):
+        cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        stale = objects.Cluster.get_by_uuid(self.admin_context(), cluster.uuid)
+        cluster.status = Status.CREATE_COMPLETE
+        cluster.save()
+        self.driver.update_cluster_status(self.admin_context(), stale)
+        self.assertEqual([], self.heat.calls)
+
+
+# ---- nodegroups -------------------------------------------------------------------------
+
+class NodeGroupTest(base.DriverTestCase):
+
+    def test_create_nodegroup_starts_its_own_stack_wired_to_the_cluster(self):
+        cluster = self.stored_cluster()
+        # What Magnum's API hands the conductor for `nodegroup create`.
+        ng = objects.NodeGroup(
+            self.user_context, uuid='7c0f6a41-8d0e-4a8e-9d3c-5f3a1e2b9c01', name='gpu',
+            cluster_id=cluster.uuid, project_id='fake_project', role='worker',
+            is_default=False, node_count=2, min_node_count=1, max_node_count=None,
+            flavor_id='g1.large', image_id='debian-13', labels={},
+            node_labels={'accelerator': 'nvidia'},
+            node_taints=[{'key': 'gpu', 'value': 'true', 'effect': 'NoSchedule'}])
+        nodegroup_conductor.Handler().nodegroup_create(self.user_context, cluster, ng)
+        stored = self.nodegroup(cluster, 'gpu')
+        pool = self.heat.stacks[stored.stack_id]
+        self.assertEqual('celtic-k1-5d12f6fd-gpu', pool.name)
+        self.assertEqual(Status.CREATE_IN_PROGRESS, stored.status)
+        params = pool.request['parameters']
+        self.assertEqual((2, 'g1.large', 'gpu', 'net-0001', 'subnet-0001'),
+                         (params['count'], params['flavor'], params['pool_name'],
+                          params['network'], params['subnet']))
+        self.assertEqual(['sg-cluster', 'sg-k8s', 'sg-minion'],
+                         params['security_groups'])
+        self.assertEqual({'accelerator': 'nvidia'}, params['params']['node_labels'])
+        self.assertEqual([{'key': 'gpu', 'value': 'true', 'effect': 'NoSchedule'}],
+                         params['params']['node_taints'])
+        self.assertEqual('10.0.0.5', params['params']['api_vip'])
+        self.assertIn('OS::Nova::Server', pool.request['template'])
+        self.assertEqual(Status.UPDATE_IN_PROGRESS, self.reload().status)
+
+    def test_nodegroup_stack_uses_the_clusters_bootstrap_token(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False, status=Status.CREATE_IN_PROGRESS)
+        self.driver.create_nodegroup(self.user_context, cluster, ng)
+        params = self.heat.stacks[ng.stack_id].request['parameters']
+        expected = adapters.cluster_pki(self.user_context, cluster)
+        self.assertEqual(expected.bootstrap_token, params['bootstrap_token'])
+        self.assertEqual(expected.ca.cert, params['ca_cert'])
+        self.assertNotIn('ca_key', params)
+
+    def test_create_nodegroup_needs_a_complete_cluster_stack(self):
+        cluster = self.stored_cluster(stack_status='UPDATE_IN_PROGRESS')
+        ng = self.add_pool(cluster, with_stack=False)
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.create_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertIn("needs the cluster's Heat stack to be complete, it is "
+                      "UPDATE_IN_PROGRESS", str(error))
+        self.assertEqual([], self.heat.calls_of('POST'))
+
+    def test_a_master_nodegroup_is_refused(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False)
+        ng.role = 'master'
+        self.assertRaises(exception.NotSupported, self.driver.create_nodegroup,
+                          self.user_context, cluster, ng)
+
+    def test_pool_nodegroup_creation_is_polled_to_complete(self):
+        cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS)
+        ng = self.add_pool(cluster, status=Status.CREATE_IN_PROGRESS,
+                           stack_status='CREATE_IN_PROGRESS')
+        self.poll()
+        self.assertEqual(Status.UPDATE_IN_PROGRESS, self.reload().status)
+        self.heat.set(ng.stack_id, 'CREATE_COMPLETE')
+        self.poll()
+        stored = self.reload()
+        gpu = self.nodegroup(stored, 'gpu')
+        self.assertEqual((Status.UPDATE_COMPLETE, Status.CREATE_COMPLETE),
+                         (stored.status, gpu.status))
+        self.assertEqual(['10.0.0.51', '10.0.0.52'], gpu.node_addresses)
+        lookups = [c for c in self.heat.calls if c.path == ng.stack_id]
+        self.assertEqual('fake_project', lookups[0].project)
+
+    def test_pool_nodegroup_failure_fails_the_update_naming_the_nodegroup(self):
+        cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS)
+        self.add_pool(cluster, status=Status.CREATE_IN_PROGRESS,
+                      stack_status='CREATE_FAILED')
+        self.heat.set(self.nodegroup(cluster, 'gpu').stack_id, 'CREATE_FAILED',
+                      'Resource CREATE failed: WaitConditionFailure: resources.wait: '
+                      'k1-gpu-0: step containerd failed (exit 1)')
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.UPDATE_FAILED, stored.status)
+        self.assertEqual('gpu: wait failed: k1-gpu-0: step containerd failed (exit 1)',
+                         stored.status_reason)
+
+    def test_update_pool_nodegroup_patches_its_labels_and_taints(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        ng.node_labels = {'tier': 'batch'}
+        nodegroup_conductor.Handler().nodegroup_update(self.user_context, cluster, ng)
+        patch = self.heat.calls_of('PATCH')[-1]
+        self.assertEqual('celtic-k1-5d12f6fd-gpu/%s' % ng.stack_id, patch.path)
+        self.assertEqual({'tier': 'batch'},
+                         patch.body['parameters']['params']['node_labels'])
+        self.assertEqual(Status.UPDATE_IN_PROGRESS,
+                         self.nodegroup(cluster, 'gpu').status)
+
+    def test_update_default_worker_patches_the_minion_pool_settings(self):
+        cluster = self.stored_cluster()
+        worker = cluster.default_ng_worker
+        worker.node_taints = [{'key': 'dedicated', 'effect': 'NoExecute'}]
+        self.driver.update_nodegroup(self.user_context, cluster, worker)
+        patch = self.heat.calls_of('PATCH')[-1]
+        self.assertEqual({'minion_pool_settings': {
+            'pool': 'default-worker', 'node_labels': {},
+            'node_taints': [{'key': 'dedicated', 'value': '',
+                             'effect': 'NoExecute'}]}}, patch.body['parameters'])
+
+    def test_update_master_nodegroup_leaves_the_worker_pool_alone(self):
+        cluster = self.stored_cluster()
+        master = cluster.default_ng_master
+        master.max_node_count = 5
+        self.driver.update_nodegroup(self.user_context, cluster, master)
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+
+    def test_delete_nodegroup_saves_delete_in_progress_and_deletes_its_stack(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        nodegroup_conductor.Handler().nodegroup_delete(self.user_context, cluster, ng)
+        self.assertEqual(Status.DELETE_IN_PROGRESS,
+                         self.nodegroup(cluster, 'gpu').status)
+        self.assertEqual('DELETE_IN_PROGRESS', self.heat.stacks[ng.stack_id].status)
+        self.assertEqual(['celtic-k1-5d12f6fd-gpu/%s' % ng.stack_id],
+                         [c.path for c in self.heat.calls_of('DELETE')
+                          if '/' in c.path])
+
+    def test_poll_destroys_the_nodegroup_once_its_stack_is_gone(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        nodegroup_conductor.Handler().nodegroup_delete(self.user_context, cluster, ng)
+        self.poll()
+        self.assertEqual(Status.DELETE_IN_PROGRESS,
+                         self.nodegroup(cluster, 'gpu').status)
+        self.heat.purge(ng.stack_id)
+        self.poll()
+        self.assertRaises(exception.NodeGroupNotFound, self.nodegroup, cluster, 'gpu')
+        stored = self.reload()
+        self.assertEqual(Status.UPDATE_COMPLETE, stored.status)
+        self.assertEqual(['default-master', 'default-worker'],
+                         sorted(ng.name for ng in stored.nodegroups))
+
+    def test_deleting_a_nodegroup_that_never_got_a_stack_destroys_it(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False, status=Status.CREATE_FAILED)
+        nodegroup_conductor.Handler().nodegroup_delete(self.user_context, cluster, ng)
+        self.assertEqual([], self.heat.calls)
+        self.poll()
+        self.assertRaises(exception.NodeGroupNotFound, self.nodegroup, cluster, 'gpu')
+        self.assertEqual(Status.UPDATE_COMPLETE, self.reload().status)
+
+    def test_nodegroup_stack_delete_failure_fails_the_cluster_update(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        nodegroup_conductor.Handler().nodegroup_delete(self.user_context, cluster, ng)
+        self.heat.set(ng.stack_id, 'DELETE_FAILED',
+                      'Resource DELETE failed: Conflict: resources.nodes: in use')
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(Status.UPDATE_FAILED, stored.status)
+        self.assertEqual('gpu: nodes failed: in use', stored.status_reason)
+
+    def test_heat_refusing_the_nodegroup_stack_fails_the_nodegroup(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False)
+        self.heat.fail('POST', 400, 'StackValidationFailed',
+                       'Parameter \'flavor\': Error validating value \'g1.large\': '
+                       'The Flavor ID (g1.large) could not be found.')
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.create_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertIn('The Flavor ID (g1.large) could not be found', str(error))
+
+    def test_a_nodegroup_without_a_flavor_is_refused(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False)
+        ng.flavor_id = None
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.create_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertEqual('flavor_id is required: the nodegroup flavor', str(error))
+
+    def test_too_many_workers_for_a_nodegroup_stack_are_refused(self):
+        self.config(heat_max_resources_per_stack=20, group='celtic')
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False, node_count=30)
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.create_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertEqual('30 workers need 35 Heat resources but Heat allows 20 per stack '
+                         '(max_resources_per_stack); split them into several '
+                         'nodegroups', str(error))
+
+    def test_update_pool_nodegroup_with_heat_unreachable_fails_clearly(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        self.heat.unreachable('GET')
+        error = self.assertRaises(exception.MagnumException,
+                                  self.driver.update_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertIn('Heat is unavailable for the status of stack', str(error))
+
+    def test_heat_unreachable_fails_the_nodegroup_delete(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        self.heat.unreachable('DELETE')
+        self.assertRaises(exception.MagnumException,
+                          nodegroup_conductor.Handler().nodegroup_delete,
+                          self.user_context, cluster, ng)
+        self.assertEqual(Status.DELETE_FAILED, self.nodegroup(cluster, 'gpu').status)
+
+
+# ---- resize, update, upgrade ---------------------------------------------------------------
+
+class ResizeTest(base.DriverTestCase):
+
+    def resize(self, cluster, count, remove=None, nodegroup=None):
+        nodegroup = nodegroup or cluster.default_ng_worker
+        return cluster_conductor.Handler().cluster_resize(
+            self.user_context, cluster, count, remove, nodegroup)
+
+    def test_resize_removes_exactly_the_named_servers(self):
+        cluster = self.stored_cluster(stack_outputs=fake_cloud.cluster_outputs(
+            minion_ids=['6f1e-aaaa', '6f1e-bbbb']))
+        self.resize(cluster, 1, ['6f1e-bbbb'])
+        patch = self.heat.calls_of('PATCH')
+        self.assertEqual([cluster.stack_id, 'celtic-k1-5d12f6fd/%s' % cluster.stack_id],
+                         [c.path for c in patch])
+        self.assertEqual({'minion_count': 1, 'minions_to_remove': ['6f1e-bbbb']},
+                         patch[-1].body['parameters'])
+        self.assertTrue(patch[-1].body['disable_rollback'])
+        self.assertEqual(fake_cloud.USER_TOKEN, patch[-1].token)
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, 1, Status.UPDATE_IN_PROGRESS),
+                         (stored.status, stored.default_ng_worker.node_count,
+                          stored.default_ng_worker.status))
+
+    def test_unknown_servers_to_remove_are_refused_before_any_heat_update(self):
+        cluster = self.stored_cluster(stack_outputs=fake_cloud.cluster_outputs(
+            minion_ids=['6f1e-aaaa', '6f1e-bbbb']))
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 1, ['no-such-server'])
+        self.assertEqual('nodes_to_remove no-such-server are not servers of nodegroup '
+                         'default-worker (its servers: 6f1e-aaaa, 6f1e-bbbb)',
+                         str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_FAILED, 2),
+                         (stored.status, stored.default_ng_worker.node_count))
+
+    def test_servers_to_remove_cannot_be_checked_without_heat(self):
+        cluster = self.stored_cluster()
+        self.heat.unreachable('GET')
+        error = self.assertRaises(exception.MagnumException, self.resize, cluster, 1,
+                                  ['server-1'])
+        self.assertIn('Heat is unavailable', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+
+    def test_a_negative_stack_limit_leaves_the_limit_to_heat(self):
+        self.config(heat_max_resources_per_stack=-1, group='celtic')
+        cluster = self.stored_cluster()
+        self.resize(cluster, 5000)
+        self.assertEqual(5000, self.heat.calls_of('PATCH')[-1].body['parameters'][
+            'minion_count'])
+        ng = self.add_pool(cluster)
+        self.resize(cluster, 5000, nodegroup=ng)
+        self.assertEqual(5000, self.heat.calls_of('PATCH')[-1].body['parameters'][
+            'count'])
+
+    def test_resize_of_a_pool_nodegroup_patches_its_own_stack(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        self.resize(cluster, 1, ['gpu-server-0'], nodegroup=ng)
+        patch = self.heat.calls_of('PATCH')[-1]
+        self.assertEqual('celtic-k1-5d12f6fd-gpu/%s' % ng.stack_id, patch.path)
+        self.assertEqual({'count': 1, 'removal_list': ['gpu-server-0']},
+                         patch.body['parameters'])
+
+    def test_resize_of_a_pool_beyond_the_stack_limit_is_refused(self):
+        self.config(heat_max_resources_per_stack=50, group='celtic')
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 60, None, ng)
+        self.assertIn('max_resources_per_stack', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+
+    def test_resizing_the_masters_is_refused(self):
+        cluster = self.stored_cluster()
+        self.assertRaises(exception.MasterNGResizeNotSupported, self.resize,
+                          cluster, 5, None, cluster.default_ng_master)
+        self.assertEqual([], self.heat.calls)
+
+    def test_resize_while_heat_is_busy_says_the_stack_is_busy(self):
+        cluster = self.stored_cluster(stack_status='UPDATE_IN_PROGRESS')
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 3)
+        self.assertIn('Heat stack is busy: Stack celtic-k1-5d12f6fd already has an '
+                      'action (UPDATE) in progress', str(error))
+
+    def test_update_cluster_scales_the_default_worker_pool(self):
+        cluster = self.stored_cluster()
+        cluster_conductor.Handler().cluster_update(
+            self.user_context, cluster, 4, None, None, rollback=True)
+        patch = self.heat.calls_of('PATCH')[-1]
+        self.assertEqual({'minion_count': 4, 'minions_to_remove': []},
+                         patch.body['parameters'])
+        self.assertFalse(patch.body['disable_rollback'])
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, Status.UPDATE_IN_PROGRESS, 4),
+                         (stored.status, stored.default_ng_worker.status,
+                          stored.default_ng_worker.node_count))
+
+    def test_update_cluster_refused_by_heat_leaves_no_nodegroup_in_progress(self):
+        cluster = self.stored_cluster()
+        self.heat.fail('PATCH', 400, 'StackValidationFailed', 'Parameter invalid')
+        self.assertRaises(exception.InvalidParameterValue,
+                          cluster_conductor.Handler().cluster_update,
+                          self.user_context, cluster, 4, None, None)
+        stored = self.reload()
+        self.assertEqual(Status.UPDATE_FAILED, stored.status)
+        self.assertEqual((Status.CREATE_COMPLETE, 2),
+                         (stored.default_ng_worker.status,
+                          stored.default_ng_worker.node_count))
+
+    def test_upgrade_is_not_supported_and_changes_nothing(self):
+        cluster = self.stored_cluster()
+        new_template = obj_utils.create_test_cluster_template(
+            self.user_context, uuid='9a1b7a52-1111-4b4b-8c8c-000000000002',
+            name='celtic-template-2', driver='celtic', labels={'kube_tag': 'v1.37'})
+        error = self.assertRaises(
+            exception.NotSupported, cluster_conductor.Handler().cluster_upgrade,
+            self.user_context, cluster, new_template, 1, cluster.default_ng_worker)
+        self.assertIn('Upgrading a celtic cluster in place', str(error))
+        stored = self.reload()
+        self.assertEqual((Status.CREATE_COMPLETE, base.TEMPLATE_UUID,
+                          Status.CREATE_COMPLETE),
+                         (stored.status, stored.cluster_template_id,
+                          stored.default_ng_worker.status))
+        self.assertEqual([], self.heat.calls)
+
+
+# ---- delete ------------------------------------------------------------------------------
+
+class DeleteClusterTest(base.DriverTestCase):
+
+    def delete(self, cluster):
+        cluster_conductor.Handler().cluster_delete(self.user_context, cluster.uuid)
+        return self.reload()
+
+    def test_delete_marks_every_nodegroup_and_deletes_every_stack(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        with mock.patch.object(driver.Driver, 'pre_delete_cluster',
+                               autospec=True, return_value=None) as pre_delete:
+            stored = self.delete(cluster)
+        pre_delete.assert_called_once()
+        self.assertEqual(Status.DELETE_IN_PROGRESS, stored.status)
+        self.assertEqual({Status.DELETE_IN_PROGRESS},
+                         {s for s, _ in self.statuses(stored).values()})
+        self.assertEqual({'DELETE_IN_PROGRESS'},
+                         {self.heat.stacks[i].status for i in (ng.stack_id,
+                                                               cluster.stack_id)})
+
+    def test_delete_then_polls_until_the_row_is_gone(self):
+        cluster = self.stored_cluster()
+        self.add_pool(cluster)
+        self.delete(cluster)
+        self.poll()
+        self.assertEqual(Status.DELETE_IN_PROGRESS, self.reload().status)
+        for stack_id in list(self.heat.stacks):
+            self.heat.purge(stack_id)
+        self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+        self.assertRaises(exception.ClusterNotFound, self.reload)
+        self.assertEqual([('magnum.cluster.delete', 'INFO')],
+                         [e for e in _events() if e[0].endswith('delete')][-1:])
+
+    def test_delete_of_a_cluster_whose_stack_was_never_created(self):
+        cluster = self.stored_cluster()
+        self.heat.purge(cluster.stack_id)
+        cluster.stack_id = None
+        cluster.save()
+        stored = self.delete(cluster)
+        self.assertEqual(Status.DELETE_IN_PROGRESS, stored.status)
+        self.assertEqual([], self.heat.calls)
+        self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+        self.assertRaises(exception.ClusterNotFound, self.reload)
+
+    def test_delete_of_a_stack_that_is_already_gone_is_not_an_error(self):
+        cluster = self.stored_cluster()
+        self.heat.purge(cluster.stack_id)
+        stored = self.delete(cluster)
+        self.assertEqual(Status.DELETE_IN_PROGRESS, stored.status)
+        self.assertEqual([cluster.stack_id],
+                         [c.path for c in self.heat.calls_of('DELETE')])
+        self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+
+    def test_heat_unreachable_fails_the_delete_saying_so(self):
+        cluster = self.stored_cluster()
+        self.heat.unreachable()
+        self.assertRaises(exception.MagnumException, self.delete, cluster)
+        stored = self.reload()
+        self.assertEqual(Status.DELETE_FAILED, stored.status)
+        self.assertIn('Heat is unavailable for the delete of stack',
+                      stored.status_reason)
+
+
+# ---- certificates, monitor, federation, validation, lookup ----------------------------
+
+class CertificateTest(base.DriverTestCase):
+
+    def test_ca_rotation_restores_the_previous_cas_and_is_not_supported(self):
+        cluster = self.stored_cluster()
+        before = {r: getattr(cluster, r) for r in CA_REFS}
+        ca_pem = cert_manager.get_cluster_ca_certificate(
+            cluster, self.user_context).get_certificate()
+        error = self.assertRaises(exception.NotSupported,
+                                  ca_conductor.Handler().rotate_ca_certificate,
+                                  self.user_context, cluster)
+        self.assertIn('Rotating the CA of a celtic cluster', str(error))
+        stored = self.reload()
+        self.assertEqual(before, {r: getattr(stored, r) for r in CA_REFS})
+        self.assertEqual(ca_pem, cert_manager.get_cluster_ca_certificate(
+            stored, self.user_context).get_certificate())
+        # The certificates Magnum generated for the rotation are gone again.
+        self.assertEqual(sorted(before.values()), sorted(
+            kp.uuid for kp in objects.X509KeyPair.list(self.user_context)))
+
+    def test_ca_rotation_restores_the_refs_even_if_a_new_ca_cannot_be_deleted(self):
+        cluster = self.stored_cluster()
+        before = {r: getattr(cluster, r) for r in CA_REFS}
+        cert_manager.generate_certificates_to_cluster(cluster, self.user_context)
+        objects.X509KeyPair.get_by_uuid(self.user_context,
+                                        cluster.etcd_ca_cert_ref).destroy()
+        self.assertRaises(exception.NotSupported, self.driver.rotate_ca_certificate,
+                          self.user_context, cluster)
+        self.assertEqual(before, {r: getattr(cluster, r) for r in CA_REFS})
+
+    def test_get_monitor_is_magnums_kubernetes_monitor(self):
+        cluster = self.stored_cluster()
+        monitor = self.driver.get_monitor(self.user_context, cluster)
+        self.assertIsInstance(monitor, k8s_monitor.K8sMonitor)
+        self.assertIs(cluster, monitor.cluster)
+
+    def test_get_scale_manager_is_none(self):
+        self.assertIsNone(self.driver.get_scale_manager(self.user_context, None, None))
+
+    def test_federation_methods_are_not_implemented(self):
+        for method in (self.driver.create_federation, self.driver.update_federation,
+                       self.driver.delete_federation):
+            self.assertRaises(NotImplementedError, method, self.user_context, None)
+
+    def test_master_size_must_be_odd_and_at_least_one(self):
+        for size in (1, 3, 5):
+            self.driver.validate_master_size(size)
+        for size in (0, 2, 4):
+            self.assertRaises(exception.MasterNGSizeInvalid,
+                              self.driver.validate_master_size, size)
+
+    def test_master_resize_is_refused_at_the_api(self):
+        self.assertRaises(exception.MasterNGResizeNotSupported,
+                          self.driver.validate_master_resize, 5)
+
+
+class LookupTest(base.DriverTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(setattr, magnum_driver.Driver, 'definitions', None)
+        magnum_driver.Driver.definitions = None
+
+    def test_provides_ubuntu_and_debian_vms_for_kubernetes(self):
+        self.assertEqual([{'server_type': 'vm', 'os': 'ubuntu', 'coe': 'kubernetes'},
+                          {'server_type': 'vm', 'os': 'debian', 'coe': 'kubernetes'}],
+                         self.driver.provides)
+
+    def test_magnum_finds_the_driver_by_name(self):
+        found = magnum_driver.Driver.get_driver('vm', 'ubuntu', 'kubernetes', 'celtic')
+        self.assertIsInstance(found, driver.Driver)
+
+    def test_magnum_finds_the_driver_by_ubuntu_and_debian_tuples(self):
+        for distro in ('ubuntu', 'debian'):
+            found = magnum_driver.Driver.get_driver('vm', distro, 'kubernetes')
+            self.assertIsInstance(found, driver.Driver)
+
+    def test_other_distros_are_not_provided(self):
+        self.assertRaises(exception.ClusterTypeNotSupported,
+                          magnum_driver.Driver.get_driver, 'vm', 'fedora-coreos',
+                          'kubernetes')
+
+    def test_the_conductor_selects_the_driver_from_the_template(self):
+        cluster = self.stored_cluster()
+        found = magnum_driver.Driver.get_driver_for_cluster(self.user_context, cluster)
+        self.assertIsInstance(found, driver.Driver)
+
+    def test_construction_does_no_io(self):
+        driver.Driver()
+        self.assertEqual([], self.http.request_history)

@@ -1,0 +1,239 @@
+"""The Heat client wrapper: python-heatclient against Heat's REST API (requests_mock)."""
+
+from __future__ import annotations
+
+import pytest
+import requests_mock
+from keystoneauth1 import session as ks_session
+from keystoneauth1.access import access
+from keystoneauth1.identity import access as access_plugin
+from keystoneauth1.identity import v3
+
+from magnum_celtic import conf
+from magnum_celtic import heat
+from magnum_celtic.stack import StackRequest
+from tests.unit import fake_cloud
+
+CONF = conf.CONF
+
+
+@pytest.fixture
+def http():
+    with requests_mock.Mocker(case_sensitive=True) as mocker:
+        yield mocker
+
+
+@pytest.fixture
+def fake_heat(http):
+    return fake_cloud.FakeHeat(http)
+
+
+@pytest.fixture
+def override():
+    changed = []
+
+    def set_option(name, value, group='heat_client'):
+        CONF.set_override(name, value, group=group)
+        changed.append((name, group))
+    yield set_option
+    for name, group in changed:
+        CONF.clear_override(name, group=group)
+
+
+def user_session(project='fake_project'):
+    auth_ref = access.create(body=fake_cloud.token_body(project, 'u', ['member']),
+                             auth_token=fake_cloud.USER_TOKEN)
+    return ks_session.Session(auth=access_plugin.AccessInfoPlugin(auth_ref))
+
+
+def request(name='celtic-k1-5d12f6fd'):
+    return StackRequest(stack_name=name, template='heat_template_version: 2021-04-16',
+                        files={'a.yaml': 'x'}, environment_files=[],
+                        parameters={'minion_count': 2}, hidden=frozenset(),
+                        timeout_mins=30)
+
+
+# ---- the happy paths -------------------------------------------------------------------
+
+def test_create_posts_the_request_and_returns_the_stack_id(fake_heat):
+    stack_id = heat.Heat(user_session()).create(request())
+    created = fake_heat.stacks[stack_id]
+    assert created.name == 'celtic-k1-5d12f6fd'
+    assert created.request['timeout_mins'] == 30
+    assert created.request['parameters'] == {'minion_count': 2}
+    assert fake_heat.calls[0].token == fake_cloud.USER_TOKEN
+
+
+def test_get_returns_status_reason_and_outputs_in_one_lookup(fake_heat):
+    stack_id = fake_heat.add('celtic-k1', 'UPDATE_FAILED', {'api_vip': '10.0.0.5'},
+                             reason='Resource UPDATE failed: x')
+    state = heat.Heat(user_session()).get(stack_id)
+    assert state == heat.StackState(stack_id, 'celtic-k1', 'UPDATE_FAILED',
+                                    'Resource UPDATE failed: x', {'api_vip': '10.0.0.5'})
+    assert state.action == 'UPDATE'
+    assert [c.path for c in fake_heat.calls] == [stack_id, 'celtic-k1/' + stack_id]
+
+
+@pytest.mark.parametrize('stack_status,action', [('CREATE_IN_PROGRESS', 'CREATE'),
+                                                 ('ROLLBACK_COMPLETE', 'ROLLBACK'),
+                                                 ('INIT', 'INIT')])
+def test_stack_action_of_every_status(stack_status, action):
+    assert heat.StackState('i', 'n', stack_status, '', {}).action == action
+
+
+def test_a_stack_that_does_not_exist_is_none(fake_heat):
+    client = heat.Heat(user_session())
+    assert client.get('f00d0000-0000-4000-8000-000000000000') is None
+    assert client.get(None) is None
+    assert len(fake_heat.calls) == 1
+
+
+def test_a_deleted_stack_heat_still_shows_is_none(fake_heat):
+    stack_id = fake_heat.add('celtic-k1', 'DELETE_COMPLETE')
+    assert heat.Heat(user_session()).get(stack_id) is None
+
+
+def test_update_patches_only_the_given_parameters(fake_heat):
+    stack_id = fake_heat.add('celtic-k1')
+    heat.Heat(user_session()).update(stack_id, {'minion_count': 5}, rollback=True,
+                                     timeout_mins=20)
+    patch = fake_heat.calls_of('PATCH')[-1]
+    assert patch.path == 'celtic-k1/' + stack_id
+    assert patch.body == {'parameters': {'minion_count': 5}, 'disable_rollback': False,
+                          'timeout_mins': 20}
+    assert fake_heat.stacks[stack_id].status == 'UPDATE_IN_PROGRESS'
+
+
+def test_delete_reports_whether_there_was_a_stack(fake_heat):
+    stack_id = fake_heat.add('celtic-k1')
+    client = heat.Heat(user_session())
+    assert client.delete(stack_id) is True
+    assert fake_heat.stacks[stack_id].status == 'DELETE_IN_PROGRESS'
+    fake_heat.purge(stack_id)
+    assert client.delete(stack_id) is False
+    assert client.delete(None) is False
+
+
+# ---- errors ----------------------------------------------------------------------------
+
+def test_bad_request_is_rejected_with_heats_message(fake_heat):
+    fake_heat.fail('POST', 400, 'StackValidationFailed',
+                   'Parameter \'master_count\' is invalid: 2 is not an allowed value '
+                   '[1, 3, 5, 7]')
+    with pytest.raises(heat.HeatRejected) as error:
+        heat.Heat(user_session()).create(request())
+    assert str(error.value) == ("Heat rejected the stack celtic-k1-5d12f6fd: Parameter "
+                                "'master_count' is invalid: 2 is not an allowed value "
+                                "[1, 3, 5, 7]")
+
+
+def test_maximum_resources_per_stack_names_the_settings_to_raise(fake_heat):
+    fake_heat.fail('POST', 400, 'RequestLimitExceeded',
+                   'Request limit exceeded: Maximum resources per stack exceeded.')
+    with pytest.raises(heat.HeatRejected) as error:
+        heat.Heat(user_session()).create(request())
+    message = str(error.value)
+    assert 'max_resources_per_stack' in message
+    assert 'raise max_resources_per_stack in heat.conf' in message
+    assert '[celtic] heat_max_resources_per_stack in magnum.conf' in message
+    assert 'separate nodegroup' in message
+
+
+def test_a_busy_stack_is_heat_busy(fake_heat):
+    stack_id = fake_heat.add('celtic-k1', 'UPDATE_IN_PROGRESS')
+    with pytest.raises(heat.HeatBusy,
+                       match='Heat stack is busy: Stack celtic-k1 already has an action '
+                             r'\(UPDATE\) in progress'):
+        heat.Heat(user_session()).update(stack_id, {'minion_count': 1})
+
+
+def test_a_forbidden_request_is_rejected(fake_heat):
+    fake_heat.fail('DELETE', 403, 'Forbidden',
+                   'You are not authorized to use stacks:delete.')
+    stack_id = fake_heat.add('celtic-k1')
+    with pytest.raises(heat.HeatRejected, match='Heat refused the delete of stack .*: '
+                                                'You are not authorized'):
+        heat.Heat(user_session()).delete(stack_id)
+
+
+def test_a_server_error_is_heat_unavailable(fake_heat):
+    fake_heat.fail('GET', 500, 'InternalError', 'database is locked')
+    with pytest.raises(heat.HeatUnavailable, match='status of stack s1'):
+        heat.Heat(user_session()).get('s1')
+
+
+def test_a_connection_error_is_heat_unavailable(fake_heat):
+    fake_heat.unreachable()
+    with pytest.raises(heat.HeatUnavailable, match='Heat is unavailable for the stack '
+                                                   'celtic-k1-5d12f6fd'):
+        heat.Heat(user_session()).create(request())
+
+
+def test_an_error_page_that_is_not_json_is_still_reported(http):
+    http.register_uri(requests_mock.ANY, fake_cloud.HEAT_PUBLIC + '/fake_project/stacks',
+                      status_code=400, text='<html>Bad Request</html>',
+                      headers={'Content-Type': 'text/html'})
+    with pytest.raises(heat.HeatRejected, match='<html>Bad Request</html>'):
+        heat.Heat(user_session()).create(request())
+
+
+def test_error_message_of_a_plain_exception():
+    assert heat._message(RuntimeError('ERROR: boom')) == 'boom'
+
+
+# ---- finding Heat ------------------------------------------------------------------
+
+def test_endpoint_comes_from_the_catalog_of_the_session(override):
+    assert heat.orchestration_endpoint(user_session(), None) == (
+        fake_cloud.HEAT_PUBLIC + '/fake_project')
+    override('endpoint_type', 'internal')
+    assert heat.orchestration_endpoint(user_session(), None) == (
+        fake_cloud.HEAT_INTERNAL + '/fake_project')
+
+
+def test_endpoint_names_the_clusters_project_for_the_service_user():
+    endpoint = heat.orchestration_endpoint(user_session(fake_cloud.SERVICE_PROJECT),
+                                           'cluster-project')
+    assert endpoint == fake_cloud.HEAT_PUBLIC + '/cluster-project'
+
+
+def test_no_endpoint_in_the_region_is_a_clear_error(override, fake_heat):
+    override('region_name', 'RegionTwo')
+    with pytest.raises(heat.HeatUnavailable, match='cannot find Heat: publicURL '
+                                                   'endpoint for orchestration service '
+                                                   'in RegionTwo region not found'):
+        heat.Heat(user_session()).get('s1')
+    assert fake_heat.calls == []
+
+
+def test_keystone_unreachable_is_heat_unavailable(http):
+    keystone = fake_cloud.FakeKeystone(http)
+    keystone.reachable = False
+    auth = v3.Password(auth_url=fake_cloud.KEYSTONE, username='magnum',
+                       password='x', project_name='service', user_domain_id='default',
+                       project_domain_id='default')
+    with pytest.raises(heat.HeatUnavailable, match='cannot find Heat'):
+        heat.Heat(ks_session.Session(auth=auth)).get('s1')
+
+
+def test_the_session_is_reused_without_heat_tls_options():
+    session = user_session()
+    assert heat._tls_session(session) is session
+
+
+def test_heat_tls_options_make_a_session_of_their_own(override):
+    session = user_session()
+    override('ca_file', '/etc/ssl/heat-ca.pem')
+    tls = heat._tls_session(session)
+    assert tls is not session and tls.auth is session.auth
+    assert tls.verify == '/etc/ssl/heat-ca.pem'
+    override('cert_file', '/etc/ssl/client.pem')
+    override('key_file', '/etc/ssl/client.key')
+    assert heat._tls_session(session).cert == ('/etc/ssl/client.pem',
+                                               '/etc/ssl/client.key')
+    override('insecure', True)
+    assert heat._tls_session(session).verify is False
+
+
+def test_friendly_leaves_other_messages_alone():
+    assert heat.friendly('Stack create timed out') == 'Stack create timed out'

@@ -1,0 +1,117 @@
+"""The label table: one entry per label, parsers that say what they allow."""
+
+from __future__ import annotations
+
+import pytest
+
+from magnum_celtic import labels
+from magnum_celtic.labels import BY_NAME, FROM_CLUSTER, LABELS, LabelError
+
+
+def test_label_names_are_unique_and_indexed():
+    assert len({label.name for label in LABELS}) == len(LABELS)
+    assert list(BY_NAME) == [label.name for label in LABELS]
+
+
+def test_the_issue_s_labels_are_all_in_the_table():
+    # network_driver, http(s)_proxy, no_proxy, dns_nameserver and the master LB flag
+    # are cluster template fields: spec.py validates those.
+    assert {'kube_tag', 'pod_network_cidr', 'service_network_cidr', 'proxy_count',
+            'storage_count', 'storage_volume_size', 'ingress_controller',
+            'container_infra_prefix', 'master_lb_floating_ip_enabled',
+            'boot_volume_size', 'boot_volume_type', 'availability_zone',
+            'server_group_policy'} <= set(BY_NAME)
+
+
+@pytest.mark.parametrize('label', LABELS, ids=lambda label: label.name)
+def test_every_label_is_documented_with_its_default_and_allowed_values(label):
+    assert label.doc and not label.doc.endswith('.')
+    assert label.default_doc
+    assert label.allowed
+
+
+@pytest.mark.parametrize('label', [lb for lb in LABELS if lb.default is not FROM_CLUSTER],
+                         ids=lambda label: label.name)
+def test_every_built_in_default_is_a_valid_value_of_its_label(label):
+    text = ','.join(label.default) if isinstance(label.default, tuple) else (
+        str(label.default).lower() if isinstance(label.default, bool) else
+        str(label.default))
+    assert label.value(text) == label.default
+
+
+def test_labels_defaulting_from_the_cluster_say_where_from():
+    assert BY_NAME['server_group_policy'].default_doc == '[cluster] nodes_affinity_policy'
+    assert BY_NAME['proxy_flavor'].default_doc == 'the worker flavor'
+
+
+def test_default_doc_shows_values_as_an_operator_writes_them():
+    assert BY_NAME['container_infra_prefix'].default_doc == '(empty)'
+    assert BY_NAME['ssh_allowed_cidrs'].default_doc == '0.0.0.0/0'
+    assert BY_NAME['proxy_count'].default_doc == '2'
+
+
+@pytest.mark.parametrize('text,value', [('true', True), ('Yes', True), ('1', True),
+                                        ('on', True), ('FALSE', False), ('no', False),
+                                        ('0', False), (' off ', False)])
+def test_booleans_accept_the_usual_spellings(text, value):
+    assert BY_NAME['master_lb_floating_ip_enabled'].value(text) is value
+
+
+def test_integers_are_range_checked_and_trimmed():
+    proxy_count = BY_NAME['proxy_count']
+    assert proxy_count.value(' 16 ') == 16
+    assert proxy_count.value('0') == 0
+    for bad in ('-1', '17', '2.0', '0x2', ''):
+        with pytest.raises(LabelError, match='from 0 to 16'):
+            proxy_count.value(bad)
+
+
+def test_cidr_lists_are_normalised():
+    assert BY_NAME['proxy_allowed_cidrs'].value(' 192.0.2.0/24 ,198.51.100.7/32,') == (
+        '192.0.2.0/24', '198.51.100.7/32')
+
+
+@pytest.mark.parametrize('tag', ['v1.34', 'v1.36', 'v1.36.3', 'v1.37.0'])
+def test_supported_kube_tags(tag):
+    assert BY_NAME['kube_tag'].value(tag) == tag
+
+
+@pytest.mark.parametrize('tag', ['v1.33', 'v1.38.1', 'v2.0', 'v1.36-rc1', 'latest'])
+def test_unsupported_kube_tags(tag):
+    with pytest.raises(LabelError, match='label kube_tag must be a supported'):
+        BY_NAME['kube_tag'].value(tag)
+
+
+@pytest.mark.parametrize('prefix', ['', 'registry.example.com/',
+                                    'registry.example.com:5000/k8s/mirror/',
+                                    'localhost:5000/'])
+def test_registry_prefixes_that_work(prefix):
+    assert BY_NAME['container_infra_prefix'].value(prefix) == prefix
+
+
+@pytest.mark.parametrize('prefix', ['Registry.example.com/', 'registry/k8s',
+                                    'https://registry.example.com/'])
+def test_registry_prefixes_that_do_not(prefix):
+    with pytest.raises(LabelError, match='container_infra_prefix'):
+        BY_NAME['container_infra_prefix'].value(prefix)
+
+
+def test_error_names_the_source_of_the_value():
+    with pytest.raises(LabelError) as error:
+        BY_NAME['storage_count'].value('x', '[celtic_cluster_labels]')
+    assert str(error.value) == ('[celtic_cluster_labels] storage_count must be an '
+                                'integer from 0 to 24, got "x"')
+
+
+def test_foreign_labels_are_not_celtic_labels():
+    assert not labels.FOREIGN_LABELS & set(BY_NAME)
+
+
+def test_reference_table_lists_every_label_with_default_and_allowed_values():
+    table = labels.reference_table().splitlines()
+    assert table[0] == '| label | default | allowed | meaning |'
+    rows = table[2:]
+    assert len(rows) == len(LABELS)
+    for label, row in zip(LABELS, rows):
+        assert row == '| `%s` | %s | %s | %s |' % (
+            label.name, label.default_doc, label.allowed, label.doc)

@@ -1,0 +1,372 @@
+"""ClusterSpec: validation messages, precedence of label sources, derived settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from magnum_celtic import spec
+from magnum_celtic.labels import LabelError
+
+UUID = 'c0ffee00-1234-4abc-8def-0123456789ab'
+TEMPLATE = {'image_id': 'debian-13', 'flavor_id': 'm1.medium',
+            'master_flavor_id': 'm1.large', 'external_network_id': 'public',
+            'network_driver': 'flannel', 'cluster_distro': 'debian',
+            'server_type': 'vm', 'coe': 'kubernetes', 'floating_ip_enabled': True,
+            'master_lb_enabled': True, 'dns_nameserver': '192.0.2.53',
+            'keypair_id': 'template-key'}
+CLUSTER = {'uuid': UUID, 'name': 'Prod Cluster #1', 'master_count': 3,
+           'keypair': 'ops', 'create_timeout': 30}
+WORKER = {'name': 'default-worker', 'node_count': 3, 'flavor_id': 'm1.medium',
+          'image_id': 'debian-13'}
+
+
+def build(labels=None, template=None, cluster=None, worker=None, operator=None,
+          defaults=spec.Defaults()):
+    """spec.build on a valid cluster with some fields changed (None removes one)."""
+    def merged(base, changes):
+        result = dict(base)
+        for key, value in (changes or {}).items():
+            if value is None:
+                result.pop(key, None)
+            else:
+                result[key] = value
+        return result
+    return spec.build(merged(TEMPLATE, template), merged(CLUSTER, cluster),
+                      dict(labels or {}), merged(WORKER, worker), operator or {},
+                      defaults)
+
+
+# ---- every bad input names the field and what is allowed -------------------------------
+
+BAD_INPUTS = [
+    # labels
+    ('proxy_count word', dict(labels={'proxy_count': 'two'}),
+     'label proxy_count must be an integer from 0 to 16, got "two"'),
+    ('proxy_count too high', dict(labels={'proxy_count': '17'}),
+     'label proxy_count must be an integer from 0 to 16, got "17"'),
+    ('storage_count negative', dict(labels={'storage_count': '-1'}),
+     'label storage_count must be an integer from 0 to 24, got "-1"'),
+    ('storage_volume_size zero', dict(labels={'storage_volume_size': '0'}),
+     'label storage_volume_size must be an integer >= 1, got "0"'),
+    ('boot_volume_size word', dict(labels={'boot_volume_size': 'ten'}),
+     'label boot_volume_size must be an integer >= 0, got "ten"'),
+    ('kube_tag unsupported minor', dict(labels={'kube_tag': 'v1.20'}),
+     'label kube_tag must be a supported Kubernetes minor (v1.34, v1.35, v1.36, '
+     'v1.37) or one of their releases such as v1.36.2, got "v1.20"'),
+    ('kube_tag without v', dict(labels={'kube_tag': '1.36.1'}),
+     'label kube_tag must be a supported Kubernetes minor (v1.34, v1.35, v1.36, '
+     'v1.37)'),
+    ('flannel_tag not a release', dict(labels={'flannel_tag': 'latest'}),
+     'label flannel_tag must be a release tag such as v1.2.3, got "latest"'),
+    ('pod_network_cidr host bits', dict(labels={'pod_network_cidr': '10.100.0.1/16'}),
+     'label pod_network_cidr must be an IPv4 network in CIDR notation such as '
+     '10.0.0.0/24, got "10.100.0.1/16"'),
+    ('service_network_cidr IPv6', dict(labels={'service_network_cidr': 'fd00::/108'}),
+     'label service_network_cidr must be an IPv4 network in CIDR notation'),
+    ('allowed cidrs with garbage',
+     dict(labels={'master_lb_allowed_cidrs': '192.0.2.0/24,bogus'}),
+     'label master_lb_allowed_cidrs must be a comma-separated list of IPv4 CIDRs '
+     'such as 192.0.2.0/24,0.0.0.0/0, got "192.0.2.0/24,bogus"'),
+    ('allowed cidrs empty', dict(labels={'ssh_allowed_cidrs': ' , '}),
+     'label ssh_allowed_cidrs must be a comma-separated list of IPv4 CIDRs'),
+    ('floating ip flag not boolean',
+     dict(labels={'master_lb_floating_ip_enabled': 'maybe'}),
+     'label master_lb_floating_ip_enabled must be true or false, got "maybe"'),
+    ('ingress controller unknown', dict(labels={'ingress_controller': 'nginx'}),
+     'label ingress_controller must be one of traefik, none, got "nginx"'),
+    ('server group policy unknown', dict(labels={'server_group_policy': 'spread'}),
+     'label server_group_policy must be one of anti-affinity, soft-anti-affinity, '
+     'affinity, soft-affinity, got "spread"'),
+    ('registry prefix without slash',
+     dict(labels={'container_infra_prefix': 'registry.example.com/k8s'}),
+     'label container_infra_prefix must be empty, or a registry and path ending in '
+     '"/" such as registry.example.com:5000/k8s/'),
+    ('cluster domain upper case', dict(labels={'cluster_domain': 'Cluster.Local'}),
+     'label cluster_domain must be a lower-case DNS domain such as cluster.local'),
+    ('flavor name with a space', dict(labels={'proxy_flavor': 'm1 large'}),
+     'label proxy_flavor must be empty or a name of letters, digits, ".", "_", ":" '
+     'and "-", got "m1 large"'),
+    ('typo of a label', dict(labels={'proxy_cont': '3'}),
+     'label proxy_cont is not a celtic label; did you mean proxy_count?'),
+    ('operator default invalid', dict(operator={'storage_count': 'lots'}),
+     '[celtic_cluster_labels] storage_count must be an integer from 0 to 24, got '
+     '"lots"'),
+    # CIDR overlaps and sizes
+    ('pod network overlaps fixed network', dict(labels={'pod_network_cidr': '10.0.0.0/16'}),
+     'label fixed_network_cidr 10.0.0.0/24 overlaps pod_network_cidr 10.0.0.0/16: '
+     'choose ranges that do not overlap'),
+    ('service network overlaps pod network',
+     dict(labels={'service_network_cidr': '10.100.128.0/20'}),
+     'label pod_network_cidr 10.100.0.0/16 overlaps service_network_cidr '
+     '10.100.128.0/20: choose ranges that do not overlap'),
+    ('service network too small', dict(labels={'service_network_cidr': '10.254.0.0/29'}),
+     'label service_network_cidr must be a /28 or larger (cluster DNS takes its '
+     'tenth address), got 10.254.0.0/29'),
+    ('pod network too small', dict(labels={'pod_network_cidr': '10.100.0.0/25'}),
+     'label pod_network_cidr must be a /24 or larger (each node gets a /24), got '
+     '10.100.0.0/25'),
+    ('fixed network too small', dict(labels={'fixed_network_cidr': '10.0.0.0/29'}),
+     'label fixed_network_cidr must be a /28 or larger, got 10.0.0.0/29'),
+    # counts
+    ('even master count', dict(cluster={'master_count': 2}),
+     'master_count must be an odd number >= 1 (1, 3, 5, ...): pacemaker and etcd need '
+     'a majority to survive a master loss, got 2'),
+    ('no masters', dict(cluster={'master_count': 0}),
+     'master_count must be an odd number >= 1 (1, 3, 5, ...)'),
+    ('master count not a number', dict(cluster={'master_count': 'three'}),
+     'master_count must be an integer, got "three"'),
+    ('several masters without the master LB', dict(
+        cluster={'master_lb_enabled': False}, template={'master_lb_enabled': False}),
+     'master_count 3 needs master_lb_enabled: celtic puts the masters behind a '
+     'pacemaker-managed API VIP; create the cluster template with '
+     '--master-lb-enabled'),
+    ('negative worker count', dict(worker={'node_count': -1}),
+     'node_count must be an integer >= 0, got -1'),
+    # proxies (template fields)
+    ('http_proxy without scheme', dict(template={'http_proxy': 'proxy.example.com:3128'}),
+     'cluster template field http_proxy must be an http:// or https:// URL such as '
+     'http://proxy.example.com:3128, got "proxy.example.com:3128"'),
+    ('https_proxy other scheme', dict(template={'https_proxy': 'socks5://proxy:1080'}),
+     'cluster template field https_proxy must be an http:// or https:// URL'),
+    ('no_proxy with spaces', dict(template={'http_proxy': 'http://proxy:3128',
+                                            'no_proxy': 'example.com,intra net'}),
+     'cluster template field no_proxy must be a comma-separated list of hosts, '
+     'domains or CIDRs, got "example.com,intra net"'),
+    # template fields
+    ('network driver not supported', dict(template={'network_driver': 'cilium'}),
+     'cluster template field network_driver must be one of flannel, calico, got '
+     '"cilium"'),
+    ('bare metal', dict(template={'server_type': 'bm'}),
+     'cluster template field server_type must be vm, got "bm"'),
+    ('other coe', dict(template={'coe': 'swarm'}),
+     'cluster template field coe must be kubernetes, got "swarm"'),
+    ('image without a supported os_distro', dict(template={'cluster_distro': 'fedora-coreos'}),
+     'the image os_distro must be one of ubuntu, debian, got "fedora-coreos"'),
+    ('tls disabled', dict(template={'tls_disabled': True}),
+     'cluster template field tls_disabled must be false'),
+    ('magnum registry', dict(template={'registry_enabled': True}),
+     'cluster template field registry_enabled is not supported: use the label '
+     'container_infra_prefix'),
+    ('dns nameserver not an address', dict(template={'dns_nameserver': '8.8.8'}),
+     'cluster template field dns_nameserver must be an IPv4 address (or a '
+     'comma-separated list), got "8.8.8"'),
+    # missing image / flavor / external network, half an existing network
+    ('no image', dict(template={'image_id': None}),
+     'image_id is required: a Glance image'),
+    ('no flavor anywhere', dict(template={'flavor_id': None, 'master_flavor_id': None},
+                                worker={'flavor_id': None}),
+     'flavor_id is required: the worker flavor (cluster template --flavor)'),
+    ('no external network', dict(template={'external_network_id': None}),
+     'external_network_id is required: the external network for the router and the '
+     'floating IPs (--external-network)'),
+    ('subnet without network', dict(template={'fixed_subnet': 'private-subnet'}),
+     'fixed_subnet private-subnet was given without fixed_network: give both or '
+     'neither'),
+    ('network without subnet', dict(cluster={'fixed_network': 'private'}),
+     'fixed_network private has no fixed_subnet: name the subnet the nodes use '
+     '(--fixed-subnet)'),
+    # taints and node labels
+    ('taint without key', dict(worker={'node_taints': [{'value': 'x'}]}),
+     "each node_taints item needs a key, got {'value': 'x'}"),
+    ('taint effect unknown', dict(worker={'node_taints': [{'key': 'gpu',
+                                                          'effect': 'NoWay'}]}),
+     'node_taints effect must be one of NoSchedule, PreferNoSchedule, NoExecute, got '
+     '"NoWay"'),
+    ('node label value not a string', dict(worker={'node_labels': {'rack': 7}}),
+     "node_labels must map strings to strings, got 'rack': 7"),
+]
+
+
+@pytest.mark.parametrize('changes,message', [c[1:] for c in BAD_INPUTS],
+                         ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_refused_naming_the_field_and_what_is_allowed(changes, message):
+    with pytest.raises(LabelError) as error:
+        build(**changes)
+    assert message in str(error.value)
+
+
+def test_there_are_at_least_twenty_bad_input_cases():
+    assert len(BAD_INPUTS) >= 20
+
+
+def test_spec_errors_are_label_errors_the_driver_translates():
+    with pytest.raises(spec.SpecError):
+        build(cluster={'master_count': 2})
+    assert issubclass(spec.SpecError, LabelError)
+
+
+# ---- precedence: cluster label > [celtic_cluster_labels] > built-in default ----------
+
+def test_built_in_default_applies_when_nobody_sets_a_label():
+    assert build().proxy_count == 2
+
+
+def test_operator_default_overrides_the_built_in_default():
+    assert build(operator={'proxy_count': '4'}).proxy_count == 4
+
+
+def test_cluster_label_overrides_the_operator_default():
+    assert build(labels={'proxy_count': '1'},
+                 operator={'proxy_count': '4'}).proxy_count == 1
+
+
+def test_an_empty_or_unset_operator_option_means_the_built_in_default():
+    assert build(operator={'proxy_count': '', 'storage_count': None}).storage_count == 3
+    assert build(operator={'proxy_count': ''}).proxy_count == 2
+
+
+def test_a_cluster_label_of_none_falls_through_to_the_operator_default():
+    assert build(labels={'proxy_count': None},
+                 operator={'proxy_count': '5'}).proxy_count == 5
+
+
+def test_operator_default_overrides_magnum_conf_for_labels_defaulting_from_it():
+    defaults = spec.Defaults(nodes_affinity_policy='soft-affinity',
+                             boot_volume_size=20, boot_volume_type='fast',
+                             docker_volume_type='bulk')
+    built = build(defaults=defaults)
+    assert (built.server_group_policy, built.boot_volume_size, built.boot_volume_type,
+            built.storage_volume_type) == ('soft-affinity', 20, 'fast', 'bulk')
+    built = build(defaults=defaults,
+                  operator={'server_group_policy': 'anti-affinity'},
+                  labels={'boot_volume_size': '0', 'storage_volume_type': 'ssd'})
+    assert (built.server_group_policy, built.boot_volume_size,
+            built.storage_volume_type) == ('anti-affinity', 0, 'ssd')
+
+
+def test_floating_ips_follow_the_cluster_unless_the_label_says_otherwise():
+    assert build().floating_ips is True
+    assert build(cluster={'floating_ip_enabled': False}).floating_ips is False
+    assert build(cluster={'floating_ip_enabled': False},
+                 labels={'master_lb_floating_ip_enabled': 'true'}).floating_ips is True
+    assert build(template={'floating_ip_enabled': False}).floating_ips is False
+
+
+def test_cluster_fields_win_over_template_fields():
+    built = build(cluster={'fixed_network': 'net-a', 'fixed_subnet': 'sub-a'},
+                  template={'fixed_network': 'net-t', 'fixed_subnet': 'sub-t'})
+    assert (built.existing_network, built.existing_subnet) == ('net-a', 'sub-a')
+    assert built.uses_existing_network
+    assert build(cluster={'keypair': None}).ssh_key_name == 'template-key'
+
+
+# ---- typos and other labels -------------------------------------------------------------
+
+def test_labels_of_other_drivers_are_only_a_warning():
+    built = build(labels={'auto_healing_enabled': 'true', 'monitoring_stack': 'x'})
+    assert built.warnings == ('label monitoring_stack is not used by celtic',)
+
+
+def test_magnum_labels_celtic_knowingly_ignores_raise_no_warning():
+    assert build(labels={'min_node_count': '1', 'os_distro': 'debian'}).warnings == ()
+
+
+def test_close_match_check_suggests_the_celtic_label():
+    with pytest.raises(spec.SpecError, match='did you mean storage_volume_size'):
+        build(labels={'storage_volume_sise': '10'})
+
+
+# ---- derived settings ----------------------------------------------------------------
+
+def test_defaults_of_a_plain_cluster():
+    built = build()
+    assert (built.kube_tag, built.network_driver, built.master_count,
+            built.minion_count, built.proxy_count, built.storage_count) == (
+        'v1.36', 'flannel', 3, 3, 2, 3)
+    assert (built.pod_network_cidr, built.service_network_cidr,
+            built.fixed_network_cidr) == ('10.100.0.0/16', '10.254.0.0/16',
+                                          '10.0.0.0/24')
+    assert (built.master_flavor, built.proxy_flavor, built.storage_flavor) == (
+        'm1.large', 'm1.medium', 'm1.medium')
+    assert built.dns_nameservers == ('192.0.2.53',)
+    assert built.api_allowed_cidrs == ('0.0.0.0/0',)
+    assert (built.http_proxy, built.no_proxy) == ('', '')
+    assert built.create_timeout_minutes == 30
+
+
+def test_name_prefix_is_dns_safe_and_short():
+    assert build().name_prefix == 'prod-cluster-1'
+    assert spec.name_prefix('A' * 40, UUID) == 'a' * 20
+    assert spec.name_prefix('x' * 19 + '-y', UUID) == 'x' * 19
+    assert spec.name_prefix('', UUID) == 'celtic-c0ffee00'
+    assert spec.name_prefix('___', UUID) == 'celtic-c0ffee00'
+    assert build(cluster={'name': None}).cluster_name == UUID
+
+
+def test_pool_names_are_dns_safe():
+    assert spec.pool_name('GPU_nodes.a') == 'gpu-nodes-a'
+    assert spec.pool_name('--') == 'pool'
+
+
+def test_cluster_dns_is_the_tenth_service_address():
+    built = build(labels={'service_network_cidr': '172.20.0.0/16'})
+    assert built.dns_service_ip == '172.20.0.10'
+    assert built.node_settings()['dns_service_ip'] == '172.20.0.10'
+
+
+def test_kube_minor_of_a_release_and_of_a_minor():
+    assert build(labels={'kube_tag': 'v1.35.4'}).kube_minor == 'v1.35'
+    assert build(labels={'kube_tag': 'v1.37'}).kube_minor == 'v1.37'
+
+
+def test_master_flavor_falls_back_to_the_worker_flavor():
+    assert build(template={'master_flavor_id': None}).master_flavor == 'm1.medium'
+
+
+def test_proxy_settings_add_everything_that_must_bypass_the_proxy():
+    built = build(template={'http_proxy': 'http://user:pw@proxy.example.com:3128',
+                            'https_proxy': 'https://proxy.example.com:3129/',
+                            'no_proxy': 'example.com, localhost,10.0.0.0/24'},
+                  labels={'cluster_domain': 'k8s.internal'})
+    assert built.http_proxy == 'http://user:pw@proxy.example.com:3128'
+    assert built.no_proxy.split(',') == [
+        'example.com', 'localhost', '10.0.0.0/24', '127.0.0.1', '169.254.169.254',
+        '10.100.0.0/16', '10.254.0.0/16', '.svc', '.k8s.internal']
+
+
+def test_several_dns_nameservers():
+    assert build(template={'dns_nameserver': '192.0.2.1, 192.0.2.2'}
+                 ).dns_nameservers == ('192.0.2.1', '192.0.2.2')
+    assert build(template={'dns_nameserver': None}).dns_nameservers == ('8.8.8.8',)
+
+
+def test_ingress_without_proxies_is_a_warning():
+    built = build(labels={'proxy_count': '0'})
+    assert ('ingress_controller traefik is not installed: it is published by the '
+            'proxies and proxy_count is 0') in built.warnings
+    assert build(labels={'proxy_count': '0', 'ingress_controller': 'none'}
+                 ).warnings == ()
+
+
+def test_docker_volume_size_is_ignored_with_a_warning():
+    assert any('docker_volume_size is ignored' in w
+               for w in build(template={'docker_volume_size': 20}).warnings)
+
+
+def test_worker_pool_taints_and_labels():
+    built = build(worker={'node_labels': {'tier': 'web'},
+                          'node_taints': [{'key': 'dedicated', 'value': 'web'},
+                                          {'key': 'spot', 'effect': 'NoExecute'}]})
+    assert built.default_pool.settings() == {
+        'pool': 'default-worker', 'node_labels': {'tier': 'web'},
+        'node_taints': [{'key': 'dedicated', 'value': 'web', 'effect': 'NoSchedule'},
+                        {'key': 'spot', 'value': '', 'effect': 'NoExecute'}]}
+
+
+def test_node_settings_carry_what_the_nodes_read():
+    settings = build(template={'network_driver': 'calico'}).node_settings()
+    assert settings['network_driver'] == 'calico'
+    assert settings['api_port'] == 6443
+    assert settings['lb_reserved_ports'] == [22, 2224]
+    assert settings['storage_volume_name'] == 'celtic'
+    assert settings['kube_minor'] == 'v1.36'
+
+
+def test_build_pool_of_a_non_default_nodegroup():
+    pool = spec.build_pool({'name': 'GPU pool', 'node_count': 2, 'flavor_id': 'g1',
+                            'image_id': None}, 'debian-13')
+    assert (pool.nodegroup, pool.pool_name, pool.count, pool.flavor, pool.image) == (
+        'GPU pool', 'gpu-pool', 2, 'g1', 'debian-13')
+    with pytest.raises(spec.SpecError, match='flavor_id is required: the nodegroup '
+                                             'flavor'):
+        spec.build_pool({'name': 'gpu', 'node_count': 1}, 'debian-13')

@@ -1,0 +1,264 @@
+"""Heat stacks -> cluster and nodegroup status: every transition, no Heat, no DB."""
+
+from __future__ import annotations
+
+import pytest
+
+from magnum_celtic import status
+from magnum_celtic.heat import StackState
+
+OUTPUTS = {'api_address': 'https://172.24.4.10:6443', 'api_vip': '10.0.0.5',
+           'api_vip_fip': '172.24.4.10', 'kube_version': 'v1.36',
+           'master_addresses': ['10.0.0.11', '10.0.0.12', '10.0.0.13'],
+           'minion_addresses': ['10.0.0.21', None, '10.0.0.22']}
+WAIT_FAILURE = ('Resource CREATE failed: WaitConditionFailure: resources.minions.'
+                'resources.wait: k1-minion-0: step kubeadm-join failed: token expired')
+
+
+def stack(stack_status, reason='', outputs=OUTPUTS, name='celtic-k1'):
+    return StackState(id='stack-id', name=name, status=stack_status, reason=reason,
+                      outputs=dict(outputs))
+
+
+def ngs(master='CREATE_IN_PROGRESS', worker='CREATE_IN_PROGRESS', pools=()):
+    views = [status.NodeGroupView('default-master', 'master', True, master, None),
+             status.NodeGroupView('default-worker', 'worker', True, worker, None)]
+    views += [status.NodeGroupView(name, 'worker', False, st, stack_id)
+              for name, st, stack_id in pools]
+    return views
+
+
+def ng_status(result):
+    return {name: r.status for name, r in result.nodegroups.items()}
+
+
+# ---- the cluster's own status ------------------------------------------------------
+
+@pytest.mark.parametrize('current,stack_status,worker,expected', [
+    ('CREATE_IN_PROGRESS', 'CREATE_IN_PROGRESS', 'CREATE_IN_PROGRESS',
+     'CREATE_IN_PROGRESS'),
+    ('CREATE_IN_PROGRESS', 'CREATE_COMPLETE', 'CREATE_IN_PROGRESS', 'CREATE_COMPLETE'),
+    ('CREATE_IN_PROGRESS', 'CREATE_FAILED', 'CREATE_IN_PROGRESS', 'CREATE_FAILED'),
+    ('UPDATE_IN_PROGRESS', 'UPDATE_IN_PROGRESS', 'UPDATE_IN_PROGRESS',
+     'UPDATE_IN_PROGRESS'),
+    ('UPDATE_IN_PROGRESS', 'UPDATE_COMPLETE', 'UPDATE_IN_PROGRESS', 'UPDATE_COMPLETE'),
+    ('UPDATE_IN_PROGRESS', 'UPDATE_FAILED', 'UPDATE_IN_PROGRESS', 'UPDATE_FAILED'),
+    ('UPDATE_IN_PROGRESS', 'ROLLBACK_IN_PROGRESS', 'UPDATE_IN_PROGRESS',
+     'ROLLBACK_IN_PROGRESS'),
+    ('ROLLBACK_IN_PROGRESS', 'ROLLBACK_IN_PROGRESS', 'ROLLBACK_IN_PROGRESS',
+     'ROLLBACK_IN_PROGRESS'),
+    ('ROLLBACK_IN_PROGRESS', 'ROLLBACK_COMPLETE', 'ROLLBACK_IN_PROGRESS',
+     'ROLLBACK_COMPLETE'),
+    ('ROLLBACK_IN_PROGRESS', 'ROLLBACK_FAILED', 'ROLLBACK_IN_PROGRESS',
+     'ROLLBACK_FAILED'),
+    ('DELETE_IN_PROGRESS', 'DELETE_IN_PROGRESS', 'DELETE_IN_PROGRESS',
+     'DELETE_IN_PROGRESS'),
+    ('DELETE_IN_PROGRESS', 'DELETE_FAILED', 'DELETE_IN_PROGRESS', 'DELETE_FAILED'),
+])
+def test_cluster_status_follows_its_stack(current, stack_status, worker, expected):
+    master = 'CREATE_IN_PROGRESS' if current.startswith('CREATE') else (
+        'DELETE_IN_PROGRESS' if current.startswith('DELETE') else 'CREATE_COMPLETE')
+    reason = WAIT_FAILURE if stack_status.endswith(('FAILED', 'ROLLBACK_COMPLETE')) \
+        else ''
+    result = status.cluster_status(current, stack(stack_status, reason),
+                                   ngs(master, worker), {})
+    assert result.status == expected
+    assert result.nodegroups['default-worker'].status == stack_status
+    assert result.destroy == []
+    if expected.endswith('_IN_PROGRESS'):
+        assert result.reason is None
+    elif reason:
+        assert 'minions.wait failed: k1-minion-0: step kubeadm-join failed: token ' \
+               'expired' in result.reason
+
+
+def test_only_reportable_statuses_are_produced():
+    reported = {'%s_%s' % (a, s) for a in status.REPORTED_ACTIONS
+                for s in ('IN_PROGRESS', 'COMPLETE', 'FAILED')}
+    for stack_status in sorted(reported) + ['SUSPEND_COMPLETE', 'CHECK_COMPLETE']:
+        for current in ('CREATE_IN_PROGRESS', 'UPDATE_IN_PROGRESS',
+                        'DELETE_IN_PROGRESS', 'ROLLBACK_IN_PROGRESS'):
+            result = status.cluster_status(
+                current, stack(stack_status, 'Resource failed: x'),
+                ngs(current, current), {})
+            assert result.status in reported, (current, stack_status)
+
+
+def test_stack_gone_while_deleting_is_delete_complete_and_while_creating_failed():
+    deleted = status.cluster_status('DELETE_IN_PROGRESS', None,
+                                    ngs('DELETE_IN_PROGRESS', 'DELETE_IN_PROGRESS'), {})
+    assert (deleted.status, deleted.reason) == ('DELETE_COMPLETE', 'deleted')
+    assert set(ng_status(deleted).values()) == {'DELETE_COMPLETE'}
+    created = status.cluster_status('CREATE_IN_PROGRESS', None, ngs(), {})
+    assert (created.status, created.reason) == (
+        'CREATE_FAILED', "the cluster's Heat stack does not exist")
+    assert created.nodegroups['default-worker'].reason == \
+        'its Heat stack does not exist'
+
+
+def test_stack_gone_while_updating_fails_the_update():
+    result = status.cluster_status('UPDATE_IN_PROGRESS', None,
+                                   ngs('CREATE_COMPLETE', 'UPDATE_IN_PROGRESS'), {})
+    assert (result.status, result.reason) == (
+        'UPDATE_FAILED', 'default-worker: its Heat stack does not exist')
+
+
+# ---- reasons -----------------------------------------------------------------------
+
+@pytest.mark.parametrize('reason,expected', [
+    (WAIT_FAILURE, 'minions.wait failed: k1-minion-0: step kubeadm-join failed: '
+                   'token expired'),
+    ('Resource CREATE failed: WaitConditionFailure: resources.masters.resources.group.'
+     'resources.wait: k1-master-2: step pcs-cluster-setup failed (exit 1)',
+     'masters.group.wait failed: k1-master-2: step pcs-cluster-setup failed (exit 1)'),
+    ('Resource CREATE failed: ResourceInError: resources.storage.resources.group.'
+     'resources.nodes.resources[1].resources.volume: Went to status error due to '
+     '"Unknown"', 'storage.group.nodes[1].volume failed: Went to status error due to '
+                  '"Unknown"'),
+    ('Resource UPDATE failed: Forbidden: resources.minions.resources.nodes.resources'
+     '[2]: Quota exceeded for cores: Requested 4, but already used 20 of 20 cores',
+     'minions.nodes[2] failed: Quota exceeded for cores: Requested 4, but already '
+     'used 20 of 20 cores'),
+    ('Create timed out', 'Create timed out'),
+    ('', 'Heat stack celtic-k1 is CREATE_FAILED'),
+])
+def test_failure_reason_is_the_failing_resource_and_its_reason(reason, expected):
+    assert status.failure_reason(stack('CREATE_FAILED', reason)) == expected
+
+
+def test_heat_resource_limit_reason_says_what_to_raise():
+    reason = status.failure_reason(stack(
+        'CREATE_FAILED', 'Request limit exceeded: Maximum resources per stack '
+                         'exceeded.'))
+    assert 'max_resources_per_stack' in reason
+    assert '[celtic] heat_max_resources_per_stack in magnum.conf' in reason
+
+
+def test_every_failed_nodegroup_is_named_in_the_cluster_reason():
+    pool_stack = stack('CREATE_FAILED', 'Resource CREATE failed: WaitConditionFailure: '
+                       'resources.wait: k1-gpu-0: step containerd failed (exit 1)',
+                       outputs={})
+    result = status.cluster_status(
+        'UPDATE_IN_PROGRESS', stack('UPDATE_FAILED', WAIT_FAILURE),
+        ngs('CREATE_COMPLETE', 'UPDATE_IN_PROGRESS',
+            [('gpu', 'CREATE_IN_PROGRESS', 'gpu-stack')]),
+        {'gpu': pool_stack})
+    assert result.status == 'UPDATE_FAILED'
+    assert result.reason == (
+        'default-worker: minions.wait failed: k1-minion-0: step kubeadm-join failed: '
+        'token expired; gpu: wait failed: k1-gpu-0: step containerd failed (exit 1)')
+
+
+# ---- addresses and version ---------------------------------------------------------
+
+def test_api_address_addresses_and_version_from_the_outputs():
+    result = status.cluster_status('CREATE_IN_PROGRESS', stack('CREATE_COMPLETE'),
+                                   ngs(), {})
+    assert result.api_address == 'https://172.24.4.10:6443'
+    assert result.coe_version == 'v1.36'
+    assert result.nodegroups['default-master'].addresses == [
+        '10.0.0.11', '10.0.0.12', '10.0.0.13']
+    # A member whose address Heat does not know yet is left out.
+    assert result.nodegroups['default-worker'].addresses == ['10.0.0.21', '10.0.0.22']
+
+
+@pytest.mark.parametrize('outputs,expected', [
+    ({'api_address': 'https://:6443', 'api_vip_fip': '', 'api_vip': '10.0.0.5'},
+     'https://10.0.0.5:6443'),
+    ({'api_address': 'https://:6443', 'api_vip_fip': '172.24.4.9',
+      'api_vip': '10.0.0.5'}, 'https://172.24.4.9:6443'),
+    ({'api_address': None, 'api_vip': None}, None),
+    ({}, None),
+])
+def test_api_address_when_the_template_output_has_no_host(outputs, expected):
+    result = status.cluster_status('CREATE_IN_PROGRESS',
+                                   stack('CREATE_IN_PROGRESS', outputs=outputs),
+                                   ngs(), {})
+    assert result.api_address == expected
+
+
+def test_outputs_heat_has_not_resolved_yet_are_left_alone():
+    result = status.cluster_status(
+        'CREATE_IN_PROGRESS', stack('CREATE_IN_PROGRESS', outputs={
+            'master_addresses': None, 'kube_version': '', 'minion_addresses': 'x'}),
+        ngs(), {})
+    assert (result.api_address, result.coe_version) == (None, None)
+    assert result.nodegroups['default-master'].addresses is None
+    assert result.nodegroups['default-worker'].addresses is None
+
+
+# ---- nodegroups with stacks of their own ------------------------------------------
+
+def test_pool_nodegroup_follows_its_own_stack_and_addresses():
+    pool_stack = stack('CREATE_COMPLETE', outputs={'addresses': ['10.0.0.51']})
+    result = status.cluster_status(
+        'UPDATE_IN_PROGRESS', stack('CREATE_COMPLETE'),
+        ngs('CREATE_COMPLETE', 'CREATE_COMPLETE',
+            [('gpu', 'CREATE_IN_PROGRESS', 'gpu-stack')]), {'gpu': pool_stack})
+    assert result.status == 'UPDATE_COMPLETE'
+    assert result.nodegroups['gpu'].status == 'CREATE_COMPLETE'
+    assert result.nodegroups['gpu'].addresses == ['10.0.0.51']
+
+
+def test_deleted_pool_nodegroup_is_destroyed_and_the_update_completes():
+    result = status.cluster_status(
+        'UPDATE_IN_PROGRESS', stack('CREATE_COMPLETE'),
+        ngs('CREATE_COMPLETE', 'CREATE_COMPLETE',
+            [('gpu', 'DELETE_IN_PROGRESS', 'gpu-stack')]), {'gpu': None})
+    assert result.destroy == ['gpu']
+    assert result.status == 'UPDATE_COMPLETE'
+
+
+def test_pool_nodegroup_without_a_stack_is_not_judged_by_the_cluster_stack():
+    result = status.cluster_status(
+        'UPDATE_IN_PROGRESS', stack('UPDATE_COMPLETE'),
+        ngs('CREATE_COMPLETE', 'CREATE_COMPLETE',
+            [('gpu', 'DELETE_IN_PROGRESS', None)]), {})
+    assert result.destroy == ['gpu']
+    assert result.nodegroups['gpu'].status == 'DELETE_COMPLETE'
+
+
+def test_an_earlier_failure_of_the_cluster_stack_does_not_fail_a_nodegroup_change():
+    result = status.cluster_status(
+        'UPDATE_IN_PROGRESS', stack('UPDATE_FAILED', WAIT_FAILURE),
+        ngs('CREATE_COMPLETE', 'UPDATE_FAILED',
+            [('gpu', 'CREATE_IN_PROGRESS', 'gpu-stack')]),
+        {'gpu': stack('CREATE_COMPLETE', outputs={})})
+    assert result.status == 'UPDATE_COMPLETE'
+
+
+def test_a_pool_stack_still_working_keeps_the_cluster_updating():
+    result = status.cluster_status(
+        'UPDATE_IN_PROGRESS', stack('CREATE_COMPLETE'),
+        ngs('CREATE_COMPLETE', 'CREATE_COMPLETE',
+            [('gpu', 'UPDATE_IN_PROGRESS', 'gpu-stack')]),
+        {'gpu': stack('UPDATE_IN_PROGRESS', outputs={})})
+    assert (result.status, result.reason) == ('UPDATE_IN_PROGRESS', None)
+
+
+def test_cluster_delete_waits_for_pool_stacks():
+    result = status.cluster_status(
+        'DELETE_IN_PROGRESS', None,
+        ngs('DELETE_IN_PROGRESS', 'DELETE_IN_PROGRESS',
+            [('gpu', 'DELETE_IN_PROGRESS', 'gpu-stack')]),
+        {'gpu': stack('DELETE_IN_PROGRESS', outputs={})})
+    assert result.status == 'DELETE_IN_PROGRESS'
+    assert result.destroy == []
+
+
+def test_a_pool_stack_that_fails_to_delete_fails_the_cluster_delete():
+    result = status.cluster_status(
+        'DELETE_IN_PROGRESS', None,
+        ngs('DELETE_IN_PROGRESS', 'DELETE_IN_PROGRESS',
+            [('gpu', 'DELETE_IN_PROGRESS', 'gpu-stack')]),
+        {'gpu': stack('DELETE_FAILED', 'Resource DELETE failed: Conflict: '
+                      'resources.nodes: port in use', outputs={})})
+    assert (result.status, result.reason) == ('DELETE_FAILED',
+                                              'gpu: nodes failed: port in use')
+
+
+def test_a_stack_in_an_action_magnum_cannot_report_leaves_nodegroups_alone():
+    result = status.cluster_status('UPDATE_IN_PROGRESS', stack('SUSPEND_COMPLETE'),
+                                   ngs('CREATE_COMPLETE', 'UPDATE_IN_PROGRESS'), {})
+    assert result.nodegroups['default-worker'].status == 'UPDATE_IN_PROGRESS'
+    assert result.status == 'UPDATE_IN_PROGRESS'

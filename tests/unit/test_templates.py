@@ -1,0 +1,97 @@
+"""Finding the templates and collecting the files a stack request carries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import yaml
+
+from magnum_celtic import templates
+
+ROOT = templates.default_dir()
+
+
+def template_set(root=ROOT):
+    return templates.TemplateSet(root)
+
+
+def test_checkout_templates_are_found():
+    assert os.path.isfile(os.path.join(ROOT, templates.ROOT_TEMPLATE))
+    assert ROOT == os.path.realpath(os.path.join(os.path.dirname(templates.__file__),
+                                                 '..', 'heat_templates'))
+
+
+def test_installed_data_files_location_is_a_candidate():
+    assert any(c.endswith(os.path.join('share', 'magnum-celtic', 'heat_templates'))
+               for c in templates._candidates())
+
+
+def test_no_templates_anywhere_is_a_clear_error(monkeypatch):
+    templates.default_dir.cache_clear()
+    monkeypatch.setattr(templates, '_candidates', lambda: ['/nonexistent/a'])
+    try:
+        with pytest.raises(templates.TemplatesNotFound,
+                           match='celtic Heat templates not found in /nonexistent/a'):
+            templates.default_dir()
+    finally:
+        monkeypatch.undo()
+        templates.default_dir.cache_clear()
+
+
+def test_configured_templates_dir_wins(tmp_path):
+    shutil.copy(os.path.join(ROOT, templates.ROOT_TEMPLATE), tmp_path)
+    assert templates.resolve_dir(str(tmp_path)) == str(tmp_path)
+    assert templates.resolve_dir('') == ROOT
+
+
+def test_configured_templates_dir_without_celtic_yaml_is_refused(tmp_path):
+    with pytest.raises(templates.TemplatesNotFound,
+                       match=r'\[celtic\] templates_dir %s has no celtic.yaml'
+                             % tmp_path):
+        templates.resolve_dir(str(tmp_path))
+
+
+def test_reading_outside_the_templates_directory_is_refused():
+    with pytest.raises(templates.TemplatesNotFound, match='outside the templates'):
+        template_set().read('../setup.cfg')
+
+
+def test_a_missing_file_is_named():
+    with pytest.raises(templates.TemplatesNotFound,
+                       match='cannot read template file nope.yaml: No such file'):
+        template_set().read('nope.yaml')
+
+
+def test_environment_registry_paths_become_root_relative():
+    env = yaml.safe_load(template_set().environment('defaults.yaml'))
+    registry = env['resource_registry']
+    assert registry['Celtic::Network'] == 'network.yaml'
+    assert registry['Celtic::Optional::FloatingIP'] == 'OS::Neutron::FloatingIP'
+
+
+def test_a_bundle_is_reproducible_and_read_by_its_file_name():
+    first, second = template_set(), template_set()
+    assert first.bundle('minion') == second.bundle('minion')
+    minion = yaml.safe_load(first.read('minion.yaml'))
+    bundle_file = next(iter(_get_files(minion['resources'])))
+    assert bundle_file.startswith('bundles/minion.')
+    assert second.read(bundle_file) == first.bundle('minion')
+
+
+def _get_files(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'get_file' and value.startswith('bundles/'):
+                yield value
+            else:
+                yield from _get_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _get_files(item)
+
+
+def test_a_bundle_of_an_unknown_role_is_refused():
+    with pytest.raises(templates.TemplatesNotFound, match='lists no role nobody'):
+        template_set().bundle_files('nobody')
