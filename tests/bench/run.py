@@ -1,0 +1,40 @@
+"""Benchmark runner: ``tox -e bench -- [name ...]`` (default: all).
+
+Each benchmark module in this directory has a ``main()`` that prints one
+``name: value`` line per figure. They run one after another, never in parallel: the
+figures are timings on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+BENCHMARKS = ('lb', 'heat', 'vip', 'scale')
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print('unknown benchmark(s): %s (known: %s)' % (', '.join(unknown),
+                                                       ', '.join(BENCHMARKS)))
+        return 2
+    failed = []
+    for name in names:
+        started = time.monotonic()
+        print('== bench %s' % name, flush=True)
+        module = importlib.import_module('tests.bench.%s' % name)
+        rc = module.main()
+        print('== bench %s finished in %.0fs (rc=%s)' % (name, time.monotonic() - started,
+                                                       rc or 0), flush=True)
+        if rc:
+            failed.append(name)
+    if failed:
+        print('benchmarks failed: %s' % ', '.join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,31 @@
+#!/bin/bash
+# The static checks of the gate: shellcheck and bashate on every shell file (devstack's
+# own bashate flags on the plugin), flake8 on the Python, yamllint on the templates and
+# Heat's validator on every stack the driver can render.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mapfile -t fragments < <(find heat_templates/fragments -name '*.sh' | sort)
+mapfile -t devstack < <(find devstack -type f \( -name '*.sh' -o -name settings -o -path 'devstack/lib/*' \) | sort)
+mapfile -t test_shell < <(find tests -name '*.bash' -o -name '*.sh' | sort)
+mapfile -t bats_files < <(find tests -name '*.bats' | sort)
+
+echo "shellcheck: ${#fragments[@]} fragments, ${#devstack[@]} devstack files, ${#test_shell[@]} test scripts"
+shellcheck -x -P heat_templates/fragments "${fragments[@]}"
+shellcheck -x -s bash "${devstack[@]}"
+# Tests set variables for the functions they source (SC2034, SC2154 do not apply).
+shellcheck -x -S warning -e SC2034,SC2154 "${test_shell[@]}"
+shellcheck -x -S warning -e SC2034,SC2154 -s bash "${bats_files[@]}"
+
+echo "bashate: fragments (-i E006), devstack (-iE006 -eE005,E042)"
+bashate -i E006 "${fragments[@]}"
+bashate -iE006 -eE005,E042 "${devstack[@]}"
+
+echo "flake8"
+flake8 --max-line-length 99 magnum_celtic tests heat_templates/fragments/celtic-lb
+
+echo "yamllint"
+yamllint -d '{extends: relaxed, rules: {line-length: {max: 120}}}' heat_templates
+
+echo "Heat validator"
+magnum-celtic validate
