@@ -88,23 +88,34 @@ def cluster_spec(context: Any, cluster: Any, template: Any = None) -> spec_mod.C
 
 
 def _resolve_existing_subnet(context: Any, template: dict, cluster: dict) -> None:
+    """Find the subnet of an existing fixed network (and its CIDR, which the nodes'
+    no_proxy and the CIDR overlap checks need)."""
     network = cluster.get('fixed_network') or template.get('fixed_network')
     subnet = cluster.get('fixed_subnet') or template.get('fixed_subnet')
-    if not network or subnet:
+    if not network:
         return
     neutron = clients.OpenStackClients(context).neutron()
-    if not uuidutils.is_uuid_like(network):
-        found = [n for n in neutron.networks(name=network) if n.name == network]
-        if len(found) != 1:
+    if not subnet:
+        if not uuidutils.is_uuid_like(network):
+            found = [n for n in neutron.networks(name=network) if n.name == network]
+            if len(found) != 1:
+                raise exception.InvalidParameterValue(
+                    err='fixed_network %s: %s' % (network, 'not found' if not found else
+                                                  'several networks have that name'))
+            network = found[0].id
+        subnets = list(neutron.subnets(network_id=network, ip_version=4))
+        if not subnets:
             raise exception.InvalidParameterValue(
-                err='fixed_network %s: %s' % (network, 'not found' if not found else
-                                              'several networks have that name'))
-        network = found[0].id
-    subnets = list(neutron.subnets(network_id=network, ip_version=4))
-    if not subnets:
+                err='fixed_network %s has no IPv4 subnet: give --fixed-subnet' % network)
+        cluster['fixed_subnet'] = subnets[0].id
+        template['existing_subnet_cidr'] = subnets[0].cidr
+        return
+    found = [s for s in neutron.subnets() if subnet in (s.id, s.name)]
+    if len(found) != 1:
         raise exception.InvalidParameterValue(
-            err='fixed_network %s has no IPv4 subnet: give --fixed-subnet' % network)
-    cluster['fixed_subnet'] = subnets[0].id
+            err='fixed_subnet %s: %s' % (subnet, 'not found' if not found else
+                                         'several subnets have that name, use its id'))
+    template['existing_subnet_cidr'] = found[0].cidr
 
 
 def cluster_pki(context: Any, cluster: Any) -> pki.ClusterPKI:

@@ -82,6 +82,14 @@ class Driver(driver.Driver):
                 cluster_stack = heat.get(cluster.stack_id)
                 pool_stacks = {ng.name: heat.get(ng.stack_id)
                                for ng in adapters.iter_pool_nodegroups(cluster)}
+            except heat_api.HeatRejected as error:
+                # Not transient (a missing role, a wrong region): say so on the
+                # cluster, whose status stays as it is.
+                LOG.error('cluster %s: status unknown, %s', cluster.uuid, error)
+                cluster.status_reason = ('status unknown: Magnum\'s service user '
+                                         'cannot read the stack: %s' % error)
+                cluster.save()
+                return
             except heat_api.HeatError as error:
                 LOG.warning('cluster %s: status unchanged, %s', cluster.uuid, error)
                 return
@@ -118,6 +126,10 @@ class Driver(driver.Driver):
             raise exception.MasterNGResizeNotSupported()
         pool_stack = not nodegroup.is_default and nodegroup.stack_id != cluster.stack_id
         stack_id = nodegroup.stack_id if pool_stack else cluster.stack_id
+        if not stack_id:
+            raise exception.InvalidParameterValue(
+                err='nodegroup %s has no Heat stack (its creation failed): delete it '
+                    'and create it again' % nodegroup.name)
         if pool_stack:
             adapters.check_pool_size(node_count)
         else:
@@ -186,6 +198,12 @@ class Driver(driver.Driver):
             raise exception.NotSupported(operation='Adding a master nodegroup')
         spec = adapters.cluster_spec(context, cluster)
         pool = _pool(nodegroup, spec)
+        others = [ng.name for ng in cluster.nodegroups
+                  if not ng.is_default and ng.uuid != nodegroup.uuid]
+        try:
+            spec_mod.check_pool_name(nodegroup.name, others)
+        except spec_mod.SpecError as error:
+            raise exception.InvalidParameterValue(err=str(error))
         adapters.check_pool_size(pool.count)
         heat = adapters.heat_client(context)
         try:

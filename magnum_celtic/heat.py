@@ -94,6 +94,9 @@ def friendly(message: str) -> str:
 def _translate(error: Exception, what: str) -> HeatError:
     if isinstance(error, heat_exc.HTTPBadRequest):
         return HeatRejected('Heat rejected the %s: %s' % (what, friendly(_message(error))))
+    if isinstance(error, heat_exc.HTTPNotFound):
+        return HeatRejected('Heat has no such stack for the %s: %s'
+                            % (what, _message(error)))
     if isinstance(error, heat_exc.HTTPConflict):
         return HeatBusy('Heat stack is busy: %s' % _message(error))
     if isinstance(error, (heat_exc.HTTPForbidden, heat_exc.HTTPUnauthorized)):

@@ -20,10 +20,10 @@ from typing import Any, Callable
 # from this table.
 DEFAULT_KUBE_TAG = 'v1.36'
 SUPPORTED_KUBE_MINORS = (34, 35, 36, 37)
-DEFAULT_FLANNEL_TAG = 'v0.27.4'
-DEFAULT_CALICO_TAG = 'v3.30.3'
-DEFAULT_INGRESS_TAG = 'v3.4.1'
-DEFAULT_LOCAL_PATH_PROVISIONER_TAG = 'v0.0.31'
+DEFAULT_FLANNEL_TAG = 'v0.28.9'
+DEFAULT_CALICO_TAG = 'v3.32.4'
+DEFAULT_INGRESS_TAG = 'v3.7.11'
+DEFAULT_LOCAL_PATH_PROVISIONER_TAG = 'v0.0.37'
 
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
                          'soft-affinity')
@@ -287,6 +287,6 @@ def reference_table() -> str:
     """The README's label reference, generated from :data:`LABELS`."""
     rows = ['| label | default | allowed | meaning |', '|---|---|---|---|']
     for label in LABELS:
-        rows.append('| `%s` | %s | %s | %s |' % (label.name, label.default_doc,
-                                                label.allowed, label.doc))
+        rows.append('| `%s` | %s | %s | %s |'
+                    % (label.name, label.default_doc, label.allowed, label.doc))
     return '\n'.join(rows)

@@ -216,7 +216,10 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         raise SpecError('cluster template field network_driver must be one of %s, '
                         'got "%s"' % (', '.join(NETWORK_DRIVERS), network_driver))
 
-    fixed_cidr = resolver.get('fixed_network_cidr')
+    # With an existing network the CIDR is the subnet's (adapters looks it up).
+    fixed_cidr = (template.get('existing_subnet_cidr')
+                  if existing_network and template.get('existing_subnet_cidr')
+                  else resolver.get('fixed_network_cidr'))
     pod_cidr = resolver.get('pod_network_cidr')
     service_cidr = resolver.get('service_network_cidr')
     _check_networks(fixed_cidr, pod_cidr, service_cidr)
@@ -305,9 +308,27 @@ def name_prefix(cluster_name: str, cluster_uuid: str) -> str:
     return prefix or 'celtic-' + str(cluster_uuid)[:8]
 
 
+RESERVED_POOL_NAMES = ('master', 'minion', 'proxy', 'storage')
+
+
 def pool_name(nodegroup_name: str) -> str:
     """The DNS-safe middle part of a pool's node names."""
     return _dns_label(nodegroup_name, 20) or 'pool'
+
+
+def check_pool_name(name: str, others: Sequence[str]) -> str:
+    """The pool name of nodegroup ``name``, refused when node or stack names would
+    collide with a role's or another nodegroup's (``others``: their names)."""
+    pool = pool_name(name)
+    if pool in RESERVED_POOL_NAMES:
+        raise SpecError('nodegroup name %s would give its nodes the names of the %s '
+                        'nodes: choose another name' % (name, pool))
+    clash = [other for other in others if pool_name(other) == pool]
+    if clash:
+        raise SpecError('nodegroup name %s and nodegroup %s give the same node names '
+                        '(%s-<index>): choose names that differ in letters or digits'
+                        % (name, clash[0], pool))
+    return pool
 
 
 def _dns_label(text: str, limit: int) -> str:
@@ -402,6 +423,7 @@ def _pool(nodegroup: Mapping[str, Any], name: str, pool: str, flavor: str,
         if not isinstance(key, str) or not isinstance(value, str):
             raise SpecError('node_labels must map strings to strings, got %r: %r'
                             % (key, value))
+        _check_label(key, value)
     taints = []
     for taint in nodegroup.get('node_taints') or ():
         if not isinstance(taint, Mapping) or not taint.get('key'):
@@ -410,10 +432,51 @@ def _pool(nodegroup: Mapping[str, Any], name: str, pool: str, flavor: str,
         if effect not in TAINT_EFFECTS:
             raise SpecError('node_taints effect must be one of %s, got "%s"'
                             % (', '.join(TAINT_EFFECTS), effect))
+        _check_label_key(str(taint['key']), 'node_taints key')
+        _check_label_value(str(taint.get('value') or ''), 'node_taints value')
         taints.append({'key': str(taint['key']), 'value': str(taint.get('value') or ''),
                        'effect': effect})
     return PoolSpec(nodegroup=name, pool_name=pool, count=count, flavor=flavor,
                     image=image, node_labels=node_labels, node_taints=tuple(taints))
+
+
+_LABEL_NAME = re.compile(r'^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$')
+_LABEL_PREFIX = re.compile(r'^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')
+# What a kubelet may set on its own Node in the kubernetes.io and k8s.io namespaces
+# (the NodeRestriction admission plugin refuses the rest, e.g. node-role.kubernetes.io).
+_KUBELET_PREFIXES = ('kubelet.kubernetes.io', 'node.kubernetes.io')
+_KUBELET_KEYS = ('kubernetes.io/hostname', 'kubernetes.io/arch', 'kubernetes.io/os',
+                 'beta.kubernetes.io/instance-type', 'node.kubernetes.io/instance-type',
+                 'failure-domain.beta.kubernetes.io/region',
+                 'failure-domain.beta.kubernetes.io/zone',
+                 'topology.kubernetes.io/region', 'topology.kubernetes.io/zone')
+
+
+def _check_label_key(key: str, field: str) -> None:
+    prefix, _, name = key.rpartition('/')
+    if (not _LABEL_NAME.match(name) or len(prefix) > 253
+            or (prefix and not _LABEL_PREFIX.match(prefix))):
+        raise SpecError('%s must be a Kubernetes label key ([prefix/]name, name of at '
+                        'most 63 letters, digits, "-", "_", "."), got "%s"' % (field, key))
+
+
+def _check_label_value(value: str, field: str) -> None:
+    if value and not _LABEL_NAME.match(value):
+        raise SpecError('%s must be empty or at most 63 letters, digits, "-", "_", ".", '
+                        'got "%s"' % (field, value))
+
+
+def _check_label(key: str, value: str) -> None:
+    _check_label_key(key, 'node_labels key')
+    _check_label_value(value, 'node_labels value')
+    prefix = key.rpartition('/')[0]
+    restricted = any(prefix == ns or prefix.endswith('.' + ns)
+                     for ns in ('kubernetes.io', 'k8s.io'))
+    if restricted and prefix not in _KUBELET_PREFIXES and key not in _KUBELET_KEYS:
+        raise SpecError('node_labels key %s cannot be set by a kubelet (the '
+                        'NodeRestriction admission plugin refuses it): use a key outside '
+                        'the kubernetes.io and k8s.io namespaces, or under '
+                        'node.kubernetes.io/' % key)
 
 
 def _check_networks(fixed: str, pod: str, service: str) -> None:

@@ -150,7 +150,12 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
         status, reason = _nodegroup_status(ng.status, stack, deleting)
         if not ng.is_default and status == 'DELETE_COMPLETE':
             result.destroy.append(ng.name)
-        result.nodegroups[ng.name] = NodeGroupResult(status, reason or None, addrs)
+        # A success clears the reason an earlier failure left.
+        if status.endswith(FAILED):
+            new_reason: str | None = reason
+        else:
+            new_reason = '' if status.endswith(COMPLETE) else None
+        result.nodegroups[ng.name] = NodeGroupResult(status, new_reason, addrs)
         states.append(status)
         if status.endswith(FAILED):
             failures.append('%s: %s' % (ng.name, reason or status))

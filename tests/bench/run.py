@@ -18,8 +18,8 @@ def main(argv: list[str]) -> int:
     names = argv or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
-        print('unknown benchmark(s): %s (known: %s)' % (', '.join(unknown),
-                                                       ', '.join(BENCHMARKS)))
+        print('unknown benchmark(s): %s (known: %s)'
+              % (', '.join(unknown), ', '.join(BENCHMARKS)))
         return 2
     failed = []
     for name in names:
@@ -27,8 +27,8 @@ def main(argv: list[str]) -> int:
         print('== bench %s' % name, flush=True)
         module = importlib.import_module('tests.bench.%s' % name)
         rc = module.main()
-        print('== bench %s finished in %.0fs (rc=%s)' % (name, time.monotonic() - started,
-                                                       rc or 0), flush=True)
+        print('== bench %s finished in %.0fs (rc=%s)'
+              % (name, time.monotonic() - started, rc or 0), flush=True)
         if rc:
             failed.append(name)
     if failed:

@@ -44,8 +44,8 @@ class BundleTest(unittest.TestCase):
         for role in ROLES:
             bundle = set(self.templates.bundle_files(role))
             for reference, script in self._references(role).items():
-                if '*' in reference or os.path.isdir(os.path.join(self.fragments,
-                                                                   reference)):
+                directory = os.path.join(self.fragments, reference)
+                if '*' in reference or os.path.isdir(directory):
                     continue
                 with self.subTest(role=role, file=reference):
                     self.assertIn(reference, bundle,

@@ -344,7 +344,12 @@ class StatusTest(base.DriverTestCase):
         self.heat.fail('GET', 403, 'Forbidden',
                        'You are not authorized to use stacks:lookup.')
         self.poll()
-        self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_IN_PROGRESS, stored.status)
+        self.assertIn("status unknown: Magnum's service user cannot read the stack",
+                      stored.status_reason)
+        self.assertIn('You are not authorized to use stacks:lookup.',
+                      stored.status_reason)
 
     def test_update_in_progress_stays_until_heat_completes_it(self):
         cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS,
@@ -546,6 +551,26 @@ class NodeGroupTest(base.DriverTestCase):
         self.assertIn("needs the cluster's Heat stack to be complete, it is "
                       "UPDATE_IN_PROGRESS", str(error))
         self.assertEqual([], self.heat.calls_of('POST'))
+
+    def test_a_nodegroup_named_like_a_role_is_refused_before_heat(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, name='Minion', with_stack=False)
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.create_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertIn('nodegroup name Minion would give its nodes the names of the '
+                      'minion nodes', str(error))
+        self.assertEqual([], self.heat.calls_of('POST'))
+
+    def test_nodegroup_names_that_collide_once_made_dns_safe_are_refused(self):
+        cluster = self.stored_cluster()
+        self.add_pool(cluster, name='gpu_a')
+        ng = self.add_pool(cluster, name='gpu.a', with_stack=False)
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.create_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertIn('nodegroup name gpu.a and nodegroup gpu_a give the same node names',
+                      str(error))
 
     def test_a_master_nodegroup_is_refused(self):
         cluster = self.stored_cluster()
@@ -765,6 +790,15 @@ class ResizeTest(base.DriverTestCase):
         self.resize(cluster, 5000, nodegroup=ng)
         self.assertEqual(5000, self.heat.calls_of('PATCH')[-1].body['parameters'][
             'count'])
+
+    def test_resize_of_a_nodegroup_whose_stack_never_existed_is_refused(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False, status=Status.CREATE_FAILED)
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.resize_cluster, self.user_context, cluster,
+                                  None, 3, [], ng)
+        self.assertIn('nodegroup gpu has no Heat stack (its creation failed)', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
 
     def test_resize_of_a_pool_nodegroup_patches_its_own_stack(self):
         cluster = self.stored_cluster()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from magnum_celtic import sample
 from magnum_celtic import spec
 from magnum_celtic.labels import LabelError
 
@@ -370,3 +373,48 @@ def test_build_pool_of_a_non_default_nodegroup():
     with pytest.raises(spec.SpecError, match='flavor_id is required: the nodegroup '
                                              'flavor'):
         spec.build_pool({'name': 'gpu', 'node_count': 1}, 'debian-13')
+
+
+# ---- node labels and taints a kubelet can apply, nodegroup names -------------------
+
+@pytest.mark.parametrize('labels,message', [
+    ({'node-role.kubernetes.io/worker': ''},
+     'node_labels key node-role.kubernetes.io/worker cannot be set by a kubelet'),
+    ({'example.k8s.io/x': 'y'}, 'node_labels key example.k8s.io/x cannot be set'),
+    ({'bad key': 'v'}, 'node_labels key must be a Kubernetes label key'),
+    ({'team': 'a b'}, 'node_labels value must be empty or at most 63 letters'),
+], ids=['node-role', 'k8s.io namespace', 'space in key', 'space in value'])
+def test_node_labels_a_kubelet_cannot_set_are_refused(labels, message):
+    with pytest.raises(spec.SpecError, match=re.escape(message)):
+        spec.build_pool({'name': 'gpu', 'node_count': 1, 'flavor_id': 'f',
+                         'node_labels': labels}, 'img')
+
+
+def test_node_labels_in_the_kubelet_namespaces_are_accepted():
+    labels = {'node.kubernetes.io/pool': 'gpu', 'topology.kubernetes.io/zone': 'az1',
+              'team': 'ml'}
+    pool = spec.build_pool({'name': 'gpu', 'node_count': 1, 'flavor_id': 'f',
+                            'node_labels': labels}, 'img')
+    assert pool.node_labels['team'] == 'ml'
+
+
+def test_a_taint_with_a_bad_key_is_refused():
+    with pytest.raises(spec.SpecError, match='node_taints key must be'):
+        taints = [{'key': 'a b', 'effect': 'NoSchedule'}]
+        spec.build_pool({'name': 'gpu', 'node_count': 1, 'flavor_id': 'f',
+                         'node_taints': taints}, 'img')
+
+
+def test_existing_subnet_cidr_replaces_the_fixed_network_cidr_label():
+    fields = {'fixed_network': 'net', 'fixed_subnet': 'sub',
+              'existing_subnet_cidr': '192.168.7.0/24'}
+    built = sample.sample_spec(template=fields, labels={'fixed_network_cidr': '10.9.0.0/24'})
+    assert built.fixed_network_cidr == '192.168.7.0/24'
+
+
+def test_pool_names_colliding_with_roles_or_each_other_are_refused():
+    assert spec.check_pool_name('gpu', ['cpu']) == 'gpu'
+    with pytest.raises(spec.SpecError, match='names of the storage nodes'):
+        spec.check_pool_name('storage', [])
+    with pytest.raises(spec.SpecError, match='give the same node names'):
+        spec.check_pool_name('GPU', ['gpu'])

@@ -192,9 +192,6 @@ def test_the_leak_check_finds_a_secret_passed_to_a_plain_parameter(template_set,
     assert ('minion.yaml', 'bootstrap_token') in _secret_parameter_leaks(broken)
 
 
-@pytest.mark.xfail(strict=True, reason='heat_templates: master.yaml passes the CA keys '
-                   'to node_group.yaml in the non-hidden json parameter "files" '
-                   '(reported; the templates are not ours to change)')
 def test_nested_templates_keep_every_secret_hidden(template_set, pki):
     assert _secret_parameter_leaks(request_for(template_set, pki)) == set()
 

@@ -12,6 +12,9 @@
 #   $CELTIC_ETC/secrets/*     secrets this role needs, one file each (0600)
 # Nothing in this file ever prints the content of signal.json or of a secret.
 
+# CELTIC_ROOT prefixes the system paths fragments write (/etc/hosts, /etc/systemd/...):
+# empty on a node, a scratch directory in tests, so that a test never edits this machine.
+CELTIC_ROOT=${CELTIC_ROOT:-}
 CELTIC_ETC=${CELTIC_ETC:-/etc/celtic}
 CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
 CELTIC_STATE_DIR=${CELTIC_STATE_DIR:-/var/lib/celtic}

@@ -5,10 +5,8 @@
 #   - route apt through the cluster template's HTTP proxy when it has one
 #   - refresh the package index and install the base tools the fragments use
 #
-# System paths are prefixed with $CELTIC_ROOT (empty on a node) so that tests write
-# under a scratch directory instead of the machine's /etc.
-
-CELTIC_ROOT=${CELTIC_ROOT:-}
+# System paths are prefixed with $CELTIC_ROOT (lib/celtic.sh): empty on a node, a
+# scratch directory in tests.
 
 # common_hostname: the Nova name is the node name; make sure it resolves to the node.
 common_hostname() {
