@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from magnum_celtic import labels
@@ -115,3 +117,11 @@ def test_reference_table_lists_every_label_with_default_and_allowed_values():
     for label, row in zip(LABELS, rows):
         assert row == '| `%s` | %s | %s | %s |' % (
             label.name, label.default_doc, label.allowed, label.doc)
+
+
+def test_readme_label_reference_is_the_label_table():
+    readme = (pathlib.Path(__file__).resolve().parents[2] / 'README.md').read_text()
+    between = readme.split('<!-- labels:begin -->\n', 1)[1].split('\n<!-- labels:end -->', 1)[0]
+    assert between == labels.reference_table(), (
+        'README.md label reference differs from magnum_celtic/labels.py: paste '
+        'labels.reference_table() between the labels:begin/end markers')
