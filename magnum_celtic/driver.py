@@ -17,6 +17,7 @@ from magnum.drivers.common import driver
 from magnum.drivers.common import k8s_monitor
 from magnum.objects import fields
 from oslo_log import log as logging
+from oslo_utils import timeutils
 
 from magnum_celtic import adapters
 from magnum_celtic import conf
@@ -29,6 +30,9 @@ LOG = logging.getLogger(__name__)
 CONF = conf.CONF
 Status = fields.ClusterStatus
 
+#: seconds a cluster or nodegroup being created may be without a stack id
+SUBMIT_GRACE = 300
+
 POLLED = (Status.CREATE_IN_PROGRESS, Status.UPDATE_IN_PROGRESS,
           Status.DELETE_IN_PROGRESS, Status.ROLLBACK_IN_PROGRESS)
 
@@ -37,6 +41,32 @@ def _user_error(error: Exception) -> exception.MagnumException:
     if isinstance(error, heat_api.HeatUnavailable):
         return exception.MagnumException(message=str(error))
     return exception.InvalidParameterValue(err=str(error))
+
+
+def _being_submitted(cluster: Any) -> str | None:
+    """What of the cluster is still on its way to Heat, if anything.
+
+    The conductor sets CREATE_IN_PROGRESS before it sends the stack, so a status poll
+    can land in between: a cluster (or a new nodegroup) that is being created and has
+    no stack id yet is not failed for it, for SUBMIT_GRACE. After that a missing stack
+    is a failure (the conductor died on the way), reported by the usual mapping.
+    """
+    now = timeutils.utcnow()
+
+    def young(obj: Any) -> bool:
+        created = getattr(obj, 'created_at', None)
+        if created is None:
+            return True
+        return (now - created.replace(tzinfo=None)).total_seconds() < SUBMIT_GRACE
+
+    if cluster.status == Status.CREATE_IN_PROGRESS and not cluster.stack_id:
+        if young(cluster):
+            return 'its stack'
+    for ng in cluster.nodegroups:
+        if (not ng.is_default and ng.status == Status.CREATE_IN_PROGRESS
+                and not ng.stack_id and young(ng)):
+            return 'the stack of nodegroup %s' % ng.name
+    return None
 
 
 class Driver(driver.Driver):
@@ -76,6 +106,11 @@ class Driver(driver.Driver):
                 return
             cluster.refresh()
             if cluster.status not in POLLED:
+                return
+            submitting = _being_submitted(cluster)
+            if submitting:
+                LOG.debug('cluster %s: %s is still being sent to Heat; not polled',
+                          cluster.uuid, submitting)
                 return
             heat = adapters.heat_client(context, project_id=cluster.project_id)
             try:

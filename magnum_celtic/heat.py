@@ -33,7 +33,7 @@ CONF = conf.CONF
 
 MAX_RESOURCES_HELP = (
     'the cluster needs more Heat resources than Heat allows in one stack '
-    '(max_resources_per_stack). Ask the operator to raise max_resources_per_stack '
+    '(max_resources_per_stack, %s). Ask the operator to raise max_resources_per_stack '
     'in heat.conf (and [celtic] heat_max_resources_per_stack in magnum.conf), or '
     'put additional workers in a separate nodegroup: each nodegroup has a stack of '
     'its own')
@@ -87,7 +87,9 @@ def _message(error: Exception) -> str:
 def friendly(message: str) -> str:
     """Heat's wording made actionable where celtic knows better."""
     if 'Maximum resources per stack exceeded' in message:
-        return MAX_RESOURCES_HELP
+        limit = CONF.celtic.heat_max_resources_per_stack
+        return MAX_RESOURCES_HELP % ('%d resources as this Magnum is configured' % limit
+                                     if limit > 0 else 'as heat.conf sets it')
     return message
 
 

@@ -7,6 +7,7 @@ for real against Heat and Keystone answered by requests_mock (tests/unit/fake_cl
 
 from __future__ import annotations
 
+import datetime
 import os
 from unittest import mock
 
@@ -490,6 +491,41 @@ class StatusTest(base.DriverTestCase):
             self.driver.update_cluster_status(self.admin_context(), self.reload())
         self.assertEqual([], self.heat.calls)
         self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
+
+    def _without_stack(self, age_seconds):
+        cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        cluster.stack_id = None
+        cluster.save()
+        # created_at is not a field Magnum lets save() change: age the row directly
+        from magnum.db.sqlalchemy import api as db_api
+        from magnum.db.sqlalchemy import models
+        from oslo_utils import timeutils
+        with db_api._session_for_write() as session:
+            session.query(models.Cluster).filter_by(uuid=cluster.uuid).update(
+                {'created_at': timeutils.utcnow() - datetime.timedelta(
+                    seconds=age_seconds)})
+        return cluster
+
+    def test_a_cluster_still_being_sent_to_heat_is_left_alone(self):
+        # the conductor marks CREATE_IN_PROGRESS before Heat has answered
+        self._without_stack(age_seconds=5)
+        self.poll()
+        self.assertEqual([], self.heat.calls)
+        self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
+
+    def test_a_cluster_that_never_got_a_stack_fails_after_the_grace(self):
+        self._without_stack(age_seconds=driver.SUBMIT_GRACE + 60)
+        stored = self.poll()
+        self.assertEqual(Status.CREATE_FAILED, stored.status)
+        self.assertIn('Heat stack does not exist', stored.status_reason)
+
+    def test_a_nodegroup_still_being_sent_to_heat_is_not_failed(self):
+        cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS)
+        self.add_pool(cluster, status=Status.CREATE_IN_PROGRESS, with_stack=False)
+        self.poll()
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, Status.CREATE_IN_PROGRESS),
+                         (stored.status, self.nodegroup(stored, 'gpu').status))
 
     def test_poll_reads_the_database_not_the_stale_object(self):
         cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)

@@ -130,7 +130,7 @@ def test_heat_resource_limit_reason_says_what_to_raise():
     reason = status.failure_reason(stack(
         'CREATE_FAILED', 'Request limit exceeded: Maximum resources per stack '
                          'exceeded.'))
-    assert 'max_resources_per_stack' in reason
+    assert 'max_resources_per_stack, 1000 resources' in reason
     assert '[celtic] heat_max_resources_per_stack in magnum.conf' in reason
 
 

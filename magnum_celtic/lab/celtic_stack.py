@@ -1,0 +1,54 @@
+"""A celtic stack request without Magnum: what the driver would send for a sample cluster.
+
+The request (template, files with the role bundles, environment files, parameters) is
+built by the driver's own pure modules from a sample cluster (``magnum_celtic.sample``:
+a ClusterSpec from labels and counts, and throwaway CAs shaped like Magnum's), so the
+Heat-level tests and benchmarks exercise exactly what a cluster create sends, with no
+Magnum in the way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def templates_dir() -> str:
+    """The celtic templates: CELTIC_LAB_TEMPLATES_DIR, else the checkout's (or the
+    installed package's)."""
+    from magnum_celtic import templates
+    return templates.resolve_dir(os.environ.get('CELTIC_LAB_TEMPLATES_DIR') or None)
+
+
+def create_kwargs(name: str, masters: int = 3, minions: int = 3, proxies: int = 2,
+                  storage: int = 3, labels: dict[str, str] | None = None,
+                  timeout_mins: int = 30, **parameters: Any) -> dict[str, Any]:
+    """Keyword arguments for heatclient ``stacks.create`` for a cluster called name.
+
+    Node names are ``<name>-<role>-<index>``; parameters overrides single stack
+    parameters (e.g. ``wait_timeout``)."""
+    from magnum_celtic import sample
+    from magnum_celtic import stack
+    from magnum_celtic import templates
+    all_labels = {'proxy_count': str(proxies), 'storage_count': str(storage)}
+    all_labels.update(labels or {})
+    spec = sample.sample_spec(labels=all_labels, masters=masters, minions=minions,
+                              name=name)
+    request = stack.cluster_request(spec, sample.sample_pki(spec.cluster_uuid),
+                                    templates.TemplateSet(templates_dir()), timeout_mins)
+    kwargs = request.create_kwargs()
+    kwargs['stack_name'] = name
+    kwargs['parameters']['name_prefix'] = name
+    kwargs['parameters'].update(parameters)
+    return kwargs
+
+
+def resource_count(masters: int = 3, minions: int = 3, proxies: int = 2,
+                   storage: int = 3) -> int:
+    """What the driver predicts Heat will count for such a stack."""
+    from magnum_celtic import sample
+    from magnum_celtic import stack
+    spec = sample.sample_spec(labels={'proxy_count': str(proxies),
+                                      'storage_count': str(storage)},
+                              masters=masters, minions=minions, name='count')
+    return stack.resource_count(spec)

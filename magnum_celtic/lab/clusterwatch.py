@@ -1,0 +1,95 @@
+"""Watching Magnum the way a user does: python-magnumclient, polling a cluster.
+
+Magnum answers create, resize and delete at once and works afterwards (the conductor
+gets a cast, the periodic sync follows Heat), so a watcher must not mistake the state
+before the action for its result: ``wait`` takes the action it waits for.
+
+Used by the functional tests and the lab command.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from magnumclient import exceptions as magnum_exc
+
+NOT_FOUND = (magnum_exc.NotFound,)
+
+
+class ClusterTimeout(AssertionError):
+    """The cluster did not settle in time."""
+
+
+def get(magnum, cluster_id: str):
+    """The cluster, or None when Magnum has no such cluster (any more, or yet)."""
+    try:
+        return magnum.clusters.get(cluster_id)
+    except NOT_FOUND:
+        return None
+
+
+def wait(magnum, cluster_id: str, action: str, timeout: float = 900.0,
+         interval: float = 2.0, on_poll: Callable[[object], None] | None = None,
+         before=None, start_timeout: float = 120.0):
+    """Poll until the action (CREATE, UPDATE or DELETE) ended; return the cluster
+    (None once a DELETE removed it).
+
+    before: the cluster as it was before an UPDATE; its updated_at tells a finished
+    update from the state the update started from. An action Magnum refused leaves the
+    cluster as it was: after start_timeout seconds without a change that is an error
+    (the conductor's reason is in its log), not a wait until timeout."""
+    started = time.monotonic()
+    seen_progress = False
+    cluster = None
+    while True:
+        cluster = get(magnum, cluster_id)
+        if cluster is not None and on_poll is not None:
+            on_poll(cluster)
+        if cluster is None:
+            if action == 'DELETE':
+                return None
+        else:
+            status = cluster.status
+            if status.endswith('IN_PROGRESS'):
+                seen_progress = True
+            elif status.startswith(action):
+                if action != 'UPDATE' or seen_progress or before is None or (
+                        cluster.updated_at != before.updated_at):
+                    return cluster
+            elif (not seen_progress and time.monotonic() - started > start_timeout
+                  and (before is None or cluster.updated_at == before.updated_at)):
+                raise ClusterTimeout('cluster %s: %s did not start in %.0fs (status %s: %s)'
+                                     % (cluster_id, action, start_timeout, status,
+                                        cluster.status_reason))
+        if time.monotonic() - started > timeout:
+            raise ClusterTimeout('cluster %s: %s did not finish in %.0fs (status %s)' % (
+                cluster_id, action, timeout, cluster.status if cluster else 'missing'))
+        time.sleep(interval)
+
+
+def nodegroup(magnum, cluster_id: str, name: str):
+    """The nodegroup, or None when it does not exist."""
+    try:
+        return magnum.nodegroups.get(cluster_id, name)
+    except NOT_FOUND:
+        return None
+
+
+def wait_nodegroup(magnum, cluster_id: str, name: str, action: str,
+                   timeout: float = 900.0, interval: float = 2.0):
+    """Poll a nodegroup until the action (CREATE, UPDATE, DELETE) ended (None once a
+    DELETE removed it)."""
+    started = time.monotonic()
+    group = None
+    while True:
+        group = nodegroup(magnum, cluster_id, name)
+        if group is None and action == 'DELETE':
+            return None
+        if group is not None and group.status.startswith(action) and not (
+                group.status.endswith('IN_PROGRESS')):
+            return group
+        if time.monotonic() - started > timeout:
+            raise ClusterTimeout('nodegroup %s: %s did not finish in %.0fs (status %s)' % (
+                name, action, timeout, group.status if group else 'missing'))
+        time.sleep(interval)

@@ -1,0 +1,200 @@
+"""The only Magnum internals the lab replaces: its Glance, Nova, Neutron and Cinder look-ups.
+
+magnum-api validates cluster templates and clusters against the cloud (the image's
+``os_distro`` and ``magnum_driver`` select the driver; flavors, keypairs and networks
+must exist). Here ``OpenStackClients.glance/nova/neutron/cinder`` return small proxies
+that answer those look-ups with real openstacksdk resource objects built from the lab's
+fake cloud (``cloud.json``, the same one Heat's stand-ins use). Calls the lab does not
+model raise ``NotImplementedError`` naming the call.
+"""
+
+from __future__ import annotations
+
+import os
+
+from openstack import exceptions as sdk_exceptions
+from openstack.block_storage.v3 import type as sdk_volume_type
+from openstack.compute.v2 import flavor as sdk_flavor
+from openstack.compute.v2 import keypair as sdk_keypair
+from openstack.image.v2 import image as sdk_image
+from openstack.network.v2 import floating_ip as sdk_floating_ip
+from openstack.network.v2 import network as sdk_network
+from openstack.network.v2 import subnet as sdk_subnet
+
+from magnum_celtic.lab import cloud as cloud_mod
+
+CLOUD_DIR_ENV = 'CELTIC_LAB_CLOUD_DIR'
+
+
+def _cloud() -> cloud_mod.Cloud:
+    return cloud_mod.Cloud(os.environ[CLOUD_DIR_ENV])
+
+
+def _public(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != 'preexisting'}
+
+
+def _matches(obj, filters: dict) -> bool:
+    return all(getattr(obj, key, None) == value for key, value in filters.items())
+
+
+class _Proxy:
+    service = ''
+
+    def __getattr__(self, name):
+        raise NotImplementedError('the lab cloud does not model %s.%s' % (self.service, name))
+
+
+class FakeGlance(_Proxy):
+    """Images of the lab cloud."""
+
+    service = 'glance'
+
+    @staticmethod
+    def _image(record: dict):
+        return sdk_image.Image(
+            id=record['id'], name=record['name'], os_distro=record['os_distro'],
+            status=record['status'], min_ram=record['min_ram'],
+            min_disk=record['min_disk'], properties=dict(record['properties']),
+            **record['properties'])
+
+    def find_image(self, name_or_id, ignore_missing=True, **kwargs):
+        try:
+            return self._image(_cloud().find('images', name_or_id))
+        except cloud_mod.NotFound:
+            if ignore_missing:
+                return None
+            raise sdk_exceptions.NotFoundException('No Image found for %s' % name_or_id)
+        except cloud_mod.CloudError as exc:
+            raise sdk_exceptions.DuplicateResource(str(exc))
+
+    def get_image(self, image):
+        return self.find_image(getattr(image, 'id', image), ignore_missing=False)
+
+    def images(self, **filters):
+        for record in _cloud().snapshot()['images'].values():
+            image = self._image(record)
+            if _matches(image, filters):
+                yield image
+
+
+class FakeNova(_Proxy):
+    """Flavors and keypairs of the lab cloud."""
+
+    service = 'nova'
+
+    def flavors(self, details=True, **filters):
+        for record in _cloud().snapshot()['flavors'].values():
+            flavor = sdk_flavor.Flavor(**_public(record))
+            if _matches(flavor, filters):
+                yield flavor
+
+    def find_flavor(self, name_or_id, ignore_missing=True, **kwargs):
+        try:
+            return sdk_flavor.Flavor(**_public(_cloud().find('flavors', name_or_id)))
+        except cloud_mod.NotFound:
+            if ignore_missing:
+                return None
+            raise sdk_exceptions.NotFoundException('No Flavor found for %s' % name_or_id)
+
+    def get_flavor(self, flavor):
+        return self.find_flavor(getattr(flavor, 'id', flavor), ignore_missing=False)
+
+    def get_keypair(self, keypair, user_id=None):
+        name = getattr(keypair, 'name', keypair)
+        try:
+            return sdk_keypair.Keypair(**_public(_cloud().find('keypairs', name)))
+        except cloud_mod.NotFound:
+            raise sdk_exceptions.NotFoundException('Keypair %s not found' % name)
+
+    def find_keypair(self, name_or_id, ignore_missing=True, **kwargs):
+        try:
+            return self.get_keypair(name_or_id)
+        except sdk_exceptions.NotFoundException:
+            if ignore_missing:
+                return None
+            raise
+
+
+class FakeNeutron(_Proxy):
+    """Networks, subnets and floating IPs of the lab cloud."""
+
+    service = 'neutron'
+
+    @staticmethod
+    def _network(record: dict):
+        return sdk_network.Network(
+            id=record['id'], name=record['name'], status=record.get('status', 'ACTIVE'),
+            is_router_external=bool(record.get('router:external')),
+            is_shared=bool(record.get('shared')), mtu=record.get('mtu'))
+
+    def networks(self, **filters):
+        for record in _cloud().snapshot()['networks'].values():
+            network = self._network(record)
+            if _matches(network, filters):
+                yield network
+
+    def find_network(self, name_or_id, ignore_missing=True, **kwargs):
+        try:
+            return self._network(_cloud().find('networks', name_or_id))
+        except cloud_mod.NotFound:
+            if ignore_missing:
+                return None
+            raise sdk_exceptions.NotFoundException('No Network found for %s' % name_or_id)
+
+    def get_network(self, network):
+        return self.find_network(getattr(network, 'id', network), ignore_missing=False)
+
+    @staticmethod
+    def _subnet(record: dict):
+        return sdk_subnet.Subnet(
+            id=record['id'], name=record['name'], network_id=record['network_id'],
+            cidr=record['cidr'], ip_version=record['ip_version'],
+            gateway_ip=record.get('gateway_ip'))
+
+    def subnets(self, **filters):
+        for record in _cloud().snapshot()['subnets'].values():
+            found = self._subnet(record)
+            if _matches(found, filters):
+                yield found
+
+    def find_subnet(self, name_or_id, ignore_missing=True, **kwargs):
+        try:
+            return self._subnet(_cloud().find('subnets', name_or_id))
+        except cloud_mod.NotFound:
+            if ignore_missing:
+                return None
+            raise sdk_exceptions.NotFoundException('No Subnet found for %s' % name_or_id)
+
+    def get_subnet(self, subnet):
+        return self.find_subnet(getattr(subnet, 'id', subnet), ignore_missing=False)
+
+    def ips(self, **filters):
+        for record in _cloud().snapshot()['floating_ips'].values():
+            fields = {k: v for k, v in _public(record).items() if k != 'created_at'}
+            fip = sdk_floating_ip.FloatingIP(**fields)
+            if _matches(fip, filters):
+                yield fip
+
+
+class FakeCinder(_Proxy):
+    """Volume types of the lab cloud."""
+
+    service = 'cinder'
+
+    def types(self, **filters):
+        for record in _cloud().snapshot()['volume_types'].values():
+            yield sdk_volume_type.Type(id=record['id'], name=record['name'])
+
+
+def install(cloud_dir: str | None = None) -> None:
+    """Point Magnum's Glance/Nova/Neutron/Cinder clients at the lab cloud."""
+    if cloud_dir:
+        os.environ[CLOUD_DIR_ENV] = cloud_dir
+    if not os.environ.get(CLOUD_DIR_ENV):
+        raise RuntimeError('%s is not set' % CLOUD_DIR_ENV)
+    from magnum.common import clients
+    clients.OpenStackClients.glance = lambda self: FakeGlance()
+    clients.OpenStackClients.nova = lambda self: FakeNova()
+    clients.OpenStackClients.neutron = lambda self: FakeNeutron()
+    clients.OpenStackClients.cinder = lambda self: FakeCinder()

@@ -1,0 +1,351 @@
+"""The node simulator: what a booted server does with its cloud-init payload.
+
+When a stand-in server becomes ACTIVE it hands its RAW ``#cloud-config`` user_data to
+``start()``. The simulator does what cloud-init and the role fragment would do, minus
+the real work:
+
+1. writes every ``write_files`` entry under a per-node root directory, with its mode
+   (content must be text, as cloud-init requires);
+2. unpacks the archives ``runcmd`` unpacks (the role's fragment bundle), finds the role
+   script ``runcmd`` starts and checks it and every file it sources were delivered;
+3. checks the node contract (doc/node-contract.md): params.json is a JSON object for this
+   role with the keys the stack provides, signal.json is private, the role has the
+   secrets it needs and none it must not see;
+4. runs the REAL shell library with ``CELTIC_*`` paths pointed at that root:
+   ``celtic_run`` with a ``params`` step (``celtic_load_params``), then either the step
+   the behaviour file says fails (``celtic_die``) or a ``ready`` step. The library's EXIT
+   trap signals Heat exactly as a node does: a Keystone token for the stack-domain user
+   from signal.json, then a POST to the heat-api signal URL, both over loopback.
+
+A contract violation is reported the same way, as a failure of step ``node-contract``.
+Everything a node writes stays in ``<cloud>/nodes/<name>-<id>/`` (``console.log`` is
+what the serial console would show).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from typing import Any
+
+import yaml
+
+ROOT_PREFIXES = {
+    # node path -> environment variable the library reads it from
+    '/etc/celtic': 'CELTIC_ETC',
+    '/usr/local/lib/celtic': 'CELTIC_LIB_DIR',
+    '/var/lib/celtic': 'CELTIC_STATE_DIR',
+}
+
+#: params.json keys the stack itself provides to every role (node-contract.md §2)
+STACK_KEYS = ('cluster_name', 'cluster_uuid', 'api_vip', 'api_vip_fip', 'master_addresses',
+              'proxy_vip', 'proxy_vip_fip', 'proxy_addresses', 'storage_addresses',
+              'fixed_network_cidr', 'role')
+ROLE_KEYS = {'minion': ('pool', 'node_labels', 'node_taints')}
+#: secrets each role must receive, and CA/SA keys only masters may hold (§3)
+ROLE_SECRETS = {
+    'master': ('ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key', 'bootstrap-token',
+               'ha-secret'),
+    'minion': ('bootstrap-token',),
+    'proxy': ('ha-secret',),
+    'storage': (),
+}
+MASTER_ONLY_SECRETS = ('ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key')
+ROLE_PUBLIC = {'master': ('pki/ca.crt', 'pki/etcd-ca.crt', 'pki/front-proxy-ca.crt'),
+               'minion': ('pki/ca.crt',), 'proxy': ('pki/ca.crt',), 'storage': ()}
+
+NODE_SCRIPT = r'''
+# The lab's stand-in for a role fragment: the real library, simulated work.
+source "$CELTIC_LIB_DIR/lib/celtic.sh"
+
+lab_ready() {
+    celtic_info "lab node: $CELTIC_ROLE work simulated"
+}
+
+lab_node_main() {
+    celtic_step params celtic_load_params
+    if [[ -n "${LAB_FAIL_STEP:-}" ]]; then
+        celtic_step "$LAB_FAIL_STEP" celtic_die "$LAB_FAIL_MESSAGE"
+    fi
+    celtic_step ready lab_ready
+}
+
+set -euo pipefail
+CELTIC_ROLE=$LAB_ROLE
+celtic_run lab_node_main
+'''
+
+_running: dict[str, subprocess.Popen] = {}
+_running_lock = threading.Lock()
+_slots = threading.BoundedSemaphore(int(os.environ.get('CELTIC_LAB_NODE_CONCURRENCY', '8')))
+
+
+class PayloadError(Exception):
+    """The payload could not be applied the way cloud-init would."""
+
+
+def parse_cloud_config(user_data: str) -> dict[str, Any]:
+    """The cloud-config document of a RAW user_data payload."""
+    if not isinstance(user_data, str) or not user_data.startswith('#cloud-config'):
+        raise PayloadError('user_data is not a #cloud-config document')
+    doc = yaml.safe_load(user_data)
+    if not isinstance(doc, dict):
+        raise PayloadError('the cloud-config document is not a mapping')
+    return doc
+
+
+def _decode(entry: dict[str, Any]) -> bytes:
+    content = entry.get('content', '')
+    encoding = (entry.get('encoding') or '').lower()
+    if not isinstance(content, str):
+        raise PayloadError('write_files: content of %s is a %s, not text; cloud-init '
+                           'would stop here' % (entry.get('path'), type(content).__name__))
+    if encoding in ('b64', 'base64'):
+        return base64.b64decode(content)
+    if encoding in ('gz+b64', 'gzip+base64', 'gz+base64', 'gzip+b64'):
+        return gzip.decompress(base64.b64decode(content))
+    return content.encode()
+
+
+def write_files(doc: dict[str, Any], root: str) -> list[str]:
+    """Write the write_files entries under root; return the node paths written."""
+    written = []
+    for entry in doc.get('write_files') or []:
+        path = entry.get('path')
+        if not path or not path.startswith('/'):
+            raise PayloadError('write_files: entry without an absolute path: %r' % path)
+        data = _decode(entry)
+        target = root + path
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, 'wb') as f:
+            f.write(data)
+        os.chmod(target, int(str(entry.get('permissions') or '0644'), 8))
+        written.append(path)
+    return written
+
+
+def _runcmd_text(doc: dict[str, Any]) -> list[str]:
+    commands = []
+    for command in doc.get('runcmd') or []:
+        if isinstance(command, str):
+            commands.append(command)
+        else:
+            commands.append(' '.join(str(w) for w in command))
+    return commands
+
+
+def role_script(doc: dict[str, Any]) -> str:
+    """The node path of the role script runcmd starts."""
+    for text in _runcmd_text(doc):
+        m = re.search(r'(/usr/local/lib/celtic/[a-z]+\.sh)\b', text)
+        if m:
+            return m.group(1)
+    raise PayloadError('runcmd starts no /usr/local/lib/celtic/<role>.sh script')
+
+
+def unpack_archives(doc: dict[str, Any], root: str) -> list[str]:
+    """Unpack what runcmd unpacks before the role script: every delivered tar archive
+    that a runcmd command names, into the directory named right after it (else its
+    own directory). Returns the archives unpacked."""
+    unpacked = []
+    archives = [e['path'] for e in doc.get('write_files') or []
+                if re.search(r'\.(tar|txz|tgz|tar\.xz|tar\.gz)$', e.get('path', ''))]
+    for text in _runcmd_text(doc):
+        words = shlex.split(text)
+        for archive in archives:
+            if archive not in words:
+                continue
+            following = words[words.index(archive) + 1:]
+            dest = next((w for w in following[:1] if w.startswith('/')),
+                        os.path.dirname(archive))
+            try:
+                with tarfile.open(root + archive) as tar:
+                    tar.extractall(root + dest, filter='data')
+            except (tarfile.TarError, OSError) as exc:
+                raise PayloadError('runcmd cannot unpack %s: %s' % (archive, exc))
+            unpacked.append(archive)
+    return unpacked
+
+
+def check_delivery(root: str, script: str) -> list[str]:
+    """Problems with the role script and the files it sources."""
+    target = root + script
+    if not os.path.exists(target):
+        return ['runcmd runs %s but write_files does not deliver it' % script]
+    problems = []
+    with open(target) as f:
+        for line in f:
+            m = re.match(r'\s*(?:source|\.)\s+"?\$(?:\{)?CELTIC_LIB_DIR(?:[^}"/]*\})?/([^"\s]+)',
+                         line)
+            if m and not os.path.exists(os.path.join(root + '/usr/local/lib/celtic',
+                                                     m.group(1))):
+                problems.append('%s sources %s, which is not delivered'
+                                % (os.path.basename(script), m.group(1)))
+    return problems
+
+
+def check_contract(root: str, role: str) -> list[str]:
+    """Problems with what this node received, against doc/node-contract.md."""
+    etc = root + '/etc/celtic'
+    problems = []
+    try:
+        with open(os.path.join(etc, 'params.json')) as f:
+            params = json.load(f)
+    except FileNotFoundError:
+        return ['params.json is not delivered']
+    except ValueError as exc:
+        return ['params.json is not JSON: %s' % exc]
+    if not isinstance(params, dict):
+        return ['params.json is not a JSON object']
+    if params.get('role') != role:
+        problems.append('params.json says role %r, runcmd runs the %s script'
+                        % (params.get('role'), role))
+    missing = [k for k in STACK_KEYS + ROLE_KEYS.get(role, ()) if k not in params]
+    if missing:
+        problems.append('params.json lacks %s' % ', '.join(missing))
+    signal = os.path.join(etc, 'signal.json')
+    if not os.path.exists(signal):
+        problems.append('signal.json is not delivered')
+    elif os.stat(signal).st_mode & 0o077:
+        problems.append('signal.json is readable by others')
+    for name in ROLE_SECRETS.get(role, ()):
+        path = os.path.join(etc, 'secrets', name)
+        if not os.path.exists(path):
+            problems.append('secret %s is not delivered' % name)
+        elif os.stat(path).st_mode & 0o077:
+            problems.append('secret %s is readable by others' % name)
+    if role != 'master':
+        leaked = [n for n in MASTER_ONLY_SECRETS
+                  if os.path.exists(os.path.join(etc, 'secrets', n))]
+        if leaked:
+            problems.append('a %s must not receive %s' % (role, ', '.join(leaked)))
+    for name in ROLE_PUBLIC.get(role, ()):
+        if not os.path.exists(os.path.join(etc, name)):
+            problems.append('%s is not delivered' % name)
+    return problems
+
+
+def _bin_dir(root: str) -> str:
+    """Commands a lab node must not take from the host (logger would fill its journal)."""
+    path = os.path.join(root, 'lab-bin')
+    os.makedirs(path, exist_ok=True)
+    logger = os.path.join(path, 'logger')
+    with open(logger, 'w') as f:
+        f.write('#!/bin/sh\ncat >/dev/null 2>&1\nexit 0\n')
+    os.chmod(logger, 0o755)
+    return path
+
+
+def prepare(user_data: str, root: str) -> tuple[str, list[str]]:
+    """Apply the payload under root. Returns (role, problems)."""
+    doc = parse_cloud_config(user_data)
+    write_files(doc, root)
+    unpack_archives(doc, root)
+    script = role_script(doc)
+    role = os.path.basename(script)[:-len('.sh')]
+    problems = check_delivery(root, script)
+    problems += check_contract(root, role)
+    return role, problems
+
+
+def node_environment(root: str, name: str, server_id: str, address: str, role: str,
+                     fail: dict | None, signal_attempts: int | None) -> dict[str, str]:
+    """The environment the simulated role script runs with."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.lower().endswith('_proxy') and not k.startswith('CELTIC_')}
+    tmp = os.path.join(root, 'tmp')
+    os.makedirs(tmp, exist_ok=True)
+    env.update({
+        'PATH': os.pathsep.join([_bin_dir(root), os.path.dirname(sys.executable),
+                                 env.get('PATH', '/usr/bin:/bin')]),
+        'CELTIC_ETC': root + '/etc/celtic',
+        'CELTIC_LIB_DIR': root + '/usr/local/lib/celtic',
+        'CELTIC_STATE_DIR': root + '/var/lib/celtic',
+        'CELTIC_LOG_FILE': root + '/var/log/celtic.log',
+        'CELTIC_ROOT': root,
+        'CELTIC_NODE_NAME': name,
+        'CELTIC_NODE_ID': server_id,
+        'CELTIC_NODE_IP': address or '',
+        'TMPDIR': tmp,
+        'no_proxy': '127.0.0.1,localhost',
+        'LAB_ROLE': role,
+        'LAB_FAIL_STEP': (fail or {}).get('step', ''),
+        'LAB_FAIL_MESSAGE': (fail or {}).get('message', ''),
+    })
+    if signal_attempts:
+        env['CELTIC_SIGNAL_ATTEMPTS'] = str(signal_attempts)
+    os.makedirs(root + '/var/log', exist_ok=True)
+    return env
+
+
+def run(root: str, name: str, server_id: str, address: str, user_data: str,
+        behaviour: dict, signal_attempts: int | None = None) -> int:
+    """Boot the node synchronously: apply the payload, run the library, signal Heat.
+
+    Returns the shell's exit status (0 when the node reported SUCCESS)."""
+    os.makedirs(root, exist_ok=True)
+    console_path = os.path.join(root, 'console.log')
+    with open(console_path, 'a') as console:
+        try:
+            role, problems = prepare(user_data, root)
+        except (PayloadError, yaml.YAMLError, OSError) as exc:
+            console.write('cloud-init: %s\n' % exc)
+            console.flush()
+            role, problems = 'node', ['cloud-init: %s' % exc]
+        fail = behaviour.get('fail')
+        if problems:
+            fail = {'step': 'node-contract', 'message': '; '.join(problems)}
+        env = node_environment(root, name, server_id, address, role, fail, signal_attempts)
+        script = os.path.join(root, 'lab-node.sh')
+        with open(script, 'w') as f:
+            f.write(NODE_SCRIPT)
+        if not os.path.exists(env['CELTIC_LIB_DIR'] + '/lib/celtic.sh'):
+            console.write('lab node: lib/celtic.sh is not delivered; cannot signal Heat\n')
+            return 127
+        proc = subprocess.Popen(['bash', script], cwd=root, env=env, stdin=subprocess.DEVNULL,
+                                stdout=console, stderr=subprocess.STDOUT)
+        with _running_lock:
+            _running[server_id] = proc
+        try:
+            return proc.wait()
+        finally:
+            with _running_lock:
+                _running.pop(server_id, None)
+
+
+def start(root: str, name: str, server_id: str, address: str, user_data: str,
+          behaviour: dict, signal_attempts: int | None = None) -> threading.Thread:
+    """Boot the node in the background (what happens after Nova reports ACTIVE)."""
+    def boot():
+        delay = float(behaviour.get('configure_seconds') or 0)
+        if delay:
+            time.sleep(delay)
+        with _slots:
+            run(root, name, server_id, address, user_data, behaviour, signal_attempts)
+
+    thread = threading.Thread(target=boot, name='lab-node-%s' % name, daemon=True)
+    thread.start()
+    return thread
+
+
+def stop(server_id: str) -> None:
+    """Power the node off (its server is being deleted)."""
+    with _running_lock:
+        proc = _running.pop(server_id, None)
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+
+
+def remove(root: str) -> None:
+    """Forget a deleted node's files."""
+    shutil.rmtree(root, ignore_errors=True)

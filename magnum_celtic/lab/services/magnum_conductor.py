@@ -1,0 +1,22 @@
+"""magnum-conductor as Magnum starts it (magnum.cmd.conductor), with the lab cloud's look-ups.
+
+Usage: python -m magnum_celtic.lab.services.magnum_conductor MAGNUM_CONF
+"""
+
+import sys
+
+import magnum  # noqa: F401
+
+from magnum_celtic.lab import magnum_fakes
+
+
+def main() -> None:
+    conf_file = sys.argv[1]
+    magnum_fakes.install()
+    sys.argv = ['magnum-conductor', '--config-file', conf_file]
+    from magnum.cmd import conductor
+    conductor.main()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,252 @@
+"""Nova stand-ins: server groups, and servers whose guest is the node simulator."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from oslo_config import cfg
+from oslo_utils import uuidutils
+
+from heat.common import exception
+from heat.engine.resources.openstack.nova import server
+from heat.engine.resources.openstack.nova import server_group
+
+from magnum_celtic.lab import cloud as cloud_mod
+from magnum_celtic.lab import node
+from magnum_celtic.lab.standins.base import BadRequest
+from magnum_celtic.lab.standins.base import NOVA_USER_DATA_LIMIT
+from magnum_celtic.lab.standins.base import StandIn
+from magnum_celtic.lab.standins.base import _find
+from magnum_celtic.lab.standins.base import _not_found
+from magnum_celtic.lab.standins.base import _project
+from magnum_celtic.lab.standins.base import lab_cloud
+from magnum_celtic.lab.standins.neutron import _subnet_for
+from magnum_celtic.lab.standins.neutron import new_port
+
+
+class StandInServerGroup(StandIn, server_group.ServerGroup):
+    kind = 'server_groups'
+
+    def _create_record(self, doc, record_id):
+        return {'id': record_id, 'name': self.physical_resource_name(),
+                'policies': list(self.properties[self.POLICIES] or []),
+                'rules': dict(self.properties[self.RULES] or {}), 'members': []}
+
+
+class StandInServer(StandIn, server.Server):
+    """A Nova server whose guest is the node simulator (node.py)."""
+
+    kind = 'servers'
+
+    def _nics(self, doc, server_id, name):
+        props = self.properties
+        groups = [_find('security_groups', sg, doc)['id']
+                  for sg in props[self.SECURITY_GROUPS] or []]
+        ports = []
+        for nic in props[self.NETWORKS] or []:
+            port_id = nic.get(self.NETWORK_PORT)
+            if port_id:
+                found = doc['ports'].get(port_id)
+                if found is None:
+                    raise _not_found('ports', port_id)
+                if found.get('device_id'):
+                    raise cloud_mod.Conflict('Port %s is still in use.' % port_id)
+                found.update(device_id=server_id, device_owner='compute:nova',
+                             status='ACTIVE')
+                ports.append(port_id)
+                continue
+            network_id = nic.get(self.NETWORK_ID)
+            subnet_id = nic.get(self.NETWORK_SUBNET)
+            if not network_id and subnet_id:
+                network_id = _find('subnets', subnet_id, doc)['network_id']
+            if not network_id:
+                network_id = _find('networks', cloud_mod.PRIVATE_NETWORK, doc)['id']
+            request = {'subnet': subnet_id, 'ip_address': nic.get(self.NETWORK_FIXED_IP)}
+            port_id = cloud_mod.new_id()
+            doc['ports'][port_id] = new_port(
+                doc, port_id, '', network_id, [request], groups, _project(self),
+                device_id=server_id, device_owner='compute:nova', status='ACTIVE',
+                nova_created=True)
+            # the address is derived from the server's name, not the nameless port
+            cloud_mod.Cloud.release_ips(doc, port_id)
+            found = _subnet_for(doc, network_id, subnet_id)
+            doc['ports'][port_id]['fixed_ips'] = [{
+                'subnet_id': found['id'],
+                'ip_address': cloud_mod.Cloud.allocate_ip(
+                    doc, found, port_id, hint=name, wanted=request['ip_address'])}]
+            ports.append(port_id)
+        return ports
+
+    def _user_data(self) -> str:
+        content = self.properties[self.USER_DATA] or ''
+        if self.user_data_raw() and uuidutils.is_uuid_like(content):
+            content = self.get_software_config(content)
+        return content
+
+    def _create_record(self, doc, record_id):
+        props = self.properties
+        name = self._server_name()
+        user_data = self._user_data()
+        encoded = len(base64.b64encode(user_data.encode()))
+        if encoded > NOVA_USER_DATA_LIMIT:
+            raise BadRequest('User data too large. User data must be no larger than %d '
+                             'bytes once base64 encoded. Your data is %d bytes'
+                             % (NOVA_USER_DATA_LIMIT, encoded))
+        image = props[self.IMAGE]
+        if not image:
+            for bdm in props[self.BLOCK_DEVICE_MAPPING_V2] or []:
+                image = bdm.get(self.BLOCK_DEVICE_MAPPING_IMAGE) or image
+        hints = props[self.SCHEDULER_HINTS] or {}
+        group_id = hints.get('group')
+        if group_id:
+            group = doc['server_groups'].get(group_id)
+            if group is None:
+                raise _not_found('server_groups', group_id)
+            group['members'].append(record_id)
+        metadata = {k: (v if isinstance(v, str) else str(v))
+                    for k, v in (props[self.METADATA] or {}).items() if v is not None}
+        return {'id': record_id, 'name': name, 'status': 'BUILD', 'image': image,
+                'flavor': props[self.FLAVOR], 'key_name': props[self.KEY_NAME],
+                'availability_zone': props[self.AVAILABILITY_ZONE], 'metadata': metadata,
+                'server_group': group_id, 'ports': self._nics(doc, record_id, name),
+                'user_data_bytes': encoded, 'tenant_id': _project(self)}
+
+    def handle_create(self):
+        server_id = super().handle_create()
+        name = self._server_name()
+        behaviour = lab_cloud().behaviour(name)
+        return {'id': server_id, 'name': name, 'behaviour': behaviour,
+                'active_at': time.time() + float(behaviour.get('boot_seconds') or 0)}
+
+    def check_create_complete(self, handle):
+        if time.time() < handle['active_at']:
+            return False
+        behaviour = handle['behaviour']
+        fault = behaviour.get('error')
+        with lab_cloud().transaction() as doc:
+            record = doc['servers'].get(handle['id'])
+            if record is None:
+                raise _not_found('servers', handle['id'])
+            record['status'] = 'ERROR' if fault else 'ACTIVE'
+            if fault:
+                record['fault'] = {'message': fault, 'code': 500}
+        if fault:
+            raise exception.ResourceInError(resource_status='ERROR', status_reason=fault)
+        if self.properties[self.USER_DATA_FORMAT] == self.SOFTWARE_CONFIG:
+            # the guest is a software-config agent: the deployment stand-in plays it
+            return True
+        cloud = lab_cloud()
+        node.start(cloud.node_dir(handle['name'], handle['id']), handle['name'],
+                   handle['id'], self._first_address(handle['id']) or '',
+                   self._user_data(), behaviour,
+                   cfg.CONF.celtic_lab.node_signal_attempts)
+        return True
+
+    # attributes -----------------------------------------------------------------
+    def _addresses(self, server_id: str, doc: dict | None = None) -> dict:
+        doc = lab_cloud().snapshot() if doc is None else doc
+        record = doc['servers'].get(server_id)
+        if record is None:
+            return {}
+        result: dict[str, list] = {}
+        for port_id in record['ports']:
+            found = doc['ports'].get(port_id)
+            if found is None:
+                continue
+            net_name = doc['networks'].get(found['network_id'], {}).get(
+                'name') or found['network_id']
+            entries = result.setdefault(net_name, [])
+            for fixed in found['fixed_ips']:
+                entries.append({'addr': fixed['ip_address'], 'version': 4,
+                                'OS-EXT-IPS:type': 'fixed',
+                                'OS-EXT-IPS-MAC:mac_addr': found['mac_address'],
+                                'port': port_id, 'network': found['network_id']})
+                for fip in doc['floating_ips'].values():
+                    if fip.get('port_id') == port_id and fip.get(
+                            'fixed_ip_address') == fixed['ip_address']:
+                        entries.append({'addr': fip['floating_ip_address'], 'version': 4,
+                                        'OS-EXT-IPS:type': 'floating',
+                                        'OS-EXT-IPS-MAC:mac_addr': found['mac_address'],
+                                        'port': None})
+        return result
+
+    def _first_address(self, server_id: str) -> str | None:
+        for entries in self._addresses(server_id).values():
+            for entry in entries:
+                if entry['OS-EXT-IPS:type'] == 'fixed':
+                    return entry['addr']
+        return None
+
+    def _resolve_attribute(self, name):
+        if self.resource_id is None:
+            return None
+        if name == self.NAME_ATTR:
+            return self._server_name()
+        if name == self.OS_COLLECT_CONFIG:
+            return self.metadata_get().get('os-collect-config', {})
+        doc = lab_cloud().snapshot()
+        record = doc['servers'].get(self.resource_id)
+        if record is None:
+            return '' if name == self.FIRST_ADDRESS else None
+        if name == self.FIRST_ADDRESS:
+            return self._first_address(self.resource_id) or ''
+        addresses = self._addresses(self.resource_id, doc)
+        if name == self.ADDRESSES:
+            result = dict(addresses)
+            for label, entries in addresses.items():
+                net_id = entries[0]['network'] if entries and 'network' in entries[0] else None
+                if net_id:
+                    result[net_id] = entries
+            return result
+        if name == self.NETWORKS_ATTR:
+            result = {}
+            for label, entries in addresses.items():
+                ips = [e['addr'] for e in entries]
+                result[label] = ips
+                net_id = next((e['network'] for e in entries if 'network' in e), None)
+                if net_id:
+                    result[net_id] = ips
+            return result
+        if name == self.INSTANCE_NAME:
+            return 'instance-%s' % self.resource_id[:8]
+        if name in (self.ACCESSIPV4, self.ACCESSIPV6):
+            return ''
+        if name == self.CONSOLE_URLS:
+            return {}
+        if name == self.TAGS_ATTR:
+            return list(self.properties[self.TAGS] or [])
+        return None
+
+    # update / delete ------------------------------------------------------------
+    def _update_record(self, doc, record, prop_diff):
+        for key in (self.NAME, self.FLAVOR, self.IMAGE, self.METADATA):
+            if key in prop_diff:
+                record[key] = prop_diff[key]
+
+    def _delete_record(self, doc, record):
+        node.stop(record['id'])
+        for port_id in record['ports']:
+            found = doc['ports'].get(port_id)
+            if found is None:
+                continue
+            if found.get('nova_created'):
+                del doc['ports'][port_id]
+                cloud_mod.Cloud.release_ips(doc, port_id)
+            else:
+                found.update(device_id='', device_owner='', status='DOWN')
+        for group in doc['server_groups'].values():
+            if record['id'] in group['members']:
+                group['members'].remove(record['id'])
+        for attachment_id in [a for a, att in doc['volume_attachments'].items()
+                              if att['server_id'] == record['id']]:
+            attachment = doc['volume_attachments'].pop(attachment_id)
+            volume = doc['volumes'].get(attachment['volume_id'])
+            if volume is not None:
+                volume.update(status='available', attachments=[])
+
+    def handle_delete(self):
+        return StandIn.handle_delete(self)
+
+    def check_delete_complete(self, *args):
+        return True

@@ -1,0 +1,78 @@
+"""Fixtures of the lab tests: one real Keystone + Heat (+ Magnum) for the whole session.
+
+The back end comes from ``--lab-backend`` or ``CELTIC_HARNESS_BACKEND``: ``embedded``
+(default: sqlite, in-process messaging) or ``mariadb`` (per-run MariaDB databases and a
+RabbitMQ vhost; CI). ``--lab-keep`` keeps the state directory (logs, configs, the fake
+cloud, every simulated node's files) and prints where it is.
+
+Only tests that ask for ``lab`` (or a fixture built on it) start the control plane, so
+the other functional tests in this directory are not slowed down by it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from magnum_celtic.lab import backend as backend_mod
+from magnum_celtic.lab import controlplane
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup('celtic lab')
+    group.addoption('--lab-backend', choices=backend_mod.BACKENDS, default=None,
+                    help='embedded (sqlite, in-process messaging) or mariadb (MariaDB + '
+                         'RabbitMQ); default: $CELTIC_HARNESS_BACKEND or embedded')
+    group.addoption('--lab-keep', action='store_true',
+                    help='keep the lab state directory (logs, fake cloud, node files)')
+
+
+def _progress(message: str) -> None:
+    sys.stderr.write('[lab %s] %s\n' % (time.strftime('%H:%M:%S'), message))
+
+
+@pytest.fixture(scope='session')
+def lab(request):
+    """Keystone and Heat (Magnum joins through ``magnum_lab``), stopped at the end."""
+    keep = request.config.getoption('--lab-keep')
+    plane = controlplane.ControlPlane(
+        backend=backend_mod.from_environment(request.config.getoption('--lab-backend')),
+        with_magnum=False, keep_state=keep, progress=_progress)
+    plane.start()
+    _progress('control plane up in %.0fs (%s), state in %s'
+              % (plane.timings['total'], plane.backend.describe(), plane.state_dir))
+    try:
+        yield plane
+    finally:
+        plane.stop()
+        if keep:
+            _progress('kept %s' % plane.state_dir)
+
+
+@pytest.fixture(scope='session')
+def magnum_lab(lab):
+    """The same control plane with magnum-api and magnum-conductor running."""
+    lab.start_magnum()
+    return lab
+
+
+@pytest.fixture
+def behaviour(lab):
+    """Set per-server behaviour for one test (reset to the defaults afterwards)."""
+    def set_rules(*rules: dict, **defaults) -> None:
+        lab.cloud.set_behaviour(list(rules), defaults or None)
+    yield set_rules
+    lab.cloud.set_behaviour([])
+
+
+def log_tail(lab, name: str, lines: int = 20) -> str:
+    """The end of one service's log, for assertion messages."""
+    path = os.path.join(lab.log_dir(), name + '.log')
+    try:
+        with open(path, errors='replace') as f:
+            return ''.join(f.readlines()[-lines:])
+    except OSError:
+        return ''

@@ -1,0 +1,207 @@
+"""The celtic Heat templates on a real Heat 27, without Magnum or the driver.
+
+A celtic stack (3 masters, 2 proxies, 3 minions, 3 storage nodes) is created from the
+templates with python-heatclient on a Keystone session, as an operator would with
+``openstack stack create``. Every server is a stand-in whose simulated node runs the
+real shell library and reports to Heat through Keystone and heat-api; the stack only
+completes when every node's signal arrived. Then the minion pool grows by one, shrinks
+by a chosen member, and the stack is deleted: nothing may be left in Heat, in the fake
+cloud or in Heat's Keystone stack domain.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+
+import pytest
+
+from magnum_celtic.lab import celtic_stack
+from magnum_celtic.lab import heatwatch
+
+STACK = 'hlab'
+FIXED = ipaddress.ip_network('10.0.0.0/24')
+FLOATING = ipaddress.ip_network('172.24.4.0/24')
+TIMEOUT = 900
+
+
+def _servers(lab, prefix: str) -> dict[str, dict]:
+    servers = lab.cloud.snapshot()['servers'].values()
+    return {s['name']: s for s in servers if s['name'].startswith(prefix + '-')}
+
+
+def _console(lab, server: dict) -> str:
+    path = os.path.join(lab.cloud.node_dir(server['name'], server['id']), 'console.log')
+    with open(path) as f:
+        return f.read()
+
+
+def _wait_data(heat, tree) -> dict[str, str]:
+    """Every wait condition's data: server id -> the reason its node sent."""
+    data = {}
+    for row in tree:
+        if row.type == 'OS::Heat::WaitCondition':
+            res = heat.resources.get(row.stack_id, row.name, with_attr=['data'])
+            data.update(json.loads(res.attributes['data'] or '{}'))
+    return data
+
+
+def _assert_nothing_left(lab, stack_name: str, baseline: dict) -> None:
+    """No stack of that name in Heat, and nothing in the cloud beyond baseline."""
+    heat = lab.heat('demo')
+    left = ['%s (%s)' % (s.stack_name, s.stack_status)
+            for s in heat.stacks.list(show_nested=True)
+            if s.stack_name.startswith(stack_name) and s.stack_status != 'DELETE_COMPLETE']
+    assert left == [], 'Heat still has stacks %s' % left
+    cloud_left = {kind: sorted(set(names) - set(baseline.get(kind, [])))
+                  for kind, names in lab.cloud.leftovers().items()}
+    assert not any(cloud_left.values()), 'the cloud still has %s' % cloud_left
+
+
+@pytest.fixture(scope='module')
+def stack(lab):
+    """The module's celtic stack: created by the first test, deleted by the last."""
+    heat = lab.heat('demo')
+    baseline = lab.cloud.leftovers()
+    created = heat.stacks.create(**celtic_stack.create_kwargs(STACK))
+    state = {'id': created['stack']['id'], 'baseline': baseline}
+    yield state
+    try:
+        heat.stacks.delete(state['id'])
+        heatwatch.wait(heat, state['id'], timeout=TIMEOUT, gone_ok=True)
+    except Exception:  # the last test deletes it; this only cleans up after a failure
+        pass
+
+
+def test_create_completes_when_every_node_signalled(lab, stack):
+    heat = lab.heat('demo')
+    final = heatwatch.wait(heat, stack['id'], timeout=TIMEOUT)
+    tree = heatwatch.rows(heat, stack['id'])
+    assert final.stack_status == 'CREATE_COMPLETE', (
+        '%s: %s\n%s' % (final.stack_status, final.stack_status_reason,
+                        '\n'.join(heatwatch.failures(tree))))
+    outputs = heatwatch.outputs(final)
+    stack['outputs'] = outputs
+
+    api = outputs['api_address']
+    assert api.startswith('https://') and api.endswith(':6443')
+    assert ipaddress.ip_address(api[len('https://'):-len(':6443')]) in FLOATING
+    for key, count in (('master_addresses', 3), ('minion_addresses', 3),
+                       ('proxy_addresses', 2), ('storage_addresses', 3)):
+        addresses = outputs[key]
+        assert len(addresses) == count == len(set(addresses)), (key, addresses)
+        assert all(ipaddress.ip_address(a) in FIXED for a in addresses), (key, addresses)
+    assert ipaddress.ip_address(outputs['api_vip']) in FIXED
+    assert outputs['api_vip'] not in outputs['master_addresses']
+
+    servers = _servers(lab, STACK)
+    assert sorted(servers) == sorted(
+        ['%s-master-%d' % (STACK, i) for i in range(3)]
+        + ['%s-minion-%d' % (STACK, i) for i in range(3)]
+        + ['%s-proxy-%d' % (STACK, i) for i in range(2)]
+        + ['%s-storage-%d' % (STACK, i) for i in range(3)])
+    assert all(s['status'] == 'ACTIVE' for s in servers.values())
+    assert sorted(outputs['minion_server_ids']) == sorted(
+        s['id'] for n, s in servers.items() if '-minion-' in n)
+
+    # each node reported through Keystone and heat-api with the real library: its wait
+    # condition holds "<node>: <role> ready" under the node's server id
+    data = _wait_data(heat, tree)
+    for name, server in servers.items():
+        role = name.split('-')[-2]
+        assert data.get(server['id']) == '%s: %s ready' % (name, role), (name, data)
+        assert 'signalled Heat: SUCCESS' in _console(lab, server)
+
+
+def test_each_cloud_object_is_one_heat_resource(lab, stack):
+    heat = lab.heat('demo')
+    tree = heatwatch.rows(heat, stack['id'])
+    servers = [r for r in tree if r.type == 'OS::Nova::Server']
+    assert len(servers) == 11
+    # stand-ins are plugins: no nested stack behind a server, port or floating IP
+    assert not any(r.nested for r in tree if r.type.startswith(('OS::Nova', 'OS::Neutron',
+                                                                'OS::Cinder')))
+    assert lab.cloud.count('servers') >= 11
+    stack['rows'] = len(tree)
+
+
+def test_resource_count_matches_the_drivers_formula(lab, stack):
+    from magnum_celtic import sample
+    from magnum_celtic import stack as stack_mod
+    spec = sample.sample_spec(masters=3, minions=3)
+    assert (spec.proxy_count, spec.storage_count) == (2, 3)
+    assert stack_mod.resource_count(spec) == stack['rows']
+
+
+def test_scale_out_creates_only_the_new_minion(lab, stack):
+    heat = lab.heat('demo')
+    before = heatwatch.rows(heat, stack['id'])
+    heat.stacks.update(stack['id'], existing=True, parameters={'minion_count': 4})
+    final = heatwatch.wait(heat, stack['id'], timeout=TIMEOUT)
+    after = heatwatch.rows(heat, stack['id'])
+    assert final.stack_status == 'UPDATE_COMPLETE', (
+        '%s\n%s' % (final.stack_status_reason, '\n'.join(heatwatch.failures(after))))
+    change = heatwatch.compare(before, after)
+    assert [(r.name, r.type) for r in change.created] == [('3', 'OS::Nova::Server')], (
+        change.summary())
+    assert change.deleted == [] and change.replaced == [], change.summary()
+    outputs = heatwatch.outputs(final)
+    assert len(outputs['minion_addresses']) == 4
+    new = _servers(lab, STACK)['%s-minion-3' % STACK]
+    assert 'signalled Heat: SUCCESS' in _console(lab, new)
+    stack['outputs'] = outputs
+
+
+def test_scale_in_removes_the_chosen_minion(lab, stack):
+    heat = lab.heat('demo')
+    ids = stack['outputs']['minion_server_ids']
+    chosen = ids[1]
+    before = heatwatch.rows(heat, stack['id'])
+    heat.stacks.update(stack['id'], existing=True,
+                       parameters={'minion_count': 3, 'minions_to_remove': [chosen]})
+    final = heatwatch.wait(heat, stack['id'], timeout=TIMEOUT)
+    after = heatwatch.rows(heat, stack['id'])
+    assert final.stack_status == 'UPDATE_COMPLETE', final.stack_status_reason
+    change = heatwatch.compare(before, after)
+    assert [r.physical_id for r in change.deleted] == [chosen], change.summary()
+    assert change.created == [] and change.replaced == [], change.summary()
+    remaining = heatwatch.outputs(final)['minion_server_ids']
+    assert sorted(remaining) == sorted(i for i in ids if i != chosen)
+    assert chosen not in lab.cloud.snapshot()['servers']
+
+
+def test_delete_leaves_nothing_behind(lab, stack):
+    heat = lab.heat('demo')
+    heat.stacks.delete(stack['id'])
+    final = heatwatch.wait(heat, stack['id'], timeout=TIMEOUT, gone_ok=True)
+    assert final is None, '%s: %s\n%s' % (
+        final.stack_status, final.stack_status_reason,
+        '\n'.join(heatwatch.failures(heatwatch.rows(heat, stack['id']))))
+    _assert_nothing_left(lab, STACK, stack['baseline'])
+    # Heat removed the stack-domain project and users behind the wait-condition handles
+    from keystoneclient.v3 import client as ks_client
+    keystone = ks_client.Client(session=lab.session('admin'), interface='public')
+    domain = keystone.domains.find(name='heat')
+    assert keystone.projects.list(domain=domain) == []
+    assert [u.name for u in keystone.users.list(domain=domain)] == ['heat_domain_admin']
+
+
+def test_a_failing_node_fails_the_stack_naming_node_and_step(lab, behaviour):
+    name = 'hfail'
+    behaviour({'match': '%s-minion-1' % name,
+               'fail': {'step': 'kubeadm-join',
+                        'message': 'the API VIP did not answer on 6443'}})
+    heat = lab.heat('demo')
+    baseline = lab.cloud.leftovers()
+    created = heat.stacks.create(**celtic_stack.create_kwargs(
+        name, masters=1, minions=2, proxies=0, storage=0))
+    final = heatwatch.wait(heat, created['stack']['id'], timeout=TIMEOUT)
+    try:
+        assert final.stack_status == 'CREATE_FAILED'
+        assert ('%s-minion-1: step kubeadm-join failed: the API VIP did not answer on 6443'
+                % name) in final.stack_status_reason
+    finally:
+        heat.stacks.delete(created['stack']['id'])
+        heatwatch.wait(heat, created['stack']['id'], timeout=TIMEOUT, gone_ok=True)
+    _assert_nothing_left(lab, name, baseline)

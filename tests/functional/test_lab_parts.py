@@ -1,0 +1,110 @@
+"""The lab's own parts, without services: fake cloud, behaviour rules, node simulator.
+
+Fast checks that the harness itself tells the truth: addresses are unique and inside
+their subnet, behaviour rules match by name, and the node simulator refuses what a real
+node could not use (an undelivered script, a leaked CA key, a non-text file).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import ipaddress
+import json
+import lzma
+import tarfile
+
+import yaml
+
+from magnum_celtic.lab import cloud as cloud_mod
+from magnum_celtic.lab import node
+
+
+def test_addresses_are_unique_and_inside_the_subnet(tmp_path):
+    cloud = cloud_mod.Cloud(str(tmp_path))
+    cloud.initialise()
+    with cloud.transaction() as doc:
+        subnet = next(s for s in doc['subnets'].values() if s['name'] == 'private-subnet')
+        addresses = [cloud.allocate_ip(doc, subnet, 'port-%d' % i, hint='node-%d' % (i % 7))
+                     for i in range(200)]
+    assert len(set(addresses)) == 200
+    network = ipaddress.ip_network(subnet['cidr'])
+    assert all(ipaddress.ip_address(a) in network for a in addresses)
+    assert subnet['gateway_ip'] not in addresses
+
+
+def test_the_same_name_gets_the_same_address(tmp_path):
+    first, second = [], []
+    for target, directory in ((first, 'a'), (second, 'b')):
+        cloud = cloud_mod.Cloud(str(tmp_path / directory))
+        cloud.initialise()
+        with cloud.transaction() as doc:
+            subnet = next(s for s in doc['subnets'].values() if s['name'] == 'private-subnet')
+            target.extend(cloud.allocate_ip(doc, subnet, 'p%d' % i, hint='c1-master-%d' % i)
+                          for i in range(3))
+    assert first == second
+
+
+def test_behaviour_rules_match_by_name_first_rule_wins(tmp_path):
+    cloud = cloud_mod.Cloud(str(tmp_path))
+    cloud.initialise()
+    cloud.set_behaviour([{'match': 'c1-minion-1', 'fail': {'step': 's', 'message': 'm'}},
+                         {'match': 'c1-*', 'boot_seconds': 7}], {'boot_seconds': 2})
+    assert cloud.behaviour('c1-minion-1')['fail'] == {'step': 's', 'message': 'm'}
+    assert cloud.behaviour('c1-minion-1')['boot_seconds'] == 2
+    assert cloud.behaviour('c1-master-0')['boot_seconds'] == 7
+    assert cloud.behaviour('c2-master-0') == {'boot_seconds': 2, 'configure_seconds': 0.0}
+
+
+def _payload(role: str, secrets: dict[str, str], sources: list[str],
+             bundled: dict[str, str]) -> str:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w') as tar:
+        for name, text in bundled.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    bundle = base64.b64encode(lzma.compress(raw.getvalue())).decode()
+    params = {k: None for k in node.STACK_KEYS}
+    params.update(role=role, pool='default-worker', node_labels={}, node_taints=[])
+    files = [
+        {'path': '/usr/local/lib/celtic/bundle.txz', 'encoding': 'b64', 'content': bundle},
+        {'path': '/etc/celtic/params.json', 'content': json.dumps(params)},
+        {'path': '/etc/celtic/signal.json', 'permissions': '0600', 'content': '{}'},
+        {'path': '/etc/celtic/pki/ca.crt', 'content': 'cert'},
+    ] + [{'path': '/etc/celtic/secrets/' + n, 'permissions': '0600', 'content': c}
+         for n, c in secrets.items()]
+    script = '\n'.join('source "$CELTIC_LIB_DIR/%s"' % s for s in sources)
+    files.append({'path': '/usr/local/lib/celtic/%s.sh' % role, 'content': script})
+    runcmd = [['bash', '-c', "python3 -c 'x' /usr/local/lib/celtic/bundle.txz "
+               "/usr/local/lib/celtic && exec bash /usr/local/lib/celtic/%s.sh" % role]]
+    return '#cloud-config\n' + yaml.safe_dump({'write_files': files, 'runcmd': runcmd})
+
+
+def test_a_complete_payload_passes_the_contract(tmp_path):
+    payload = _payload('minion', {'bootstrap-token': 't'}, ['lib/celtic.sh'],
+                       {'lib/celtic.sh': '# lib'})
+    role, problems = node.prepare(payload, str(tmp_path))
+    assert (role, problems) == ('minion', [])
+    assert (tmp_path / 'usr/local/lib/celtic/lib/celtic.sh').read_text() == '# lib'
+
+
+def test_the_contract_finds_missing_files_and_leaked_keys(tmp_path):
+    payload = _payload('minion', {'ca.key': 'k'}, ['lib/celtic.sh', 'node/kubernetes.sh'],
+                       {'lib/celtic.sh': '# lib'})
+    role, problems = node.prepare(payload, str(tmp_path))
+    assert role == 'minion'
+    assert 'minion.sh sources node/kubernetes.sh, which is not delivered' in problems
+    assert 'secret bootstrap-token is not delivered' in problems
+    assert 'a minion must not receive ca.key' in problems
+
+
+def test_non_text_content_is_refused_like_cloud_init(tmp_path):
+    payload = '#cloud-config\n' + yaml.safe_dump(
+        {'write_files': [{'path': '/etc/celtic/signal.json', 'content': {'a': 1}}]})
+    try:
+        node.prepare(payload, str(tmp_path))
+    except node.PayloadError as error:
+        assert 'not text' in str(error)
+    else:
+        raise AssertionError('a mapping as file content was accepted')
