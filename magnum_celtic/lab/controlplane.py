@@ -473,9 +473,9 @@ class ControlPlane:
             api = self._spawn('heat-api', self._python(
                 'magnum_celtic.lab.services.heat_api', conf, str(self.ports['heat'])),
                 ready=api_ready)
-            engine = self._spawn('heat-engine', [
-                _tool('heat-engine'), '--config-file', conf,
-                '--log-file', os.path.join(self.log_dir(), 'heat-engine-server.log')])
+            engine = self._spawn('heat-engine', self._python(
+                'magnum_celtic.lab.services.heat_engine', '--config-file', conf,
+                '--log-file', os.path.join(self.log_dir(), 'heat-engine-server.log')))
             api.wait_ready()
             engine.wait_ready(timeout=5)
         else:

@@ -49,6 +49,14 @@ def _die_with_parent() -> None:
         pass
 
 
+def workers_die_with_service() -> None:
+    """Called first in a service process: children it forks (oslo.service workers of
+    heat-engine, magnum-conductor, ...) die with it. PR_SET_PDEATHSIG is not inherited
+    across fork, so without this a lab killed with SIGKILL leaves orphaned workers."""
+    if sys.platform.startswith('linux'):
+        os.register_at_fork(after_in_child=_die_with_parent)
+
+
 def http_ready(url: str) -> Callable[[], bool]:
     """A readiness check: url answers HTTP at all (any status below 500)."""
     def check() -> bool:

@@ -8,13 +8,20 @@ figures are timings on a 2-core machine.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import time
 
 BENCHMARKS = ('lb', 'heat', 'vip', 'scale')
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt('SIGTERM')
+
+
 def main(argv: list[str]) -> int:
+    # a benchmark's finally blocks stop its services, also when it is killed politely
+    signal.signal(signal.SIGTERM, _terminate)
     names = argv or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:

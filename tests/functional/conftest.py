@@ -12,6 +12,7 @@ the other functional tests in this directory are not slowed down by it.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -19,6 +20,16 @@ import pytest
 
 from magnum_celtic.lab import backend as backend_mod
 from magnum_celtic.lab import controlplane
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt('SIGTERM')
+
+
+def pytest_configure(config):
+    # A CI time limit or a `kill` sends SIGTERM: let the fixtures stop every service
+    # (by PID) and drop the run's databases, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def pytest_addoption(parser):

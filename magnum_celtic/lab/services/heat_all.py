@@ -17,11 +17,13 @@ from heat.common import messaging
 from heat.rpc import api as rpc_api
 from heat import version
 
+from magnum_celtic.lab import process
 from magnum_celtic.lab import sqlite
 from magnum_celtic.lab.services import wsgi
 
 
 def main() -> None:
+    process.workers_die_with_service()
     conf_file, port = sys.argv[1], int(sys.argv[2])
     conf = cfg.CONF
     logging.register_options(conf)

@@ -6,10 +6,12 @@ python -m magnum_celtic.lab.services.heat_api HEAT_CONF PORT
 
 import sys
 
+from magnum_celtic.lab import process
 from magnum_celtic.lab.services import wsgi
 
 
 def main() -> None:
+    process.workers_die_with_service()
     conf_file, port = sys.argv[1], int(sys.argv[2])
     sys.argv = ['heat-api', '--config-file', conf_file]
     from heat.api.openstack import wsgi as heat_wsgi

@@ -7,10 +7,12 @@ OS_KEYSTONE_CONFIG_FILES). The embedded back end adds the sqlite lock fixes.
 import os
 import sys
 
+from magnum_celtic.lab import process
 from magnum_celtic.lab.services import wsgi
 
 
 def main() -> None:
+    process.workers_die_with_service()
     port = int(sys.argv[1])
     sys.argv = sys.argv[:1]  # keystone parses the command line itself
     if os.environ.get('CELTIC_LAB_SQLITE'):

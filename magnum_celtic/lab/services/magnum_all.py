@@ -12,6 +12,7 @@ import sys
 import magnum  # noqa: F401  (selects oslo.service's threading back end first)
 from oslo_log import log as logging
 
+from magnum_celtic.lab import process
 from magnum_celtic.lab import magnum_fakes
 from magnum_celtic.lab import sqlite
 from magnum_celtic.lab.services import wsgi
@@ -20,6 +21,7 @@ LOG = logging.getLogger('magnum-all')
 
 
 def main() -> None:
+    process.workers_die_with_service()
     conf_file, port = sys.argv[1], int(sys.argv[2])
     magnum_fakes.install()
     from magnum.common import rpc_service

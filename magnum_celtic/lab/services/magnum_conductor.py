@@ -7,10 +7,12 @@ import sys
 
 import magnum  # noqa: F401
 
+from magnum_celtic.lab import process
 from magnum_celtic.lab import magnum_fakes
 
 
 def main() -> None:
+    process.workers_die_with_service()
     conf_file = sys.argv[1]
     magnum_fakes.install()
     sys.argv = ['magnum-conductor', '--config-file', conf_file]
