@@ -384,7 +384,7 @@ _celtic_curl_tls_args() {
 _celtic_token_once() {
     local work=$1 tls
     mapfile -t tls < <(_celtic_curl_tls_args)
-    curl -sS -f -o /dev/null -D "$work/headers" --max-time 20 "${tls[@]}" \
+    curl -sS -f -o /dev/null -D "$work/headers" --max-time 60 "${tls[@]}" \
         -H 'Content-Type: application/json' --data-binary "@$work/auth.json" \
         "$(cat "$work/auth_url")" || return 1
     tr -d '\r' <"$work/headers" | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p' |
@@ -395,7 +395,9 @@ _celtic_token_once() {
 _celtic_post_once() {
     local work=$1 tls
     mapfile -t tls < <(_celtic_curl_tls_args)
-    curl -sS -f -o /dev/null --max-time 20 "${tls[@]}" -H "@$work/token_header" \
+    # A slow answer is not a lost one: Heat keeps handling a signal whose caller gave
+    # up, and a retry is one more signal for a busy engine. Wait long, retry rarely.
+    curl -sS -f -o /dev/null --max-time 120 "${tls[@]}" -H "@$work/token_header" \
         -H 'Content-Type: application/json' --data-binary "@$work/signal.json" \
         "$(cat "$work/alarm_url")"
 }
