@@ -555,9 +555,9 @@ class ControlPlane:
         ready = process.http_ready('http://127.0.0.1:%d/' % self.ports['magnum'])
         if self.backend.distributed:
             api = self._spawn('magnum-api', self._python(
-                'magnum_celtic.lab.services.magnum_api', conf), ready=ready, env=env)
+                'magnum_celtic.lab.services.magnum_service', 'api', conf), ready=ready, env=env)
             conductor = self._spawn('magnum-conductor', self._python(
-                'magnum_celtic.lab.services.magnum_conductor', conf), env=env)
+                'magnum_celtic.lab.services.magnum_service', 'conductor', conf), env=env)
             api.wait_ready()
             conductor.wait_ready(timeout=3)
         else:

@@ -38,6 +38,24 @@ def _matches(obj, filters: dict) -> bool:
     return all(getattr(obj, key, None) == value for key, value in filters.items())
 
 
+def _listed(kind: str, build, filters: dict):
+    """openstacksdk objects of one cloud.json kind that match the filters."""
+    for record in _cloud().snapshot()[kind].values():
+        obj = build(record)
+        if _matches(obj, filters):
+            yield obj
+
+
+def _found(kind: str, build, name_or_id, ignore_missing: bool, missing: str):
+    """One object by name or id; None or NotFoundException(missing) when absent."""
+    try:
+        return build(_cloud().find(kind, name_or_id))
+    except cloud_mod.NotFound:
+        if ignore_missing:
+            return None
+        raise sdk_exceptions.NotFoundException(missing)
+
+
 class _Proxy:
     service = ''
 
@@ -60,11 +78,8 @@ class FakeGlance(_Proxy):
 
     def find_image(self, name_or_id, ignore_missing=True, **kwargs):
         try:
-            return self._image(_cloud().find('images', name_or_id))
-        except cloud_mod.NotFound:
-            if ignore_missing:
-                return None
-            raise sdk_exceptions.NotFoundException('No Image found for %s' % name_or_id)
+            return _found('images', self._image, name_or_id, ignore_missing,
+                          'No Image found for %s' % name_or_id)
         except cloud_mod.CloudError as exc:
             raise sdk_exceptions.DuplicateResource(str(exc))
 
@@ -72,10 +87,7 @@ class FakeGlance(_Proxy):
         return self.find_image(getattr(image, 'id', image), ignore_missing=False)
 
     def images(self, **filters):
-        for record in _cloud().snapshot()['images'].values():
-            image = self._image(record)
-            if _matches(image, filters):
-                yield image
+        return _listed('images', self._image, filters)
 
 
 class FakeNova(_Proxy):
@@ -83,19 +95,16 @@ class FakeNova(_Proxy):
 
     service = 'nova'
 
+    @staticmethod
+    def _flavor(record: dict):
+        return sdk_flavor.Flavor(**_public(record))
+
     def flavors(self, details=True, **filters):
-        for record in _cloud().snapshot()['flavors'].values():
-            flavor = sdk_flavor.Flavor(**_public(record))
-            if _matches(flavor, filters):
-                yield flavor
+        return _listed('flavors', self._flavor, filters)
 
     def find_flavor(self, name_or_id, ignore_missing=True, **kwargs):
-        try:
-            return sdk_flavor.Flavor(**_public(_cloud().find('flavors', name_or_id)))
-        except cloud_mod.NotFound:
-            if ignore_missing:
-                return None
-            raise sdk_exceptions.NotFoundException('No Flavor found for %s' % name_or_id)
+        return _found('flavors', self._flavor, name_or_id, ignore_missing,
+                      'No Flavor found for %s' % name_or_id)
 
     def get_flavor(self, flavor):
         return self.find_flavor(getattr(flavor, 'id', flavor), ignore_missing=False)
@@ -129,18 +138,11 @@ class FakeNeutron(_Proxy):
             is_shared=bool(record.get('shared')), mtu=record.get('mtu'))
 
     def networks(self, **filters):
-        for record in _cloud().snapshot()['networks'].values():
-            network = self._network(record)
-            if _matches(network, filters):
-                yield network
+        return _listed('networks', self._network, filters)
 
     def find_network(self, name_or_id, ignore_missing=True, **kwargs):
-        try:
-            return self._network(_cloud().find('networks', name_or_id))
-        except cloud_mod.NotFound:
-            if ignore_missing:
-                return None
-            raise sdk_exceptions.NotFoundException('No Network found for %s' % name_or_id)
+        return _found('networks', self._network, name_or_id, ignore_missing,
+                      'No Network found for %s' % name_or_id)
 
     def get_network(self, network):
         return self.find_network(getattr(network, 'id', network), ignore_missing=False)
@@ -153,18 +155,11 @@ class FakeNeutron(_Proxy):
             gateway_ip=record.get('gateway_ip'))
 
     def subnets(self, **filters):
-        for record in _cloud().snapshot()['subnets'].values():
-            found = self._subnet(record)
-            if _matches(found, filters):
-                yield found
+        return _listed('subnets', self._subnet, filters)
 
     def find_subnet(self, name_or_id, ignore_missing=True, **kwargs):
-        try:
-            return self._subnet(_cloud().find('subnets', name_or_id))
-        except cloud_mod.NotFound:
-            if ignore_missing:
-                return None
-            raise sdk_exceptions.NotFoundException('No Subnet found for %s' % name_or_id)
+        return _found('subnets', self._subnet, name_or_id, ignore_missing,
+                      'No Subnet found for %s' % name_or_id)
 
     def get_subnet(self, subnet):
         return self.find_subnet(getattr(subnet, 'id', subnet), ignore_missing=False)
