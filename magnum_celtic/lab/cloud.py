@@ -173,10 +173,14 @@ class Cloud:
         except FileNotFoundError:
             return {}
         key = (stat.st_mtime_ns, stat.st_size)
-        if self._cache is None or self._cache[0] != key:
+        # One local reference: the engine's threads share this object, and a writer
+        # in another thread may drop the cache between two reads of the attribute.
+        cached = self._cache
+        if cached is None or cached[0] != key:
             with open(self.path) as f:
-                self._cache = (key, json.load(f))
-        return self._cache[1]
+                cached = (key, json.load(f))
+            self._cache = cached
+        return cached[1]
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[dict]:

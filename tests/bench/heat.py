@@ -145,7 +145,8 @@ def main() -> int:
         sys.stdout.flush()
         return 0
     except Exception as error:  # a benchmark that cannot measure says why
-        _say('failed: %s' % error)
+        plane.keep_state = True
+        _say('failed: %s (service logs kept in %s)' % (error, plane.log_dir()))
         return 1
     finally:
         plane.stop()

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import lzma
 import tarfile
+import threading
 
 import yaml
 
@@ -43,6 +44,41 @@ def test_the_same_name_gets_the_same_address(tmp_path):
             target.extend(cloud.allocate_ip(doc, subnet, 'p%d' % i, hint='c1-master-%d' % i)
                           for i in range(3))
     assert first == second
+
+
+def test_readers_and_writers_in_threads_of_one_process_share_the_store(tmp_path):
+    # heat-engine's threads share one Cloud: a reader must never see the cache dropped
+    # by a writer half way through its read (seen as "'NoneType' object is not
+    # subscriptable" on a server's port at 50 minions)
+    cloud = cloud_mod.Cloud(str(tmp_path))
+    cloud.initialise()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read():
+        while not stop.is_set():
+            try:
+                cloud.find('networks', 'private')
+            except BaseException as error:  # noqa: B902 (any failure fails the test)
+                errors.append(error)
+                return
+
+    def write(index):
+        for i in range(150):
+            with cloud.transaction() as doc:
+                doc.setdefault('ports', {})['p-%d-%d' % (index, i)] = {'id': 'x'}
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    writers = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join(60)
+    stop.set()
+    for thread in readers:
+        thread.join(60)
+    assert errors == []
+    assert len(cloud.snapshot()['ports']) == 300
 
 
 def test_behaviour_rules_match_by_name_first_rule_wins(tmp_path):
