@@ -114,8 +114,10 @@ class Driver(driver.Driver):
                 return
             heat = adapters.heat_client(context, project_id=cluster.project_id)
             try:
-                cluster_stack = heat.get(cluster.stack_id)
-                pool_stacks = {ng.name: heat.get(ng.stack_id)
+                cluster_stack = heat.get(
+                    cluster.stack_id, stack.cluster_stack_name(cluster.name, cluster.uuid))
+                pool_stacks = {ng.name: heat.get(ng.stack_id, stack.pool_stack_name(
+                                   cluster.name, cluster.uuid, ng.name))
                                for ng in adapters.iter_pool_nodegroups(cluster)}
             except heat_api.HeatRejected as error:
                 # Not transient (a missing role, a wrong region): say so on the

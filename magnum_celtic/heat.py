@@ -199,12 +199,25 @@ class Heat:
         LOG.info('Heat stack %s delete started', stack_id)
         return True
 
-    def get(self, stack_id: str | None) -> StackState | None:
-        """The stack with its outputs in one request; None when it does not exist."""
+    def get(self, stack_id: str | None, name: str | None = None) -> StackState | None:
+        """The stack with its outputs; None when it does not exist.
+
+        With the stack's ``name`` it is one request to Heat's canonical URL
+        (``/stacks/<name>/<id>``); by id alone Heat answers with a redirect there,
+        which doubles the requests of every status poll. A name that does not match
+        (a stack named by an older release) falls back to the id.
+        """
         if not stack_id:
             return None
         try:
-            stack = self.client.stacks.get(stack_id, resolve_outputs=True)
+            if name:
+                try:
+                    stack = self.client.stacks.get('%s/%s' % (name, stack_id),
+                                                   resolve_outputs=True)
+                except heat_exc.HTTPNotFound:
+                    stack = self.client.stacks.get(stack_id, resolve_outputs=True)
+            else:
+                stack = self.client.stacks.get(stack_id, resolve_outputs=True)
         except heat_exc.HTTPNotFound:
             return None
         except (heat_exc.HTTPException, *_TRANSIENT) as error:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from typing import Any, Mapping, Sequence
 
+from magnum_celtic import spec as spec_mod
 from magnum_celtic.pki import ClusterPKI
 from magnum_celtic.spec import ClusterSpec, PoolSpec
 from magnum_celtic.templates import POOL_TEMPLATE, ROOT_TEMPLATE, TemplateSet
@@ -68,6 +69,20 @@ class StackRequest:
 def stack_name(spec: ClusterSpec) -> str:
     """Heat stack name of the cluster: starts with a letter, unique per cluster."""
     return 'celtic-%s-%s' % (spec.name_prefix, spec.cluster_uuid[:8])
+
+
+def cluster_stack_name(cluster_name: str | None, cluster_uuid: str) -> str:
+    """stack_name() from what Magnum stores of a cluster (its name and uuid never
+    change), for the status poll, which has no ClusterSpec."""
+    return 'celtic-%s-%s' % (spec_mod.name_prefix(cluster_name or '', cluster_uuid),
+                             str(cluster_uuid)[:8])
+
+
+def pool_stack_name(cluster_name: str | None, cluster_uuid: str,
+                    nodegroup_name: str) -> str:
+    """The stack name of a nodegroup with a stack of its own."""
+    return '%s-%s' % (cluster_stack_name(cluster_name, cluster_uuid),
+                      spec_mod.pool_name(nodegroup_name))
 
 
 def environment_files(spec: ClusterSpec) -> list[str]:

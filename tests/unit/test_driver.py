@@ -257,8 +257,10 @@ class StatusTest(base.DriverTestCase):
         self.poll()
         auth = self.keystone.token_requests[0]['auth']['identity']['password']['user']
         self.assertEqual(('magnum', 'service-secret'), (auth['name'], auth['password']))
-        lookups = [c for c in self.heat.calls if c.path == cluster.stack_id]
-        self.assertEqual(1, len(lookups))
+        # one request per poll: straight to Heat's canonical /stacks/<name>/<id>
+        lookups = [c for c in self.heat.calls if c.path.endswith(cluster.stack_id)]
+        self.assertEqual(['celtic-k1-5d12f6fd/' + cluster.stack_id],
+                         [c.path for c in lookups])
         self.assertEqual(('fake_project', fake_cloud.SERVICE_TOKEN),
                          (lookups[0].project, lookups[0].token))
 
@@ -628,8 +630,9 @@ class NodeGroupTest(base.DriverTestCase):
         self.assertEqual((Status.UPDATE_COMPLETE, Status.CREATE_COMPLETE),
                          (stored.status, gpu.status))
         self.assertEqual(['10.0.0.51', '10.0.0.52'], gpu.node_addresses)
-        lookups = [c for c in self.heat.calls if c.path == ng.stack_id]
+        lookups = [c for c in self.heat.calls if c.path.endswith(ng.stack_id)]
         self.assertEqual('fake_project', lookups[0].project)
+        self.assertEqual(2, len(lookups))  # two polls, one request each
 
     def test_pool_nodegroup_failure_fails_the_update_naming_the_nodegroup(self):
         cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS)

@@ -74,6 +74,26 @@ def test_get_returns_status_reason_and_outputs_in_one_lookup(fake_heat):
     assert [c.path for c in fake_heat.calls] == [stack_id, 'celtic-k1/' + stack_id]
 
 
+def test_get_with_the_stack_name_is_one_request_to_the_canonical_url(fake_heat):
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_COMPLETE', {'api_vip': '10.0.0.5'})
+    state = heat.Heat(user_session()).get(stack_id, 'celtic-k1')
+    assert state.outputs == {'api_vip': '10.0.0.5'}
+    assert [c.path for c in fake_heat.calls] == ['celtic-k1/' + stack_id]
+
+
+def test_get_with_a_name_that_does_not_match_falls_back_to_the_id(fake_heat):
+    stack_id = fake_heat.add('celtic-older-name', 'CREATE_COMPLETE')
+    state = heat.Heat(user_session()).get(stack_id, 'celtic-k1')
+    assert state.name == 'celtic-older-name'
+    assert [c.path for c in fake_heat.calls] == [
+        'celtic-k1/' + stack_id, stack_id, 'celtic-older-name/' + stack_id]
+
+
+def test_get_with_a_name_of_a_stack_that_is_gone_is_none(fake_heat):
+    assert heat.Heat(user_session()).get('f00d0000-0000-4000-8000-000000000000',
+                                         'celtic-k1') is None
+
+
 @pytest.mark.parametrize('stack_status,action', [('CREATE_IN_PROGRESS', 'CREATE'),
                                                  ('ROLLBACK_COMPLETE', 'ROLLBACK'),
                                                  ('INIT', 'INIT')])
