@@ -214,11 +214,12 @@ locate() {
     assert_success
     run grep '^pcs -f' "$CALLS"
     assert_line --index 0 --regexp '^pcs -f \S+/new.xml property set stonith-enabled=false no-quorum-policy=stop '
-    assert_line --index 1 --regexp '^pcs -f \S+ resource create api-haproxy systemd:haproxy op monitor interval=\S+ timeout=\S+ start timeout=\S+ meta migration-threshold=\S+ failure-timeout=\S+ clone interleave=true$'
-    assert_line --index 2 --regexp '^pcs -f \S+ resource create api-vip ocf:heartbeat:IPaddr2 ip=10.0.0.100 cidr_netmask=24 nic=eth0 arp_count=\S+ .*op monitor interval=\S+ timeout=\S+ meta resource-stickiness=[0-9]+$'
-    assert_line --index 3 --regexp '^pcs -f \S+ constraint colocation add api-vip with api-haproxy-clone INFINITY$'
-    assert_line --index 4 --regexp '^pcs -f \S+ constraint order start api-haproxy-clone then start api-vip symmetrical=false$'
-    assert_line --index 5 --regexp '^pcs -f \S+ constraint location api-vip rule score=-[0-9]+ #is_dc eq true$'
+    assert_line --index 1 --regexp '^pcs -f \S+ property set transition-delay=200ms --force$'
+    assert_line --index 2 --regexp '^pcs -f \S+ resource create api-haproxy systemd:haproxy op monitor interval=\S+ timeout=\S+ start timeout=\S+ meta migration-threshold=\S+ failure-timeout=\S+ clone interleave=true$'
+    assert_line --index 3 --regexp '^pcs -f \S+ resource create api-vip ocf:heartbeat:IPaddr2 ip=10.0.0.100 cidr_netmask=24 nic=eth0 arp_count=\S+ .*op monitor interval=\S+ timeout=\S+ meta resource-stickiness=[0-9]+$'
+    assert_line --index 4 --regexp '^pcs -f \S+ constraint colocation add api-vip with api-haproxy-clone INFINITY$'
+    assert_line --index 5 --regexp '^pcs -f \S+ constraint order start api-haproxy-clone then start api-vip symmetrical=false$'
+    assert_line --index 6 --regexp '^pcs -f \S+ constraint location api-vip rule score=-[0-9]+ #is_dc eq true$'
     assert_called 'systemctl disable haproxy'
     assert_called 'crm_verify -x .*/new.xml'
     assert_called 'crm_resource --cleanup --resource api-haproxy --node master-0'

@@ -36,6 +36,9 @@ HA_CLUSTER_PROPERTIES=(
     cluster-recheck-interval=1min
     dc-deadtime=5s
 )
+# Sub-second, which pacemaker accepts and pcs's own value check does not (it knows no
+# "ms"): set apart with --force for this one property; crm_verify checks the result.
+HA_TRANSITION_DELAY=200ms
 HA_VIP_STICKINESS=200
 HA_VIP_DC_AVOIDANCE=-100
 HA_VIP_ARP=(arp_count=5 arp_interval=200 arp_count_refresh=1)
@@ -334,6 +337,7 @@ ha_build_vip_cib() {
         pcs -f "$cib" resource delete "$service_id"
     fi
     pcs -f "$cib" property set "${HA_CLUSTER_PROPERTIES[@]}" &&
+        pcs -f "$cib" property set transition-delay="$HA_TRANSITION_DELAY" --force &&
         pcs -f "$cib" resource create "$service_id" "$HA_SERVICE_CLASS:$service" \
             op monitor "${HA_SERVICE_MONITOR[@]}" start "${HA_SERVICE_START[@]}" \
             meta "${HA_SERVICE_META[@]}" clone interleave=true &&
