@@ -282,7 +282,8 @@ class Cloud:
 
         rules: a list of {"match": "<name glob>", "boot_seconds": N,
         "configure_seconds": N, "fail": {"step": "...", "message": "..."},
-        "error": "<Nova fault>"}; the first rule whose glob matches a server's name
+        "error": "<Nova fault>", "refuse": "<why Nova turns the create down>"}; the
+        first rule whose glob matches a server's name
         applies on top of defaults.
         """
         doc = {'defaults': dict(DEFAULT_BEHAVIOUR, **(defaults or {})), 'servers': rules}

@@ -34,6 +34,10 @@ class BadRequest(cloud_mod.CloudError):
     """What Nova or Neutron answers with HTTP 400."""
 
 
+class Forbidden(cloud_mod.CloudError):
+    """What Nova or Neutron answers with HTTP 403 (a quota, a policy)."""
+
+
 @functools.lru_cache(maxsize=None)
 def _cloud(directory: str) -> cloud_mod.Cloud:
     return cloud_mod.Cloud(directory)

@@ -15,6 +15,7 @@ from heat.engine.resources.openstack.nova import server_group
 from magnum_celtic.lab import cloud as cloud_mod
 from magnum_celtic.lab import node
 from magnum_celtic.lab.standins.base import BadRequest
+from magnum_celtic.lab.standins.base import Forbidden
 from magnum_celtic.lab.standins.base import NOVA_USER_DATA_LIMIT
 from magnum_celtic.lab.standins.base import StandIn
 from magnum_celtic.lab.standins.base import _find
@@ -113,9 +114,12 @@ class StandInServer(StandIn, server.Server):
                 'user_data_bytes': encoded, 'tenant_id': _project(self)}
 
     def handle_create(self):
-        server_id = super().handle_create()
         name = self._server_name()
         behaviour = lab_cloud().behaviour(name)
+        if behaviour.get('refuse'):
+            # Nova turning the request down (quota, policy): nothing is stored
+            raise Forbidden('%s (HTTP 403)' % behaviour['refuse'])
+        server_id = super().handle_create()
         return {'id': server_id, 'name': name, 'behaviour': behaviour,
                 'active_at': time.time() + float(behaviour.get('boot_seconds') or 0)}
 

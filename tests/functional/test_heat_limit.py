@@ -1,0 +1,136 @@
+"""Heat's resource cap, for real, and what the driver makes of it.
+
+Heat documents ``max_resources_per_stack`` (1000 by default) as a cap on the rows of a
+whole stack tree, and the driver keeps celtic stacks within it (920 minions with 3
+masters, 2 proxies and 3 storage nodes), refusing a bigger create or resize before Heat
+is called. What Heat 27 itself enforces with the convergence engine is narrower, as
+measured here: every template alone, when Heat creates the stack or nested stack made
+from it (heat/engine/service.py, ``_validate_template``). Its tree-wide check
+(heat/engine/resources/stack_resource.py, ``_validate_nested_resources``) runs only while
+validating a stack that is not stored yet, where the tree counts 0 rows: a 1001-row
+celtic stack is created and updated without complaint (seen in this lab).
+
+The tests: the largest stack the driver allows (1000 resources) is created, Heat holds
+exactly the rows the driver predicts, and it can still change; and the template Heat
+does check, the minion group's, is refused by Heat with its own error one member above
+the cap, which the driver turns into advice naming the cap and the settings to raise.
+
+The first test stops once Heat holds the whole tree. The masters, proxies and storage
+nodes take their time to boot, and Nova (the lab's stand-in) refuses every minion server
+as it would over quota, so no 920 servers are built; Heat 27 starts a group's members
+one second apart (a traversal's leaves are paced, doc/harness.md), so building or
+deleting 920 of them would take a quarter of an hour each for nothing. That stack is not
+deleted: the lab's Heat and its databases are thrown away at the end of the session.
+Run: tox -e heat-limit (.ci/run runs it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from heatclient import exc as heat_exc
+
+from magnum_celtic import heat as heat_api
+from magnum_celtic import status
+from magnum_celtic.lab import celtic_stack
+from magnum_celtic.lab import heatwatch
+
+pytestmark = pytest.mark.heat_limit
+
+QUOTA = 'Quota exceeded for instances: Requested 1, but already used 0 of 0 instances'
+TIMEOUT = 900
+HEAT_LIMIT_TEXT = 'Maximum resources per stack exceeded'
+
+
+def _largest_pool(limit: int) -> int:
+    """The driver's own prediction: the most minions whose stack stays within limit."""
+    per_minion = celtic_stack.resource_count(minions=2) - celtic_stack.resource_count(
+        minions=1)
+    fixed = celtic_stack.resource_count(minions=1) - per_minion
+    largest = (limit - fixed) // per_minion
+    assert celtic_stack.resource_count(minions=largest) <= limit
+    assert celtic_stack.resource_count(minions=largest + 1) > limit
+    return largest
+
+
+def _create(lab, name: str, minions: int):
+    heat = lab.heat('demo')
+    created = heat.stacks.create(**celtic_stack.create_kwargs(name, minions=minions,
+                                                              timeout_mins=20))
+    return heat, created['stack']['id']
+
+
+def _physical_id(heat, stack_id: str, name: str) -> str:
+    try:
+        return heat.resources.get(stack_id, name).physical_resource_id or ''
+    except heat_exc.HTTPNotFound:  # not created yet
+        return ''
+
+
+def _wait_rows(heat, stack_id: str, minions: int) -> int:
+    """Wait until Heat holds the minions' group with its members (it stores a nested
+    stack's rows when it creates that stack), then count the rows of the whole tree
+    once (a nested listing of 1000 rows takes Heat about a minute)."""
+    started = time.monotonic()
+    members = 0
+    while time.monotonic() - started < TIMEOUT:
+        pool = _physical_id(heat, stack_id, 'minions')
+        group = _physical_id(heat, pool, 'nodes') if pool else ''
+        members = len(heat.resources.list(group)) if group else 0
+        if members >= minions:
+            break
+        time.sleep(5)
+    assert members == minions, 'Heat holds %d of %d minion rows' % (members, minions)
+    return len(heatwatch.rows(heat, stack_id))
+
+
+def _parameters_update(heat, stack_id: str, minions: int):
+    """The update the driver's resize sends, straight to Heat."""
+    return heat.stacks.update(stack_id, existing=True,
+                              parameters={'minion_count': minions})
+
+
+@pytest.fixture
+def refusing_nova(behaviour):
+    # the other roles stay BUILD meanwhile: no simulated node runs
+    behaviour({'match': 'lim*-minion-*', 'refuse': QUOTA}, boot_seconds=TIMEOUT)
+
+
+def test_heat_refuses_a_group_over_the_cap_and_the_driver_says_what_to_raise(
+        lab, refusing_nova):
+    limit = lab.heat_options['max_resources_per_stack']
+    heat, stack_id = _create(lab, 'lim-over', limit + 1)  # one template of 1001 members
+    try:
+        final = heatwatch.wait(heat, stack_id, timeout=TIMEOUT)
+        assert final.stack_status == 'CREATE_FAILED'
+        assert HEAT_LIMIT_TEXT in final.stack_status_reason, final.stack_status_reason
+        state = heat_api.Heat(lab.session('demo')).get(stack_id)
+        message = status.failure_reason(state)
+        assert 'max_resources_per_stack' in message
+        assert 'heat.conf' in message
+        assert 'separate nodegroup' in message
+        assert HEAT_LIMIT_TEXT not in message  # Heat's words replaced by advice
+        print('\n%d minions: Heat says "%s"; the driver says: %s'
+              % (limit + 1, HEAT_LIMIT_TEXT, message))
+    finally:
+        heat.stacks.delete(stack_id)
+        heatwatch.wait(heat, stack_id, timeout=TIMEOUT, gone_ok=True)
+
+
+def test_the_largest_stack_the_driver_allows_is_created_and_can_change(
+        lab, refusing_nova):
+    # last: this stack keeps Heat busy until the lab stops
+    limit = lab.heat_options['max_resources_per_stack']
+    largest = _largest_pool(limit)
+    assert largest >= 300
+    expected = celtic_stack.resource_count(minions=largest)
+    assert expected <= limit
+    heat, stack_id = _create(lab, 'lim-max', largest)
+    started = time.monotonic()
+    assert _wait_rows(heat, stack_id, largest) == expected
+    stored = time.monotonic() - started
+    _parameters_update(heat, stack_id, largest)  # a resize of it is accepted
+    print('\n%d minions: %d resources stored by Heat after %.0fs; an update is accepted'
+          % (largest, expected, stored))
