@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from magnum_celtic import sample
+from magnum_celtic import spec as spec_mod
 from magnum_celtic import stack
 from magnum_celtic import templates
 
@@ -356,3 +357,16 @@ def test_resource_constants_match_the_templates(template_set):
     assert len(node) == stack.PER_STORAGE_NODE - 2
     conditional = {r for r, d in node.items() if d.get('condition')}
     assert conditional == {'volume', 'attachment'}
+
+
+def test_the_status_poll_names_the_stacks_the_driver_creates():
+    # the poll builds the names from Magnum's row; they must be the ones create used
+    for name in ('k1', 'A Cluster_with spaces and a very long name', ''):
+        spec = sample.sample_spec(name=name or 'x', cluster_uuid='5d12f6fd-0000-4000-8000-0'
+                                  '00000000001')
+        if not name:
+            spec = dataclasses.replace(spec, name_prefix=spec_mod.name_prefix(
+                '', spec.cluster_uuid))
+        assert stack.cluster_stack_name(name, spec.cluster_uuid) == stack.stack_name(spec)
+        assert stack.pool_stack_name(name, spec.cluster_uuid, 'GPU pool') == '%s-%s' % (
+            stack.stack_name(spec), spec_mod.pool_name('GPU pool'))
