@@ -49,6 +49,9 @@ HEAT_DEFAULTS = {
     'max_resources_per_stack': 1000,
 }
 
+#: seconds one readiness question to heat-api may take while the engines start
+ENGINE_ASK_TIMEOUT = 5.0
+
 
 #: the module the harness puts in Heat's plugin_dirs (Heat imports every module there)
 PLUGIN_MODULE = '''"""celtic lab stand-ins (written by magnum_celtic.lab.controlplane)."""
@@ -222,7 +225,7 @@ class ControlPlane:
             if self.own_state_dir and not self.keep_state:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    def session(self, user: str = 'demo'):
+    def session(self, user: str = 'demo', timeout: float = 300):
         """A keystoneauth session for one of the lab's users (demo, admin, magnum, heat)."""
         from keystoneauth1 import session as ks_session
         from keystoneauth1.identity import v3
@@ -230,7 +233,7 @@ class ControlPlane:
         auth = v3.Password(auth_url=self.keystone_url, username=cred.username,
                            password=cred.password, project_name=cred.project,
                            user_domain_id=cred.domain, project_domain_id=cred.domain)
-        return ks_session.Session(auth=auth, timeout=300)
+        return ks_session.Session(auth=auth, timeout=timeout)
 
     def heat(self, user: str = 'demo', session=None, direct: bool = False):
         """python-heatclient on a keystoneauth session (endpoint from the catalog; with
@@ -353,7 +356,7 @@ class ControlPlane:
             # the lab's passwords are random per run; bcrypt's minimum cost keeps every
             # node's signal (a password authentication) cheap
             'identity': {'password_hash_rounds': 4},
-            'cache': {'enabled': False},
+            'cache': {'enabled': True, 'backend': 'oslo_cache.dict', 'expiration_time': 600},
         }))
 
     def _start_keystone(self) -> None:
@@ -486,8 +489,12 @@ class ControlPlane:
         self._wait_for_engines()
 
     def _wait_for_engines(self, timeout: float = 120.0) -> None:
-        """Heat answers only once an engine serves RPC; count engines reporting up."""
-        client = self.heat('admin')
+        """Heat answers only once an engine serves RPC; count engines reporting up.
+
+        Each question gets a short client timeout: heat-api's call to an engine whose
+        RPC queue is not declared yet is dropped by RabbitMQ and would only end with
+        heat-api's own RPC timeout (minutes); asking again a moment later is answered."""
+        client = self.heat('admin', session=self.session('admin', timeout=ENGINE_ASK_TIMEOUT))
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
