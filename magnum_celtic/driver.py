@@ -148,8 +148,8 @@ class Driver(driver.Driver):
         worker = cluster.default_ng_worker
         spec = adapters.cluster_spec(context, cluster)
         adapters.check_stack_size(spec, worker.node_count)
-        self._update(context, cluster.stack_id,
-                     stack.scale_parameters(worker.node_count), rollback)
+        self._resize(context, cluster.stack_id, worker.node_count, (), worker.name,
+                     pool_stack=False, rollback=rollback)
         # Only once Heat took the update: on failure Magnum fails the cluster and
         # restores node_count, but would leave this status behind.
         worker.status = Status.UPDATE_IN_PROGRESS
@@ -172,25 +172,38 @@ class Driver(driver.Driver):
         else:
             adapters.check_stack_size(adapters.cluster_spec(context, cluster),
                                       node_count)
-        if nodes_to_remove:
-            self._check_members(context, stack_id, nodes_to_remove, nodegroup.name,
-                                'server_ids' if pool_stack else 'minion_server_ids')
-        self._update(context, stack_id,
-                     stack.scale_parameters(node_count, nodes_to_remove or (),
-                                            pool_stack=pool_stack))
+        self._resize(context, stack_id, node_count, nodes_to_remove or (),
+                     nodegroup.name, pool_stack=pool_stack)
 
-    def _check_members(self, context, stack_id, nodes, nodegroup_name, ids_key):
+    def _resize(self, context, stack_id, count, nodes_to_remove, nodegroup_name,
+                pool_stack, rollback=False):
+        """Re-render the pool's servers for ``count`` members (minus the nodes named)
+        and PATCH the stack with them and the new count."""
+        heat = adapters.heat_client(context)
         try:
-            state = adapters.heat_client(context).get(stack_id)
+            state = heat.get(stack_id)
         except heat_api.HeatError as error:
             raise _user_error(error)
-        members = set((state.outputs.get(ids_key) if state else None) or [])
-        unknown = [n for n in nodes if n not in members]
-        if unknown:
+        if state is None:
             raise exception.InvalidParameterValue(
-                err='nodes_to_remove %s are not servers of nodegroup %s (its servers: '
-                    '%s)' % (', '.join(unknown), nodegroup_name,
-                             ', '.join(sorted(members)) or 'none'))
+                err='nodegroup %s: its Heat stack %s does not exist' % (nodegroup_name,
+                                                                        stack_id))
+        if nodes_to_remove:
+            ids_key = stack.MEMBER_OUTPUTS[pool_stack][2]
+            members = set(state.outputs.get(ids_key) or [])
+            unknown = [n for n in nodes_to_remove if n not in members]
+            if unknown:
+                raise exception.InvalidParameterValue(
+                    err='nodes_to_remove %s are not servers of nodegroup %s (its '
+                        'servers: %s)' % (', '.join(unknown), nodegroup_name,
+                                          ', '.join(sorted(m for m in members if m))
+                                          or 'none'))
+        parameters, files = stack.scale_request(adapters.template_set(), state.outputs,
+                                                count, nodes_to_remove, pool_stack)
+        try:
+            heat.update(stack_id, parameters, rollback, files=files)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
 
     def _update(self, context, stack_id, parameters, rollback=False):
         try:

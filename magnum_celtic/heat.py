@@ -173,10 +173,14 @@ class Heat:
         return stack_id
 
     def update(self, stack_id: str, parameters: Mapping[str, Any],
-               rollback: bool = False, timeout_mins: int | None = None) -> None:
-        """Change some parameters of a stack, keeping its template and the rest."""
+               rollback: bool = False, timeout_mins: int | None = None,
+               files: Mapping[str, str] | None = None) -> None:
+        """Change some parameters of a stack, keeping its template and the rest;
+        ``files`` replace those of the same name (Heat merges them into the stack's)."""
         kwargs: dict[str, Any] = {'existing': True, 'parameters': dict(parameters),
                                   'disable_rollback': not rollback}
+        if files:
+            kwargs['files'] = dict(files)
         if timeout_mins:
             kwargs['timeout_mins'] = timeout_mins
         try:

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 from magnum_celtic import spec as spec_mod
 from magnum_celtic.pki import ClusterPKI
 from magnum_celtic.spec import ClusterSpec, PoolSpec
-from magnum_celtic.templates import POOL_TEMPLATE, ROOT_TEMPLATE, TemplateSet
+from magnum_celtic.templates import NODES_TEMPLATE, POOL_TEMPLATE, ROOT_TEMPLATE
+from magnum_celtic.templates import TemplateSet
 
 MASK = '***'
 # WaitCondition accepts at most 12 h.
@@ -27,7 +28,7 @@ NETWORK_RESOURCES = 4          # network.yaml (0 with an existing network)
 VIP_ADDRESSES = 3              # addresses.yaml with a VIP: port, floating IP, group
 PLAIN_ADDRESSES = 1            # addresses.yaml without a VIP: the group
 NODE_GROUP = 5 + 1             # master/proxy/storage.yaml + node_group.yaml
-POOL = 4                       # minion.yaml: server group, handle, config, wait
+POOL = 4                       # minion.yaml: handle, config, wait; the server group
 PER_HA_NODE = 3                # its port, its node.yaml member, its server
 PER_STORAGE_NODE = 5           # port, member, server, volume, attachment
 PER_MINION = 1                 # a server
@@ -137,12 +138,13 @@ def node_settings(spec: ClusterSpec, openstack_insecure: bool = False) -> dict[s
 
 def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
                     default_timeout: int, openstack_ca: str = '',
-                    minions_to_remove: Sequence[str] = (),
                     openstack_insecure: bool = False) -> StackRequest:
-    """The request that creates (or fully re-renders) the cluster's stack."""
+    """The request that creates the cluster's stack."""
     envs = environment_files(spec)
     files = templates.closure(ROOT_TEMPLATE, envs)
     template = files.pop(ROOT_TEMPLATE)
+    files[NODES_TEMPLATE] = render_nodes(files[NODES_TEMPLATE],
+                                         Members.first(spec.minion_count))
     minutes, seconds = wait_timeout(spec, default_timeout)
     params = {
         'cluster_name': spec.cluster_name,
@@ -162,7 +164,6 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
         'minion_count': spec.minion_count,
         'proxy_count': spec.proxy_count,
         'storage_count': spec.storage_count,
-        'minions_to_remove': list(minions_to_remove),
         'external_network': spec.external_network,
         'fixed_network_cidr': spec.fixed_network_cidr,
         'dns_nameservers': list(spec.dns_nameservers),
@@ -200,11 +201,11 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
 def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
                  cluster_outputs: Mapping[str, Any], templates: TemplateSet,
                  default_timeout: int, openstack_ca: str = '',
-                 nodes_to_remove: Sequence[str] = (),
                  openstack_insecure: bool = False) -> StackRequest:
     """The request of a non-default worker nodegroup's own stack (minion.yaml)."""
     files = templates.closure(POOL_TEMPLATE, [])
     template = files.pop(POOL_TEMPLATE)
+    files[NODES_TEMPLATE] = render_nodes(files[NODES_TEMPLATE], Members.first(pool.count))
     minutes, seconds = wait_timeout(spec, default_timeout)
     node_params = node_settings(spec, openstack_insecure)
     node_params.update(cluster_outputs.get('cluster_facts') or {})
@@ -213,7 +214,6 @@ def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
         'name_prefix': spec.name_prefix,
         'pool_name': pool.pool_name,
         'count': pool.count,
-        'removal_list': list(nodes_to_remove),
         'image': pool.image,
         'flavor': pool.flavor,
         'ssh_key_name': spec.ssh_key_name,
@@ -236,12 +236,129 @@ def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
                         hidden=hidden_parameters(template), timeout_mins=minutes)
 
 
-def scale_parameters(count: int, nodes_to_remove: Sequence[str] = (),
-                     pool_stack: bool = False) -> dict[str, Any]:
-    """The parameters a resize changes (a PATCH update keeps everything else)."""
-    if pool_stack:
-        return {'count': count, 'removal_list': list(nodes_to_remove)}
-    return {'minion_count': count, 'minions_to_remove': list(nodes_to_remove)}
+@dataclasses.dataclass(frozen=True)
+class Members:
+    """The members of a rendered minion_nodes.yaml: their indices (resource names and
+    the last part of the server names) and the index the next new member gets."""
+    indices: tuple[int, ...]
+    next_index: int
+
+    @classmethod
+    def first(cls, count: int) -> 'Members':
+        return cls(tuple(range(count)), count)
+
+
+#: the pattern resource of minion_nodes.yaml that the driver repeats once per member
+PATTERN = 'member'
+#: outputs of minion_nodes.yaml (minion.yaml passes them on) and, in the cluster stack,
+#: the names celtic.yaml gives them for the default pool
+MEMBER_OUTPUTS = {False: ('minion_members', 'minion_next_index', 'minion_server_ids'),
+                  True: ('members', 'next_index', 'server_ids')}
+
+
+def _with_index(node: Any, index: int) -> Any:
+    if isinstance(node, str):
+        return node.replace('%index%', str(index))
+    if isinstance(node, list):
+        return [_with_index(item, index) for item in node]
+    if isinstance(node, dict):
+        return {key: _with_index(value, index) for key, value in node.items()}
+    return node
+
+
+def _for_member(node: Any, name: str) -> Any:
+    """A pattern output item, pointed at one member instead of the pattern."""
+    if isinstance(node, list):
+        return [_for_member(item, name) for item in node]
+    if isinstance(node, dict):
+        return {key: (name if key in ('get_resource',) and value == PATTERN else
+                      [name] + value[1:] if key == 'get_attr' and value[:1] == [PATTERN]
+                      else _for_member(value, name))
+                for key, value in node.items()}
+    return node
+
+
+def render_nodes(pattern_text: str, members: Members) -> str:
+    """minion_nodes.yaml with one copy of its ``member`` pattern per member.
+
+    The servers share every property but their name, so the first one's properties
+    are a YAML anchor the others merge (``<<: *server``): a 900-member pool stays near
+    200 KB, well within Heat's max_template_size (512 KB by default). Everything is
+    written as JSON flow collections, which YAML reads as they are."""
+    import yaml
+    doc = yaml.safe_load(pattern_text)
+    resources = dict(doc['resources'])
+    pattern = resources.pop(PATTERN)
+    lines = ['heat_template_version: %s' % json.dumps(str(doc['heat_template_version'])),
+             'description: "The servers of a minion pool, rendered by the celtic driver '
+             'from minion_nodes.yaml: %d members."' % len(members.indices),
+             'parameters: %s' % json.dumps(doc.get('parameters') or {}, sort_keys=True),
+             'conditions: %s' % json.dumps(doc.get('conditions') or {}, sort_keys=True),
+             'resources:']
+    for name, definition in resources.items():
+        lines.append('  %s: %s' % (json.dumps(name), json.dumps(definition, sort_keys=True)))
+    properties = pattern.get('properties') or {}
+    for position, index in enumerate(members.indices):
+        if position == 0:
+            body = '&server %s' % json.dumps(_with_index(properties, index), sort_keys=True)
+        else:
+            body = '{<<: *server, "name": %s}' % json.dumps(
+                _with_index(properties.get('name'), index))
+        lines.append('  %s: {"type": %s, "properties": %s}' % (
+            json.dumps(str(index)), json.dumps(pattern['type']), body))
+    outputs = {}
+    names = [str(i) for i in members.indices]
+    for key, output in (doc.get('outputs') or {}).items():
+        output = dict(output)
+        if key == 'members':
+            output['value'] = names
+        elif key == 'next_index':
+            output['value'] = members.next_index
+        elif isinstance(output.get('value'), list) and len(output['value']) == 1:
+            output['value'] = [_for_member(output['value'][0], n) for n in names]
+        outputs[key] = output
+    lines.append('outputs: %s' % json.dumps(outputs, sort_keys=True))
+    return '\n'.join(lines) + '\n'
+
+
+def plan_members(outputs: Mapping[str, Any], count: int,
+                 nodes_to_remove: Sequence[str] = (), pool_stack: bool = False) -> Members:
+    """The members a pool has after a resize to ``count``.
+
+    ``nodes_to_remove`` (Nova server UUIDs, or member names) go first; then, like a
+    ResourceGroup, the highest indices go when the pool shrinks further, and new members
+    take fresh indices when it grows (an index is never used twice, so a new node
+    never takes the name of a removed one)."""
+    members_key, next_key, ids_key = MEMBER_OUTPUTS[pool_stack]
+    ids = list(outputs.get(ids_key) or [])
+    names = outputs.get(members_key)
+    if not isinstance(names, list):  # a stack whose pool template never came up
+        names = [str(i) for i in range(len(ids))]
+    indices = [int(n) for n in names]
+    try:
+        next_index = int(outputs.get(next_key))
+    except (TypeError, ValueError):
+        next_index = 0
+    next_index = max([next_index] + [i + 1 for i in indices])
+    server_of = dict(zip(indices, ids))
+    remove = set(nodes_to_remove)
+    keep = sorted(i for i in indices if str(i) not in remove and server_of.get(i) not in remove)
+    keep = keep[:count]
+    while len(keep) < count:
+        keep.append(next_index)
+        next_index += 1
+    return Members(tuple(keep), next_index)
+
+
+def scale_request(templates: TemplateSet, outputs: Mapping[str, Any], count: int,
+                  nodes_to_remove: Sequence[str] = (),
+                  pool_stack: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """(parameters, files) of the PATCH update that resizes a pool to ``count``: the
+    count and minion_nodes.yaml re-rendered for the new members; everything else
+    stays as it is."""
+    members = plan_members(outputs, count, nodes_to_remove, pool_stack)
+    files = {NODES_TEMPLATE: render_nodes(templates.read(NODES_TEMPLATE), members)}
+    return {('count' if pool_stack else 'minion_count'): count}, files
 
 
 def hidden_parameters(template_text: str) -> frozenset[str]:

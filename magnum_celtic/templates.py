@@ -22,6 +22,8 @@ import yaml
 DIST_NAME = 'magnum-celtic'
 ROOT_TEMPLATE = 'celtic.yaml'
 POOL_TEMPLATE = 'minion.yaml'
+#: the servers of a pool, rendered by the driver per member (stack.render_nodes)
+NODES_TEMPLATE = 'minion_nodes.yaml'
 _DATA_PATH = 'share/magnum-celtic/heat_templates'
 BUNDLE_MANIFEST = 'fragments/bundles.yaml'
 _BUNDLE = re.compile(r'^bundles/([a-z]+)\.txz\.b64$')

@@ -52,3 +52,17 @@ def resource_count(masters: int = 3, minions: int = 3, proxies: int = 2,
                                       'storage_count': str(storage)},
                               masters=masters, minions=minions, name='count')
     return stack.resource_count(spec)
+
+
+def scale_kwargs(heat, stack_id: str, minions: int, remove=(),
+                 pool_stack: bool = False) -> dict[str, Any]:
+    """heatclient ``stacks.update`` keyword arguments for the resize the driver sends
+    (a PATCH of the count and the re-rendered minion_nodes.yaml), from the stack's
+    current outputs."""
+    from magnum_celtic import stack
+    from magnum_celtic import templates
+    outputs = {o['output_key']: o.get('output_value')
+               for o in heat.stacks.get(stack_id, resolve_outputs=True).outputs or []}
+    parameters, files = stack.scale_request(templates.TemplateSet(templates_dir()),
+                                            outputs, minions, remove, pool_stack)
+    return {'existing': True, 'parameters': parameters, 'files': files}

@@ -79,11 +79,13 @@ def _settle(heat, stack_id: str, action: str, started: float, timeout: float):
 class Design:
     """One stack of one design: create, scale out one minion, delete."""
 
-    def __init__(self, heat, label: str, kwargs: dict, count_param: str):
+    def __init__(self, heat, label: str, kwargs: dict, count_param: str,
+                 rendered: bool = False):
         self.heat = heat
         self.label = label
         self.kwargs = kwargs
         self.count_param = count_param
+        self.rendered = rendered   # celtic: the driver re-renders the pool's servers
         self.id = None
 
     def create(self, timeout: float = 3600) -> float:
@@ -97,9 +99,12 @@ class Design:
         return heatwatch.rows(self.heat, self.id)
 
     def scale_out(self, minions: int, timeout: float = 3600) -> float:
+        if self.rendered:
+            update = celtic_stack.scale_kwargs(self.heat, self.id, minions)
+        else:
+            update = {'existing': True, 'parameters': {self.count_param: minions}}
         started = time.monotonic()
-        self.heat.stacks.update(self.id, existing=True,
-                                parameters={self.count_param: minions})
+        self.heat.stacks.update(self.id, **update)
         _, seconds = _settle(self.heat, self.id, 'UPDATE', started, timeout)
         _say('%s: %d minions in %.1fs' % (self.label, minions, seconds))
         return seconds
@@ -115,7 +120,7 @@ class Design:
 def _celtic(heat, name: str, minions: int) -> Design:
     return Design(heat, name, celtic_stack.create_kwargs(name, minions=minions,
                                                          timeout_mins=60),
-                  'minion_count')
+                  'minion_count', rendered=True)
 
 
 def _old(heat, root: str, name: str, minions: int) -> Design:

@@ -70,7 +70,7 @@ def _physical_id(heat, stack_id: str, name: str) -> str:
 
 
 def _wait_rows(heat, stack_id: str, minions: int) -> int:
-    """Wait until Heat holds the minions' group with its members (it stores a nested
+    """Wait until Heat holds the minions' servers (minion_nodes.yaml's members) (it stores a nested
     stack's rows when it creates that stack), then count the rows of the whole tree
     once (a nested listing of 1000 rows takes Heat about a minute)."""
     started = time.monotonic()
@@ -78,7 +78,8 @@ def _wait_rows(heat, stack_id: str, minions: int) -> int:
     while time.monotonic() - started < TIMEOUT:
         pool = _physical_id(heat, stack_id, 'minions')
         group = _physical_id(heat, pool, 'nodes') if pool else ''
-        members = len(heat.resources.list(group)) if group else 0
+        members = sum(1 for r in heat.resources.list(group)
+                      if r.resource_type == 'OS::Nova::Server') if group else 0
         if members >= minions:
             break
         time.sleep(5)
@@ -88,8 +89,8 @@ def _wait_rows(heat, stack_id: str, minions: int) -> int:
 
 def _parameters_update(heat, stack_id: str, minions: int):
     """The update the driver's resize sends, straight to Heat."""
-    return heat.stacks.update(stack_id, existing=True,
-                              parameters={'minion_count': minions})
+    update = celtic_stack.scale_kwargs(heat, stack_id, minions)
+    return heat.stacks.update(stack_id, **update)
 
 
 @pytest.fixture

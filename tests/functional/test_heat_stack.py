@@ -137,7 +137,7 @@ def test_resource_count_matches_the_drivers_formula(lab, stack):
 def test_scale_out_creates_only_the_new_minion(lab, stack):
     heat = lab.heat('demo')
     before = heatwatch.rows(heat, stack['id'])
-    heat.stacks.update(stack['id'], existing=True, parameters={'minion_count': 4})
+    heat.stacks.update(stack['id'], **celtic_stack.scale_kwargs(heat, stack['id'], 4))
     final = heatwatch.wait(heat, stack['id'], timeout=TIMEOUT)
     after = heatwatch.rows(heat, stack['id'])
     assert final.stack_status == 'UPDATE_COMPLETE', (
@@ -158,8 +158,8 @@ def test_scale_in_removes_the_chosen_minion(lab, stack):
     ids = stack['outputs']['minion_server_ids']
     chosen = ids[1]
     before = heatwatch.rows(heat, stack['id'])
-    heat.stacks.update(stack['id'], existing=True,
-                       parameters={'minion_count': 3, 'minions_to_remove': [chosen]})
+    update = celtic_stack.scale_kwargs(heat, stack['id'], 3, [chosen])
+    heat.stacks.update(stack['id'], **update)
     final = heatwatch.wait(heat, stack['id'], timeout=TIMEOUT)
     after = heatwatch.rows(heat, stack['id'])
     assert final.stack_status == 'UPDATE_COMPLETE', final.stack_status_reason

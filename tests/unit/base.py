@@ -152,6 +152,7 @@ class DriverTestCase(db_base.DbTestCase):
                 'celtic-k1-5d12f6fd-%s' % name, stack_status,
                 {'addresses': list(addresses or ['10.0.0.51', '10.0.0.52']),
                  'server_ids': ['gpu-server-0', 'gpu-server-1'],
+                 'members': ['0', '1'], 'next_index': 2,
                  'names': ['k1-gpu-0', 'k1-gpu-1']})
         ng.create()
         return ng

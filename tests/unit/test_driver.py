@@ -12,6 +12,7 @@ import os
 from unittest import mock
 
 import fixtures
+import yaml
 from magnum.common import exception
 from magnum.conductor.handlers import ca_conductor
 from magnum.conductor.handlers import cluster_conductor
@@ -775,6 +776,12 @@ class NodeGroupTest(base.DriverTestCase):
 
 # ---- resize, update, upgrade ---------------------------------------------------------------
 
+def rendered_members(patch) -> tuple[list[str], int]:
+    """The members (and next index) of the minion_nodes.yaml a PATCH sent."""
+    outputs = yaml.safe_load(patch.body['files']['minion_nodes.yaml'])['outputs']
+    return outputs['members']['value'], outputs['next_index']['value']
+
+
 class ResizeTest(base.DriverTestCase):
 
     def resize(self, cluster, count, remove=None, nodegroup=None):
@@ -789,8 +796,8 @@ class ResizeTest(base.DriverTestCase):
         patch = self.heat.calls_of('PATCH')
         self.assertEqual([cluster.stack_id, 'celtic-k1-5d12f6fd/%s' % cluster.stack_id],
                          [c.path for c in patch])
-        self.assertEqual({'minion_count': 1, 'minions_to_remove': ['6f1e-bbbb']},
-                         patch[-1].body['parameters'])
+        self.assertEqual({'minion_count': 1}, patch[-1].body['parameters'])
+        self.assertEqual((['0'], 2), rendered_members(patch[-1]))
         self.assertTrue(patch[-1].body['disable_rollback'])
         self.assertEqual(fake_cloud.USER_TOKEN, patch[-1].token)
         stored = self.reload()
@@ -845,8 +852,8 @@ class ResizeTest(base.DriverTestCase):
         self.resize(cluster, 1, ['gpu-server-0'], nodegroup=ng)
         patch = self.heat.calls_of('PATCH')[-1]
         self.assertEqual('celtic-k1-5d12f6fd-gpu/%s' % ng.stack_id, patch.path)
-        self.assertEqual({'count': 1, 'removal_list': ['gpu-server-0']},
-                         patch.body['parameters'])
+        self.assertEqual({'count': 1}, patch.body['parameters'])
+        self.assertEqual((['1'], 2), rendered_members(patch))
 
     def test_resize_of_a_pool_beyond_the_stack_limit_is_refused(self):
         self.config(heat_max_resources_per_stack=50, group='celtic')
@@ -875,8 +882,8 @@ class ResizeTest(base.DriverTestCase):
         cluster_conductor.Handler().cluster_update(
             self.user_context, cluster, 4, None, None, rollback=True)
         patch = self.heat.calls_of('PATCH')[-1]
-        self.assertEqual({'minion_count': 4, 'minions_to_remove': []},
-                         patch.body['parameters'])
+        self.assertEqual({'minion_count': 4}, patch.body['parameters'])
+        self.assertEqual((['0', '1', '2', '3'], 4), rendered_members(patch))
         self.assertFalse(patch.body['disable_rollback'])
         stored = self.reload()
         self.assertEqual((Status.UPDATE_IN_PROGRESS, Status.UPDATE_IN_PROGRESS, 4),

@@ -42,11 +42,9 @@ def test_parameters_come_from_the_spec_and_the_pki(template_set, pki):
     built = spec({'proxy_count': '3', 'storage_volume_size': '80',
                   'master_lb_allowed_cidrs': '192.0.2.0/24'})
     params = stack.cluster_request(built, pki, template_set, 60,
-                                   openstack_ca='CA-BUNDLE',
-                                   minions_to_remove=['srv-1']).parameters
+                                   openstack_ca='CA-BUNDLE').parameters
     assert (params['master_count'], params['minion_count'], params['proxy_count'],
             params['storage_count']) == (3, 3, 3, 3)
-    assert params['minions_to_remove'] == ['srv-1']
     assert params['storage_volume_size'] == 80
     assert params['api_allowed_cidrs'] == ['192.0.2.0/24']
     assert params['dns_nameservers'] == ['8.8.8.8']
@@ -96,10 +94,73 @@ def test_timeouts_follow_the_cluster_and_cap_the_wait_condition():
                               25) == (25, 1500)
 
 
-def test_scale_parameters_for_the_cluster_stack_and_a_pool_stack():
-    assert stack.scale_parameters(4) == {'minion_count': 4, 'minions_to_remove': []}
-    assert stack.scale_parameters(1, ('a', 'b'), pool_stack=True) == {
-        'count': 1, 'removal_list': ['a', 'b']}
+def _members(text: str) -> tuple[list[str], int]:
+    outputs = yaml.safe_load(text)['outputs']
+    return outputs['members']['value'], outputs['next_index']['value']
+
+
+def test_the_pool_is_rendered_with_one_member_per_minion(template_set, pki):
+    request = stack.cluster_request(spec(), pki, template_set, 60)
+    nodes = yaml.safe_load(request.files[templates.NODES_TEMPLATE])
+    assert sorted(nodes['resources']) == ['0', '1', '2', 'server_group']
+    assert _members(request.files[templates.NODES_TEMPLATE]) == (['0', '1', '2'], 3)
+    pattern = yaml.safe_load(template_set.read(templates.NODES_TEMPLATE))['resources']
+    for index in ('0', '1', '2'):
+        member = nodes['resources'][index]
+        # every member is the pattern with its own index, and waits for the server
+        # group (the pool's only resource that depends on nothing)
+        expected = json.loads(json.dumps(pattern['member']).replace('%index%', index))
+        assert member == expected
+        assert member['properties']['scheduler_hints'] == {
+            'group': {'get_resource': 'server_group'}}
+    assert nodes['outputs']['server_ids']['value'] == [
+        {'get_resource': i} for i in ('0', '1', '2')]
+    assert nodes['outputs']['addresses']['value'][2] == {'get_attr': ['2', 'first_address']}
+
+
+def test_a_big_pool_stays_within_heats_template_size(template_set):
+    text = stack.render_nodes(template_set.read(templates.NODES_TEMPLATE),
+                              stack.Members.first(1000))
+    assert len(text) < 512 * 1024       # Heat's default max_template_size
+    assert len(yaml.safe_load(text)['resources']) == 1001
+
+
+OUTPUTS_3 = {'minion_members': ['0', '1', '2'], 'minion_next_index': 3,
+             'minion_server_ids': ['s0', 's1', 's2']}
+
+
+@pytest.mark.parametrize('count, remove, members, next_index', [
+    (4, (), (0, 1, 2, 3), 4),             # grow: a fresh index
+    (2, (), (0, 1), 3),                   # shrink: the highest index goes
+    (2, ('s1',), (0, 2), 3),              # the named server goes
+    (2, ('1',), (0, 2), 3),               # ... or the named member
+    (3, ('s0',), (1, 2, 3), 4),           # replace a node: never its old index
+    (0, (), (), 3),
+])
+def test_plan_members(count, remove, members, next_index):
+    assert stack.plan_members(OUTPUTS_3, count, remove) == stack.Members(members,
+                                                                         next_index)
+
+
+def test_plan_members_never_reuses_an_index_and_copes_without_outputs():
+    after_removal = {'members': ['0', '2'], 'next_index': 3, 'server_ids': ['a', 'c']}
+    assert stack.plan_members(after_removal, 3, pool_stack=True) == stack.Members(
+        (0, 2, 3), 4)
+    # a stack whose pool never came up: the server list is all there is
+    assert stack.plan_members({'minion_server_ids': ['a', None]}, 3) == stack.Members(
+        (0, 1, 2), 3)
+    assert stack.plan_members({}, 2) == stack.Members((0, 1), 2)
+
+
+def test_scale_request_patches_the_count_and_the_rendered_pool(template_set):
+    params, files = stack.scale_request(template_set, OUTPUTS_3, 2, ('s0',))
+    assert params == {'minion_count': 2}
+    assert _members(files[templates.NODES_TEMPLATE]) == (['1', '2'], 3)
+    params, files = stack.scale_request(
+        template_set, {'members': ['0'], 'next_index': 1, 'server_ids': ['x']}, 2,
+        pool_stack=True)
+    assert params == {'count': 2}
+    assert _members(files[templates.NODES_TEMPLATE]) == (['0', '1'], 2)
 
 
 # ---- secrets ---------------------------------------------------------------------
@@ -262,7 +323,7 @@ def test_files_closure_holds_every_file_the_templates_use(pki, labels):
     assert needed <= set(files), needed - set(files)
     assert templates.ROOT_TEMPLATE not in files
     for name in needed:
-        if not name.startswith('bundles/'):
+        if not name.startswith('bundles/') and name != templates.NODES_TEMPLATE:
             with open(f'{template_set.root}/{name}', encoding='utf-8') as disk:
                 assert files[name] == disk.read()
 
@@ -286,14 +347,13 @@ def test_pool_request_wires_the_pool_to_the_cluster_network(template_set, pki):
     built = spec()
     pool = dataclasses.replace(built.default_pool, nodegroup='gpu', pool_name='gpu',
                                count=2, flavor='g1', node_labels={'a': 'b'})
-    request = stack.pool_request(built, pool, pki, OUTPUTS, template_set, 60,
-                                 nodes_to_remove=['srv-9'])
+    request = stack.pool_request(built, pool, pki, OUTPUTS, template_set, 60)
     params = request.parameters
     assert request.stack_name == stack.stack_name(built) + '-gpu'
     assert (params['network'], params['subnet'], params['security_groups']) == (
         'net-1', 'sub-1', ['sg-a', 'sg-b'])
-    assert (params['count'], params['flavor'], params['removal_list']) == (
-        2, 'g1', ['srv-9'])
+    assert (params['count'], params['flavor']) == (2, 'g1')
+    assert _members(request.files[templates.NODES_TEMPLATE]) == (['0', '1'], 2)
     assert params['params']['api_vip'] == '10.0.0.5'
     # The pool's own settings win over the cluster facts.
     assert (params['params']['pool'], params['params']['node_labels']) == (
@@ -349,10 +409,13 @@ def test_resource_constants_match_the_templates(template_set):
     assert len(_resources(template_set, 'addresses.yaml')) == stack.VIP_ADDRESSES
     assert len(_resources(template_set, 'master.yaml')) + len(
         _resources(template_set, 'node_group.yaml')) == stack.NODE_GROUP
-    # minion.yaml: everything but the nodes group (counted in FIXED_RESOURCES).
-    assert len(_resources(template_set, 'minion.yaml')) - 1 == stack.POOL
+    # minion.yaml: everything but the nodes (counted in FIXED_RESOURCES), plus the
+    # server group of minion_nodes.yaml; a member is PER_MINION.
+    nodes = _resources(template_set, templates.NODES_TEMPLATE)
+    assert len(_resources(template_set, 'minion.yaml')) - 1 + len(nodes) - 1 == stack.POOL
     minion = _resources(template_set, 'minion.yaml')
-    assert minion['nodes']['properties']['resource_def']['type'] == 'OS::Nova::Server'
+    assert minion['nodes']['type'] == templates.NODES_TEMPLATE
+    assert nodes['member']['type'] == 'OS::Nova::Server' and stack.PER_MINION == 1
     node = _resources(template_set, 'node.yaml')
     assert len(node) == stack.PER_STORAGE_NODE - 2
     conditional = {r for r, d in node.items() if d.get('condition')}
