@@ -85,6 +85,10 @@ CELTIC_ROLE=$LAB_ROLE
 celtic_run lab_node_main
 '''
 
+#: A node's work happens on its own machine; here it shares the control plane's cores,
+#: so it runs at low priority and takes what Keystone, Heat and the database leave.
+NODE_NICENESS = 10
+
 _running: dict[str, subprocess.Popen] = {}
 _running_lock = threading.Lock()
 _slots = threading.BoundedSemaphore(int(os.environ.get('CELTIC_LAB_NODE_CONCURRENCY', '8')))
@@ -312,7 +316,8 @@ def run(root: str, name: str, server_id: str, address: str, user_data: str,
         if not os.path.exists(env['CELTIC_LIB_DIR'] + '/lib/celtic.sh'):
             console.write('lab node: lib/celtic.sh is not delivered; cannot signal Heat\n')
             return 127
-        proc = subprocess.Popen(['bash', script], cwd=root, env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(['nice', '-n', str(NODE_NICENESS), 'bash', script], cwd=root,
+                                env=env, stdin=subprocess.DEVNULL,
                                 stdout=console, stderr=subprocess.STDOUT)
         with _running_lock:
             _running[server_id] = proc
