@@ -270,12 +270,17 @@ def _for_member(node: Any, name: str) -> Any:
     """A pattern output item, pointed at one member instead of the pattern."""
     if isinstance(node, list):
         return [_for_member(item, name) for item in node]
-    if isinstance(node, dict):
-        return {key: (name if key in ('get_resource',) and value == PATTERN else
-                      [name] + value[1:] if key == 'get_attr' and value[:1] == [PATTERN]
-                      else _for_member(value, name))
-                for key, value in node.items()}
-    return node
+    if not isinstance(node, dict):
+        return node
+    result = {}
+    for key, value in node.items():
+        if key == 'get_resource' and value == PATTERN:
+            result[key] = name
+        elif key == 'get_attr' and isinstance(value, list) and value[:1] == [PATTERN]:
+            result[key] = [name] + value[1:]
+        else:
+            result[key] = _for_member(value, name)
+    return result
 
 
 def render_nodes(pattern_text: str, members: Members) -> str:
@@ -334,7 +339,7 @@ def plan_members(outputs: Mapping[str, Any], count: int,
     names = outputs.get(members_key)
     if not isinstance(names, list):  # a stack whose pool template never came up
         names = [str(i) for i in range(len(ids))]
-    indices = [int(n) for n in names]
+    indices = [int(n) for n in names if str(n).isdigit()]
     try:
         next_index = int(outputs.get(next_key))
     except (TypeError, ValueError):
