@@ -20,13 +20,14 @@ def templates_dir() -> str:
     return templates.resolve_dir(os.environ.get('CELTIC_LAB_TEMPLATES_DIR') or None)
 
 
-def create_kwargs(name: str, masters: int = 3, minions: int = 3, proxies: int = 2,
-                  storage: int = 3, labels: dict[str, str] | None = None,
-                  timeout_mins: int = 30, **parameters: Any) -> dict[str, Any]:
-    """Keyword arguments for heatclient ``stacks.create`` for a cluster called name.
+def request(name: str, masters: int = 3, minions: int = 3, proxies: int = 2,
+            storage: int = 3, labels: dict[str, str] | None = None,
+            timeout_mins: int = 30, **parameters: Any):
+    """The driver's StackRequest for a cluster called name.
 
     Node names are ``<name>-<role>-<index>``; parameters overrides single stack
     parameters (e.g. ``wait_timeout``)."""
+    import dataclasses
     from magnum_celtic import sample
     from magnum_celtic import stack
     from magnum_celtic import templates
@@ -34,13 +35,15 @@ def create_kwargs(name: str, masters: int = 3, minions: int = 3, proxies: int = 
     all_labels.update(labels or {})
     spec = sample.sample_spec(labels=all_labels, masters=masters, minions=minions,
                               name=name)
-    request = stack.cluster_request(spec, sample.sample_pki(spec.cluster_uuid),
-                                    templates.TemplateSet(templates_dir()), timeout_mins)
-    kwargs = request.create_kwargs()
-    kwargs['stack_name'] = name
-    kwargs['parameters']['name_prefix'] = name
-    kwargs['parameters'].update(parameters)
-    return kwargs
+    built = stack.cluster_request(spec, sample.sample_pki(spec.cluster_uuid),
+                                  templates.TemplateSet(templates_dir()), timeout_mins)
+    values = dict(built.parameters, name_prefix=name, **parameters)
+    return dataclasses.replace(built, stack_name=name, parameters=values)
+
+
+def create_kwargs(name: str, **options: Any) -> dict[str, Any]:
+    """Keyword arguments for heatclient ``stacks.create`` (see ``request``)."""
+    return request(name, **options).create_kwargs()
 
 
 def resource_count(masters: int = 3, minions: int = 3, proxies: int = 2,
