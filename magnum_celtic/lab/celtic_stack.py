@@ -64,8 +64,8 @@ def scale_kwargs(heat, stack_id: str, minions: int, remove=(),
     current outputs."""
     from magnum_celtic import stack
     from magnum_celtic import templates
-    outputs = {o['output_key']: o.get('output_value')
-               for o in heat.stacks.get(stack_id, resolve_outputs=True).outputs or []}
+    from magnum_celtic.lab import heatwatch
+    outputs = heatwatch.outputs(heat.stacks.get(stack_id, resolve_outputs=True))
     parameters, files = stack.scale_request(templates.TemplateSet(templates_dir()),
                                             outputs, minions, remove, pool_stack)
     return {'existing': True, 'parameters': parameters, 'files': files}
