@@ -34,7 +34,7 @@ BEHAVIOUR_FILE = 'behaviour.json'
 #: kinds of objects the stand-ins create, as they appear in cloud.json
 KINDS = ('servers', 'ports', 'floating_ips', 'networks', 'subnets', 'routers',
          'router_interfaces', 'security_groups', 'security_group_rules', 'server_groups',
-         'volumes', 'volume_attachments', 'software_deployments')
+         'volumes', 'volume_attachments')
 #: catalogue kinds that exist before any stack
 CATALOGUE_KINDS = ('images', 'flavors', 'keypairs', 'volume_types')
 

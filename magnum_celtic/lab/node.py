@@ -37,6 +37,7 @@ import tarfile
 import threading
 import time
 from typing import Any
+from typing import Callable
 
 import yaml
 
@@ -316,37 +317,52 @@ def run(root: str, name: str, server_id: str, address: str, user_data: str,
         if not os.path.exists(env['CELTIC_LIB_DIR'] + '/lib/celtic.sh'):
             console.write('lab node: lib/celtic.sh is not delivered; cannot signal Heat\n')
             return 127
-        proc = subprocess.Popen(['nice', '-n', str(NODE_NICENESS), 'bash', script], cwd=root,
-                                env=env, stdin=subprocess.DEVNULL,
-                                stdout=console, stderr=subprocess.STDOUT)
+        return run_shell(server_id, script, root, env, console)
+
+
+def run_shell(key: str, script: str, cwd: str, env: dict[str, str], console) -> int:
+    """Run a node-side bash script at the nodes' priority; stop(key) kills it.
+
+    Returns its exit status."""
+    proc = subprocess.Popen(['nice', '-n', str(NODE_NICENESS), 'bash', script], cwd=cwd,
+                            env=env, stdin=subprocess.DEVNULL,
+                            stdout=console, stderr=subprocess.STDOUT)
+    with _running_lock:
+        _running[key] = proc
+    try:
+        return proc.wait()
+    finally:
         with _running_lock:
-            _running[server_id] = proc
-        try:
-            return proc.wait()
-        finally:
-            with _running_lock:
-                _running.pop(server_id, None)
+            _running.pop(key, None)
+
+
+def in_background(name: str, delay: float, work: Callable[[], Any]) -> threading.Thread:
+    """Run work after delay seconds in a thread, holding one of the node slots
+    (CELTIC_LAB_NODE_CONCURRENCY) while it runs."""
+    def body():
+        if delay:
+            time.sleep(delay)
+        with _slots:
+            work()
+
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def start(root: str, name: str, server_id: str, address: str, user_data: str,
           behaviour: dict, signal_attempts: int | None = None) -> threading.Thread:
     """Boot the node in the background (what happens after Nova reports ACTIVE)."""
-    def boot():
-        delay = float(behaviour.get('configure_seconds') or 0)
-        if delay:
-            time.sleep(delay)
-        with _slots:
-            run(root, name, server_id, address, user_data, behaviour, signal_attempts)
-
-    thread = threading.Thread(target=boot, name='lab-node-%s' % name, daemon=True)
-    thread.start()
-    return thread
+    return in_background(
+        'lab-node-%s' % name, float(behaviour.get('configure_seconds') or 0),
+        lambda: run(root, name, server_id, address, user_data, behaviour, signal_attempts))
 
 
-def stop(server_id: str) -> None:
-    """Power the node off (its server is being deleted)."""
+def stop(key: str) -> None:
+    """Power the node off (its server is being deleted), or stop what run_shell(key)
+    runs."""
     with _running_lock:
-        proc = _running.pop(server_id, None)
+        proc = _running.pop(key, None)
     if proc is not None and proc.poll() is None:
         proc.kill()
 

@@ -205,3 +205,71 @@ def test_a_failing_node_fails_the_stack_naming_node_and_step(lab, behaviour):
         heat.stacks.delete(created['stack']['id'])
         heatwatch.wait(heat, created['stack']['id'], timeout=TIMEOUT, gone_ok=True)
     _assert_nothing_left(lab, name, baseline)
+
+
+DEPLOYMENT_TEMPLATE = '''
+heat_template_version: 2021-04-16
+resources:
+  config:
+    type: OS::Heat::SoftwareConfig
+    properties: {group: script, config: "#!/bin/sh\\ntrue\\n"}
+  server:
+    type: OS::Nova::Server
+    properties:
+      image: ubuntu-24.04
+      flavor: m1.small
+      networks: [{network: private}]
+      user_data_format: SOFTWARE_CONFIG
+      software_config_transport: POLL_SERVER_HEAT
+  deployment:
+    type: OS::Heat::SoftwareDeployment
+    properties:
+      config: {get_resource: config}
+      server: {get_resource: server}
+      signal_transport: HEAT_SIGNAL
+      actions: [CREATE]
+  on_update:
+    type: OS::Heat::SoftwareDeployment
+    properties:
+      config: {get_resource: config}
+      server: {get_resource: server}
+      signal_transport: HEAT_SIGNAL
+      actions: [UPDATE]
+outputs:
+  stdout: {value: {get_attr: [deployment, deploy_stdout]}}
+  status_code: {value: {get_attr: [deployment, deploy_status_code]}}
+'''
+
+
+def test_a_software_deployment_completes_only_by_its_agents_signal(lab):
+    """The old driver's node plumbing, as the scale benchmark runs it: Heat's own
+    SoftwareDeployment; the lab agent reports it through Keystone and heat-api."""
+    heat = lab.heat('demo')
+    baseline = lab.cloud.leftovers()
+    created = heat.stacks.create(stack_name='hsd', template=DEPLOYMENT_TEMPLATE)
+    stack_id = created['stack']['id']
+    try:
+        final = heatwatch.wait(heat, stack_id, timeout=TIMEOUT)
+        assert final.stack_status == 'CREATE_COMPLETE', final.stack_status_reason
+        outputs = heatwatch.outputs(final)
+        # deploy_stdout is only known to Heat from the signal's body
+        assert outputs['stdout'] == 'lab agent: deployment CREATE ran'
+        assert outputs['status_code'] == 0
+        # the server got its own stack-domain user for polling, as with real Heat
+        metadata = heat.resources.metadata(stack_id, 'server')
+        poll = metadata['os-collect-config']['heat']
+        assert poll['user_id'] and poll['password'] and poll['resource_name'] == 'server'
+        assert [[i['value'] for i in d['inputs'] if i['name'] == 'deploy_resource_name']
+                for d in metadata['deployments']] == [['deployment']]
+        # the UPDATE-only deployment has nothing to run at create
+        sd = heat.software_deployments.list(server_id=heat.resources.get(
+            stack_id, 'server').physical_resource_id)
+        assert [d.status for d in sd] == ['COMPLETE']
+    finally:
+        heat.stacks.delete(stack_id)
+        heatwatch.wait(heat, stack_id, timeout=TIMEOUT, gone_ok=True)
+    _assert_nothing_left(lab, 'hsd', baseline)
+    from keystoneclient.v3 import client as ks_client
+    keystone = ks_client.Client(session=lab.session('admin'), interface='public')
+    domain = keystone.domains.find(name='heat')
+    assert [u.name for u in keystone.users.list(domain=domain)] == ['heat_domain_admin']

@@ -23,6 +23,9 @@ OPTS = [
 ]
 cfg.CONF.register_opts(OPTS, group='celtic_lab')
 
+#: the lab's Keystone and Heat are real: stack-domain users, signal URLs
+REAL_CLIENTS = ('keystone', 'heat')
+
 #: Nova's limit on user_data, base64-encoded
 NOVA_USER_DATA_LIMIT = 65535
 
@@ -104,6 +107,9 @@ class CloudClientPlugin:
         return self.is_conflict(ex) or self.is_not_found(ex)
 
     # capabilities ---------------------------------------------------------------
+    def _get_region_name(self) -> str:
+        return cfg.CONF.region_name_for_services
+
     def is_version_supported(self, version) -> bool:
         return True
 
@@ -163,10 +169,14 @@ class StandIn:
         return (True, None)
 
     def client(self, name=None, version=None):
+        if name in REAL_CLIENTS:
+            return super().client(name, version=version)
         raise NotImplementedError('%s is a lab stand-in and has no real %s client'
                                   % (self.type(), name or self.default_client_name))
 
     def client_plugin(self, name=None):
+        if name in REAL_CLIENTS:
+            return super().client_plugin(name)
         return CloudClientPlugin(self, name or self.default_client_name)
 
     # records --------------------------------------------------------------------

@@ -1,69 +1,65 @@
-"""Stand-in for what a node agent does with an ``OS::Heat::SoftwareDeployment``.
+"""``OS::Heat::SoftwareDeployment`` as Heat runs it, with the lab playing the agent.
 
 celtic does not use software deployments (a node reports once, through its wait
 condition); the old in-tree Magnum driver did, one or two per node, with
 heat-container-agent on the server running the config and signalling back. The Heat
-benchmarks run those templates too, so this stand-in keeps Heat's own class (schema,
-validation, the row in the stack) and replaces only the agent: a deployment whose
-action is in ``actions`` completes ``deployment_seconds`` after it is created (server
-behaviour, default 1 s; the figure the reference measurements used), any other action
-completes at once, as the real resource does when it has nothing to run.
+benchmarks run those templates too, so this class is Heat's own resource with nothing
+replaced but the two places that would reach a cloud or a guest:
+
+- when Heat has stored a deployment that expects a signal, the server's agent
+  (agent.py) runs it for ``deployment_seconds`` (lab behaviour, default 1 s, the
+  figure the reference measurements used) and reports it through Keystone and heat-api
+  as heat-config-notify does, with the deployment's own stack-domain user;
+- "does the server still exist" asks the lab cloud instead of Nova.
+
+Everything else is Heat's: the derived config with the signal credentials, the
+stack-domain user, the deployment record and the metadata Heat pushes to the server,
+the polling until the deployment is COMPLETE, the signal's handling, and the clean-up
+(user, derived config, record) on delete. Only ``HEAT_SIGNAL`` (and ``NO_SIGNAL``,
+which needs no agent) is played; another transport is refused with a clear error.
 """
 
 from __future__ import annotations
 
-import time
+import os
 
+from heat.common import exception
 from heat.engine.resources.openstack.heat import software_deployment
 
-from magnum_celtic.lab.standins.base import StandIn
-from magnum_celtic.lab.standins.base import _project
+from magnum_celtic.lab import agent
 from magnum_celtic.lab.standins.base import lab_cloud
 
 DEFAULT_SECONDS = 1.0
 
 
-class StandInSoftwareDeployment(StandIn, software_deployment.SoftwareDeployment):
-    kind = 'software_deployments'
+class StandInSoftwareDeployment(software_deployment.SoftwareDeployment):
 
-    def _create_record(self, doc, record_id):
-        return {'id': record_id, 'name': self.physical_resource_name(),
-                'server_id': self.properties[self.SERVER],
-                'config_id': self.properties[self.CONFIG], 'status': 'IN_PROGRESS',
-                'tenant_id': _project(self)}
+    def _agent_dir(self) -> str:
+        return os.path.join(lab_cloud().directory, 'agents', self.resource_id or 'none')
 
-    def handle_create(self):
-        if self.CREATE not in (self.properties[self.DEPLOY_ACTIONS] or []):
-            return None
-        record_id = super().handle_create()
+    def _handle_action(self, action, config=None, prev_derived_config=None):
+        sd = super()._handle_action(action, config=config,
+                                    prev_derived_config=prev_derived_config)
+        if sd:
+            self._run_on_server(action)
+        return sd
+
+    def _run_on_server(self, action) -> None:
+        if not self._signal_transport_heat():
+            raise exception.Error(
+                'the lab plays the software-config agent for signal_transport '
+                'HEAT_SIGNAL only, not %s' % self.properties[self.SIGNAL_TRANSPORT])
+        credentials = self._get_heat_signal_credentials()
+        url = self._get_heat_signal_url(project_id=credentials['project_id'])
         rules = lab_cloud().behaviour(self.physical_resource_name())
         seconds = float(rules.get('deployment_seconds', DEFAULT_SECONDS))
-        return {'id': record_id, 'done_at': time.time() + seconds}
+        agent.report(self._agent_dir(), self.resource_id, seconds, credentials, url,
+                     '%s %s' % (self.name, action))
 
-    def check_create_complete(self, handle):
-        if not handle:
-            return True
-        if time.time() < handle['done_at']:
-            return False
-        with lab_cloud().transaction() as doc:
-            record = doc['software_deployments'].get(handle['id'])
-            if record is not None:
-                record['status'] = 'COMPLETE'
-        return True
+    def _server_exists(self, sd):
+        return sd['server_id'] in lab_cloud().snapshot().get('servers', {})
 
-    def handle_update(self, json_snippet, tmpl_diff, prop_diff):
-        return None
-
-    def check_update_complete(self, *args):
-        return True
-
-    def handle_delete(self):
-        return StandIn.handle_delete(self)
-
-    def check_delete_complete(self, *args):
-        return True
-
-    def get_attribute(self, key, *path):
-        # deploy_stdout / deploy_stderr / deploy_status_code and config outputs: the
-        # stand-in agent ran nothing, so there is nothing to report
-        return None
+    def _delete_resource(self):
+        if self.resource_id is not None:
+            agent.forget(self._agent_dir(), self.resource_id)
+        super()._delete_resource()

@@ -119,6 +119,13 @@ class StandInServer(StandIn, server.Server):
         if behaviour.get('refuse'):
             # Nova turning the request down (quota, policy): nothing is stored
             raise Forbidden('%s (HTTP 403)' % behaviour['refuse'])
+        if self.user_data_software_config():
+            # what Heat does before asking Nova for a software-config server: the
+            # server's own stack-domain user and the os-collect-config metadata that
+            # tells its agent where to poll for deployments
+            metadata = self.metadata_get(True) or {}
+            self._create_transport_credentials(self.properties)
+            self._populate_deployments_metadata(metadata, self.properties)
         server_id = super().handle_create()
         return {'id': server_id, 'name': name, 'behaviour': behaviour,
                 'active_at': time.time() + float(behaviour.get('boot_seconds') or 0)}
@@ -138,7 +145,8 @@ class StandInServer(StandIn, server.Server):
         if fault:
             raise exception.ResourceInError(resource_status='ERROR', status_reason=fault)
         if self.properties[self.USER_DATA_FORMAT] == self.SOFTWARE_CONFIG:
-            # the guest is a software-config agent: the deployment stand-in plays it
+            # the guest is a software-config agent: it acts for each deployment Heat
+            # stores for it (standins/heat_software.py, agent.py)
             return True
         cloud = lab_cloud()
         node.start(cloud.node_dir(handle['name'], handle['id']), handle['name'],
@@ -250,6 +258,8 @@ class StandInServer(StandIn, server.Server):
                 volume.update(status='available', attachments=[])
 
     def handle_delete(self):
+        if self.user_data_software_config():
+            self._delete_user()   # as Heat's Server does
         return StandIn.handle_delete(self)
 
     def check_delete_complete(self, *args):
