@@ -21,9 +21,11 @@ Both designs run one after the other on the same control plane (real Keystone, r
 Heat): MariaDB and CELTIC_HARNESS_ENGINE_WORKERS heat-engine workers (default 2) over
 RabbitMQ, as a real Heat runs (CELTIC_HARNESS_BACKEND=embedded runs it on sqlite instead;
 the reference figures were taken on MariaDB). Cloud resources are the lab's stand-ins
-(one row each, so counts are what a cloud would give): servers ACTIVE after 1 s, the old
-driver's software deployments done 1 s later (its node agent), celtic nodes running the
-real shell library and signalling their wait condition. The old templates come from the
+(one row each, so counts are what a cloud would give): servers ACTIVE after 1 s. Both
+designs' nodes report through Keystone and heat-api: the old driver's software
+deployments are Heat's own, each run for 1 s by the lab's agent and signalled as
+heat-config-notify does (lab/agent.py); celtic nodes run the real shell library and
+signal their pool's wait condition. The old templates come from the
 magnum 22.0.0 wheel, downloaded from PyPI at run time (tests/bench/old_driver.py).
 Times are wall-clock, from the request to the stack's final state, polled every 0.25 s.
 Run: python -m tests.bench.run scale (or tox -e bench -- scale).
