@@ -38,6 +38,11 @@ class StandInSoftwareDeployment(software_deployment.SoftwareDeployment):
         return os.path.join(lab_cloud().directory, 'agents', self.resource_id or 'none')
 
     def _handle_action(self, action, config=None, prev_derived_config=None):
+        if not (self._signal_transport_heat() or self._signal_transport_none()):
+            # refused before Heat stores anything for the deployment
+            raise exception.Error(
+                'the lab plays the software-config agent for signal_transport '
+                'HEAT_SIGNAL only, not %s' % self.properties[self.SIGNAL_TRANSPORT])
         sd = super()._handle_action(action, config=config,
                                     prev_derived_config=prev_derived_config)
         if sd:
@@ -45,10 +50,6 @@ class StandInSoftwareDeployment(software_deployment.SoftwareDeployment):
         return sd
 
     def _run_on_server(self, action) -> None:
-        if not self._signal_transport_heat():
-            raise exception.Error(
-                'the lab plays the software-config agent for signal_transport '
-                'HEAT_SIGNAL only, not %s' % self.properties[self.SIGNAL_TRANSPORT])
         credentials = self._get_heat_signal_credentials()
         url = self._get_heat_signal_url(project_id=credentials['project_id'])
         rules = lab_cloud().behaviour(self.physical_resource_name())
