@@ -14,9 +14,11 @@ the server, the signal's handling) is Heat's own code (standins/heat_software.py
 The agent learns of the deployment the moment Heat stores it, which is kind to the
 old design (a real os-collect-config polls every 30 s). The config "runs" for the
 deployment's ``deployment_seconds`` (lab behaviour, default 1 s), then the report is
-a bash script with curl, like a celtic node's, run the way node.py runs nodes (niced,
-one of the node slots, killed when the deployment goes away). Nothing secret is put on
-a command line: the Keystone request body and the token header are 0600 files.
+sent by the same code a celtic node sends its signal with: the node library's
+``_celtic_send_signal`` (lib/celtic.sh: token, then POST, each retried), run the way
+node.py runs nodes (niced, one of the node slots, killed when the deployment goes
+away). Nothing secret is put on a command line: the Keystone request body and the
+token header are 0600 files.
 """
 
 from __future__ import annotations
@@ -26,36 +28,21 @@ import os
 import shutil
 import threading
 
+from magnum_celtic.lab import celtic_stack
 from magnum_celtic.lab import node
 
-#: the number of reports a deployment gets before the agent gives up (a real
-#: heat-config-notify tries once; os-collect-config runs it again at the next poll)
-ATTEMPTS = 3
-RETRY_SECONDS = 2
-
 NOTIFY_SCRIPT = r'''
-# The lab's heat-config-notify: authenticate as the deployment's stack-domain user,
-# then signal the deployment's outputs to heat-api.
+# The lab's heat-config-notify: the node library's signal sender, with the deployment's
+# stack-domain user and its outputs (files in this directory, as the library expects).
 set -uo pipefail
-for attempt in $(seq 1 "$AGENT_ATTEMPTS"); do
-    token=$(curl -sS -f -o /dev/null -D - --max-time 60 \
-                -H 'Content-Type: application/json' --data @auth.json \
-                "$AGENT_AUTH_URL/auth/tokens" |
-            awk 'tolower($1) == "x-subject-token:" {print $2}' | tr -d '\r')
-    if [[ -n "$token" ]]; then
-        printf 'X-Auth-Token: %s\n' "$token" > token_header
-        if curl -sS -f -o /dev/null --max-time 120 -H @token_header \
-                -H 'Content-Type: application/json' --data @outputs.json \
-                "$AGENT_SIGNAL_URL"; then
-            echo "agent: deployment $AGENT_DEPLOYMENT reported (attempt $attempt)"
-            exit 0
-        fi
-    fi
-    echo "agent: deployment $AGENT_DEPLOYMENT: report failed (attempt $attempt)"
-    sleep "$AGENT_RETRY_SECONDS"
-done
-exit 1
+source "$AGENT_LIBRARY"
+_celtic_send_signal "$PWD" && celtic_info "deployment $AGENT_DEPLOYMENT reported"
 '''
+
+
+def library() -> str:
+    """The node library the report is sent with (the templates' lib/celtic.sh)."""
+    return os.path.join(celtic_stack.templates_dir(), 'fragments', 'lib', 'celtic.sh')
 
 
 def _private(path: str, text: str) -> None:
@@ -85,16 +72,21 @@ def report(root: str, deployment_id: str, seconds: float, credentials: dict,
     ``credentials`` is Heat's own for the deployment (SignalResponder's
     ``_get_heat_signal_credentials``: auth_url, user_id, password, project_id)."""
     os.makedirs(root, mode=0o700, exist_ok=True)
+    # the files lib/celtic.sh's _celtic_send_signal reads from its work directory
     _private(os.path.join(root, 'auth.json'), json.dumps(auth_request(
         credentials['user_id'], credentials['password'], credentials['project_id'])))
-    _private(os.path.join(root, 'outputs.json'), json.dumps(outputs(config_name)))
+    _private(os.path.join(root, 'auth_url'),
+             credentials['auth_url'].rstrip('/') + '/auth/tokens')
+    _private(os.path.join(root, 'signal.json'), json.dumps(outputs(config_name)))
+    _private(os.path.join(root, 'alarm_url'), signal_url)
     _private(os.path.join(root, 'notify.sh'), NOTIFY_SCRIPT)
     env = {k: v for k, v in os.environ.items()
            if not k.lower().endswith('_proxy') and not k.startswith(('OS_', 'CELTIC_'))}
     env.update({'no_proxy': '127.0.0.1,localhost',
-                'AGENT_AUTH_URL': credentials['auth_url'].rstrip('/'),
-                'AGENT_SIGNAL_URL': signal_url, 'AGENT_DEPLOYMENT': deployment_id,
-                'AGENT_ATTEMPTS': str(ATTEMPTS), 'AGENT_RETRY_SECONDS': str(RETRY_SECONDS)})
+                'PATH': os.pathsep.join([node.lab_bin_dir(root), env.get('PATH', '')]),
+                'AGENT_LIBRARY': library(), 'AGENT_DEPLOYMENT': deployment_id,
+                'CELTIC_ROLE': 'agent', 'CELTIC_ETC': root,
+                'CELTIC_LOG_FILE': os.path.join(root, 'agent.log')})
 
     def notify():
         with open(os.path.join(root, 'agent.log'), 'a') as console:

@@ -240,7 +240,7 @@ def check_contract(root: str, role: str) -> list[str]:
     return problems
 
 
-def _bin_dir(root: str) -> str:
+def lab_bin_dir(root: str) -> str:
     """Commands a lab node must not take from the host (logger would fill its journal)."""
     path = os.path.join(root, 'lab-bin')
     os.makedirs(path, exist_ok=True)
@@ -271,7 +271,7 @@ def node_environment(root: str, name: str, server_id: str, address: str, role: s
     tmp = os.path.join(root, 'tmp')
     os.makedirs(tmp, exist_ok=True)
     env.update({
-        'PATH': os.pathsep.join([_bin_dir(root), os.path.dirname(sys.executable),
+        'PATH': os.pathsep.join([lab_bin_dir(root), os.path.dirname(sys.executable),
                                  env.get('PATH', '/usr/bin:/bin')]),
         'CELTIC_ETC': root + '/etc/celtic',
         'CELTIC_LIB_DIR': root + '/usr/local/lib/celtic',

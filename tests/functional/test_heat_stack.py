@@ -59,6 +59,15 @@ def _assert_nothing_left(lab, stack_name: str, baseline: dict) -> None:
     assert not any(cloud_left.values()), 'the cloud still has %s' % cloud_left
 
 
+def _stack_domain(lab) -> tuple[list, list[str]]:
+    """The projects and the user names in Heat's Keystone stack domain."""
+    from keystoneclient.v3 import client as ks_client
+    keystone = ks_client.Client(session=lab.session('admin'), interface='public')
+    domain = keystone.domains.find(name='heat')
+    return (keystone.projects.list(domain=domain),
+            [u.name for u in keystone.users.list(domain=domain)])
+
+
 @pytest.fixture(scope='module')
 def stack(lab):
     """The module's celtic stack: created by the first test, deleted by the last."""
@@ -180,11 +189,9 @@ def test_delete_leaves_nothing_behind(lab, stack):
         '\n'.join(heatwatch.failures(heatwatch.rows(heat, stack['id']))))
     _assert_nothing_left(lab, STACK, stack['baseline'])
     # Heat removed the stack-domain project and users behind the wait-condition handles
-    from keystoneclient.v3 import client as ks_client
-    keystone = ks_client.Client(session=lab.session('admin'), interface='public')
-    domain = keystone.domains.find(name='heat')
-    assert keystone.projects.list(domain=domain) == []
-    assert [u.name for u in keystone.users.list(domain=domain)] == ['heat_domain_admin']
+    projects, users = _stack_domain(lab)
+    assert projects == []
+    assert users == ['heat_domain_admin']
 
 
 def test_a_failing_node_fails_the_stack_naming_node_and_step(lab, behaviour):
@@ -269,7 +276,4 @@ def test_a_software_deployment_completes_only_by_its_agents_signal(lab):
         heat.stacks.delete(stack_id)
         heatwatch.wait(heat, stack_id, timeout=TIMEOUT, gone_ok=True)
     _assert_nothing_left(lab, 'hsd', baseline)
-    from keystoneclient.v3 import client as ks_client
-    keystone = ks_client.Client(session=lab.session('admin'), interface='public')
-    domain = keystone.domains.find(name='heat')
-    assert [u.name for u in keystone.users.list(domain=domain)] == ['heat_domain_admin']
+    assert _stack_domain(lab)[1] == ['heat_domain_admin']
