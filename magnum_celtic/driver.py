@@ -100,7 +100,8 @@ class Driver(driver.Driver):
     # ---- status ---------------------------------------------------------------------
 
     def update_cluster_status(self, context, cluster, use_admin_ctx=False):
-        """One GET per stack; map it to the cluster and its nodegroups, and save."""
+        """One GET per stack (two once Heat is done with it: then with its outputs); map
+        it to the cluster and its nodegroups, and save."""
         with adapters.poll_lock(cluster.uuid) as lock:
             if not lock.acquired:
                 return
@@ -114,9 +115,9 @@ class Driver(driver.Driver):
                 return
             heat = adapters.heat_client(context, project_id=cluster.project_id)
             try:
-                cluster_stack = heat.get(
+                cluster_stack = heat.poll(
                     cluster.stack_id, stack.cluster_stack_name(cluster.name, cluster.uuid))
-                pool_stacks = {ng.name: heat.get(ng.stack_id, stack.pool_stack_name(
+                pool_stacks = {ng.name: heat.poll(ng.stack_id, stack.pool_stack_name(
                                    cluster.name, cluster.uuid, ng.name))
                                for ng in adapters.iter_pool_nodegroups(cluster)}
             except heat_api.HeatRejected as error:

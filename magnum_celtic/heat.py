@@ -203,13 +203,19 @@ class Heat:
         LOG.info('Heat stack %s delete started', stack_id)
         return True
 
-    def get(self, stack_id: str | None, name: str | None = None) -> StackState | None:
-        """The stack with its outputs; None when it does not exist.
+    def get(self, stack_id: str | None, name: str | None = None,
+            outputs: bool = True) -> StackState | None:
+        """The stack, with its outputs unless ``outputs`` is False; None when it does
+        not exist.
 
         With the stack's ``name`` it is one request to Heat's canonical URL
         (``/stacks/<name>/<id>``); by id alone Heat answers with a redirect there,
         which doubles the requests of every status poll. A name that does not match
         (a stack named by an older release) falls back to the id.
+
+        Resolving the outputs makes heat-engine load every nested stack the outputs
+        name and read each node's address, so a status poll asks without them
+        (:meth:`poll`).
         """
         if not stack_id:
             return None
@@ -217,20 +223,29 @@ class Heat:
             if name:
                 try:
                     stack = self.client.stacks.get('%s/%s' % (name, stack_id),
-                                                   resolve_outputs=True)
+                                                   resolve_outputs=outputs)
                 except heat_exc.HTTPNotFound:
-                    stack = self.client.stacks.get(stack_id, resolve_outputs=True)
+                    stack = self.client.stacks.get(stack_id, resolve_outputs=outputs)
             else:
-                stack = self.client.stacks.get(stack_id, resolve_outputs=True)
+                stack = self.client.stacks.get(stack_id, resolve_outputs=outputs)
         except heat_exc.HTTPNotFound:
             return None
         except (heat_exc.HTTPException, *_TRANSIENT) as error:
             raise _translate(error, 'status of stack %s' % stack_id)
-        outputs = {o['output_key']: o.get('output_value')
-                   for o in (getattr(stack, 'outputs', None) or [])}
+        values = {o['output_key']: o.get('output_value')
+                  for o in ((getattr(stack, 'outputs', None) or []) if outputs else [])}
         if getattr(stack, 'stack_status', '') == 'DELETE_COMPLETE':
             return None
         return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
                           status=stack.stack_status,
                           reason=getattr(stack, 'stack_status_reason', '') or '',
-                          outputs=outputs)
+                          outputs=values)
+
+    def poll(self, stack_id: str | None, name: str | None = None) -> StackState | None:
+        """The stack for a status poll: without outputs while Heat is still working
+        on it (one cheap request per poll), with them once it is not (a second
+        request, once per operation). Magnum's own Heat poller did the same."""
+        state = self.get(stack_id, name, outputs=False)
+        if state is None or state.status.endswith('_IN_PROGRESS'):
+            return state
+        return self.get(state.id, state.name or name, outputs=True)

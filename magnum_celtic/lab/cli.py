@@ -263,7 +263,7 @@ class Lab:
         self.screen.progress(text)
 
     def _prefix(self, stack_id: str) -> str:
-        stack = self.heat.stacks.get(stack_id)
+        stack = self.heat.stacks.get(stack_id, resolve_outputs=False)
         for param, value in (stack.parameters or {}).items():
             if param == 'name_prefix':
                 return value

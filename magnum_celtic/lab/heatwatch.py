@@ -87,11 +87,16 @@ def outputs(stack) -> dict:
 
 def wait(heat, stack_id: str, timeout: float = 900.0, interval: float = 2.0,
          on_poll: Callable[[object], None] | None = None, gone_ok: bool = False):
-    """Poll until the stack is no longer IN_PROGRESS; return it (None when deleted)."""
+    """Poll until the stack is no longer IN_PROGRESS; return it with its outputs (None
+    when deleted).
+
+    The polls do not ask Heat to resolve the outputs (as Magnum's poller and the
+    driver's do not): that would make heat-engine walk the nested stacks at every
+    poll and slow down what is being watched."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            stack = heat.stacks.get(stack_id)
+            stack = heat.stacks.get(stack_id, resolve_outputs=False)
         except heat_exc.HTTPNotFound:
             if gone_ok:
                 return None
@@ -101,7 +106,9 @@ def wait(heat, stack_id: str, timeout: float = 900.0, interval: float = 2.0,
         if stack.stack_status == 'DELETE_COMPLETE' and gone_ok:
             return None
         if not stack.stack_status.endswith('IN_PROGRESS'):
-            return stack
+            if stack.stack_status == 'DELETE_COMPLETE':
+                return stack
+            return heat.stacks.get(stack_id, resolve_outputs=True)
         if time.monotonic() > deadline:
             raise StackTimeout('stack %s still %s after %.0fs'
                                % (stack.stack_name, stack.stack_status, timeout))

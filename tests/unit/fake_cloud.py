@@ -127,6 +127,12 @@ class Call:
     path: str
     token: str | None
     body: Any
+    query: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def resolves_outputs(self) -> bool:
+        """heat-api resolves a GET's outputs unless told resolve_outputs=false."""
+        return self.query.get('resolve_outputs', 'true').lower() not in ('false', '0')
 
 
 def heat_error(status: int, title: str, error_type: str, message: str) -> dict:
@@ -212,7 +218,8 @@ class FakeHeat:
         rest = [urllib.parse.unquote(p) for p in (match.group('rest') or '').split('/')
                 if p]
         self.calls.append(Call(request.method, url.netloc, project, '/'.join(rest),
-                               request.headers.get('X-Auth-Token'), body))
+                               request.headers.get('X-Auth-Token'), body,
+                               dict(urllib.parse.parse_qsl(url.query))))
         failure = self._failures.get(request.method, self._failures.get('*'))
         if isinstance(failure, Exception):
             raise failure
@@ -260,18 +267,21 @@ class FakeHeat:
         if stack is None:
             return self._not_found(key, context)
         context.status_code = 302
-        context.headers['Location'] = '%s://%s/v1/%s/stacks/%s/%s' % (
-            url.scheme, url.netloc, project, stack.name, stack.id)
+        # heat-api's lookup keeps the query (resolve_outputs=...) on the redirect
+        context.headers['Location'] = '%s://%s/v1/%s/stacks/%s/%s%s' % (
+            url.scheme, url.netloc, project, stack.name, stack.id,
+            ('?' + url.query) if url.query else '')
         return ''
 
     def _get(self, stack: Stack, body: Any, context: Any) -> str:
         context.status_code = 200
-        return json.dumps({'stack': {
-            'id': stack.id, 'stack_name': stack.name, 'stack_status': stack.status,
-            'stack_status_reason': stack.reason, 'parameters': {},
-            'outputs': [{'output_key': k, 'output_value': v, 'description': k}
-                        for k, v in stack.outputs.items()],
-            'links': []}})
+        shown = {'id': stack.id, 'stack_name': stack.name, 'stack_status': stack.status,
+                 'stack_status_reason': stack.reason, 'parameters': {}, 'links': []}
+        # heat-api leaves the outputs out when asked not to resolve them
+        if self.calls[-1].resolves_outputs:
+            shown['outputs'] = [{'output_key': k, 'output_value': v, 'description': k}
+                                for k, v in stack.outputs.items()]
+        return json.dumps({'stack': shown})
 
     def _patch(self, stack: Stack, body: dict, context: Any) -> str:
         if stack.status.endswith('_IN_PROGRESS'):

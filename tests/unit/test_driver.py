@@ -258,10 +258,12 @@ class StatusTest(base.DriverTestCase):
         self.poll()
         auth = self.keystone.token_requests[0]['auth']['identity']['password']['user']
         self.assertEqual(('magnum', 'service-secret'), (auth['name'], auth['password']))
-        # one request per poll: straight to Heat's canonical /stacks/<name>/<id>
+        # one request per poll while Heat works: straight to Heat's canonical
+        # /stacks/<name>/<id>, and without the outputs (resolving them costs Heat a
+        # walk through the nested stacks)
         lookups = [c for c in self.heat.calls if c.path.endswith(cluster.stack_id)]
-        self.assertEqual(['celtic-k1-5d12f6fd/' + cluster.stack_id],
-                         [c.path for c in lookups])
+        self.assertEqual([('celtic-k1-5d12f6fd/' + cluster.stack_id, False)],
+                         [(c.path, c.resolves_outputs) for c in lookups])
         self.assertEqual(('fake_project', fake_cloud.SERVICE_TOKEN),
                          (lookups[0].project, lookups[0].token))
 
@@ -275,6 +277,21 @@ class StatusTest(base.DriverTestCase):
                           'default-worker': (Status.CREATE_IN_PROGRESS, None)},
                          self.statuses(stored))
         self.assertEqual([], fake_notifier.NOTIFICATIONS)
+
+    def test_a_poll_in_progress_keeps_what_an_earlier_poll_saved(self):
+        # No outputs while Heat works: the addresses known so far stay.
+        cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS,
+                                      stack_status='UPDATE_IN_PROGRESS')
+        cluster.api_address = 'https://172.24.4.99:6443'
+        cluster.save()
+        worker = cluster.default_ng_worker
+        worker.node_addresses = ['10.0.0.21']
+        worker.save()
+        self.poll()
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, 'https://172.24.4.99:6443'),
+                         (stored.status, stored.api_address))
+        self.assertEqual(['10.0.0.21'], stored.default_ng_worker.node_addresses)
 
     def test_create_complete_sets_api_address_addresses_and_version(self):
         cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
@@ -633,7 +650,8 @@ class NodeGroupTest(base.DriverTestCase):
         self.assertEqual(['10.0.0.51', '10.0.0.52'], gpu.node_addresses)
         lookups = [c for c in self.heat.calls if c.path.endswith(ng.stack_id)]
         self.assertEqual('fake_project', lookups[0].project)
-        self.assertEqual(2, len(lookups))  # two polls, one request each
+        # in progress: one request without the outputs; complete: then with them
+        self.assertEqual([False, False, True], [c.resolves_outputs for c in lookups])
 
     def test_pool_nodegroup_failure_fails_the_update_naming_the_nodegroup(self):
         cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS)

@@ -94,6 +94,43 @@ def test_get_with_a_name_of_a_stack_that_is_gone_is_none(fake_heat):
                                          'celtic-k1') is None
 
 
+def test_get_without_outputs_tells_heat_not_to_resolve_them(fake_heat):
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_COMPLETE', {'api_vip': '10.0.0.5'})
+    state = heat.Heat(user_session()).get(stack_id, 'celtic-k1', outputs=False)
+    assert (state.status, state.outputs) == ('CREATE_COMPLETE', {})
+    assert [c.resolves_outputs for c in fake_heat.calls] == [False]
+
+
+def test_a_poll_of_a_stack_in_progress_is_one_request_without_outputs(fake_heat):
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_IN_PROGRESS', {'api_vip': '10.0.0.5'})
+    state = heat.Heat(user_session()).poll(stack_id, 'celtic-k1')
+    assert (state.status, state.outputs) == ('CREATE_IN_PROGRESS', {})
+    assert [(c.path, c.resolves_outputs) for c in fake_heat.calls] == [
+        ('celtic-k1/' + stack_id, False)]
+
+
+@pytest.mark.parametrize('stack_status', ['CREATE_COMPLETE', 'UPDATE_FAILED',
+                                          'ROLLBACK_COMPLETE'])
+def test_a_poll_of_a_stack_heat_is_done_with_reads_its_outputs(fake_heat, stack_status):
+    stack_id = fake_heat.add('celtic-older-name', stack_status, {'api_vip': '10.0.0.5'})
+    state = heat.Heat(user_session()).poll(stack_id, 'celtic-k1')
+    assert (state.status, state.outputs) == (stack_status, {'api_vip': '10.0.0.5'})
+    # the second request goes straight to the name Heat answered with
+    assert [(c.path, c.resolves_outputs) for c in fake_heat.calls] == [
+        ('celtic-k1/' + stack_id, False), (stack_id, False),
+        ('celtic-older-name/' + stack_id, False),
+        ('celtic-older-name/' + stack_id, True)]
+
+
+def test_a_poll_of_a_stack_that_is_gone_is_none(fake_heat):
+    assert heat.Heat(user_session()).poll('f00d0000-0000-4000-8000-000000000000',
+                                          'celtic-k1') is None
+    stack_id = fake_heat.add('celtic-k1', 'DELETE_COMPLETE')
+    assert heat.Heat(user_session()).poll(stack_id, 'celtic-k1') is None
+    # by name, then by id; then the deleted stack: none of them for outputs
+    assert [c.resolves_outputs for c in fake_heat.calls] == [False, False, False]
+
+
 @pytest.mark.parametrize('stack_status,action', [('CREATE_IN_PROGRESS', 'CREATE'),
                                                  ('ROLLBACK_COMPLETE', 'ROLLBACK'),
                                                  ('INIT', 'INIT')])
