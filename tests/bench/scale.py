@@ -59,7 +59,7 @@ OLD_UPDATE_TIMEOUT = float(os.environ.get('CELTIC_BENCH_OLD_UPDATE_TIMEOUT', '90
 LARGE = int(os.environ.get('CELTIC_BENCH_SCALE_N', '50'))
 #: one-minion scale-outs timed at each size, one after another; celtic's figures are
 #: their median (single updates on 2 cores vary by about a quarter either way)
-SAMPLES = int(os.environ.get('CELTIC_BENCH_SCALE_OUT_SAMPLES', '3'))
+SAMPLES = max(1, int(os.environ.get('CELTIC_BENCH_SCALE_OUT_SAMPLES', '3')))
 
 
 def _say(text: str) -> None:
