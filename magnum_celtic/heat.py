@@ -232,8 +232,9 @@ class Heat:
             return None
         except (heat_exc.HTTPException, *_TRANSIENT) as error:
             raise _translate(error, 'status of stack %s' % stack_id)
+        # heat-api leaves the outputs out when it is told not to resolve them
         values = {o['output_key']: o.get('output_value')
-                  for o in ((getattr(stack, 'outputs', None) or []) if outputs else [])}
+                  for o in (getattr(stack, 'outputs', None) or [])}
         if getattr(stack, 'stack_status', '') == 'DELETE_COMPLETE':
             return None
         return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
