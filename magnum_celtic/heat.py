@@ -26,6 +26,7 @@ from keystoneauth1 import session as ks_session
 from oslo_log import log as logging
 
 from magnum_celtic import conf
+from magnum_celtic import stack as stack_mod
 from magnum_celtic.stack import StackRequest
 
 LOG = logging.getLogger(__name__)
@@ -111,6 +112,11 @@ _TRANSIENT = (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFail
               ks_exc.BadGateway, ks_exc.InternalServerError, ks_exc.Unauthorized,
               heat_exc.CommunicationError, heat_exc.HTTPServiceUnavailable,
               heat_exc.HTTPInternalServerError, heat_exc.HTTPBadGateway)
+
+
+def _output_values(stack: Any) -> dict[str, Any]:
+    return {o['output_key']: o.get('output_value')
+            for o in (getattr(stack, 'outputs', None) or [])}
 
 
 def orchestration_endpoint(session: ks_session.Session, project_id: str | None) -> str:
@@ -232,15 +238,26 @@ class Heat:
             return None
         except (heat_exc.HTTPException, *_TRANSIENT) as error:
             raise _translate(error, 'status of stack %s' % stack_id)
-        # heat-api leaves the outputs out when it is told not to resolve them
-        values = {o['output_key']: o.get('output_value')
-                  for o in (getattr(stack, 'outputs', None) or [])}
         if getattr(stack, 'stack_status', '') == 'DELETE_COMPLETE':
             return None
+        # heat-api leaves the outputs out when it is told not to resolve them
+        values = _output_values(stack)
+        if outputs:
+            try:
+                values = stack_mod.with_pool_outputs(values, self._outputs_of)
+            except (heat_exc.HTTPException, *_TRANSIENT) as error:
+                raise _translate(error, 'outputs of stack %s' % stack_id)
         return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
                           status=stack.stack_status,
                           reason=getattr(stack, 'stack_status_reason', '') or '',
                           outputs=values)
+
+    def _outputs_of(self, path: str) -> dict[str, Any] | None:
+        """The resolved outputs of a nested stack (``<name>/<id>``); None when gone."""
+        try:
+            return _output_values(self.client.stacks.get(path, resolve_outputs=True))
+        except heat_exc.HTTPNotFound:
+            return None
 
     def poll(self, stack_id: str | None, name: str | None = None) -> StackState | None:
         """The stack for a status poll: without outputs while Heat is still working

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from magnum_celtic import spec as spec_mod
 from magnum_celtic.pki import ClusterPKI
@@ -250,10 +250,42 @@ class Members:
 
 #: the pattern resource of minion_nodes.yaml that the driver repeats once per member
 PATTERN = 'member'
-#: outputs of minion_nodes.yaml (minion.yaml passes them on) and, in the cluster stack,
-#: the names celtic.yaml gives them for the default pool
+#: outputs of minion_nodes.yaml as a nodegroup's stack shows them (True) and, in the
+#: cluster stack, the names they have for the default pool (False); see with_pool_outputs
 MEMBER_OUTPUTS = {False: ('minion_members', 'minion_next_index', 'minion_server_ids'),
                   True: ('members', 'next_index', 'server_ids')}
+#: the output that names a pool's servers stack (minion_nodes.yaml), and the prefix its
+#: outputs take when merged in: in the cluster stack (False) and a nodegroup's (True)
+POOL_STACK_OUTPUTS = {False: ('minion_nodes_stack', 'minion_'), True: ('nodes_stack', '')}
+
+
+def nested_stack_path(reference: str) -> str:
+    """``<name>/<id>`` of a nested stack from its reference (Heat gives a template
+    resource's as an ARN, ``arn:openstack:heat::<project>:stacks/<name>/<id>``)."""
+    import urllib.parse
+    _, marker, path = reference.partition(':stacks/')
+    return urllib.parse.unquote(path.strip('/') if marker else reference)
+
+
+def with_pool_outputs(outputs: Mapping[str, Any],
+                      fetch: Callable[[str], Mapping[str, Any] | None]) -> dict[str, Any]:
+    """A cluster's or nodegroup's stack outputs with its pool's member outputs added.
+
+    minion.yaml does not pass on the outputs of its servers stack: any output there that
+    read a member attribute would make heat-engine resolve all of them (loading every
+    server) at each of the pool's wait condition signals, once per node. It names the
+    servers stack instead, and this reads that stack's outputs (``fetch(<name>/<id>)``,
+    one GET) and adds them under the names older templates gave them
+    (MEMBER_OUTPUTS, ``minion_addresses``, ...). Outputs the stack has itself win, so a
+    stack created by an earlier release, which has them directly, reads the same."""
+    merged = dict(outputs)
+    for key, prefix in POOL_STACK_OUTPUTS.values():
+        reference = outputs.get(key)
+        if not isinstance(reference, str) or not reference:
+            continue
+        for name, value in (fetch(nested_stack_path(reference)) or {}).items():
+            merged.setdefault(prefix + name, value)
+    return merged
 
 
 def _with_index(node: Any, index: int) -> Any:

@@ -65,7 +65,7 @@ def scale_kwargs(heat, stack_id: str, minions: int, remove=(),
     from magnum_celtic import stack
     from magnum_celtic import templates
     from magnum_celtic.lab import heatwatch
-    outputs = heatwatch.outputs(heat.stacks.get(stack_id, resolve_outputs=True))
+    outputs = heatwatch.outputs(heat.stacks.get(stack_id, resolve_outputs=True), heat)
     parameters, files = stack.scale_request(templates.TemplateSet(templates_dir()),
                                             outputs, minions, remove, pool_stack)
     return {'existing': True, 'parameters': parameters, 'files': files}

@@ -74,15 +74,23 @@ def top_level(tree: Iterable[Row], root_id: str) -> dict[tuple[str, str], str]:
     return result
 
 
-def outputs(stack) -> dict:
-    """A stack's outputs as a dict (output errors as '<error: ...>')."""
+def outputs(stack, heat=None) -> dict:
+    """A stack's outputs as a dict (output errors as '<error: ...>').
+
+    With ``heat``, a celtic stack's also include its pool's member outputs
+    (``minion_addresses``, ...), read from the servers stack as the driver reads them
+    (magnum_celtic.stack.with_pool_outputs)."""
     result = {}
     for out in getattr(stack, 'outputs', None) or []:
         if out.get('output_error'):
             result[out['output_key']] = '<error: %s>' % out['output_error']
         else:
             result[out['output_key']] = out.get('output_value')
-    return result
+    if heat is None:
+        return result
+    from magnum_celtic import stack as stack_mod
+    return stack_mod.with_pool_outputs(
+        result, lambda path: outputs(heat.stacks.get(path, resolve_outputs=True)))
 
 
 def wait(heat, stack_id: str, timeout: float = 900.0, interval: float = 2.0,

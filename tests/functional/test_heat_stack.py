@@ -90,7 +90,7 @@ def test_create_completes_when_every_node_signalled(lab, stack):
     assert final.stack_status == 'CREATE_COMPLETE', (
         '%s: %s\n%s' % (final.stack_status, final.stack_status_reason,
                         '\n'.join(heatwatch.failures(tree))))
-    outputs = heatwatch.outputs(final)
+    outputs = heatwatch.outputs(final, heat)
     stack['outputs'] = outputs
 
     api = outputs['api_address']
@@ -155,7 +155,7 @@ def test_scale_out_creates_only_the_new_minion(lab, stack):
     assert [(r.name, r.type) for r in change.created] == [('3', 'OS::Nova::Server')], (
         change.summary())
     assert change.deleted == [] and change.replaced == [], change.summary()
-    outputs = heatwatch.outputs(final)
+    outputs = heatwatch.outputs(final, heat)
     assert len(outputs['minion_addresses']) == 4
     new = _servers(lab, STACK)['%s-minion-3' % STACK]
     assert 'signalled Heat: SUCCESS' in _console(lab, new)
@@ -175,7 +175,7 @@ def test_scale_in_removes_the_chosen_minion(lab, stack):
     change = heatwatch.compare(before, after)
     assert [r.physical_id for r in change.deleted] == [chosen], change.summary()
     assert change.created == [] and change.replaced == [], change.summary()
-    remaining = heatwatch.outputs(final)['minion_server_ids']
+    remaining = heatwatch.outputs(final, heat)['minion_server_ids']
     assert sorted(remaining) == sorted(i for i in ids if i != chosen)
     assert chosen not in lab.cloud.snapshot()['servers']
 
@@ -258,7 +258,7 @@ def test_a_software_deployment_completes_only_by_its_agents_signal(lab):
     try:
         final = heatwatch.wait(heat, stack_id, timeout=TIMEOUT)
         assert final.stack_status == 'CREATE_COMPLETE', final.stack_status_reason
-        outputs = heatwatch.outputs(final)
+        outputs = heatwatch.outputs(final, heat)
         # deploy_stdout is only known to Heat from the signal's body
         assert outputs['stdout'] == 'lab agent: deployment CREATE ran'
         assert outputs['status_code'] == 0

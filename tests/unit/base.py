@@ -108,9 +108,9 @@ class DriverTestCase(db_base.DbTestCase):
         cluster.create()
         cert_manager.generate_certificates_to_cluster(cluster,
                                                       context=self.user_context)
-        stack_id = self.heat.add('celtic-k1-5d12f6fd', stack_status,
-                                 fake_cloud.cluster_outputs() if stack_outputs is None
-                                 else stack_outputs)
+        stack_id = self.heat.add_cluster('celtic-k1-5d12f6fd', stack_status,
+                                         fake_cloud.cluster_outputs() if stack_outputs is None
+                                         else stack_outputs)
         cluster.stack_id = stack_id
         cluster.api_address = 'https://172.24.4.10:6443'
         cluster.save()

@@ -171,6 +171,18 @@ class FakeHeat:
                                       dict(outputs or {}))
         return stack_id
 
+    def add_cluster(self, name: str, status: str, outputs: dict[str, Any]) -> str:
+        """A cluster stack as celtic.yaml builds it: the default pool's member outputs
+        (``minion_addresses``, ...) are in the servers stack, which the cluster stack's
+        ``minion_nodes_stack`` output names. Returns the cluster stack's id."""
+        pool = {key[len('minion_'):]: value for key, value in outputs.items()
+                if key in POOL_OUTPUTS}
+        nodes = self.add(name + '-minions-3kx7-nodes-q2lp', status, pool)
+        shown = {key: value for key, value in outputs.items() if key not in POOL_OUTPUTS}
+        shown['minion_nodes_stack'] = 'arn:openstack:heat::%s:stacks/%s/%s' % (
+            self.stacks[nodes].project, self.stacks[nodes].name, nodes)
+        return self.add(name, status, shown)
+
     def set(self, stack_id: str, status: str, reason: str = '', outputs=None) -> None:
         """What heat-engine did meanwhile."""
         stack = self.stacks[stack_id]
@@ -300,6 +312,11 @@ class FakeHeat:
         stack.status, stack.reason = 'DELETE_IN_PROGRESS', 'Stack DELETE started'
         context.status_code = 204
         return ''
+
+
+#: the cluster outputs the driver reads from the default pool's servers stack
+POOL_OUTPUTS = ('minion_addresses', 'minion_server_ids', 'minion_members',
+                'minion_next_index')
 
 
 def cluster_outputs(vip: str = '10.0.0.5', fip: str = '172.24.4.10',

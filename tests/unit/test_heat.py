@@ -122,6 +122,57 @@ def test_a_poll_of_a_stack_heat_is_done_with_reads_its_outputs(fake_heat, stack_
         ('celtic-older-name/' + stack_id, True)]
 
 
+def _arn(fake_heat, stack_id):
+    stack = fake_heat.stacks[stack_id]
+    return 'arn:openstack:heat::%s:stacks/%s/%s' % (stack.project, stack.name, stack.id)
+
+
+POOL = {'members': ['0', '2'], 'next_index': 3, 'server_ids': ['s-0', 's-2'],
+        'addresses': ['10.0.0.21', '10.0.0.23'], 'names': ['k1-minion-0', 'k1-minion-2']}
+
+
+def test_get_reads_the_default_pools_members_from_its_servers_stack(fake_heat):
+    nodes = fake_heat.add('celtic-k1-minions-abc-nodes-def', 'CREATE_COMPLETE', POOL)
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_COMPLETE', {
+        'api_vip': '10.0.0.5', 'minion_nodes_stack': _arn(fake_heat, nodes)})
+    state = heat.Heat(user_session()).get(stack_id, 'celtic-k1')
+    assert state.outputs == {
+        'api_vip': '10.0.0.5', 'minion_nodes_stack': _arn(fake_heat, nodes),
+        'minion_members': ['0', '2'], 'minion_next_index': 3,
+        'minion_server_ids': ['s-0', 's-2'], 'minion_addresses': ['10.0.0.21', '10.0.0.23'],
+        'minion_names': ['k1-minion-0', 'k1-minion-2']}
+    assert [(c.path, c.resolves_outputs) for c in fake_heat.calls] == [
+        ('celtic-k1/' + stack_id, True),
+        ('celtic-k1-minions-abc-nodes-def/' + nodes, True)]
+
+
+def test_get_reads_a_nodegroups_members_under_their_own_names(fake_heat):
+    nodes = fake_heat.add('celtic-k1-gpu-abc-nodes-def', 'UPDATE_COMPLETE', POOL)
+    stack_id = fake_heat.add('celtic-k1-gpu', 'UPDATE_COMPLETE',
+                             {'nodes_stack': _arn(fake_heat, nodes)})
+    outputs = heat.Heat(user_session()).get(stack_id, 'celtic-k1-gpu').outputs
+    assert {k: outputs[k] for k in POOL} == POOL
+
+
+def test_a_stack_from_an_earlier_release_keeps_its_own_member_outputs(fake_heat):
+    nodes = fake_heat.add('celtic-k1-minions-abc-nodes-def', 'CREATE_COMPLETE', POOL)
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_COMPLETE', {
+        'minion_addresses': ['10.0.0.99'], 'minion_nodes_stack': _arn(fake_heat, nodes)})
+    assert heat.Heat(user_session()).get(stack_id).outputs['minion_addresses'] == [
+        '10.0.0.99']
+
+
+def test_a_servers_stack_that_is_gone_adds_no_member_outputs(fake_heat):
+    gone = fake_heat.add('celtic-k1-minions-abc-nodes-def', 'CREATE_FAILED')
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_FAILED',
+                             {'minion_nodes_stack': _arn(fake_heat, gone)})
+    fake_heat.purge(gone)
+    state = heat.Heat(user_session()).get(stack_id, 'celtic-k1')
+    assert 'minion_addresses' not in state.outputs
+    assert heat.Heat(user_session()).get(stack_id, 'celtic-k1', outputs=False).outputs == {}
+    assert [c.resolves_outputs for c in fake_heat.calls] == [True, True, False]
+
+
 def test_a_poll_of_a_stack_that_is_gone_is_none(fake_heat):
     assert heat.Heat(user_session()).poll('f00d0000-0000-4000-8000-000000000000',
                                           'celtic-k1') is None

@@ -433,3 +433,31 @@ def test_the_status_poll_names_the_stacks_the_driver_creates():
         assert stack.cluster_stack_name(name, spec.cluster_uuid) == stack.stack_name(spec)
         assert stack.pool_stack_name(name, spec.cluster_uuid, 'GPU pool') == '%s-%s' % (
             stack.stack_name(spec), spec_mod.pool_name('GPU pool'))
+
+
+def test_a_nested_stack_reference_becomes_its_name_and_id():
+    assert stack.nested_stack_path(
+        'arn:openstack:heat::p1:stacks/k1-minions-x-nodes-y/0f0e') == 'k1-minions-x-nodes-y/0f0e'
+    assert stack.nested_stack_path('k1-nodes/0f0e') == 'k1-nodes/0f0e'
+
+
+def test_pool_outputs_are_merged_under_the_names_the_driver_reads():
+    fetched = []
+
+    def fetch(path):
+        fetched.append(path)
+        return {'members': ['0'], 'next_index': 1, 'server_ids': ['s-0']}
+
+    cluster = stack.with_pool_outputs(
+        {'api_vip': 'v', 'minion_nodes_stack': 'arn:openstack:heat::p:stacks/n/1'}, fetch)
+    assert cluster['minion_members'] == ['0'] and cluster['minion_next_index'] == 1
+    pool = stack.with_pool_outputs({'nodes_stack': 'arn:openstack:heat::p:stacks/m/2'},
+                                   fetch)
+    assert [pool[k] for k in stack.MEMBER_OUTPUTS[True]] == [['0'], 1, ['s-0']]
+    assert fetched == ['n/1', 'm/2']
+    # no servers stack named (an older stack, or one that failed early): nothing fetched
+    assert stack.with_pool_outputs({'minion_members': ['3']}, fetch) == {
+        'minion_members': ['3']}
+    assert stack.with_pool_outputs({'minion_nodes_stack': None}, fetch) == {
+        'minion_nodes_stack': None}
+    assert len(fetched) == 2
