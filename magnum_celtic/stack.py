@@ -13,7 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 from magnum_celtic import spec as spec_mod
 from magnum_celtic.pki import ClusterPKI
 from magnum_celtic.spec import ClusterSpec, PoolSpec
-from magnum_celtic.templates import NODES_TEMPLATE, POOL_TEMPLATE, ROOT_TEMPLATE
+from magnum_celtic.templates import ADDRESSES_TEMPLATE, NODES_TEMPLATE, POOL_TEMPLATE
+from magnum_celtic.templates import ROOT_TEMPLATE
 from magnum_celtic.templates import TemplateSet
 
 MASK = '***'
@@ -23,10 +24,9 @@ MAX_WAIT_SECONDS = 43200
 # Heat resources (every nesting level, as Heat counts them against
 # max_resources_per_stack) of the templates. Kept next to the templates' shape and
 # checked against a real Heat by the functional tests.
-FIXED_RESOURCES = 10 + 6 + 1   # celtic.yaml + security.yaml + the pool's group
+FIXED_RESOURCES = 8 + 6 + 1    # celtic.yaml + security.yaml + the pool's group
 NETWORK_RESOURCES = 4          # network.yaml (0 with an existing network)
-VIP_ADDRESSES = 3              # addresses.yaml with a VIP: port, floating IP, group
-PLAIN_ADDRESSES = 1            # addresses.yaml without a VIP: the group
+VIP_ADDRESSES = 2              # addresses.yaml, per HA role: the VIP port, its floating IP
 NODE_GROUP = 5 + 1             # master/proxy/storage.yaml + node_group.yaml
 POOL = 4                       # minion.yaml: handle, config, wait; the server group
 PER_HA_NODE = 3                # its port, its node.yaml member, its server
@@ -116,7 +116,7 @@ def resource_count(spec: ClusterSpec, minions: int | None = None) -> int:
     if spec.proxy_count:
         total += VIP_ADDRESSES + NODE_GROUP + spec.proxy_count * PER_HA_NODE
     if spec.storage_count:
-        total += PLAIN_ADDRESSES + NODE_GROUP + spec.storage_count * PER_STORAGE_NODE
+        total += NODE_GROUP + spec.storage_count * PER_STORAGE_NODE
     if n == 0:
         total -= 1   # the wait condition exists only with minions
     return total
@@ -145,6 +145,9 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
     template = files.pop(ROOT_TEMPLATE)
     files[NODES_TEMPLATE] = render_nodes(files[NODES_TEMPLATE],
                                          Members.first(spec.minion_count))
+    files[ADDRESSES_TEMPLATE] = render_addresses(files[ADDRESSES_TEMPLATE], {
+        'master': spec.master_count, 'proxy': spec.proxy_count,
+        'storage': spec.storage_count})
     minutes, seconds = wait_timeout(spec, default_timeout)
     params = {
         'cluster_name': spec.cluster_name,
@@ -298,21 +301,56 @@ def _with_index(node: Any, index: int) -> Any:
     return node
 
 
-def _for_member(node: Any, name: str) -> Any:
+def _for_member(node: Any, name: str, pattern: str = PATTERN) -> Any:
     """A pattern output item, pointed at one member instead of the pattern."""
     if isinstance(node, list):
-        return [_for_member(item, name) for item in node]
+        return [_for_member(item, name, pattern) for item in node]
     if not isinstance(node, dict):
         return node
     result = {}
     for key, value in node.items():
-        if key == 'get_resource' and value == PATTERN:
+        if key == 'get_resource' and value == pattern:
             result[key] = name
-        elif key == 'get_attr' and isinstance(value, list) and value[:1] == [PATTERN]:
+        elif key == 'get_attr' and isinstance(value, list) and value[:1] == [pattern]:
             result[key] = [name] + value[1:]
         else:
-            result[key] = _for_member(value, name)
+            result[key] = _for_member(value, name, pattern)
     return result
+
+
+#: the port patterns of addresses.yaml, by role
+PORT_PATTERNS = {'master_port': 'master', 'proxy_port': 'proxy', 'storage_port': 'storage'}
+
+
+def render_addresses(pattern_text: str, counts: Mapping[str, int]) -> str:
+    """addresses.yaml with one copy of each role's port pattern per node of the role
+    (``counts``: role -> nodes), named ``<role>-<index>``, and its list outputs naming
+    them in index order. A role without nodes has no port and empty lists."""
+    import yaml
+    doc = yaml.safe_load(pattern_text)
+    resources: dict[str, Any] = {}
+    members: dict[str, list[str]] = {}
+    for name, definition in doc['resources'].items():
+        role = PORT_PATTERNS.get(name)
+        if role is None:
+            resources[name] = definition
+            continue
+        members[name] = ['%s-%d' % (role, i) for i in range(counts[role])]
+        for index, member in enumerate(members[name]):
+            resources[member] = _with_index(definition, index)
+    outputs = {}
+    for key, output in (doc.get('outputs') or {}).items():
+        value = output.get('value')
+        if isinstance(value, list) and len(value) == 1:
+            pattern = next((p for p in members
+                            if _for_member(value[0], '', p) != value[0]), None)
+            if pattern is not None:
+                output = dict(output, value=[_for_member(value[0], m, pattern)
+                                             for m in members[pattern]])
+        outputs[key] = output
+    doc.update(heat_template_version=str(doc['heat_template_version']),
+               resources=resources, outputs=outputs)
+    return json.dumps(doc, indent=1, sort_keys=True) + '\n'
 
 
 def render_nodes(pattern_text: str, members: Members) -> str:

@@ -24,6 +24,8 @@ ROOT_TEMPLATE = 'celtic.yaml'
 POOL_TEMPLATE = 'minion.yaml'
 #: the servers of a pool, rendered by the driver per member (stack.render_nodes)
 NODES_TEMPLATE = 'minion_nodes.yaml'
+#: the cluster's ports, rendered by the driver with one per master, proxy and storage node
+ADDRESSES_TEMPLATE = 'addresses.yaml'
 _DATA_PATH = 'share/magnum-celtic/heat_templates'
 BUNDLE_MANIFEST = 'fragments/bundles.yaml'
 _BUNDLE = re.compile(r'^bundles/([a-z]+)\.txz\.b64$')

@@ -25,9 +25,7 @@ from magnum_celtic.lab import heatwatch
 from magnum_celtic.lab import process
 
 #: root-stack resources of celtic.yaml, by the role they serve
-ROLE_OF = {'masters': 'master', 'master_addresses': 'master', 'proxies': 'proxy',
-           'proxy_addresses': 'proxy', 'storage': 'storage',
-           'storage_addresses': 'storage', 'minions': 'minion'}
+ROLE_OF = {'masters': 'master', 'proxies': 'proxy', 'storage': 'storage', 'minions': 'minion'}
 ROLES = ('master', 'proxy', 'minion', 'storage')
 
 

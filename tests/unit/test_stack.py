@@ -323,7 +323,8 @@ def test_files_closure_holds_every_file_the_templates_use(pki, labels):
     assert needed <= set(files), needed - set(files)
     assert templates.ROOT_TEMPLATE not in files
     for name in needed:
-        if not name.startswith('bundles/') and name != templates.NODES_TEMPLATE:
+        rendered = (templates.NODES_TEMPLATE, templates.ADDRESSES_TEMPLATE)
+        if not name.startswith('bundles/') and name not in rendered:
             with open(f'{template_set.root}/{name}', encoding='utf-8') as disk:
                 assert files[name] == disk.read()
 
@@ -381,7 +382,7 @@ def test_optional_roles_and_network_change_the_count():
     assert stack.resource_count(full, 3) - stack.resource_count(bare, 3) == (
         stack.NETWORK_RESOURCES
         + stack.VIP_ADDRESSES + stack.NODE_GROUP + 2 * stack.PER_HA_NODE
-        + stack.PLAIN_ADDRESSES + stack.NODE_GROUP + 3 * stack.PER_STORAGE_NODE)
+        + stack.NODE_GROUP + 3 * stack.PER_STORAGE_NODE)
 
 
 @pytest.mark.parametrize('limit', [50, 83, 84, 200, 1000])
@@ -406,7 +407,11 @@ def test_resource_constants_match_the_templates(template_set):
     assert len(_resources(template_set, 'celtic.yaml')) + len(
         _resources(template_set, 'security.yaml')) + 1 == stack.FIXED_RESOURCES
     assert len(_resources(template_set, 'network.yaml')) == stack.NETWORK_RESOURCES
-    assert len(_resources(template_set, 'addresses.yaml')) == stack.VIP_ADDRESSES
+    # addresses.yaml: a VIP port and its floating IP per HA role, and the port patterns
+    addresses = _resources(template_set, 'addresses.yaml')
+    assert set(addresses) - set(stack.PORT_PATTERNS) == {
+        'master_vip', 'master_vip_floating_ip', 'proxy_vip', 'proxy_vip_floating_ip'}
+    assert stack.VIP_ADDRESSES == 2
     assert len(_resources(template_set, 'master.yaml')) + len(
         _resources(template_set, 'node_group.yaml')) == stack.NODE_GROUP
     # minion.yaml: everything but the nodes (counted in FIXED_RESOURCES), plus the
@@ -461,3 +466,26 @@ def test_pool_outputs_are_merged_under_the_names_the_driver_reads():
     assert stack.with_pool_outputs({'minion_nodes_stack': None}, fetch) == {
         'minion_nodes_stack': None}
     assert len(fetched) == 2
+
+
+@pytest.mark.parametrize('counts', [{'master': 3, 'proxy': 2, 'storage': 3},
+                                    {'master': 1, 'proxy': 0, 'storage': 0}])
+def test_addresses_are_rendered_with_one_port_per_node_and_one_leaf(template_set, counts):
+    doc = json.loads(stack.render_addresses(template_set.read('addresses.yaml'), counts))
+    resources = doc['resources']
+    for role, count in counts.items():
+        names = ['%s-%d' % (role, i) for i in range(count)]
+        assert [n for n in resources if n.startswith(role + '-')] == names
+        assert doc['outputs'][role + '_ports']['value'] == [
+            {'get_resource': n} for n in names]
+        assert doc['outputs'][role + '_addresses']['value'] == [
+            {'get_attr': [n, 'fixed_ips', 0, 'ip_address']} for n in names]
+        for i, name in enumerate(names):
+            assert resources[name]['properties']['name']['list_join'][1][-2:] == [
+                role, str(i)]
+    assert not set(stack.PORT_PATTERNS) & set(resources)
+    # every port waits for the master VIP (Heat starts a stack's leaves 1 s apart)
+    for name, definition in resources.items():
+        if name != 'master_vip':
+            text = json.dumps(definition)
+            assert 'master_vip' in text or 'proxy_vip' in text, name
