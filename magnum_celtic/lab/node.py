@@ -103,7 +103,9 @@ def parse_cloud_config(user_data: str) -> dict[str, Any]:
     """The cloud-config document of a RAW user_data payload."""
     if not isinstance(user_data, str) or not user_data.startswith('#cloud-config'):
         raise PayloadError('user_data is not a #cloud-config document')
-    doc = yaml.safe_load(user_data)
+    # libyaml when PyYAML has it: the pure-Python loader spends about 17 ms on a 45 KB
+    # payload, in the engine process that runs the stand-ins, not on the node's machine
+    doc = yaml.load(user_data, Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))
     if not isinstance(doc, dict):
         raise PayloadError('the cloud-config document is not a mapping')
     return doc
