@@ -1,7 +1,7 @@
 """Heat's resource cap, for real, and what the driver makes of it.
 
 Heat documents ``max_resources_per_stack`` (1000 by default) as a cap on the rows of a
-whole stack tree, and the driver keeps celtic stacks within it (920 minions with 3
+whole stack tree, and the driver keeps celtic stacks within it (925 minions with 3
 masters, 2 proxies and 3 storage nodes), refusing a bigger create or resize before Heat
 is called. What Heat 27 itself enforces with the convergence engine is narrower, as
 measured here: every template alone, when Heat creates the stack or nested stack made
@@ -20,8 +20,8 @@ raise.
 
 The big-stack test stops once Heat holds the whole tree. The masters, proxies and
 storage nodes take their time to boot, and Nova (the lab's stand-in) refuses every
-minion server as it would over quota, so no 920 servers are built. That stack is not
-deleted (a delete starts its 920 servers one second apart, doc/harness.md: a quarter of
+minion server as it would over quota, so no 925 servers are built. That stack is not
+deleted (a delete starts its 925 servers one second apart, doc/harness.md: a quarter of
 an hour for nothing): the lab's Heat and its databases are thrown away at the end.
 Run: tox -e heat-limit (.ci/run runs it).
 """
