@@ -31,6 +31,7 @@ import statistics
 import sys
 import time
 
+from magnum_celtic import stack
 from magnum_celtic.lab import clusterwatch
 from magnum_celtic.lab import controlplane
 from magnum_celtic.lab import heatwatch
@@ -71,12 +72,17 @@ def create_seconds(heat, stack_id: str) -> float:
     return end - start
 
 
-def polls(requests, stack_id: str, since: float, until: float) -> list[list[str]]:
-    """The requests to Heat about one stack in a time window, grouped into Magnum's
-    status polls (bursts ten seconds apart); groups that change something (the create
-    itself) are not polls."""
+def polls(requests, stack_id: str, since: float, until: float,
+          stack_name: str = '') -> list[list[str]]:
+    """The requests to Heat about one stack (by its id, or by its name, which its
+    nested stacks' names start with: the servers stack whose outputs a poll reads once
+    the stack is done) in a time window, grouped into Magnum's status polls (bursts ten
+    seconds apart); groups that change something (the create itself) are not polls."""
+    def about(line: str) -> bool:
+        return stack_id in line or bool(stack_name) and '/stacks/%s' % stack_name in line
+
     bursts: list[list[tuple[float, str]]] = []
-    for t, line in sorted(r for r in requests if since <= r[0] <= until and stack_id in r[1]):
+    for t, line in sorted(r for r in requests if since <= r[0] <= until and about(r[1])):
         if bursts and t - bursts[-1][-1][0] < POLL_GAP:
             bursts[-1].append((t, line))
         else:
@@ -94,7 +100,8 @@ def create_cluster(plane, magnum, template, name: str, minions: int, boot: float
     cluster = clusterwatch.wait(magnum, created.uuid, 'CREATE', timeout=3600)
     if cluster.status != 'CREATE_COMPLETE':
         raise RuntimeError('%s: %s: %s' % (name, cluster.status, cluster.status_reason))
-    found = polls(plane.heat_gate.requests, _stack_id(cluster), started, time.time())
+    found = polls(plane.heat_gate.requests, _stack_id(cluster), started, time.time(),
+                  stack.cluster_stack_name(cluster.name, cluster.uuid))
     if not found:
         raise RuntimeError('%s: no status poll reached Heat during the create' % name)
     _say('%s: created; %d polls, requests per poll %s; one poll: %s' % (
