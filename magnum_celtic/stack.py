@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import urllib.parse
 from typing import Any, Callable, Mapping, Sequence
 
 from magnum_celtic import spec as spec_mod
@@ -265,7 +266,6 @@ POOL_STACK_OUTPUTS = {False: ('minion_nodes_stack', 'minion_'), True: ('nodes_st
 def nested_stack_path(reference: str) -> str:
     """``<name>/<id>`` of a nested stack from its reference (Heat gives a template
     resource's as an ARN, ``arn:openstack:heat::<project>:stacks/<name>/<id>``)."""
-    import urllib.parse
     _, marker, path = reference.partition(':stacks/')
     return urllib.parse.unquote(path.strip('/') if marker else reference)
 
@@ -318,6 +318,25 @@ def _for_member(node: Any, name: str, pattern: str = PATTERN) -> Any:
     return result
 
 
+def _refers_to(node: Any, pattern: str) -> bool:
+    """Whether a template snippet names the pattern resource."""
+    return _for_member(node, '', pattern) != node
+
+
+def _expand_list_output(output: Mapping[str, Any],
+                        members: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """An output whose value is a one-item list naming a pattern, with one item per
+    member of that pattern instead (``members``: pattern -> member names in order);
+    any other output as it is."""
+    value = output.get('value')
+    if isinstance(value, list) and len(value) == 1:
+        for pattern, names in members.items():
+            if _refers_to(value[0], pattern):
+                return dict(output, value=[_for_member(value[0], n, pattern)
+                                           for n in names])
+    return dict(output)
+
+
 #: the port patterns of addresses.yaml, by role
 PORT_PATTERNS = {'master_port': 'master', 'proxy_port': 'proxy', 'storage_port': 'storage'}
 
@@ -338,16 +357,8 @@ def render_addresses(pattern_text: str, counts: Mapping[str, int]) -> str:
         members[name] = ['%s-%d' % (role, i) for i in range(counts[role])]
         for index, member in enumerate(members[name]):
             resources[member] = _with_index(definition, index)
-    outputs = {}
-    for key, output in (doc.get('outputs') or {}).items():
-        value = output.get('value')
-        if isinstance(value, list) and len(value) == 1:
-            pattern = next((p for p in members
-                            if _for_member(value[0], '', p) != value[0]), None)
-            if pattern is not None:
-                output = dict(output, value=[_for_member(value[0], m, pattern)
-                                             for m in members[pattern]])
-        outputs[key] = output
+    outputs = {key: _expand_list_output(output, members)
+               for key, output in (doc.get('outputs') or {}).items()}
     doc.update(heat_template_version=str(doc['heat_template_version']),
                resources=resources, outputs=outputs)
     return json.dumps(doc, indent=1, sort_keys=True) + '\n'
@@ -384,13 +395,11 @@ def render_nodes(pattern_text: str, members: Members) -> str:
     outputs = {}
     names = [str(i) for i in members.indices]
     for key, output in (doc.get('outputs') or {}).items():
-        output = dict(output)
+        output = _expand_list_output(output, {PATTERN: names})
         if key == 'members':
             output['value'] = names
         elif key == 'next_index':
             output['value'] = members.next_index
-        elif isinstance(output.get('value'), list) and len(output['value']) == 1:
-            output['value'] = [_for_member(output['value'][0], n) for n in names]
         outputs[key] = output
     lines.append('outputs: %s' % json.dumps(outputs, sort_keys=True))
     return '\n'.join(lines) + '\n'

@@ -79,7 +79,7 @@ def polls(requests, stack_id: str, since: float, until: float,
     the stack is done) in a time window, grouped into Magnum's status polls (bursts ten
     seconds apart); groups that change something (the create itself) are not polls."""
     def about(line: str) -> bool:
-        return stack_id in line or bool(stack_name) and '/stacks/%s' % stack_name in line
+        return stack_id in line or (bool(stack_name) and '/stacks/%s' % stack_name in line)
 
     bursts: list[list[tuple[float, str]]] = []
     for t, line in sorted(r for r in requests if since <= r[0] <= until and about(r[1])):
