@@ -177,7 +177,7 @@ def measure(plane, root: str | None) -> dict[str, float]:
     figures['celtic_scale_out_seconds_n3'] = _median_scale_out(small, 3, [])
     small.delete()
 
-    big = _celtic(heat, 'cel50', LARGE)
+    big = _celtic(heat, 'cel%d' % LARGE, LARGE)
     figures['celtic_create_seconds_n50'] = big.create()
     before = big.rows()
     first = big.scale_out(LARGE + 1)
@@ -196,7 +196,7 @@ def measure(plane, root: str | None) -> dict[str, float]:
     if root is None:
         return figures
 
-    old = _old(heat, root, 'old50', LARGE)
+    old = _old(heat, root, 'old%d' % LARGE, LARGE)
     figures['old_create_seconds_n50'] = old.create()
     before = old.rows()
     try:
