@@ -46,9 +46,9 @@ setup() {
     [ "$CELTIC_API_VIP" = 10.0.0.100 ]
     [ "$http_proxy" = http://p:3128 ]
     [ "$NO_PROXY" = localhost,.svc ]
-    assert_called 'apt-get update -q'
-    assert_called 'apt-get install -y -q --no-install-recommends ca-certificates curl gnupg python3 iproute2'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 update -q'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends ca-certificates curl gpg python3 iproute2 openssl procps'
     : >"$CALLS"
     common_setup
-    refute_called 'apt-get install.*'
+    refute_called 'apt-get -o DPkg::Lock::Timeout=600 install.*'
 }

@@ -81,7 +81,7 @@ line_of() {
     assert_success
     run calls_since "$calls_before"
     refute_line --regexp '^kubeadm (init|join|reset)'
-    refute_line --regexp '^(apt-get install|gpg|sysctl|curl)'
+    refute_line --regexp '^(apt-get -o DPkg::Lock::Timeout=600 install|gpg|sysctl|curl)'
     refute_line --regexp '^systemctl (restart|daemon-reload)'
     refute_line --regexp '^kubectl .* apply'
     run log_since "$log_before"
@@ -119,7 +119,7 @@ line_of() {
     assert_success
     assert_called 'api_vip_setup '
     assert_called 'curl .* https://10.0.0.100:6443/version'
-    assert_called 'apt-get install .* kubeadm=1.36.2-1.1 .*'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install .* kubeadm=1.36.2-1.1 .*'
     assert_called "kubeadm join --config $CELTIC_ETC/kubeadm/join.yaml"
     refute_called 'kubeadm init.*'
     refute_called 'kubectl .* apply.*'

@@ -224,7 +224,7 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
     assert_success
     [ "$(signal_field 1 status)" = SUCCESS ]
     [ "$(signal_field 1 reason)" = "testnode-0: storage ready" ]
-    called "apt-get update -q"
+    called "apt-get -o DPkg::Lock::Timeout=600 update -q"
     called "gluster --mode=script volume start celtic"
     run grep -r p4ssw0rd-never-logged "$CELTIC_LOG_FILE" "$CALLS"
     assert_failure

@@ -291,7 +291,63 @@ celtic_mark_done() {
 # ---------------------------------------------------------------------------------------
 # packages
 
-# celtic_apt_install PACKAGE...: install what is missing, with retries.
+# How long apt waits for the dpkg lock: at first boot cloud-init and
+# unattended-upgrades hold it, and without a timeout apt gives up at once.
+CELTIC_APT_LOCK_TIMEOUT=${CELTIC_APT_LOCK_TIMEOUT:-600}
+CELTIC_OS_RELEASE=${CELTIC_OS_RELEASE:-/etc/os-release}
+CELTIC_PACKAGES_TABLE=${CELTIC_PACKAGES_TABLE:-$CELTIC_LIB_DIR/lib/packages.txt}
+
+# celtic_apt_get ARGS...: apt-get, non-interactive, waiting for the dpkg lock.
+celtic_apt_get() {
+    env DEBIAN_FRONTEND=noninteractive apt-get -o "DPkg::Lock::Timeout=$CELTIC_APT_LOCK_TIMEOUT" "$@"
+}
+
+# celtic_distro: this node's distribution as the package table names it (ID-VERSION_ID
+# of os-release: debian-12, debian-13, ubuntu-24.04).
+celtic_distro() {
+    local id version
+    [[ -r "$CELTIC_OS_RELEASE" ]] || celtic_die "$CELTIC_OS_RELEASE is missing: cannot tell the distribution"
+    # shellcheck source=/dev/null
+    id=$(. "$CELTIC_OS_RELEASE" && printf '%s' "${ID:-}")
+    # shellcheck source=/dev/null
+    version=$(. "$CELTIC_OS_RELEASE" && printf '%s' "${VERSION_ID:-}")
+    printf '%s-%s\n' "$id" "$version"
+}
+
+# celtic_package_names NAME...: CELTIC_PACKAGE_NAMES, this distribution's packages for
+# the NAMEs (lib/packages.txt). A NAME of the form name=version keeps its version.
+# Fails the step naming the first NAME the table has no row for.
+celtic_package_names() {
+    local distro arg name version package
+    distro=$(celtic_distro)
+    [[ -r "$CELTIC_PACKAGES_TABLE" ]] || celtic_die "the package table $CELTIC_PACKAGES_TABLE is missing"
+    CELTIC_PACKAGE_NAMES=()
+    for arg in "$@"; do
+        name=${arg%%=*}
+        version=""
+        if [[ "$arg" == *=* ]]; then
+            version="=${arg#*=}"
+        fi
+        package=$(awk -v n="$name" -v d="$distro" '$1 == n && $2 == d {print $3; exit}' \
+            "$CELTIC_PACKAGES_TABLE")
+        if [[ -z "$package" ]]; then
+            local known
+            known=$(awk '!/^#/ && NF {print $2}' "$CELTIC_PACKAGES_TABLE" | sort -u | tr '\n' ' ')
+            celtic_die "no package for '$name' on $distro in lib/packages.txt (supported: ${known% })"
+        fi
+        CELTIC_PACKAGE_NAMES+=("$package$version")
+    done
+}
+
+# celtic_install NAME...: this distribution's packages for NAMEs (the package table),
+# without their Recommends: whatever a fragment uses must be named.
+celtic_install() {
+    celtic_package_names "$@"
+    celtic_apt_install "${CELTIC_PACKAGE_NAMES[@]}"
+}
+
+# celtic_apt_install PACKAGE...: install what is missing, with retries. Fragments call
+# celtic_install, which maps their names through the package table first.
 celtic_apt_install() {
     local missing=() pkg
     for pkg in "$@"; do
@@ -303,12 +359,17 @@ celtic_apt_install() {
         return 0
     fi
     celtic_info "installing ${missing[*]}"
-    celtic_retry -n 5 -d 5 -- env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    celtic_retry -n 5 -d 5 -- celtic_apt_get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# celtic_apt_mark_hold PACKAGE...: apt never upgrades them on its own.
+celtic_apt_mark_hold() {
+    apt-mark -o "DPkg::Lock::Timeout=$CELTIC_APT_LOCK_TIMEOUT" hold "$@" >/dev/null ||
+        celtic_die "cannot hold $*"
 }
 
 celtic_apt_update() {
-    celtic_retry -n 5 -d 5 -- apt-get update -q
+    celtic_retry -n 5 -d 5 -- celtic_apt_get update -q
 }
 
 # ---------------------------------------------------------------------------------------

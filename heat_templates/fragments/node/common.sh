@@ -52,10 +52,11 @@ common_proxy_env() {
     fi
 }
 
-# common_base_packages: tools every fragment relies on.
+# common_base_packages: tools every fragment relies on (gpg for apt keys, openssl for
+# the PKI, procps for sysctl).
 common_base_packages() {
     celtic_apt_update
-    celtic_apt_install ca-certificates curl gnupg python3 iproute2
+    celtic_install ca-certificates curl gpg python3 iproute2 openssl procps
 }
 
 # common_setup: the common steps, in order.

@@ -389,7 +389,7 @@ gluster_glusterd_ports() {
 
 # gluster_start_glusterd: glusterd installed, configured, running and answering.
 gluster_start_glusterd() {
-    celtic_apt_install glusterfs-server
+    celtic_install glusterfs-server
     CELTIC_CHANGED=0
     gluster_glusterd_ports
     systemctl enable glusterd
@@ -595,7 +595,7 @@ gluster_wait_for_pool() {
 # gluster_storage_node: every GlusterFS step of a storage node, in order.
 gluster_storage_node() {
     celtic_step storage-addresses gluster_load_addresses
-    celtic_step brick-tools celtic_apt_install xfsprogs
+    celtic_step brick-tools celtic_install xfsprogs
     celtic_step brick-disk gluster_find_brick_device
     celtic_step brick-format gluster_format_brick
     celtic_step brick-mount gluster_mount_brick
