@@ -149,6 +149,33 @@ line_of() {
     assert_failure
 }
 
+@test "master 0: an init that fails after kubeadm reset is retried with Magnum's CA, not a new one" {
+    kube_with_heat
+    export FAKE_INIT_FAILS=1
+    run_master
+    assert_success
+    [ "$(grep -c '^kubeadm init' "$CALLS")" = 2 ]
+    assert_called 'kubeadm reset --force'
+    [ "$(line_of 'kubeadm reset')" -lt "$(grep -n '^kubeadm init' "$CALLS" | sed -n 2p | cut -d: -f1)" ]
+    run cat "$BATS_TEST_TMPDIR/pki-seen"
+    assert_output $'init magnum-ca\ninit magnum-ca'
+    cmp "$ROOT/etc/kubernetes/pki/ca.key" "$CELTIC_ETC/secrets/ca.key"
+    [ "$(signal_field 1 status)" = SUCCESS ]
+}
+
+@test "a joining master retried after kubeadm reset still finds the shared certificates" {
+    export CELTIC_NODE_IP=10.0.0.12 CELTIC_NODE_NAME=testnode-1 FAKE_JOIN_FAILS=2
+    run_master
+    assert_success
+    [ "$(grep -c '^kubeadm join' "$CALLS")" = 3 ]
+    [ "$(grep -c '^kubeadm reset --force' "$CALLS")" = 2 ]
+    run cat "$BATS_TEST_TMPDIR/pki-seen"
+    assert_output $'join magnum-ca\njoin magnum-ca\njoin magnum-ca'
+    for f in ca.key sa.key etcd/ca.key front-proxy-ca.key; do
+        assert [ -s "$ROOT/etc/kubernetes/pki/$f" ]
+    done
+}
+
 @test "a master whose address is not in master_addresses fails at step identity" {
     kube_with_heat
     export CELTIC_NODE_IP=10.0.0.99
