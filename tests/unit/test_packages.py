@@ -101,6 +101,7 @@ def test_no_fragment_installs_past_the_table():
     for script, text in _scripts():
         if script == 'lib/celtic.sh':
             continue
-        for pattern in (r'apt-get\s[^\n]*\binstall\b', r'\bceltic_apt_install\b', r'\bapt\s+install\b'):
+        for pattern in (r'apt-get\s[^\n]*\binstall\b', r'\bceltic_apt_install\b',
+                        r'\bapt\s+install\b'):
             assert not re.search(pattern, text), '%s installs without the package table ' \
                 '(use celtic_install)' % script
