@@ -32,6 +32,8 @@ setup() {
     [ "$CELTIC_CHANGED" = 1 ]
     run cat "$ROOT/etc/apt/apt.conf.d/90celtic-proxy"
     assert_output $'Acquire::http::Proxy "http://proxy.example:3128";\nAcquire::https::Proxy "http://proxy.example:3129";'
+    # a proxy URL may carry a password: only root reads the file
+    [ "$(stat -c %a "$ROOT/etc/apt/apt.conf.d/90celtic-proxy")" = 600 ]
     CELTIC_CHANGED=0
     common_apt_proxy
     [ "$CELTIC_CHANGED" = 0 ]

@@ -51,6 +51,8 @@ setup() {
     run cat "$CELTIC_ETC/metadata-block.nft"
     assert_line --partial 'type filter hook forward priority -200'
     assert_line --partial 'ip daddr 169.254.169.254 counter drop'
+    assert_line --partial 'type filter hook output priority -200'
+    assert_line --partial 'ip daddr 169.254.169.254 meta skuid != 0 counter drop'
     run cat "$ROOT/etc/systemd/system/celtic-metadata-block.service"
     assert_line 'ExecStart=/usr/sbin/nft -f /etc/celtic/metadata-block.nft'
     assert_line 'WantedBy=multi-user.target'
@@ -367,4 +369,28 @@ setup() {
         assert_success
         refute_output --partial ERROR
     done
+}
+
+@test "real nft: the metadata block drops every uid but root on the node itself (hostNetwork pods)" {
+    [[ $(id -u) == 0 && -x /usr/sbin/nft ]] || skip "needs root and nft (nftables)"
+    command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
+    # A network namespace of its own: the metadata address on lo, a listener behind it.
+    run unshare -n bash -c '
+        ip link set lo up && ip addr add 169.254.169.254/32 dev lo || exit 99
+        python3 -c "
+import socket, time
+s = socket.socket(); s.bind((\"169.254.169.254\", 80)); s.listen(8); time.sleep(30)" &
+        sleep 0.5
+        probe() { timeout 2 bash -c "exec 3<>/dev/tcp/169.254.169.254/80"; }
+        probe || exit 10
+        /usr/sbin/nft -f "$1" || exit 11
+        probe || exit 12
+        if setpriv --reuid=65534 --regid=65534 --clear-groups bash -c "$(declare -f probe); probe"; then
+            exit 13
+        fi
+        /usr/sbin/nft list chain inet celtic_metadata output | grep -q "skuid != 0" || exit 14
+        kill %1
+        exit 0' _ "$FRAGMENTS/templates/metadata-block.nft.tmpl"
+    [ "$status" -ne 99 ] || skip "cannot add an address in a new network namespace"
+    assert_success
 }
