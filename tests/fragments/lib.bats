@@ -93,6 +93,19 @@ SH
     [ "$(signal_field 2 reason)" = "testnode-0: minion ready" ]
 }
 
+@test "a celtic_die inside a command substitution still reaches Heat with its message" {
+    stub_heat_signal
+    export TMPDIR=$BATS_TEST_TMPDIR/tmp
+    mkdir -p "$TMPDIR"
+    run bash -c 'source "$CELTIC_LIB_DIR/lib/celtic.sh"; set -euo pipefail
+        f() { local x; x=$(celtic_die "no package for curl on centos-9"); echo "$x"; }
+        main() { celtic_step base-packages f; }; celtic_run main'
+    assert_failure
+    [ "$(signal_field 1 reason)" = "testnode-0: step base-packages failed: no package for curl on centos-9" ]
+    run ls "$TMPDIR"
+    refute_output
+}
+
 @test "celtic_index_of finds this node among its peers" {
     run celtic_index_of 10.0.0.6 10.0.0.5 10.0.0.6 10.0.0.7
     assert_output 1

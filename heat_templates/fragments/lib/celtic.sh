@@ -45,10 +45,15 @@ celtic_log() {
 celtic_info() { celtic_log INFO "$@"; }
 celtic_warn() { celtic_log WARN "$@"; }
 
-# celtic_die MESSAGE...: fail the current step with a message that reaches Heat.
+# celtic_die MESSAGE...: fail the current step with a message that reaches Heat, also
+# from a command substitution (x=$(f) where f dies): the subshell leaves the message in
+# CELTIC_FAIL_FILE for the EXIT trap of celtic_run.
 celtic_die() {
     CELTIC_FAIL_MESSAGE="$*"
     celtic_log ERROR "$*"
+    if [[ ${BASH_SUBSHELL:-0} -gt 0 && -n "${CELTIC_FAIL_FILE:-}" ]]; then
+        { printf '%s\n' "$*" >"$CELTIC_FAIL_FILE"; } 2>/dev/null || true
+    fi
     exit 1
 }
 
@@ -474,12 +479,17 @@ _celtic_send_signal() {
 celtic_run() {
     CELTIC_STEP=start
     trap '_celtic_finish $?' EXIT
+    CELTIC_FAIL_FILE=$(mktemp "${TMPDIR:-/tmp}/celtic-failure.XXXXXX")
     "$@"
 }
 
 _celtic_finish() {
     local rc=$1 node
     trap - EXIT
+    if [[ -z "$CELTIC_FAIL_MESSAGE" && -s "${CELTIC_FAIL_FILE:-}" ]]; then
+        CELTIC_FAIL_MESSAGE=$(<"$CELTIC_FAIL_FILE")
+    fi
+    rm -f "${CELTIC_FAIL_FILE:-}"
     node=$(celtic_node_name)
     if [[ $rc -eq 0 ]]; then
         celtic_info "node $node (${CELTIC_ROLE:-node}) is ready"
