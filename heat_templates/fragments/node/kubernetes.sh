@@ -225,7 +225,7 @@ kube_tools_source() {
 # PREFIX (empty: any), or nothing.
 kube_madison() {
     apt-cache madison "$1" 2>/dev/null | awk -F'|' -v p="$2" \
-        '{v = $2; gsub(/[[:space:]]/, "", v); if (v != "" && index(v, p) == 1) print v}' |
+        '{v = $2; gsub(/[[:space:]]/, "", v); if (v != "" && (p == "" || index(v, p) == 1)) print v}' |
         sort -rV | sed -n 1p
 }
 
