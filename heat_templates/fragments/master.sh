@@ -87,10 +87,8 @@ master_patches() {
         "$KUBE_PATCHES_DIR/kube-apiserver+json.yaml" 0644
 }
 
-# master_init: kubeadm init, once; a failed attempt is reset and retried. `kubeadm reset`
-# empties /etc/kubernetes/pki, so every attempt first places Magnum's CAs again: without
-# them kubeadm would mint a CA of its own, which HAProxy's check and every other node
-# (they trust Magnum's CA) reject.
+# master_init: kubeadm init, once; a failed attempt is reset and retried. Each attempt
+# places Magnum's CAs again (reset empties pki; kubeadm would mint its own CA).
 master_init() {
     if [[ -e "$KUBE_ETC/admin.conf" ]]; then
         celtic_info "already initialised ($KUBE_ETC/admin.conf exists)"
@@ -145,7 +143,6 @@ master_main() {
         kube_runtime_setup
         celtic_step pki master_pki
         celtic_step kubeadm-config master_render_join
-        # join --control-plane needs the shared certificates on disk at every attempt
         celtic_step kubeadm-join kube_join master_pki
     fi
     celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"

@@ -45,9 +45,8 @@ celtic_log() {
 celtic_info() { celtic_log INFO "$@"; }
 celtic_warn() { celtic_log WARN "$@"; }
 
-# celtic_die MESSAGE...: fail the current step with a message that reaches Heat, also
-# from a command substitution (x=$(f) where f dies): the subshell leaves the message in
-# CELTIC_FAIL_FILE for the EXIT trap of celtic_run.
+# celtic_die MESSAGE...: fail the current step with a message that reaches Heat (from a
+# subshell through CELTIC_FAIL_FILE).
 celtic_die() {
     CELTIC_FAIL_MESSAGE="$*"
     celtic_log ERROR "$*"
@@ -296,19 +295,16 @@ celtic_mark_done() {
 # ---------------------------------------------------------------------------------------
 # packages
 
-# How long apt waits for the dpkg lock: at first boot cloud-init and
-# unattended-upgrades hold it, and without a timeout apt gives up at once.
+# cloud-init and unattended-upgrades hold the dpkg lock at first boot: apt waits for it.
 CELTIC_APT_LOCK_TIMEOUT=${CELTIC_APT_LOCK_TIMEOUT:-600}
 CELTIC_OS_RELEASE=${CELTIC_OS_RELEASE:-/etc/os-release}
 CELTIC_PACKAGES_TABLE=${CELTIC_PACKAGES_TABLE:-$CELTIC_LIB_DIR/lib/packages.txt}
 
-# celtic_apt_get ARGS...: apt-get, non-interactive, waiting for the dpkg lock.
 celtic_apt_get() {
     env DEBIAN_FRONTEND=noninteractive apt-get -o "DPkg::Lock::Timeout=$CELTIC_APT_LOCK_TIMEOUT" "$@"
 }
 
-# celtic_distro: this node's distribution as the package table names it (ID-VERSION_ID
-# of os-release: debian-12, debian-13, ubuntu-24.04).
+# celtic_distro: ID-VERSION_ID of os-release (debian-12, debian-13, ubuntu-24.04).
 celtic_distro() {
     local id version
     [[ -r "$CELTIC_OS_RELEASE" ]] || celtic_die "$CELTIC_OS_RELEASE is missing: cannot tell the distribution"
@@ -319,9 +315,8 @@ celtic_distro() {
     printf '%s-%s\n' "$id" "$version"
 }
 
-# celtic_package_names NAME...: CELTIC_PACKAGE_NAMES, this distribution's packages for
-# the NAMEs (lib/packages.txt). A NAME of the form name=version keeps its version.
-# Fails the step naming the first NAME the table has no row for.
+# celtic_package_names NAME[=VERSION]...: CELTIC_PACKAGE_NAMES, this distribution's
+# packages for NAMEs (lib/packages.txt), or fail naming the first without a row.
 celtic_package_names() {
     local distro arg name version package
     distro=$(celtic_distro)
@@ -344,15 +339,13 @@ celtic_package_names() {
     done
 }
 
-# celtic_install NAME...: this distribution's packages for NAMEs (the package table),
-# without their Recommends: whatever a fragment uses must be named.
+# celtic_install NAME...: their packages, without Recommends: name what you use.
 celtic_install() {
     celtic_package_names "$@"
     celtic_apt_install "${CELTIC_PACKAGE_NAMES[@]}"
 }
 
-# celtic_apt_install PACKAGE...: install what is missing, with retries. Fragments call
-# celtic_install, which maps their names through the package table first.
+# celtic_apt_install PACKAGE...: install what is missing, with retries.
 celtic_apt_install() {
     local missing=() pkg
     for pkg in "$@"; do
@@ -367,7 +360,6 @@ celtic_apt_install() {
     celtic_retry -n 5 -d 5 -- celtic_apt_get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# celtic_apt_mark_hold PACKAGE...: apt never upgrades them on its own.
 celtic_apt_mark_hold() {
     apt-mark -o "DPkg::Lock::Timeout=$CELTIC_APT_LOCK_TIMEOUT" hold "$@" >/dev/null ||
         celtic_die "cannot hold $*"

@@ -57,8 +57,7 @@ ha_cluster_setup() {
     local name=${1:-}
     shift || true
     celtic_step ha-members ha_check_member "$name" "$@"
-    # pacemaker only Recommends pacemaker-cli-utils, which has crm_mon, cibadmin,
-    # crm_verify and crm_resource: without it no DC is ever seen (ha_wait_dc).
+    # pacemaker-cli-utils (crm_mon, crm_verify...) is only a Recommends of pacemaker.
     celtic_step ha-packages ha_install_packages corosync pacemaker pacemaker-cli-utils pcs \
         resource-agents
     celtic_step ha-nonlocal-bind ha_nonlocal_bind
@@ -80,7 +79,7 @@ ha_check_member() {
         celtic_die "this node's address '$self' is not among the $name members ($*)"
 }
 
-# ha_install_packages NAME...: install (names of lib/packages.txt) without letting the packages start their
+# ha_install_packages NAME...: install without letting the packages start their
 # daemons: corosync and pacemaker would come up as a one-node cluster with the package's
 # default corosync.conf, and that cluster's CIB would later join ours.
 ha_install_packages() {

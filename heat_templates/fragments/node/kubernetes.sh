@@ -114,12 +114,11 @@ kube_pkg_version() {
     sed -n 's/^install ok installed //p' <<<"$status"
 }
 
-# The containerd.io series nodes install, and hold: Kubernetes >= 1.36 needs containerd
-# >= 2, and an unattended upgrade must never restart the runtime under running pods.
+# containerd.io series, held (no upgrade restarts the runtime under running pods).
 KUBE_CONTAINERD_SERIES=${KUBE_CONTAINERD_SERIES:-2}
 
-# kube_containerd_package: containerd.io of KUBE_CONTAINERD_SERIES (its newest patch)
-# from Docker's apt repository, held, unless the image already ships a containerd >= 2.
+# kube_containerd_package: the newest containerd.io of the series from Docker's apt
+# repository, unless the image ships a containerd >= 2 (Kubernetes >= 1.36 needs it).
 kube_containerd_package() {
     local distro id codename arch pkgver
     if command -v containerd >/dev/null 2>&1 &&
@@ -190,11 +189,9 @@ kube_packages() {
     celtic_apt_mark_hold kubelet kubeadm kubectl
 }
 
-# kube_tools_source MINOR: kubeadm depends on cri-tools and the kubelet on
-# kubernetes-cni, which a minor's repository has shipped without (v1.36 at its release,
-# kubernetes/kubernetes#138534). Then the previous minor's repository is added for them:
-# kubelet, kubeadm and kubectl are installed at an exact version of MINOR, so nothing
-# else can come from there.
+# kube_tools_source MINOR: cri-tools and kubernetes-cni from the previous minor's
+# repository when MINOR's lacks them (kubernetes/kubernetes#138534); kubelet, kubeadm
+# and kubectl keep MINOR's exact version.
 kube_tools_source() {
     local minor=$1 previous repo pkg missing=()
     for pkg in cri-tools kubernetes-cni; do
@@ -417,8 +414,7 @@ kube_render_join() {
 }
 
 # kube_join [PREPARE...]: kubeadm join through the VIP, once; a failed attempt is reset
-# and retried. PREPARE runs before every attempt: `kubeadm reset` empties
-# /etc/kubernetes/pki, where a joining master's shared certificates must be.
+# and retried, PREPARE before each attempt (reset empties /etc/kubernetes/pki).
 kube_join() {
     if [[ -e "$KUBE_ETC/kubelet.conf" ]]; then
         celtic_info "already joined ($KUBE_ETC/kubelet.conf exists)"
