@@ -37,6 +37,27 @@ devstack_setup_file() {
     OPENSTACK_CLIENTS=$(CLIENTS_PYTHON=$TEST_PYTHON bash "$DEVSTACK_TESTS/clients.sh" ensure) ||
         fail "clients.sh could not build the openstack clients"
     export OPENSTACK_CLIENTS
+    # One osc_parse.py server per client for the file's tests: the clients
+    # are imported once, not once per command line (fakebin.bash).
+    local name python dir
+    OSC_PARSE_SERVERS=""
+    while read -r name python _; do
+        dir="$BATS_FILE_TMPDIR/osc-parse-$name"
+        mkdir -p "$dir/req" "$dir/resp"
+        "$python" "$DEVSTACK_TESTS/osc_parse.py" --serve "$dir" </dev/null >"$dir.log" 2>&1 3>&- &
+        echo $! >"$dir.pid"
+        OSC_PARSE_SERVERS+="$name $dir"$'\n'
+    done <<<"$OPENSTACK_CLIENTS"
+    export OSC_PARSE_SERVERS
+}
+
+devstack_teardown_file() {
+    local name dir
+    while read -r name dir; do
+        [[ -n "$name" ]] || continue
+        kill "$(cat "$dir.pid")" 2>/dev/null || true
+        rm -rf "$dir"
+    done <<<"${OSC_PARSE_SERVERS:-}"
 }
 
 devstack_setup() {

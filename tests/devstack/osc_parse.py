@@ -1,6 +1,8 @@
 """Check an ``openstack`` command line with the real client's parsers.
 
     python osc_parse.py ARGS...
+    python osc_parse.py --serve DIR
+
 
 Run with the Python of a virtualenv that holds python-openstackclient and
 python-magnumclient (clients.sh builds them). The real ``OpenStackShell``
@@ -12,13 +14,24 @@ own parser. Nothing is sent anywhere: the command is never run.
 Exit status 0 when the installed clients accept the line; 2 with the
 parser's message on stderr otherwise (an unknown option, an unknown command,
 a missing argument).
+
+``--serve DIR`` does the same for many lines in one process (importing the
+clients takes a second or more, parsing a line milliseconds): a request is a
+file DIR/req/ID holding the arguments, each ended by a NUL (written under
+another name, then renamed); the answer is DIR/resp/ID: the exit status on
+the first line, then what the parser printed. The server stops when DIR is
+removed or after an hour without requests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import sys
 import tempfile
+import time
 
 # devstack's write_clouds_yaml names (functions-common); the values are
 # never used to connect.
@@ -81,5 +94,43 @@ def main(argv: list[str]) -> int:
     return 2 if status else 0
 
 
+def serve(directory: str, idle_limit: float = 3600.0) -> int:
+    """Answer the requests under DIRECTORY until it disappears."""
+    requests = os.path.join(directory, "req")
+    answers = os.path.join(directory, "resp")
+    os.makedirs(requests, exist_ok=True)
+    os.makedirs(answers, exist_ok=True)
+    last = time.monotonic()
+    while os.path.isdir(requests) and time.monotonic() - last < idle_limit:
+        names = sorted(name for name in os.listdir(requests) if not name.startswith("."))
+        for name in names:
+            path = os.path.join(requests, name)
+            with open(path, "rb") as handle:
+                argv = handle.read().decode("utf-8").split("\0")[:-1]
+            os.remove(path)
+            output = io.StringIO()
+            with contextlib.redirect_stderr(output), contextlib.redirect_stdout(io.StringIO()):
+                try:
+                    status = main(argv)
+                except SystemExit as exc:
+                    status = exc.code if isinstance(exc.code, int) else 2
+                except Exception as exc:  # a broken check, not a rejection
+                    print(f"osc_parse.py: {exc!r}", file=sys.stderr)
+                    status = 1
+            # Each request builds a new shell, whose logging set-up adds
+            # root handlers bound to this request's output.
+            logging.getLogger().handlers.clear()
+            answer = os.path.join(answers, name)
+            with open(f"{answer}.tmp", "w", encoding="utf-8") as handle:
+                handle.write(f"{status}\n{output.getvalue()}")
+            os.replace(f"{answer}.tmp", answer)
+            last = time.monotonic()
+        if not names:
+            time.sleep(0.01)
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        sys.exit(serve(sys.argv[2]))
     sys.exit(main(sys.argv[1:]))

@@ -10,6 +10,10 @@ setup_file() {
     devstack_setup_file
 }
 
+teardown_file() {
+    devstack_teardown_file
+}
+
 setup() {
     devstack_setup
 }
