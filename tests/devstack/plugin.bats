@@ -649,3 +649,28 @@ EOF2
     run grep '^password=' "$TEST_ROOT/mysql.cnf"
     assert_output 'password="a\"b\\c"'
 }
+
+# --- Magnum's own start-up ----------------------------------------------------
+
+@test "magnum.conf of the IPv4, IPv6 and tls-proxy runs: Magnum's prepare_service and log_opt_values accept it" {
+    local scenario
+    for scenario in 4 6 6-tls; do
+        export SERVICE_IP_VERSION=${scenario%%-*}
+        export ENABLED_SERVICES=key,mysql,rabbit,g-api,n-api,q-svc,h-eng,h-api
+        [[ $scenario == *-tls ]] && ENABLED_SERVICES+=,tls-proxy
+        devstack stack
+        assert_success
+        run "$TEST_PYTHON" "$DEVSTACK_TESTS/magnum_start.py" "$MAGNUM_CONF"
+        assert_success
+    done
+}
+
+@test "magnum_start.py fails where magnum-api and magnum-conductor fail: [api] host = [::]" {
+    devstack stack
+    assert_success
+    sed -i 's/^host = 0\.0\.0\.0$/host = [::]/' "$MAGNUM_CONF"
+    run "$TEST_PYTHON" "$DEVSTACK_TESTS/magnum_start.py" "$MAGNUM_CONF"
+    assert_failure 1
+    assert_output --partial "magnum would not start with $MAGNUM_CONF"
+    assert_output --partial "[::] is not IPv4 or IPv6 address"
+}
