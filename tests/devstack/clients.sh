@@ -61,9 +61,12 @@ function build {
     constraints_of "$name" >"$venv.constraints"
     [[ -s "$venv.constraints" ]] && constrain=(-c "$venv.constraints")
     echo "clients.sh: building $name (${PACKAGES[*]}) in $venv" >&2
-    if ! { "$VENV_PYTHON" -m venv "$venv" &&
-        "$venv/bin/python" -m pip install --disable-pip-version-check -q "${constrain[@]}" \
-            "${PACKAGES[@]}" &&
+    # Without pip of its own (so without ensurepip, which Debian's python3
+    # lacks unless python3-venv is installed): the installing pip is that of
+    # CLIENTS_PYTHON, pointed at the new environment (pip >= 22.3).
+    if ! { "$VENV_PYTHON" -m venv --without-pip "$venv" &&
+        "$VENV_PYTHON" -m pip --python "$venv/bin/python" install --disable-pip-version-check \
+            -q "${constrain[@]}" "${PACKAGES[@]}" &&
         "$venv/bin/python" -c 'import openstackclient.shell, magnumclient.osc.plugin'
     } >"$CACHE/$name.log" 2>&1; then
         rm -rf "$venv"
