@@ -64,7 +64,7 @@ LARGE = int(os.environ.get('CELTIC_BENCH_SCALE_N', '20' if quick() else '50'))
 #: one-minion scale-outs timed at each size, one after another; celtic's figures are
 #: their median (single updates on 2 cores vary by about a quarter either way)
 SAMPLES = max(1, int(os.environ.get('CELTIC_BENCH_SCALE_OUT_SAMPLES',
-                                     '1' if quick() else '3')))
+                                    '1' if quick() else '3')))
 
 
 def _say(text: str) -> None:
