@@ -17,10 +17,14 @@ def template_set(root=ROOT):
     return templates.TemplateSet(root)
 
 
-def test_checkout_templates_are_found():
+def test_templates_beside_the_package_or_its_installed_data_files_are_found():
     assert os.path.isfile(os.path.join(ROOT, templates.ROOT_TEMPLATE))
-    assert ROOT == os.path.realpath(os.path.join(os.path.dirname(templates.__file__),
-                                                 '..', 'heat_templates'))
+    beside = os.path.realpath(os.path.join(os.path.dirname(templates.__file__),
+                                           '..', 'heat_templates'))
+    if os.path.isdir(beside):    # a checkout (develop install)
+        assert ROOT == beside
+    else:                        # the wheel: its data files
+        assert ROOT.endswith(os.path.join('share', 'magnum-celtic', 'heat_templates'))
 
 
 def test_installed_data_files_location_is_a_candidate():
