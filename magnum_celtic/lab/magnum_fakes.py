@@ -200,6 +200,10 @@ def install(cloud_dir: str | None = None) -> None:
         os.environ[CLOUD_DIR_ENV] = cloud_dir
     if not os.environ.get(CLOUD_DIR_ENV):
         raise RuntimeError('%s is not set' % CLOUD_DIR_ENV)
+    from magnum_celtic.lab import magnum_2026_1
+    if magnum_2026_1.magnum_has_trusts():
+        magnum_2026_1.install_clients(os.environ[CLOUD_DIR_ENV])
+        return
     from magnum.common import clients
     clients.OpenStackClients.glance = lambda self: FakeGlance()
     clients.OpenStackClients.nova = lambda self: FakeNova()

@@ -20,6 +20,7 @@ stand-ins whose simulated nodes report to Heat with the real shell library.
 
 from __future__ import annotations
 
+import importlib.metadata
 import ipaddress
 import re
 import time
@@ -31,6 +32,8 @@ from magnumclient import exceptions as magnum_exc
 from magnum_celtic.lab import clusterwatch
 
 TIMEOUT = 900
+#: 22 (2026.1) or 23 (2026.2): tox -e functional-magnum22 runs this module on Magnum 22
+MAGNUM_RELEASE = int(importlib.metadata.version('magnum').split('.')[0])
 FLOATING = ipaddress.ip_network('172.24.4.0/24')
 FIXED = ipaddress.ip_network('10.0.0.0/24')
 
@@ -95,8 +98,14 @@ def template(magnum):
 # ---- driver selection ---------------------------------------------------------------
 
 def test_template_names_the_driver(template):
-    assert template.driver == 'celtic'
     assert template.cluster_distro == 'debian'
+    if MAGNUM_RELEASE < 23:
+        # Magnum 2026.1 takes a template's driver from the image property only (its API
+        # overwrites --driver); the clusters of this template find celtic by
+        # (vm, debian, kubernetes)
+        assert template.driver is None
+    else:
+        assert template.driver == 'celtic'
 
 
 def test_template_takes_the_driver_from_the_image_property(magnum):

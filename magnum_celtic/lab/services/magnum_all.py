@@ -19,15 +19,22 @@ Glance/Nova/Neutron look-ups (magnum_fakes) and the sqlite lock fixes.
 Usage: python -m magnum_celtic.lab.services.magnum_all MAGNUM_CONF PORT
 """
 
+import importlib.metadata
 import sys
 
-import magnum  # noqa: F401  (selects oslo.service's threading back end first)
-from oslo_log import log as logging
+if int(importlib.metadata.version('magnum').split('.')[0]) < 23:
+    # Magnum 2026.1's services run on eventlet, monkey-patched before anything else
+    # (its magnum/cmd does the same)
+    import eventlet
+    eventlet.monkey_patch()
 
-from magnum_celtic.lab import process
-from magnum_celtic.lab import magnum_fakes
-from magnum_celtic.lab import sqlite
-from magnum_celtic.lab.services import wsgi
+import magnum  # noqa: F401,E402  (2026.2: selects oslo.service's threading back end first)
+from oslo_log import log as logging  # noqa: E402
+
+from magnum_celtic.lab import process  # noqa: E402
+from magnum_celtic.lab import magnum_fakes  # noqa: E402
+from magnum_celtic.lab import sqlite  # noqa: E402
+from magnum_celtic.lab.services import wsgi  # noqa: E402
 
 LOG = logging.getLogger('magnum-all')
 
