@@ -275,7 +275,9 @@ def test_heat_unreachable_leaves_status_until_it_returns(magnum_lab, magnum, tem
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             cluster = clusterwatch.get(magnum, created.uuid)
-            if cluster is not None and getattr(cluster, 'cluster_id', None):
+            # the stack's id: cluster_id from API 1.13 (Magnum 2026.2), stack_id before
+            if cluster is not None and (getattr(cluster, 'cluster_id', None)
+                                        or getattr(cluster, 'stack_id', None)):
                 break
             time.sleep(1)
         assert cluster is not None and cluster.status == 'CREATE_IN_PROGRESS'
