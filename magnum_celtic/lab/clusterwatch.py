@@ -65,10 +65,6 @@ def wait(magnum, cluster_id: str, action: str, timeout: float = 900.0,
             status = cluster.status
             if status.endswith('IN_PROGRESS'):
                 seen_progress = True
-            elif action == 'DELETE' and status == 'DELETE_COMPLETE':
-                # Magnum removes the cluster in the same status job, after cleaning up
-                # (Magnum 2026.1 deletes the trustee and trust first): not over yet
-                seen_progress = True
             elif status.startswith(action):
                 if action != 'UPDATE' or seen_progress or before is None or (
                         cluster.updated_at != before.updated_at):
