@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Magnum objects and services -> the plain data the pure modules work on.
 
 Everything that touches Magnum (its objects, its certificate manager, its Keystone
@@ -8,6 +20,7 @@ adapter and ``spec``, ``stack`` and ``status`` stay pure.
 from __future__ import annotations
 
 import threading
+import types
 from typing import Any, Iterator, Mapping
 
 from magnum.common import clients
@@ -87,6 +100,30 @@ def cluster_spec(context: Any, cluster: Any, template: Any = None) -> spec_mod.C
     return spec
 
 
+class _Neutron:
+    """Networks and subnets (objects with id, name, cidr) from the Neutron client Magnum
+    hands out: openstacksdk's network proxy on Magnum 2026.2, python-neutronclient's
+    v2 client (dicts from list_* calls) on 2026.1."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        # looked up on the class: a legacy client has list_networks, an sdk proxy not
+        self.legacy = callable(getattr(type(client), 'list_networks', None))
+
+    def _listed(self, kind: str, filters: dict[str, Any]) -> list[Any]:
+        if self.legacy:
+            found = getattr(self.client, 'list_' + kind)(**filters)[kind]
+            return [types.SimpleNamespace(**{'name': None, 'cidr': None, **item})
+                    for item in found]
+        return list(getattr(self.client, kind)(**filters))
+
+    def networks(self, **filters: Any) -> list[Any]:
+        return self._listed('networks', filters)
+
+    def subnets(self, **filters: Any) -> list[Any]:
+        return self._listed('subnets', filters)
+
+
 def _resolve_existing_subnet(context: Any, template: dict, cluster: dict) -> None:
     """Find the subnet of an existing fixed network (and its CIDR, which the nodes'
     no_proxy and the CIDR overlap checks need)."""
@@ -94,7 +131,7 @@ def _resolve_existing_subnet(context: Any, template: dict, cluster: dict) -> Non
     subnet = cluster.get('fixed_subnet') or template.get('fixed_subnet')
     if not network:
         return
-    neutron = clients.OpenStackClients(context).neutron()
+    neutron = _Neutron(clients.OpenStackClients(context).neutron())
     if not subnet:
         if not uuidutils.is_uuid_like(network):
             found = [n for n in neutron.networks(name=network) if n.name == network]

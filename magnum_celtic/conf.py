@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """magnum.conf options of the celtic driver.
 
 Three groups, registered at import time on Magnum's global CONF and listed for
@@ -5,7 +17,9 @@ oslo-config-generator through the ``oslo.config.opts`` entry point:
 
 ``[heat_client]``
     How the driver reaches Heat. Same names as the group Magnum removed in 2026.2, so an
-    existing magnum.conf keeps working.
+    existing magnum.conf keeps working. Magnum 2026.1 (22.x) still registers this group
+    itself: there celtic uses Magnum's options and registers only the ones Magnum lacks
+    (registering an option twice with another help text is a DuplicateOptError).
 ``[celtic]``
     Driver settings.
 ``[celtic_cluster_labels]``
@@ -16,6 +30,10 @@ oslo-config-generator through the ``oslo.config.opts`` entry point:
 from __future__ import annotations
 
 from oslo_config import cfg
+
+# Magnum's own options first, so that the [heat_client] options Magnum 2026.1 registers
+# are found below instead of colliding with celtic's when Magnum imports its conf later.
+import magnum.conf  # noqa: F401,E402
 
 from magnum_celtic import labels
 
@@ -94,9 +112,25 @@ def _label_opts() -> list[cfg.Opt]:
 cluster_label_opts = _label_opts()
 
 
+def _missing(conf: cfg.ConfigOpts, group: cfg.OptGroup,
+             opts: list[cfg.Opt]) -> list[cfg.Opt]:
+    """The options of ``opts`` that ``conf`` does not have in ``group`` yet, by name:
+    those Magnum registered are Magnum's (same names and defaults), the rest celtic's."""
+    conf.register_group(group)
+    present = set(conf[group.name])
+    return [opt for opt in opts if opt.dest not in present]
+
+
+#: the [heat_client] options celtic registers on Magnum's CONF: all of them on Magnum
+#: 2026.2, none on 2026.1 (whose options of the same names serve the driver)
+own_heat_client_opts = _missing(CONF, heat_client_group, heat_client_opts)
+
+
 def register_opts(conf: cfg.ConfigOpts = CONF) -> None:
-    """Register every celtic option group on ``conf`` (idempotent)."""
-    for group, opts in ((heat_client_group, heat_client_opts),
+    """Register every celtic option group on ``conf`` (idempotent); of
+    ``[heat_client]`` only the options ``conf`` does not have already."""
+    for group, opts in ((heat_client_group, _missing(conf, heat_client_group,
+                                                     heat_client_opts)),
                         (celtic_group, celtic_opts),
                         (cluster_labels_group, cluster_label_opts)):
         conf.register_group(group)
@@ -104,10 +138,12 @@ def register_opts(conf: cfg.ConfigOpts = CONF) -> None:
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
-    """oslo-config-generator entry point: every group and its options."""
-    return [(heat_client_group, heat_client_opts),
-            (celtic_group, celtic_opts),
-            (cluster_labels_group, cluster_label_opts)]
+    """oslo-config-generator entry point: every group and the options celtic owns
+    (on Magnum 2026.1, Magnum's own namespace lists [heat_client])."""
+    groups = [(heat_client_group, own_heat_client_opts),
+              (celtic_group, celtic_opts),
+              (cluster_labels_group, cluster_label_opts)]
+    return [(group, opts) for group, opts in groups if opts]
 
 
 register_opts()

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Where the Heat templates are, and the set of files a stack request carries.
 
 The templates ship with the package as data files (``share/magnum-celtic/
@@ -29,6 +41,8 @@ ADDRESSES_TEMPLATE = 'addresses.yaml'
 _DATA_PATH = 'share/magnum-celtic/heat_templates'
 BUNDLE_MANIFEST = 'fragments/bundles.yaml'
 _BUNDLE = re.compile(r'^bundles/([a-z]+)\.txz\.b64$')
+# one file named by fragments/bundles.yaml: a relative path, no directory, no '..'
+_MANIFEST_ENTRY = re.compile(r'^(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$')
 _GET_FILE = re.compile(r'get_file:\s*([^\s{}\[\],]+)')
 _TYPE = re.compile(r'^\s*type:\s*([A-Za-z0-9_./-]+\.yaml)\s*$', re.MULTILINE)
 
@@ -106,24 +120,23 @@ class TemplateSet:
         return self._cache[name]
 
     def bundle_files(self, role: str) -> list[str]:
-        """The fragment files (relative to fragments/) a role's nodes receive."""
+        """The fragment files (relative to fragments/) a role's nodes receive.
+
+        Exactly the files fragments/bundles.yaml names, never what else lies in the
+        directory: an install leaves byte-code beside celtic_lb.py, an editor leaves
+        backups, and none of that may reach a node (or break the packing).
+        """
         manifest = yaml.safe_load(self.read(BUNDLE_MANIFEST)) or {}
         if role not in manifest or role == 'common':
             raise TemplatesNotFound('%s lists no role %s' % (BUNDLE_MANIFEST, role))
         names: list[str] = []
-        fragments = os.path.join(self.root, 'fragments')
         for entry in list(manifest.get('common') or []) + list(manifest[role] or []):
-            if entry.endswith('/'):
-                directory = os.path.join(fragments, entry)
-                if not os.path.isdir(directory):
-                    raise TemplatesNotFound('%s: no directory fragments/%s'
-                                            % (BUNDLE_MANIFEST, entry))
-                for base, _dirs, files in os.walk(directory):
-                    for file_name in files:
-                        names.append(os.path.relpath(os.path.join(base, file_name),
-                                                     fragments))
-            else:
-                names.append(entry)
+            if not isinstance(entry, str) or not _MANIFEST_ENTRY.match(entry):
+                raise TemplatesNotFound(
+                    '%s: role %s: entry %r must be the path of one file under '
+                    'fragments/ (letters, digits, "._-/", no directory, no "..")'
+                    % (BUNDLE_MANIFEST, role, entry))
+            names.append(entry)
         return sorted(set(names))
 
     def bundle(self, role: str) -> str:

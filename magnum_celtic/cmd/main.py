@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """``magnum-celtic``: render, validate, lab.
 
 ``render``    print (or write) the exact Heat stack request the driver would send for
@@ -11,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -19,6 +32,31 @@ import warnings
 from magnum_celtic.labels import LabelError
 
 warnings.filterwarnings('ignore', category=DeprecationWarning)
+
+#: what to install for the commands that run OpenStack services in this process
+LAB_EXTRA = "pip install 'magnum-celtic[lab]'"
+#: the top-level modules of the lab extra each command imports (the driver needs none)
+LAB_MODULES = {
+    'validate': ('heat',),
+    'lab': ('heat', 'keystone', 'magnumclient'),
+}
+_EXTRA_MODULES = {'heat', 'keystone', 'magnumclient', 'pymysql'}
+
+
+class MissingExtra(Exception):
+    """A command needs the lab extra, which is not installed."""
+
+    def __init__(self, command: str, module: str):
+        super().__init__('magnum-celtic %s needs the lab extra (module %s is not '
+                         'installed): %s' % (command, module, LAB_EXTRA))
+
+
+def _require_lab_extra(command: str) -> None:
+    for module in LAB_MODULES[command]:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            raise MissingExtra(command, error.name or module)
 
 
 def _pairs(text: str, what: str) -> dict[str, str]:
@@ -70,18 +108,17 @@ def _write_request(request, directory: str) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    _require_lab_extra('validate')
     from magnum_celtic import validation
     return validation.run(_templates(args))
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
+    _require_lab_extra('lab')
     try:
         from magnum_celtic.lab import cli
     except ImportError as error:
-        print('magnum-celtic lab needs the lab extras (openstack-heat, keystone): '
-              'pip install "magnum-celtic[lab]" -c upper-constraints.txt (%s)' % error,
-              file=sys.stderr)
-        return 2
+        raise MissingExtra('lab', getattr(error, 'name', None) or 'magnum_celtic.lab.cli')
     return cli.run_lab(args)
 
 
@@ -126,6 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except LabelError as error:
         print('error: %s' % error, file=sys.stderr)
+        return 2
+    except MissingExtra as error:
+        print('error: %s' % error, file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        # a module of the extra imported further down (e.g. PyMySQL for MariaDB)
+        top = (error.name or '').split('.')[0]
+        if top not in _EXTRA_MODULES:
+            raise
+        print('error: %s' % MissingExtra(args.command, top), file=sys.stderr)
         return 2
 
 

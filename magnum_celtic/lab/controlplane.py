@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The lab's control plane: Keystone, Heat and Magnum as real processes on loopback.
 
 ``ControlPlane.start()`` builds a private OpenStack control plane in a state directory:
@@ -33,6 +45,7 @@ from typing import Any, Callable
 from magnum_celtic.lab import backend as backend_mod
 from magnum_celtic.lab import cloud as cloud_mod
 from magnum_celtic.lab import gate as gate_mod
+from magnum_celtic.lab import magnum_2026_1
 from magnum_celtic.lab import process
 
 REGION = 'RegionOne'
@@ -333,9 +346,10 @@ class ControlPlane:
             self.ports[name] = process.free_port()
         self.heat_gate = gate_mod.Gate(self.ports['heat_gate'], self.ports['heat'])
         self.heat_gate.start()
-        for name in ('admin', 'heat', 'magnum', 'demo', STACK_DOMAIN_ADMIN):
-            project = {'admin': 'admin', 'demo': DEMO_PROJECT,
-                       STACK_DOMAIN_ADMIN: ''}.get(name, SERVICE_PROJECT)
+        for name in ('admin', 'heat', 'magnum', 'demo', STACK_DOMAIN_ADMIN,
+                     magnum_2026_1.TRUSTEE_DOMAIN_ADMIN):
+            project = {'admin': 'admin', 'demo': DEMO_PROJECT, STACK_DOMAIN_ADMIN: '',
+                       magnum_2026_1.TRUSTEE_DOMAIN_ADMIN: ''}.get(name, SERVICE_PROJECT)
             self.users[name] = Credentials(name, secrets.token_hex(16), project)
 
     # ------------------------------------------------------------------ keystone
@@ -396,10 +410,19 @@ class ControlPlane:
         users.append({'name': STACK_DOMAIN_ADMIN, 'domain': STACK_DOMAIN,
                       'password': self.users[STACK_DOMAIN_ADMIN].password,
                       'grants': [{'role': 'admin', 'domain': STACK_DOMAIN}]})
+        domains = [STACK_DOMAIN]
+        if magnum_2026_1.magnum_has_trusts():
+            # Magnum 2026.1's trustee domain: a trustee user per cluster lives there
+            trustee_admin = magnum_2026_1.TRUSTEE_DOMAIN_ADMIN
+            domains.append(magnum_2026_1.TRUSTEE_DOMAIN)
+            users.append({'name': trustee_admin, 'domain': magnum_2026_1.TRUSTEE_DOMAIN,
+                          'password': self.users[trustee_admin].password,
+                          'grants': [{'role': 'admin',
+                                      'domain': magnum_2026_1.TRUSTEE_DOMAIN}]})
         return {
             'admin_password': self.users['admin'].password, 'identity_url': self.keystone_url,
             'region': REGION, 'roles': ['member', 'reader', 'heat_stack_user'],
-            'domains': [STACK_DOMAIN], 'projects': [SERVICE_PROJECT, DEMO_PROJECT],
+            'domains': domains, 'projects': [SERVICE_PROJECT, DEMO_PROJECT],
             'users': users,
             'services': [
                 {'type': 'orchestration', 'name': 'heat',
@@ -539,7 +562,15 @@ class ControlPlane:
             'heat_client': {'region_name': REGION, 'endpoint_type': 'publicURL'},
             'oslo_messaging_notifications': {'driver': 'noop'},
             'oslo_concurrency': {'lock_path': self._dir('magnum', 'locks')},
+            **self._magnum_trust(),
         }))
+
+    def _magnum_trust(self) -> dict[str, dict[str, str]]:
+        """Magnum 2026.1's [trust] section (2026.2 has no trusts)."""
+        if not magnum_2026_1.magnum_has_trusts():
+            return {}
+        password = self.users[magnum_2026_1.TRUSTEE_DOMAIN_ADMIN].password
+        return {'trust': magnum_2026_1.trust_options(password)}
 
     def _magnum_schema(self) -> None:
         conf = self._magnum_conf()

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The only Magnum internals the lab replaces: its Glance, Nova, Neutron and Cinder look-ups.
 
 magnum-api validates cluster templates and clusters against the cloud (the image's
@@ -188,6 +200,10 @@ def install(cloud_dir: str | None = None) -> None:
         os.environ[CLOUD_DIR_ENV] = cloud_dir
     if not os.environ.get(CLOUD_DIR_ENV):
         raise RuntimeError('%s is not set' % CLOUD_DIR_ENV)
+    from magnum_celtic.lab import magnum_2026_1
+    if magnum_2026_1.magnum_has_trusts():
+        magnum_2026_1.install_clients(os.environ[CLOUD_DIR_ENV])
+        return
     from magnum.common import clients
     clients.OpenStackClients.glance = lambda self: FakeGlance()
     clients.OpenStackClients.nova = lambda self: FakeNova()

@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """A celtic cluster's life through python-magnumclient, as a cloud user lives it.
 
 Real Keystone, real Heat and real Magnum (API and conductor); the driver is loaded
@@ -8,6 +20,7 @@ stand-ins whose simulated nodes report to Heat with the real shell library.
 
 from __future__ import annotations
 
+import importlib.metadata
 import ipaddress
 import re
 import time
@@ -19,6 +32,8 @@ from magnumclient import exceptions as magnum_exc
 from magnum_celtic.lab import clusterwatch
 
 TIMEOUT = 900
+#: 22 (2026.1) or 23 (2026.2): tox -e functional-magnum22 runs this module on Magnum 22
+MAGNUM_RELEASE = int(importlib.metadata.version('magnum').split('.')[0])
 FLOATING = ipaddress.ip_network('172.24.4.0/24')
 FIXED = ipaddress.ip_network('10.0.0.0/24')
 
@@ -50,7 +65,14 @@ def _delete(lab, cluster_uuid: str) -> None:
     except magnum_exc.NotFound:
         return
     final = clusterwatch.wait(magnum, cluster_uuid, 'DELETE', timeout=TIMEOUT)
-    assert final is None, _describe(final)
+    assert _deleted(final), _describe(final)
+
+
+def _deleted(final) -> bool:
+    """Gone, or DELETE_COMPLETE: Magnum's status job removes the record right after
+    saving that status (Magnum 22 first deletes the cluster's trustee and trust, so a
+    poll can see it; asking again then may even fail while the nodegroups are gone)."""
+    return final is None or final.status == 'DELETE_COMPLETE'
 
 
 def _require_complete(cluster: dict) -> None:
@@ -83,8 +105,14 @@ def template(magnum):
 # ---- driver selection ---------------------------------------------------------------
 
 def test_template_names_the_driver(template):
-    assert template.driver == 'celtic'
     assert template.cluster_distro == 'debian'
+    if MAGNUM_RELEASE < 23:
+        # Magnum 2026.1 takes a template's driver from the image property only (its API
+        # overwrites --driver); the clusters of this template find celtic by
+        # (vm, debian, kubernetes)
+        assert template.driver is None
+    else:
+        assert template.driver == 'celtic'
 
 
 def test_template_takes_the_driver_from_the_image_property(magnum):
@@ -199,7 +227,7 @@ def test_cluster_delete_leaves_nothing(magnum_lab, magnum, cluster):
     _require_complete(cluster)
     magnum.clusters.delete(cluster['uuid'])
     final = clusterwatch.wait(magnum, cluster['uuid'], 'DELETE', timeout=TIMEOUT)
-    assert final is None, _describe(final)
+    assert _deleted(final), _describe(final)
     assert _stacks(magnum_lab, cluster['uuid']) == []
     left = {kind: sorted(set(names) - set(cluster['baseline'].get(kind, [])))
             for kind, names in magnum_lab.cloud.leftovers().items()}
@@ -254,7 +282,9 @@ def test_heat_unreachable_leaves_status_until_it_returns(magnum_lab, magnum, tem
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             cluster = clusterwatch.get(magnum, created.uuid)
-            if cluster is not None and getattr(cluster, 'cluster_id', None):
+            # the stack's id: cluster_id from API 1.13 (Magnum 2026.2), stack_id before
+            if cluster is not None and (getattr(cluster, 'cluster_id', None)
+                                        or getattr(cluster, 'stack_id', None)):
                 break
             time.sleep(1)
         assert cluster is not None and cluster.status == 'CREATE_IN_PROGRESS'

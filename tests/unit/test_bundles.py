@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Each role's nodes receive exactly the fragment files their scripts use.
 
 A node gets its fragments as one packed bundle per role (fragments/bundles.yaml). A
@@ -11,15 +23,36 @@ import base64
 import io
 import lzma
 import os
+import pathlib
 import re
+import shutil
 import tarfile
+import tempfile
 import unittest
+
+import yaml
 
 from magnum_celtic import templates
 
 ROLES = ('master', 'minion', 'proxy', 'storage')
 # "$CELTIC_LIB_DIR/node/ha.sh", "${CELTIC_LIB_DIR}/templates/x.tmpl", ...
 LIB_REFERENCE = re.compile(r'\$\{?CELTIC_LIB_DIR\}?/([A-Za-z0-9_./-]+[A-Za-z0-9_])')
+# the checkout's fragments (the sources), whichever copy the package under test uses
+CHECKOUT_FRAGMENTS = pathlib.Path(__file__).resolve().parents[2] / 'heat_templates' / 'fragments'
+
+
+def unpack(packed):
+    """A packed bundle as {member name: (mode, content)}."""
+    raw = lzma.decompress(base64.b64decode(packed))
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        return {m.name: (m.mode, tar.extractfile(m).read()) for m in tar.getmembers()}
+
+
+def manifest_files(root, role):
+    """The role's files as fragments/bundles.yaml lists them, read with plain yaml."""
+    with open(os.path.join(root, 'fragments', 'bundles.yaml'), encoding='utf-8') as f:
+        manifest = yaml.safe_load(f)
+    return sorted(set(manifest['common']) | set(manifest[role]))
 
 
 class BundleTest(unittest.TestCase):
@@ -63,9 +96,10 @@ class BundleTest(unittest.TestCase):
         for role in ROLES:
             delivered.update(self.templates.bundle_files(role))
         on_disk = set()
-        for base, _dirs, files in os.walk(self.fragments):
+        for base, dirs, files in os.walk(CHECKOUT_FRAGMENTS):
+            dirs[:] = [d for d in dirs if d != '__pycache__']
             for name in files:
-                on_disk.add(os.path.relpath(os.path.join(base, name), self.fragments))
+                on_disk.add(os.path.relpath(os.path.join(base, name), CHECKOUT_FRAGMENTS))
         on_disk.discard('bundles.yaml')
         self.assertEqual(set(), on_disk - delivered,
                          'fragment files no role receives (list them in '
@@ -87,3 +121,57 @@ class BundleTest(unittest.TestCase):
         for role in ROLES:
             for name in self.templates.bundle_files(role):
                 self.assertFalse(name.startswith('secrets/'), name)
+
+    def test_each_bundle_holds_exactly_the_files_the_manifest_names(self):
+        for role in ROLES:
+            with self.subTest(role=role):
+                members = unpack(self.templates.bundle(role))
+                self.assertEqual(manifest_files(self.templates.root, role), sorted(members))
+                for name, (_mode, content) in members.items():
+                    self.assertEqual(self.templates.read('fragments/' + name),
+                                     content.decode('utf-8'))
+
+
+class StrayFilesTest(unittest.TestCase):
+    """What an install or an editor leaves beside the fragments never reaches a node."""
+
+    STRAYS = {
+        # pip byte-compiles the installed celtic_lb.py (not UTF-8: 0xa7... magic)
+        'celtic-lb/__pycache__/celtic_lb.cpython-311.pyc': b'\xa7\r\r\n\x00\x00\x00\x00',
+        'celtic-lb/celtic_lb.py~': b'# an editor backup\n',
+        'manifests/.storage.yaml.swp': b'b0VIM 9.0\x00\xff',
+        'manifests/scratch.yaml': b'kind: Scratch\n',
+        'node/ha.sh.orig': b'#!/bin/bash\n',
+    }
+
+    def setUp(self):
+        self.clean = templates.TemplateSet(templates.default_dir())
+        work = tempfile.mkdtemp(prefix='celtic-strays-')
+        self.addCleanup(shutil.rmtree, work)
+        root = os.path.join(work, 'heat_templates')
+        shutil.copytree(self.clean.root, root,
+                        ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        for name, content in self.STRAYS.items():
+            path = os.path.join(root, 'fragments', name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'wb') as handle:
+                handle.write(content)
+        self.littered = templates.TemplateSet(root)
+
+    def test_strays_in_the_fragment_directories_are_not_packed(self):
+        for role in ROLES:
+            with self.subTest(role=role):
+                members = unpack(self.littered.bundle(role))
+                self.assertEqual(manifest_files(self.littered.root, role), sorted(members))
+                self.assertEqual(self.clean.bundle(role), self.littered.bundle(role))
+
+    def test_a_directory_entry_in_the_manifest_is_refused_naming_it(self):
+        path = os.path.join(self.littered.root, 'fragments', 'bundles.yaml')
+        with open(path, encoding='utf-8') as handle:
+            text = handle.read()
+        with open(path, 'w', encoding='utf-8') as handle:
+            handle.write(text.replace('  - proxy.sh\n', '  - proxy.sh\n  - celtic-lb/\n'))
+        with self.assertRaisesRegex(templates.TemplatesNotFound,
+                                    "role proxy: entry 'celtic-lb/' must be the path of "
+                                    "one file under fragments/"):
+            templates.TemplateSet(self.littered.root).bundle_files('proxy')

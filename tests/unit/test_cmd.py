@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The magnum-celtic command line: render, validate, lab.
 
 ``validate`` imports openstack-heat, whose oslo.config options must not mix with
@@ -121,7 +133,58 @@ def test_render_with_templates_from_another_directory(tmp_path, capsys):
 
 def test_lab_without_its_extras_says_how_to_install_them(capsys):
     assert cli.main(['lab']) == 2
-    assert 'magnum-celtic lab needs the lab extras' in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: magnum-celtic lab needs the lab extra (module magnum_celtic.lab.cli is "
+        "not installed): pip install 'magnum-celtic[lab]'\n")
+
+
+def _without(modules, *argv):
+    """magnum-celtic in a process where ``modules`` cannot be imported, as on an
+    install without the lab extra: (exit code, stdout, stderr)."""
+    code = ('import sys\n'
+            'for name in %r: sys.modules[name] = None\n'
+            'from magnum_celtic.cmd.main import main\n'
+            'sys.exit(main(%r))\n' % (list(modules), list(argv)))
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120, env=runs.environment())
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize('command,missing', [
+    ('validate', 'heat'), ('lab', 'heat'), ('lab', 'keystone'), ('lab', 'magnumclient')])
+def test_a_command_without_the_lab_extra_says_what_to_install_in_one_line(command,
+                                                                          missing):
+    code, out, err = _without([missing], command)
+    assert code == 2
+    assert out == ''
+    assert err == ("error: magnum-celtic %s needs the lab extra (module %s is not "
+                   "installed): pip install 'magnum-celtic[lab]'\n" % (command, missing))
+
+
+def _parsed_with(monkeypatch, func):
+    """``magnum-celtic render`` whose command function is ``func``."""
+    parsed = cli.parser().parse_args(['render'])
+    parsed.func = func
+    monkeypatch.setattr(cli.argparse.ArgumentParser, 'parse_args',
+                        lambda self, argv=None: parsed)
+
+
+def test_a_lab_module_imported_further_down_is_reported_as_the_extra(monkeypatch, capsys):
+    def needs_pymysql(_args):
+        raise ModuleNotFoundError("No module named 'pymysql'", name='pymysql')
+    _parsed_with(monkeypatch, needs_pymysql)
+    assert cli.main(['render']) == 2
+    assert capsys.readouterr().err == (
+        "error: magnum-celtic render needs the lab extra (module pymysql is not "
+        "installed): pip install 'magnum-celtic[lab]'\n")
+
+
+def test_an_unrelated_missing_module_is_not_blamed_on_the_extra(monkeypatch):
+    def broken(_args):
+        raise ModuleNotFoundError("No module named 'nosuch'", name='nosuch')
+    _parsed_with(monkeypatch, broken)
+    with pytest.raises(ModuleNotFoundError):
+        cli.main(['render'])
 
 
 # ---- validate: Heat's own validator, in subprocesses ------------------------------------

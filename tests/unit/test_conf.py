@@ -1,7 +1,20 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """The driver's magnum.conf options and their oslo-config-generator listing."""
 
 from __future__ import annotations
 
+import pytest
 from oslo_config import cfg
 
 from magnum_celtic import conf
@@ -44,3 +57,55 @@ def test_register_opts_is_idempotent_on_a_fresh_config():
 def test_options_are_registered_on_magnums_config_at_import():
     import magnum.conf
     assert magnum.conf.CONF.celtic.templates_dir == ''
+
+
+def _magnum_2026_1_heat_client(conf):
+    """[heat_client] as Magnum 22.0.0 registers it (magnum/conf/heat.py): the same
+    names and defaults as celtic's, other help texts."""
+    group = cfg.OptGroup('heat_client', title='Options for the Heat client')
+    conf.register_group(group)
+    conf.register_opts([
+        cfg.StrOpt('region_name', help='Region in Identity service catalog.'),
+        cfg.StrOpt('endpoint_type', default='publicURL', help='Type of endpoint.'),
+        cfg.StrOpt('api_version', default='1', help='Version of Heat API.'),
+        cfg.StrOpt('ca_file', help='Optional CA cert file.'),
+        cfg.StrOpt('cert_file', help='Optional PEM-formatted certificate chain file.'),
+        cfg.StrOpt('key_file', help='Optional PEM-formatted private key.'),
+        cfg.BoolOpt('insecure', default=False, help='Do not verify.'),
+    ], group=group)
+
+
+def test_magnum_2026_1_heat_client_options_are_reused_not_registered_twice(tmp_path):
+    fresh = cfg.ConfigOpts()
+    _magnum_2026_1_heat_client(fresh)
+    conf.register_opts(fresh)
+    conf.register_opts(fresh)
+    config = tmp_path / 'magnum.conf'
+    config.write_text('[heat_client]\nregion_name = RegionTwo\ninsecure = true\n'
+                      '[celtic]\ncreate_timeout = 30\n')
+    fresh([], default_config_files=[str(config)])
+    assert (fresh.heat_client.region_name, fresh.heat_client.insecure,
+            fresh.heat_client.endpoint_type) == ('RegionTwo', True, 'publicURL')
+    assert fresh.celtic.create_timeout == 30
+    assert fresh._get_opt_info('region_name', 'heat_client')['opt'].help == (
+        'Region in Identity service catalog.')
+
+
+def test_only_the_heat_client_options_magnum_lacks_are_registered():
+    fresh = cfg.ConfigOpts()
+    group = cfg.OptGroup('heat_client')
+    fresh.register_group(group)
+    fresh.register_opt(cfg.StrOpt('region_name', help='Magnum\'s'), group=group)
+    conf.register_opts(fresh)
+    assert sorted(fresh.heat_client) == sorted(o.name for o in conf.heat_client_opts)
+    assert fresh._get_opt_info('region_name', 'heat_client')['opt'].help == 'Magnum\'s'
+
+
+def test_magnum_2026_2_leaves_every_heat_client_option_to_celtic():
+    import importlib.metadata
+    import magnum.conf
+    if int(importlib.metadata.version('magnum').split('.')[0]) < 23:
+        pytest.skip('Magnum 2026.1 registers [heat_client] itself')
+    assert conf.own_heat_client_opts == conf.heat_client_opts
+    for opt in conf.heat_client_opts:
+        assert magnum.conf.CONF._get_opt_info(opt.name, 'heat_client')['opt'] is opt

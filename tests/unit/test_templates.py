@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """Finding the templates and collecting the files a stack request carries."""
 
 from __future__ import annotations
@@ -17,10 +29,14 @@ def template_set(root=ROOT):
     return templates.TemplateSet(root)
 
 
-def test_checkout_templates_are_found():
+def test_templates_beside_the_package_or_its_installed_data_files_are_found():
     assert os.path.isfile(os.path.join(ROOT, templates.ROOT_TEMPLATE))
-    assert ROOT == os.path.realpath(os.path.join(os.path.dirname(templates.__file__),
-                                                 '..', 'heat_templates'))
+    beside = os.path.realpath(os.path.join(os.path.dirname(templates.__file__),
+                                           '..', 'heat_templates'))
+    if os.path.isdir(beside):    # a checkout (develop install)
+        assert ROOT == beside
+    else:                        # the wheel: its data files
+        assert ROOT.endswith(os.path.join('share', 'magnum-celtic', 'heat_templates'))
 
 
 def test_installed_data_files_location_is_a_candidate():

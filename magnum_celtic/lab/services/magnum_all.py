@@ -1,3 +1,15 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
 """magnum-api and magnum-conductor in one process, for the embedded back end.
 
 ``fake://`` messaging only connects endpoints inside one process, so the conductor (the
@@ -7,15 +19,22 @@ Glance/Nova/Neutron look-ups (magnum_fakes) and the sqlite lock fixes.
 Usage: python -m magnum_celtic.lab.services.magnum_all MAGNUM_CONF PORT
 """
 
+import importlib.metadata
 import sys
 
-import magnum  # noqa: F401  (selects oslo.service's threading back end first)
-from oslo_log import log as logging
+if int(importlib.metadata.version('magnum').split('.')[0]) < 23:
+    # Magnum 2026.1's services run on eventlet, monkey-patched before anything else
+    # (its magnum/cmd does the same)
+    import eventlet
+    eventlet.monkey_patch()
 
-from magnum_celtic.lab import process
-from magnum_celtic.lab import magnum_fakes
-from magnum_celtic.lab import sqlite
-from magnum_celtic.lab.services import wsgi
+import magnum  # noqa: F401,E402  (2026.2: selects oslo.service's threading back end first)
+from oslo_log import log as logging  # noqa: E402
+
+from magnum_celtic.lab import process  # noqa: E402
+from magnum_celtic.lab import magnum_fakes  # noqa: E402
+from magnum_celtic.lab import sqlite  # noqa: E402
+from magnum_celtic.lab.services import wsgi  # noqa: E402
 
 LOG = logging.getLogger('magnum-all')
 
