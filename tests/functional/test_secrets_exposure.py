@@ -51,12 +51,20 @@ def _needles(value: str) -> list[str]:
 
 
 def node_secrets(lab, prefix: str) -> dict[str, list[str]]:
-    """{'<role file> (<node>)': needles} for every secret the cluster's nodes hold."""
+    """{'<secret file> (<node>)': needles} for every secret the cluster's nodes hold.
+
+    A private key's last base64 line can be public-key bytes only, which the matching
+    certificate (a public parameter) may spell the same way: such lines are no needles."""
     found: dict[str, list[str]] = {}
+    public = []
     for server in lab.cloud.snapshot()['servers'].values():
         if not server['name'].startswith(prefix + '-'):
             continue
         etc = os.path.join(lab.cloud.node_dir(server['name'], server['id']), 'etc', 'celtic')
+        pki = os.path.join(etc, 'pki')
+        for name in sorted(os.listdir(pki)) if os.path.isdir(pki) else ():
+            with open(os.path.join(pki, name)) as f:
+                public.append(f.read().replace('\n', ''))
         secrets_dir = os.path.join(etc, 'secrets')
         for name in sorted(os.listdir(secrets_dir)) if os.path.isdir(secrets_dir) else ():
             with open(os.path.join(secrets_dir, name)) as f:
@@ -69,7 +77,8 @@ def node_secrets(lab, prefix: str) -> dict[str, list[str]]:
                 if creds.get(key):
                     found['signal.json %s (%s)' % (key, server['name'])] = _needles(
                         str(creds[key]))
-    return found
+    return {secret: [n for n in needles if not any(n in text for text in public)]
+            for secret, needles in found.items()}
 
 
 # ---- the walk -----------------------------------------------------------------------
@@ -84,6 +93,7 @@ class Walk:
         self.secrets = secrets
         self.reads = 0
         self.denied: collections.Counter = collections.Counter()
+        self.unavailable: collections.Counter = collections.Counter()
         self.leaks: list[tuple[str, str]] = []   # (api call, secret)
 
     def check(self, call: str, fetch) -> object:
@@ -91,6 +101,10 @@ class Walk:
             response = fetch()
         except (heat_exc.HTTPForbidden, magnum_exc.Forbidden):
             self.denied[call.split(' ')[0]] += 1
+            return None
+        except heat_exc.HTTPBadRequest:
+            # stack export answers 400 unless heat.conf sets enable_stack_abandon
+            self.unavailable[call.split(' ')[0]] += 1
             return None
         self.reads += 1
         text = json.dumps(response, default=_as_data, sort_keys=True)
@@ -112,6 +126,9 @@ class Walk:
                        lambda: self.heat.stacks.template(ident))
             self.check('stack-files %s' % stack.stack_name,
                        lambda: self.heat.stacks.files(ident))
+            # export is a GET (the abandon data: every resource's properties and data)
+            self.check('stack-export %s' % stack.stack_name,
+                       lambda: self.heat.stacks.export(ident))
             outputs = self.check('output-list %s' % stack.stack_name,
                                  lambda: self.heat.stacks.output_list(ident)) or {}
             for output in outputs.get('outputs', []):
@@ -170,10 +187,10 @@ class Walk:
     def report(self) -> str:
         by_api: collections.Counter = collections.Counter(
             call.split(' ')[0] for call, _ in self.leaks)
-        lines = ['%s: %d reads, %d leaks (%s), denied: %s' % (
+        lines = ['%s: %d reads, %d leaks (%s), denied: %s, unavailable: %s' % (
             self.user, self.reads, len(self.leaks),
             ', '.join('%s %d' % kv for kv in sorted(by_api.items())) or 'none',
-            dict(self.denied) or 'none')]
+            dict(self.denied) or 'none', dict(self.unavailable) or 'none')]
         # one line per API call and resource (events of one resource together), with
         # the kinds of secret it returned
         places: dict[str, set] = collections.OrderedDict()
@@ -212,8 +229,11 @@ def secret_cluster(magnum_lab):
     assert group.status == 'CREATE_COMPLETE', group.status_reason
     clusterwatch.wait(magnum, created.uuid, 'UPDATE', timeout=TIMEOUT, before=final)
     yield created.uuid
+    magnum.nodegroups.delete(created.uuid, 'pool2')
+    clusterwatch.wait_nodegroup(magnum, created.uuid, 'pool2', 'DELETE', timeout=TIMEOUT)
     magnum.clusters.delete(created.uuid)
-    assert clusterwatch.wait(magnum, created.uuid, 'DELETE', timeout=TIMEOUT) is None
+    gone = clusterwatch.wait(magnum, created.uuid, 'DELETE', timeout=TIMEOUT)
+    assert gone is None, '%s: %s' % (gone.status, gone.status_reason)
     magnum.cluster_templates.delete(template.uuid)
 
 
@@ -230,7 +250,7 @@ def delivered(magnum_lab, secret_cluster):
     return secrets
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     'Heat serves every resource property back to project readers (event show: '
     'resource_properties), the config text (software config show, the `config` '
     'attribute) and the wait handles\' credentials (the `signal` attribute): see '
@@ -243,7 +263,10 @@ def test_no_secret_is_readable_by_project_users(magnum_lab, secret_cluster, deli
     walk.software()
     walk.magnum_views(secret_cluster)
     print(walk.report())
-    assert walk.reads > 50, walk.report()
+    if walk.reads <= 50:
+        # a broken walk is a real failure, not the expected one (pytest.fail is not an
+        # AssertionError, so the xfail marker does not absorb it)
+        pytest.fail('the walk read only %d responses:\n%s' % (walk.reads, walk.report()))
     assert not walk.leaks, walk.report()
 
 
