@@ -17,6 +17,7 @@ Heat events and attributes that carry the same text.
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
 import os
@@ -296,3 +297,37 @@ def test_the_heat_policy_override_closes_every_path(magnum_lab, secret_cluster, 
     assert {'event-list', 'resource-show', 'software-config-list'} <= set(walk.denied), \
         walk.report()
     assert walk.reads > 20, walk.report()
+
+
+def _master_server(heat) -> tuple[str, str]:
+    """(stack identifier, resource name) of the master's OS::Nova::Server."""
+    for stack in heat.stacks.list(show_nested=True):
+        ident = '%s/%s' % (stack.stack_name, stack.id)
+        if '-masters-' not in stack.stack_name:
+            continue
+        for res in heat.resources.list(ident):
+            if res.resource_type == 'OS::Nova::Server':
+                return ident, res.resource_name
+    raise AssertionError('no master server resource in the project\'s stacks')
+
+
+def test_nova_server_view_shows_user_data_to_admins_only(magnum_lab, secret_cluster,
+                                                         delivered):
+    """The server's `show` attribute is Nova's server view for the requester: the
+    project's users get no user_data, an admin gets the payload with the master's keys
+    (so the walk's silence on servers is Nova's policy, not a missing payload)."""
+    from heatclient import client as heat_client
+    ident, name = _master_server(magnum_lab.heat('demo'))
+    needles = [n for key, ns in delivered.items() if key.startswith('ca.key') for n in ns]
+    for user in USERS:
+        view = magnum_lab.heat(user).resources.get(ident, name).attributes
+        assert view.get('name', '').startswith(NAME + '-master-'), view
+        assert 'OS-EXT-SRV-ATTR:user_data' not in view, user
+    demo_project = magnum_lab.session('demo').get_project_id()
+    admin = heat_client.Client('1', session=magnum_lab.session('admin'),
+                               endpoint_override='http://127.0.0.1:%d/v1/%s' % (
+                                   magnum_lab.ports['heat'], demo_project))
+    view = admin.resources.get(ident, name).attributes
+    user_data = base64.b64decode(view['OS-EXT-SRV-ATTR:user_data']).decode()
+    assert user_data.startswith('#cloud-config')
+    assert any(n in user_data for n in needles), 'the admin view lacks the CA key'
