@@ -239,7 +239,8 @@ class ControlPlane:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def session(self, user: str = 'demo', timeout: float = 300):
-        """A keystoneauth session for one of the lab's users (demo, admin, magnum, heat)."""
+        """A keystoneauth session for one of the lab's users (demo, demo_reader, admin,
+        magnum, heat)."""
         from keystoneauth1 import session as ks_session
         from keystoneauth1.identity import v3
         cred = self.users[user]
@@ -346,9 +347,10 @@ class ControlPlane:
             self.ports[name] = process.free_port()
         self.heat_gate = gate_mod.Gate(self.ports['heat_gate'], self.ports['heat'])
         self.heat_gate.start()
-        for name in ('admin', 'heat', 'magnum', 'demo', STACK_DOMAIN_ADMIN,
+        for name in ('admin', 'heat', 'magnum', 'demo', 'demo_reader', STACK_DOMAIN_ADMIN,
                      magnum_2026_1.TRUSTEE_DOMAIN_ADMIN):
-            project = {'admin': 'admin', 'demo': DEMO_PROJECT, STACK_DOMAIN_ADMIN: '',
+            project = {'admin': 'admin', 'demo': DEMO_PROJECT, 'demo_reader': DEMO_PROJECT,
+                       STACK_DOMAIN_ADMIN: '',
                        magnum_2026_1.TRUSTEE_DOMAIN_ADMIN: ''}.get(name, SERVICE_PROJECT)
             self.users[name] = Credentials(name, secrets.token_hex(16), project)
 
@@ -406,6 +408,10 @@ class ControlPlane:
                           'grants': [{'role': 'admin', 'project': SERVICE_PROJECT}]})
         users.append({'name': 'demo', 'password': self.users['demo'].password,
                       'grants': [{'role': 'member', 'project': DEMO_PROJECT}]})
+        # a read-only user of the same project: what Keystone's reader role may see is
+        # part of what the secrecy tests check (tests/functional/test_secrets_exposure.py)
+        users.append({'name': 'demo_reader', 'password': self.users['demo_reader'].password,
+                      'grants': [{'role': 'reader', 'project': DEMO_PROJECT}]})
         # Heat's stack domain: the users behind every wait-condition handle live there
         users.append({'name': STACK_DOMAIN_ADMIN, 'domain': STACK_DOMAIN,
                       'password': self.users[STACK_DOMAIN_ADMIN].password,
@@ -485,8 +491,25 @@ class ControlPlane:
             'clients_heat': {'url': 'http://127.0.0.1:%d/v1/%%(tenant_id)s'
                                     % self.ports['heat']},
             'oslo_messaging_notifications': {'driver': 'noop'},
+            # empty (Heat's defaults) until a test overrides rules (set_heat_policy)
+            'oslo_policy': {'policy_file': self._heat_policy_file({})},
             'celtic_lab': {'cloud_dir': self.cloud.directory},
         }))
+
+    def _heat_policy_file(self, rules: dict[str, str]) -> str:
+        path = os.path.join(self.state_dir, 'heat', 'policy.yaml')
+        previous = os.stat(path).st_mtime if os.path.exists(path) else 0.0
+        _write(path, json.dumps(rules, indent=1), 0o644)
+        # oslo.policy rereads the file when its mtime changes: never let two writes in
+        # the same clock tick look like one
+        stamp = max(time.time(), previous + 1.0)
+        os.utime(path, (stamp, stamp))
+        return path
+
+    def set_heat_policy(self, rules: dict[str, str]) -> None:
+        """Override Heat's policy rules (heat-api rereads the file on its next check);
+        an empty dict restores Heat's defaults."""
+        self._heat_policy_file(rules)
 
     def _heat_schema(self) -> None:
         conf = self._heat_conf()

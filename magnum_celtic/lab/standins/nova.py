@@ -242,6 +242,30 @@ class StandInServer(StandIn, server.Server):
             return list(self.properties[self.TAGS] or [])
         return None
 
+    def _show_resource(self):
+        """GET /servers/<id> (the `show` attribute) as Nova answers the requester:
+        OS-EXT-SRV-ATTR:user_data (microversion >= 2.3) only to admins, as the
+        os-extended-server-attributes policy says by default."""
+        doc = lab_cloud().snapshot()
+        record = doc['servers'].get(self.resource_id)
+        if record is None:
+            raise _not_found('servers', self.resource_id)
+        addresses = self._addresses(self.resource_id, doc)
+        view = {'id': record['id'], 'name': record['name'], 'status': record['status'],
+                'tenant_id': record.get('tenant_id'), 'metadata': dict(record['metadata']),
+                'key_name': record.get('key_name'), 'flavor': {'id': record['flavor']},
+                'image': {'id': record.get('image')} if record.get('image') else '',
+                'OS-EXT-AZ:availability_zone': record.get('availability_zone') or 'nova',
+                'addresses': {label: [{k: v for k, v in e.items()
+                                       if k not in ('port', 'network')} for e in entries]
+                              for label, entries in addresses.items()}}
+        if self.context.is_admin:
+            # not kept in cloud.json (a scale run would carry every payload in every
+            # transaction): the server's own property is what Nova was given
+            view['OS-EXT-SRV-ATTR:user_data'] = base64.b64encode(
+                self._user_data().encode()).decode()
+        return view
+
     # update / delete ------------------------------------------------------------
     def _update_record(self, doc, record, prop_diff):
         for key in (self.NAME, self.FLAVOR, self.IMAGE, self.METADATA):

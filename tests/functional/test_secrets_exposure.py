@@ -1,0 +1,345 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""No cluster secret is readable back through an OpenStack API by a project member or reader.
+
+A cluster with every role and an extra nodegroup is created through real Magnum and Heat
+(Heat's default policies). The secrets the nodes were actually given are the ground truth:
+every file each simulated node received under /etc/celtic/secrets and the password or token
+in its signal.json (the lab keeps what cloud-init wrote in <cloud>/nodes/<node>/). Then the
+project member ``demo`` and the project reader ``demo_reader`` walk every read API of
+every stack of the project and every resource in it, the software configs and
+deployments, and Magnum's cluster, template and nodegroup views, and the test lists every
+place a secret (or any private key block) appears.
+
+The lab has no Nova API: what a server's ``show`` attribute returns is the stand-in's
+view. Real Nova shows ``OS-EXT-SRV-ATTR:user_data`` to admins only (microversion >= 2.3,
+policy os_compute_api:os-extended-server-attributes), so the Nova path is covered by the
+Heat events and attributes that carry the same text.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import os
+
+import pytest
+import yaml
+
+from heatclient import exc as heat_exc
+from magnumclient import exceptions as magnum_exc
+
+from magnum_celtic.lab import clusterwatch
+
+TIMEOUT = 900
+NAME = 'seclab'
+USERS = ('demo', 'demo_reader')
+PRIVATE_KEY_MARK = 'PRIVATE KEY-----'
+#: secrets shorter than this are not searched for (none of celtic's are)
+MIN_NEEDLE = 12
+
+
+# ---- ground truth: what the nodes were given ----------------------------------------
+
+def _needles(value: str) -> list[str]:
+    """Strings whose presence in an API response proves the secret is there: the value
+    itself when it is one line, else each long line of it (a PEM body line survives
+    JSON escaping, the whole multi-line block does not)."""
+    value = value.strip()
+    if '\n' not in value:
+        return [value] if len(value) >= MIN_NEEDLE else []
+    return [line.strip() for line in value.splitlines()
+            if len(line.strip()) >= MIN_NEEDLE and '-----' not in line]
+
+
+def node_secrets(lab, prefix: str) -> dict[str, list[str]]:
+    """{'<secret file> (<node>)': needles} for every secret the cluster's nodes hold.
+
+    A private key's last base64 line can be public-key bytes only, which the matching
+    certificate (a public parameter) may spell the same way: such lines are no needles."""
+    found: dict[str, list[str]] = {}
+    public = []
+    for server in lab.cloud.snapshot()['servers'].values():
+        if not server['name'].startswith(prefix + '-'):
+            continue
+        etc = os.path.join(lab.cloud.node_dir(server['name'], server['id']), 'etc', 'celtic')
+        pki = os.path.join(etc, 'pki')
+        for name in sorted(os.listdir(pki)) if os.path.isdir(pki) else ():
+            with open(os.path.join(pki, name)) as f:
+                public.append(f.read().replace('\n', ''))
+        secrets_dir = os.path.join(etc, 'secrets')
+        for name in sorted(os.listdir(secrets_dir)) if os.path.isdir(secrets_dir) else ():
+            with open(os.path.join(secrets_dir, name)) as f:
+                found['%s (%s)' % (name, server['name'])] = _needles(f.read())
+        signal = os.path.join(etc, 'signal.json')
+        if os.path.exists(signal):
+            with open(signal) as f:
+                creds = json.load(f)
+            for key in ('password', 'token'):
+                if creds.get(key):
+                    found['signal.json %s (%s)' % (key, server['name'])] = _needles(
+                        str(creds[key]))
+    return {secret: [n for n in needles if not any(n in text for text in public)]
+            for secret, needles in found.items()}
+
+
+# ---- the walk -----------------------------------------------------------------------
+
+class Walk:
+    """Every read API a project user can call, the responses searched for secrets."""
+
+    def __init__(self, lab, user: str, secrets: dict[str, list[str]]):
+        self.user = user
+        self.heat = lab.heat(user)
+        self.magnum = lab.magnum(user)
+        self.secrets = secrets
+        self.reads = 0
+        self.denied: collections.Counter = collections.Counter()
+        self.unavailable: collections.Counter = collections.Counter()
+        self.leaks: list[tuple[str, str]] = []   # (api call, secret)
+
+    def check(self, call: str, fetch) -> object:
+        try:
+            response = fetch()
+        except (heat_exc.HTTPForbidden, magnum_exc.Forbidden):
+            self.denied[call.split(' ')[0]] += 1
+            return None
+        except heat_exc.HTTPBadRequest:
+            # stack export answers 400 unless heat.conf sets enable_stack_abandon
+            self.unavailable[call.split(' ')[0]] += 1
+            return None
+        self.reads += 1
+        text = json.dumps(response, default=_as_data, sort_keys=True)
+        if PRIVATE_KEY_MARK in text:
+            self.leaks.append((call, 'a private key block'))
+        for secret, needles in self.secrets.items():
+            if any(n in text for n in needles):
+                self.leaks.append((call, secret))
+        return response
+
+    def stacks(self) -> None:
+        for stack in self.heat.stacks.list(show_nested=True):
+            ident = '%s/%s' % (stack.stack_name, stack.id)
+            self.check('stack-show %s' % stack.stack_name,
+                       lambda: self.heat.stacks.get(ident).to_dict())
+            self.check('stack-environment %s' % stack.stack_name,
+                       lambda: self.heat.stacks.environment(ident))
+            self.check('stack-template %s' % stack.stack_name,
+                       lambda: self.heat.stacks.template(ident))
+            self.check('stack-files %s' % stack.stack_name,
+                       lambda: self.heat.stacks.files(ident))
+            # export is a GET (the abandon data: every resource's properties and data)
+            self.check('stack-export %s' % stack.stack_name,
+                       lambda: self.heat.stacks.export(ident))
+            outputs = self.check('output-list %s' % stack.stack_name,
+                                 lambda: self.heat.stacks.output_list(ident)) or {}
+            for output in outputs.get('outputs', []):
+                key = output['output_key']
+                self.check('output-show %s %s' % (stack.stack_name, key),
+                           lambda: self.heat.stacks.output_show(ident, key))
+            self.resources(ident, stack.stack_name)
+            self.events(ident, stack.stack_name)
+
+    def resources(self, ident: str, stack_name: str) -> None:
+        listed = self.check('resource-list %s' % stack_name,
+                            lambda: [r.to_dict() for r in self.heat.resources.list(ident)])
+        for res in listed or []:
+            name = res['resource_name']
+            where = '%s %s (%s)' % (stack_name, name, res['resource_type'])
+            self.check('resource-show %s' % where,
+                       lambda: self.heat.resources.get(ident, name).to_dict())
+            self.check('resource-metadata %s' % where,
+                       lambda: self.heat.resources.metadata(ident, name))
+
+    def events(self, ident: str, stack_name: str) -> None:
+        listed = self.check('event-list %s' % stack_name,
+                            lambda: [e.to_dict() for e in self.heat.events.list(ident)])
+        for event in listed or []:
+            name = event['resource_name']
+            where = '%s %s %s' % (stack_name, name, event.get('resource_status'))
+            # event show carries the resource's properties (resource_properties)
+            self.check('event-show %s' % where,
+                       lambda: self.heat.events.get(ident, name, event['id']).to_dict())
+
+    def software(self) -> None:
+        configs = self.check('software-config-list',
+                             lambda: [c.to_dict() for c in
+                                      self.heat.software_configs.list()]) or []
+        for config in configs:
+            self.check('software-config-show %s' % config['name'],
+                       lambda: self.heat.software_configs.get(config['id']).to_dict())
+        deployments = self.check('software-deployment-list',
+                                 lambda: [d.to_dict() for d in
+                                          self.heat.software_deployments.list()]) or []
+        for deployment in deployments:
+            self.check('software-deployment-show %s' % deployment['id'],
+                       lambda: self.heat.software_deployments.get(
+                           deployment['id']).to_dict())
+
+    def magnum_views(self, cluster_uuid: str) -> None:
+        cluster = self.check('cluster-show',
+                             lambda: self.magnum.clusters.get(cluster_uuid).to_dict())
+        if cluster:
+            self.check('cluster-template-show', lambda: self.magnum.cluster_templates.get(
+                cluster['cluster_template_id']).to_dict())
+        for group in self.magnum.nodegroups.list(cluster_uuid):
+            self.check('nodegroup-show %s' % group.name,
+                       lambda: self.magnum.nodegroups.get(cluster_uuid, group.uuid).to_dict())
+
+    def report(self) -> str:
+        by_api: collections.Counter = collections.Counter(
+            call.split(' ')[0] for call, _ in self.leaks)
+        lines = ['%s: %d reads, %d leaks (%s), denied: %s, unavailable: %s' % (
+            self.user, self.reads, len(self.leaks),
+            ', '.join('%s %d' % kv for kv in sorted(by_api.items())) or 'none',
+            dict(self.denied) or 'none', dict(self.unavailable) or 'none')]
+        # one line per API call and resource (events of one resource together), with
+        # the kinds of secret it returned
+        places: dict[str, set] = collections.OrderedDict()
+        for call, secret in self.leaks:
+            place = call.rsplit(' ', 1)[0] if call.startswith('event-show') else call
+            places.setdefault(place, set()).add(secret.split(' (')[0])
+        for place, kinds in places.items():
+            lines.append('  %s -> %s' % (place, ', '.join(sorted(kinds))))
+        return '\n'.join(lines)
+
+
+def _as_data(value):
+    to_dict = getattr(value, 'to_dict', None)
+    return to_dict() if to_dict else str(value)
+
+
+# ---- the cluster --------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def secret_cluster(magnum_lab):
+    """A cluster with every role (1 master, 2 proxies, 3 storage nodes, 1 minion) and
+    a nodegroup with one minion, created by the project member demo."""
+    magnum = magnum_lab.magnum('demo')
+    template = magnum.cluster_templates.create(
+        name='%s-template' % NAME, image_id='debian-12-plain', driver='celtic',
+        keypair_id='lab', external_network_id='public', flavor_id='m1.small',
+        master_flavor_id='m1.small', coe='kubernetes', network_driver='flannel',
+        master_lb_enabled=True, floating_ip_enabled=True)
+    created = magnum.clusters.create(name=NAME, cluster_template_id=template.uuid,
+                                     master_count=1, node_count=1, keypair='lab')
+    final = clusterwatch.wait(magnum, created.uuid, 'CREATE', timeout=TIMEOUT)
+    assert final.status == 'CREATE_COMPLETE', final.status_reason
+    magnum.nodegroups.create(created.uuid, name='pool2', node_count=1, flavor_id='m1.small')
+    group = clusterwatch.wait_nodegroup(magnum, created.uuid, 'pool2', 'CREATE',
+                                        timeout=TIMEOUT)
+    assert group.status == 'CREATE_COMPLETE', group.status_reason
+    clusterwatch.wait(magnum, created.uuid, 'UPDATE', timeout=TIMEOUT, before=final)
+    yield created.uuid
+    magnum.nodegroups.delete(created.uuid, 'pool2')
+    clusterwatch.wait_nodegroup(magnum, created.uuid, 'pool2', 'DELETE', timeout=TIMEOUT)
+    magnum.clusters.delete(created.uuid)
+    gone = clusterwatch.wait(magnum, created.uuid, 'DELETE', timeout=TIMEOUT)
+    assert gone is None, '%s: %s' % (gone.status, gone.status_reason)
+    magnum.cluster_templates.delete(template.uuid)
+
+
+@pytest.fixture(scope='module')
+def delivered(magnum_lab, secret_cluster):
+    secrets = node_secrets(magnum_lab, NAME)
+    roles = {key.split('(')[1].split('-')[1] for key in secrets}
+    # the search is only as good as its ground truth: every secret-holding role is in it
+    assert {'master', 'minion', 'proxy'} <= roles, sorted(secrets)
+    for name in ('ca.key', 'bootstrap-token', 'ha-secret', 'celtic-lb.key',
+                 'signal.json password'):
+        assert any(key.startswith(name) and needles for key, needles in secrets.items()), \
+            'no %s among the delivered secrets: %s' % (name, sorted(secrets))
+    return secrets
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    'Heat serves every resource property back to project readers (event show: '
+    'resource_properties), the config text (software config show, the `config` '
+    'attribute) and the wait handles\' credentials (the `signal` attribute): see '
+    'doc/security.md. Strict: this test must start passing when the secrets leave Heat, '
+    'and then this marker goes.'))
+@pytest.mark.parametrize('user', USERS)
+def test_no_secret_is_readable_by_project_users(magnum_lab, secret_cluster, delivered, user):
+    walk = Walk(magnum_lab, user, delivered)
+    walk.stacks()
+    walk.software()
+    walk.magnum_views(secret_cluster)
+    print(walk.report())
+    if walk.reads <= 50:
+        # a broken walk is a real failure, not the expected one (pytest.fail is not an
+        # AssertionError, so the xfail marker does not absorb it)
+        pytest.fail('the walk read only %d responses:\n%s' % (walk.reads, walk.report()))
+    assert not walk.leaks, walk.report()
+
+
+POLICY_OVERRIDE = os.path.join(os.path.dirname(__file__), '..', '..', 'etc',
+                               'heat-policy-secrets.yaml')
+
+
+@pytest.mark.parametrize('user', USERS)
+def test_the_heat_policy_override_closes_every_path(magnum_lab, secret_cluster, delivered,
+                                                    user):
+    """The mitigation doc/security.md offers until the secrets leave Heat: with
+    etc/heat-policy-secrets.yaml in Heat's policy file, the same walk finds nothing, and
+    the calls it closes are really refused (not merely empty)."""
+    with open(POLICY_OVERRIDE) as f:
+        rules = yaml.safe_load(f)
+    magnum_lab.set_heat_policy(rules)
+    try:
+        walk = Walk(magnum_lab, user, delivered)
+        walk.stacks()
+        walk.software()
+        walk.magnum_views(secret_cluster)
+    finally:
+        magnum_lab.set_heat_policy({})
+    print(walk.report())
+    assert not walk.leaks, walk.report()
+    # event show is never reached: the event list before it is refused
+    assert {'event-list', 'resource-show', 'software-config-list'} <= set(walk.denied), \
+        walk.report()
+    assert walk.reads > 20, walk.report()
+
+
+def _master_server(heat) -> tuple[str, str]:
+    """(stack identifier, resource name) of the master's OS::Nova::Server."""
+    for stack in heat.stacks.list(show_nested=True):
+        ident = '%s/%s' % (stack.stack_name, stack.id)
+        if '-masters-' not in stack.stack_name:
+            continue
+        for res in heat.resources.list(ident):
+            if res.resource_type == 'OS::Nova::Server':
+                return ident, res.resource_name
+    raise AssertionError('no master server resource in the project\'s stacks')
+
+
+def test_nova_server_view_shows_user_data_to_admins_only(magnum_lab, secret_cluster,
+                                                         delivered):
+    """The server's `show` attribute is Nova's server view for the requester: the
+    project's users get no user_data, an admin gets the payload with the master's keys
+    (so the walk's silence on servers is Nova's policy, not a missing payload)."""
+    from heatclient import client as heat_client
+    ident, name = _master_server(magnum_lab.heat('demo'))
+    needles = [n for key, ns in delivered.items() if key.startswith('ca.key') for n in ns]
+    for user in USERS:
+        view = magnum_lab.heat(user).resources.get(ident, name).attributes
+        assert view.get('name', '').startswith(NAME + '-master-'), view
+        assert 'OS-EXT-SRV-ATTR:user_data' not in view, user
+    demo_project = magnum_lab.session('demo').get_project_id()
+    admin = heat_client.Client('1', session=magnum_lab.session('admin'),
+                               endpoint_override='http://127.0.0.1:%d/v1/%s' % (
+                                   magnum_lab.ports['heat'], demo_project))
+    view = admin.resources.get(ident, name).attributes
+    user_data = base64.b64decode(view['OS-EXT-SRV-ATTR:user_data']).decode()
+    assert user_data.startswith('#cloud-config')
+    assert any(n in user_data for n in needles), 'the admin view lacks the CA key'
