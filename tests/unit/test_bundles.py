@@ -26,6 +26,7 @@ import os
 import pathlib
 import re
 import shutil
+import subprocess
 import tarfile
 import tempfile
 import unittest
@@ -113,7 +114,8 @@ class BundleTest(unittest.TestCase):
             members = {m.name: m for m in tar.getmembers()}
             self.assertEqual(sorted(members), self.templates.bundle_files('proxy'))
             script = tar.extractfile(members['proxy.sh']).read().decode()
-        self.assertEqual(script, self.templates.read('fragments/proxy.sh'))
+        self.assertEqual(script, templates.strip_shell_comments(
+            self.templates.read('fragments/proxy.sh')))
         self.assertEqual(0o755, members['proxy.sh'].mode)
         self.assertEqual(0, members['proxy.sh'].mtime)
 
@@ -128,8 +130,79 @@ class BundleTest(unittest.TestCase):
                 members = unpack(self.templates.bundle(role))
                 self.assertEqual(manifest_files(self.templates.root, role), sorted(members))
                 for name, (_mode, content) in members.items():
-                    self.assertEqual(self.templates.read('fragments/' + name),
-                                     content.decode('utf-8'))
+                    self.assertEqual(self.templates.node_copy(name), content)
+
+
+def bash_reading(script: str) -> str:
+    """What bash understood of SCRIPT: the whole file parsed as one function's body
+    (nothing runs) and printed back by ``declare -f``, which drops comments."""
+    result = subprocess.run(
+        ['bash', '-c', 'eval "$(printf \'__script() {\\n%s\\n}\' "$1")" && declare -f __script',
+         'bash', script], capture_output=True, text=True, timeout=30, check=False)
+    if result.returncode != 0:
+        raise AssertionError('bash could not parse it: %s' % result.stderr.strip())
+    return result.stdout
+
+
+class NodeCopyTest(unittest.TestCase):
+    """Shell scripts reach nodes without their full-line comments, and nothing else
+    changes: bash reads every stripped script exactly as it reads the source."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.templates = templates.TemplateSet(templates.default_dir())
+
+    def test_bash_reads_every_stripped_script_as_it_reads_the_source(self):
+        scripts = sorted({n for r in ROLES for n in self.templates.bundle_files(r)
+                          if n.endswith('.sh')})
+        self.assertIn('lib/celtic.sh', scripts)
+        for name in scripts:
+            source = self.templates.read('fragments/' + name)
+            stripped = self.templates.node_copy(name).decode('utf-8')
+            with self.subTest(script=name):
+                self.assertLess(len(stripped), len(source))
+                self.assertEqual(source.count('\n'), stripped.count('\n'),
+                                 'line numbers on the node must match the source')
+                self.assertEqual(bash_reading(source), bash_reading(stripped))
+
+    def test_comment_lines_go_and_here_documents_stay(self):
+        script = '\n'.join([
+            '#!/bin/bash',
+            '# a comment',
+            'x=1  # after code: kept',
+            '    # indented comment',
+            "python3 - <<'PY'",
+            '# python comment inside the here-document',
+            'PY',
+            'cat <<-EOF',
+            '\t# config line',
+            '\tEOF',
+            'y=$(( x << 2 ))',
+            'z=<<<"$x"',
+            '# last',
+        ])
+        self.assertEqual('\n'.join([
+            '#!/bin/bash',
+            '',
+            'x=1  # after code: kept',
+            '',
+            "python3 - <<'PY'",
+            '# python comment inside the here-document',
+            'PY',
+            'cat <<-EOF',
+            '\t# config line',
+            '\tEOF',
+            'y=$(( x << 2 ))',
+            'z=<<<"$x"',
+            '',
+        ]), templates.strip_shell_comments(script))
+
+    def test_other_files_are_sent_unchanged(self):
+        for name in self.templates.bundle_files('proxy'):
+            if not name.endswith('.sh'):
+                with self.subTest(file=name):
+                    self.assertEqual(self.templates.read('fragments/' + name).encode('utf-8'),
+                                     self.templates.node_copy(name))
 
 
 class StrayFilesTest(unittest.TestCase):
