@@ -345,7 +345,8 @@ INSTALL_THEN_CONFIGURE_STEPS = ("metadata-block", "glusterd", "gluster-mount")
 # version answers for the nodes that read it (kube_packages_from_api).
 NODE_ENV = {
     "CELTIC_KUBE_TAG": "v1.36",
-    "MASTER_INDEX": "0",
+    "CELTIC_API_VIP": "10.0.0.100",
+    "CELTIC_MASTER_ADDRESSES": "10.0.0.1 10.0.0.2 10.0.0.3",
     "CELTIC_STORAGE_ADDRESSES": "10.0.0.11 10.0.0.12",
     "CELTIC_STORAGE_MOUNT_PATH": "/srv/data",
     "CELTIC_STORAGE_VOLUME_NAME": "celtic",
@@ -354,23 +355,32 @@ NODE_ENV = {
 }
 API_VERSION = "v1.36.2"
 
-INSTALL_ONLY = f"""
+def install_only(steps: tuple[str, ...] | None = None) -> str:
+    """Bash that turns celtic_step into install-only (see INSTALL_STEPS...), limited to
+    STEPS when given (group steps always run: they only call other steps)."""
+    install = tuple(s for s in INSTALL_STEPS if steps is None or s in steps)
+    configure = tuple(s for s in INSTALL_THEN_CONFIGURE_STEPS if steps is None or s in steps)
+    return f"""
 _celtic_install_only_step() {{
     local name=$1
     shift
-    case " {' '.join(INSTALL_STEPS + GROUP_STEPS)} " in
+    case " {' '.join(install + GROUP_STEPS)} " in
         *" $name "*)
             echo "clean-root: step $name" >&2
             "$@" || {{ echo "clean-root: step $name failed ($?)" >&2; exit 1; }}
             return 0
             ;;
     esac
-    case " {' '.join(INSTALL_THEN_CONFIGURE_STEPS)} " in
+    case " {' '.join(configure)} " in
         *" $name "*)
             echo "clean-root: step $name (its install only)" >&2
             (
-                eval "$(declare -f celtic_apt_install | sed '1s/^celtic_apt_install/_celtic_real_apt_install/')"
-                celtic_apt_install() {{ _celtic_real_apt_install "$@"; exit $?; }}
+                # The step ends with its first install, whichever installer it calls.
+                for f in celtic_apt_install celtic_install; do
+                    declare -F "$f" >/dev/null || continue
+                    eval "$(declare -f "$f" | sed "1s/^$f/_celtic_real_$f/")"
+                    eval "$f() {{ _celtic_real_$f \\\"\\$@\\\"; exit \\$?; }}"
+                done
                 "$@"
                 echo "clean-root: step $name installed nothing" >&2
                 exit 1
@@ -384,6 +394,9 @@ celtic_step() {{ _celtic_install_only_step "$@"; }}
 kube_api_version() {{ echo {API_VERSION}; }}
 mkdir -p "$CELTIC_ETC"
 """
+
+
+INSTALL_ONLY = install_only()
 
 ROLE_MAINS = {"master": "master_main", "proxy": "proxy_main", "minion": "minion_main",
               "storage": "storage_main"}
@@ -418,16 +431,20 @@ class Root:
         return self
 
     def command(self, argv: list[str], netns: str | None = None,
-                binds: tuple[tuple[Path, str], ...] = ()) -> list[str]:
-        """argv run as root inside this root, in a private mount namespace (and NETNS)."""
+                binds: tuple[tuple, ...] = ()) -> list[str]:
+        """argv run as root inside this root, in a private mount namespace (and NETNS),
+        with BINDS ((host path, path inside[, "ro"]), ...) mounted. The shell execs
+        chroot, which execs argv: the returned command's PID is argv's."""
         mounts = [f"mount -t proc proc {self.path}/proc",
                   f"mount --rbind /dev {self.path}/dev",
                   f"mount --bind {self.debs} {self.path}/var/cache/apt/archives",
                   f"mount --bind {self.lists} {self.path}/var/lib/apt/lists",
                   f"mount --bind -o ro {self.stubs} {self.path}{STUB_DIR}"]
-        for source, target in binds:
-            mounts.append(f"mkdir -p {self.path}{target} && mount --bind {source} "
-                          f"{self.path}{target}")
+        for bind in binds:
+            source, target = bind[0], bind[1]
+            flags = "--bind -o ro" if len(bind) > 2 and bind[2] == "ro" else "--bind"
+            (self.path / str(target).lstrip("/")).mkdir(parents=True, exist_ok=True)
+            mounts.append(f"mount {flags} {source} {self.path}{target}")
         script = " && ".join(mounts) + ' && exec chroot "$0" "$@"'
         prefix = ["ip", "netns", "exec", netns] if netns else []
         return prefix + ["unshare", "-m", "--propagation", "private", "sh", "-c", script,
@@ -460,12 +477,13 @@ class Root:
             return subprocess.run(self.command(["bash", "-c", node_prelude(role) + script]),
                                   env=environ, capture_output=True, text=True, timeout=timeout)
 
-    def install_role(self, role: str, timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
-        """ROLE's main function with only its install steps (INSTALL_ONLY)."""
+    def install_role(self, role: str, steps: tuple[str, ...] | None = None,
+                     timeout: float = RUN_TIMEOUT) -> subprocess.CompletedProcess:
+        """ROLE's main function with only its install steps (or only those of STEPS)."""
         if role not in ROLE_MAINS:
             raise ValueError(f"role must be one of {sorted(ROLE_MAINS)}, got {role!r}")
-        return self.run(INSTALL_ONLY + ROLE_MAINS[role] + "\n", env=NODE_ENV, role=role,
-                        timeout=timeout)
+        return self.run(install_only(steps) + ROLE_MAINS[role] + "\n", env=NODE_ENV,
+                        role=role, timeout=timeout)
 
     def has(self, program: str) -> bool:
         return self.run(f"command -v {program} >/dev/null").returncode == 0
@@ -478,14 +496,16 @@ class Root:
 # ---------------------------------------------------------------------------------------
 # the live labs' nodes
 
-_LAB_ROOTS: dict[tuple[tuple[str, ...], str], Root] = {}
+_LAB_ROOTS: dict[tuple, Root] = {}
 
 
-def lab_root(roles: tuple[str, ...], suite: str = "bookworm") -> Root:
-    """One clean SUITE root per process with the install steps of ROLES run in it: the
-    system the live labs' nodes run their daemons from (each node in its own namespaces,
-    with its own state directories mounted over the root's). Removed at process exit."""
-    key = (tuple(roles), suite)
+def lab_root(roles: tuple[str, ...], suite: str = "bookworm",
+             steps: tuple[str, ...] | None = None) -> Root:
+    """One clean SUITE root per process with the install steps of ROLES (only those named
+    in STEPS when given) run in it: the system the live labs' nodes run their daemons
+    from (each node in its own namespaces, with its own state directories mounted over
+    the root's). Removed at process exit."""
+    key = (tuple(roles), suite, steps)
     if key not in _LAB_ROOTS:
         started = time.monotonic()
         base = CACHE / "labs"
@@ -494,7 +514,7 @@ def lab_root(roles: tuple[str, ...], suite: str = "bookworm") -> Root:
         atexit.register(shutil.rmtree, directory, True)
         root = Root(suite, directory / "root").create()
         for role in roles:
-            result = root.install_role(role)
+            result = root.install_role(role, steps)
             if result.returncode != 0:
                 raise RuntimeError(f"{role}'s install steps failed in a clean {suite} root "
                                    f"({result.returncode}):\n{result.stderr[-4000:]}")
