@@ -1,13 +1,14 @@
 """Clean Debian roots: nodes as they boot, before the fragments install anything.
 
 A root is ``debootstrap --variant=minbase SUITE`` from Debian's archive (bookworm for
-Debian 12, trixie for Debian 13) with the apt sources a Debian cloud image has. Nothing
-else goes in: whatever a node needs, the fragment's own install steps (the functions of
+Debian 12, trixie for Debian 13) plus what every cloud image boots with (IMAGE_PACKAGES:
+systemd and procps), with the apt sources a Debian cloud image has. Nothing else goes
+in: whatever a node needs, the fragment's own install steps (the functions of
 heat_templates/fragments, run inside the root) must put there, so a package a fragment
 forgets makes a test fail.
 
 Caching. The debootstrap result is a tarball under ``CACHE/roots`` named by suite and a
-key over everything that shapes it (variant, mirror, sources); a lock per suite lets
+key over everything that shapes it (variant, packages, mirror, sources); a lock per suite lets
 concurrent runs wait for one build instead of corrupting it. Downloaded .debs are kept in
 ``CACHE/debs/SUITE`` and bind-mounted as the root's apt archive, so a warm run installs
 without downloading. ``CELTIC_ROOT_CACHE`` moves the cache (default
@@ -48,6 +49,11 @@ CACHE = Path(os.environ.get("CELTIC_ROOT_CACHE", "/var/cache/magnum-celtic"))
 MIRROR = os.environ.get("CELTIC_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 VARIANT = "minbase"
+
+# What every Debian cloud image boots with and the fragments take as given, beyond
+# minbase: systemd (the init; systemctl, systemd-escape) and procps (sysctl). Nothing a
+# fragment installs is here.
+IMAGE_PACKAGES = ("systemd", "procps")
 
 # The suites the nodes run (Debian 12 and 13) and the Debian release each one is.
 SUITES = {"bookworm": "12", "trixie": "13"}
@@ -106,7 +112,7 @@ def root_tarball(suite: str) -> Path:
     """The cached minbase tarball of SUITE, built (once, under a lock) when missing."""
     if suite not in SUITES:
         raise ValueError(f"suite must be one of {sorted(SUITES)}, got {suite!r}")
-    key = _key(suite, VARIANT, MIRROR, sources(suite))
+    key = _key(suite, VARIANT, MIRROR, sources(suite), *IMAGE_PACKAGES)
     roots = CACHE / "roots"
     tarball = roots / f"{suite}-{VARIANT}-{key}.tar.gz"
     with _locked(roots / f"{suite}.lock"):
@@ -116,7 +122,8 @@ def root_tarball(suite: str) -> Path:
         try:
             target = work / "root"
             result = subprocess.run(
-                ["debootstrap", f"--variant={VARIANT}", suite, str(target), MIRROR],
+                ["debootstrap", f"--variant={VARIANT}", "--include=" + ",".join(IMAGE_PACKAGES),
+                 suite, str(target), MIRROR],
                 capture_output=True, text=True, timeout=BUILD_TIMEOUT)
             if result.returncode != 0:
                 raise RuntimeError(f"debootstrap {suite} failed ({result.returncode}):\n"
