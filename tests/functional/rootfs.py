@@ -362,6 +362,7 @@ NODE_ENV = {
 }
 API_VERSION = "v1.36.2"
 
+
 def install_only(steps: tuple[str, ...] | None = None) -> str:
     """Bash that turns celtic_step into install-only (see INSTALL_STEPS...), limited to
     STEPS when given (group steps always run: they only call other steps)."""

@@ -279,8 +279,8 @@ class Lab:
         # The node's PID 1 mounts the root's /proc, /sys and /dev, makes the lab's own
         # files (this repository, read-only, and the lab's directory) visible inside at
         # the same paths, and chroots: from there on everything runs from the root.
-        boot = ["set -e"] + self.root.boot_lines(same_path=(self.workdir,),
-                                                  read_only=(REPO,))
+        boot = ["set -e"]
+        boot += self.root.boot_lines(same_path=(self.workdir,), read_only=(REPO,))
         boot.append(f'exec chroot {self.root.path} /bin/bash -c "$1"')
         lines = ["set -e", f"hostname lab-master-{index}",
                  "mount -t tmpfs -o mode=755 tmpfs /run",
