@@ -1,8 +1,8 @@
 """Clean Debian roots: nodes as they boot, before the fragments install anything.
 
 A root is ``debootstrap --variant=minbase SUITE`` from Debian's archive (bookworm for
-Debian 12, trixie for Debian 13) plus what every cloud image boots with (IMAGE_PACKAGES:
-systemd and procps), with the apt sources a Debian cloud image has. Nothing else goes
+Debian 12, trixie for Debian 13) plus what every cloud image boots with and the
+fragments take as given (IMAGE_PACKAGES: systemd), with the apt sources a Debian cloud image has. Nothing else goes
 in: whatever a node needs, the fragment's own install steps (the functions of
 heat_templates/fragments, run inside the root) must put there, so a package a fragment
 forgets makes a test fail.
@@ -51,9 +51,9 @@ SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 VARIANT = "minbase"
 
 # What every Debian cloud image boots with and the fragments take as given, beyond
-# minbase: systemd (the init; systemctl, systemd-escape) and procps (sysctl). Nothing a
-# fragment installs is here.
-IMAGE_PACKAGES = ("systemd", "procps")
+# minbase: systemd (the init; systemctl, systemd-escape). Nothing a fragment installs is
+# here (procps, also on every image, is left out: the base packages install it).
+IMAGE_PACKAGES = ("systemd",)
 
 # The suites the nodes run (Debian 12 and 13) and the Debian release each one is.
 SUITES = {"bookworm": "12", "trixie": "13"}
@@ -346,7 +346,7 @@ INSTALL_STEPS = ("base-packages", "ha-packages", "proxy-haproxy-package",
 GROUP_STEPS = ("ha-cluster", "api-vip")
 # Steps that install a package first and then configure and start it: they run up to the
 # end of their first install.
-INSTALL_THEN_CONFIGURE_STEPS = ("metadata-block", "glusterd", "gluster-mount")
+INSTALL_THEN_CONFIGURE_STEPS = ("kernel", "metadata-block", "glusterd", "gluster-mount")
 
 # The node facts the skipped identity steps would have set, and the API the stand-in
 # version answers for the nodes that read it (kube_packages_from_api).

@@ -28,14 +28,14 @@ pytestmark = pytest.mark.skipif(bool(rootfs.missing_requirements()),
 HA_TOOLS = ("corosync", "pacemakerd", "crm_mon", "cibadmin", "crm_verify", "crm_resource",
             "crm_attribute", "pcs", "corosync-cmapctl")
 IPADDR2 = "/usr/lib/ocf/resource.d/heartbeat/IPaddr2"
-KUBE_TOOLS = ("kubeadm", "kubelet", "kubectl", "crictl", "containerd", "nft")
-BASE_TOOLS = ("curl", "gpg", "python3", "ip")
+KUBE_TOOLS = ("kubeadm", "kubelet", "kubectl", "crictl", "containerd", "nft", "modprobe")
+BASE_TOOLS = ("curl", "gpg", "python3", "ip", "openssl", "sysctl")
 
 # What each role's fragment runs after its install steps, found in its own source.
 ROLES = {
     "master": (BASE_TOOLS + HA_TOOLS + KUBE_TOOLS + ("haproxy",), (IPADDR2,)),
     "proxy": (BASE_TOOLS + HA_TOOLS + ("haproxy",), (IPADDR2,)),
-    "minion": (BASE_TOOLS + KUBE_TOOLS + ("mount.glusterfs",), ()),
+    "minion": (BASE_TOOLS + KUBE_TOOLS + ("mount.glusterfs", "chattr"), ()),
     "storage": (BASE_TOOLS + ("glusterd", "gluster", "mkfs.xfs"), ()),
 }
 
@@ -64,7 +64,8 @@ def clean_root(tmp_path):
 def test_clean_root_has_none_of_the_node_tools(clean_root):
     # The premise: a minbase root carries nothing the fragments install.
     root = clean_root("bookworm")
-    programs = HA_TOOLS + KUBE_TOOLS + ("haproxy", "glusterd", "curl", "python3")
+    programs = HA_TOOLS + ("kubeadm", "kubelet", "containerd", "nft", "haproxy", "glusterd",
+                           "curl", "python3")
     assert set(_missing(root, programs, (IPADDR2,))) == set(programs + (IPADDR2,))
 
 
