@@ -87,7 +87,8 @@ master_patches() {
         "$KUBE_PATCHES_DIR/kube-apiserver+json.yaml" 0644
 }
 
-# master_init: kubeadm init, once; a failed attempt is reset and retried.
+# master_init: kubeadm init, once; a failed attempt is reset and retried. Each attempt
+# places Magnum's CAs again (reset empties pki; kubeadm would mint its own CA).
 master_init() {
     if [[ -e "$KUBE_ETC/admin.conf" ]]; then
         celtic_info "already initialised ($KUBE_ETC/admin.conf exists)"
@@ -99,6 +100,7 @@ master_init() {
 }
 
 master_init_once() {
+    master_pki
     kube_kubeadm init --config "$KUBE_CONFIG_DIR/init.yaml" && return 0
     kube_kubeadm reset --force >/dev/null 2>&1 || true
     return 1
@@ -141,7 +143,7 @@ master_main() {
         kube_runtime_setup
         celtic_step pki master_pki
         celtic_step kubeadm-config master_render_join
-        celtic_step kubeadm-join kube_join
+        celtic_step kubeadm-join kube_join master_pki
     fi
     celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"
 }

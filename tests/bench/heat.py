@@ -21,6 +21,8 @@ at the gate in front of heat-api (every request through the catalog endpoint; po
 the bursts of GETs ten seconds apart). The second has 50 minions: its polls are counted
 the same way, then it is resized to 51 and every resource of the stack tree is compared
 before and after. Run: python -m tests.bench.run heat (or tox -e bench -- heat).
+The quick variant (``--quick``, what .ci/run runs) makes the second cluster 20 minions
+(CELTIC_BENCH_HEAT_N) and names its figures for that size (``..._n20``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ from magnum_celtic.lab import clusterwatch
 from magnum_celtic.lab import controlplane
 from magnum_celtic.lab import heatwatch
 
+from tests.bench import quick
+
 HEAT_LIMIT = 1000
+#: the second cluster's size (the figures say n50 in the full run)
+LARGE = int(os.environ.get('CELTIC_BENCH_HEAT_N', '20' if quick() else '50'))
 POLL_GAP = 5.0          # Magnum polls every 10 s; one poll's requests are closer than this
 
 
@@ -124,19 +130,20 @@ def main() -> int:
         _say('bench3: stack create %.1fs with %.0fs boots' % (create_time, boot))
         magnum.clusters.delete(small.uuid)
 
-        big, big_polls = create_cluster(plane, magnum, template, 'bench50', 50, 1.0)
+        big, big_polls = create_cluster(plane, magnum, template, 'bench%d' % LARGE, LARGE,
+                                        1.0)
         clusterwatch.wait(magnum, small.uuid, 'DELETE', timeout=3600)
         before = heatwatch.rows(heat, _stack_id(big))
         old = magnum.clusters.get(big.uuid)
-        magnum.clusters.resize(big.uuid, node_count=51)
+        magnum.clusters.resize(big.uuid, node_count=LARGE + 1)
         resized = clusterwatch.wait(magnum, big.uuid, 'UPDATE', timeout=3600, before=old)
         if resized.status != 'UPDATE_COMPLETE':
             raise RuntimeError('resize: %s: %s' % (resized.status, resized.status_reason))
         after = heatwatch.rows(heat, _stack_id(big))
         change = heatwatch.compare(before, after)
-        _say('50 -> 51: %s' % change.summary())
+        _say('%d -> %d: %s' % (LARGE, LARGE + 1, change.summary()))
         per_minion = len(after) - len(before)
-        fixed = len(after) - per_minion * 51
+        fixed = len(after) - per_minion * (LARGE + 1)
         magnum.clusters.delete(big.uuid)
         clusterwatch.wait(magnum, big.uuid, 'DELETE', timeout=3600)
 
@@ -145,7 +152,7 @@ def main() -> int:
         replaced = len(change.replaced) + len(change.deleted)
         print('scale_out_replaced_resources: %d' % replaced)
         print('heat_calls_per_status_poll_n3: %g' % statistics.median(small_polls))
-        print('heat_calls_per_status_poll_n50: %g' % statistics.median(big_polls))
+        print('heat_calls_per_status_poll_n%d: %g' % (LARGE, statistics.median(big_polls)))
         print('resources_per_minion: %d' % per_minion)
         limit = (HEAT_LIMIT - fixed) // per_minion if per_minion > 0 else 0
         print('max_minions_default_limit: %d' % limit)

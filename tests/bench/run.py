@@ -1,16 +1,20 @@
-"""Benchmark runner: ``tox -e bench -- [name ...]`` (default: all).
+"""Benchmark runner: ``tox -e bench -- [--quick] [name ...]`` (default: all).
 
 Each benchmark module in this directory has a ``main()`` that prints one
 ``name: value`` line per figure. They run one after another, never in parallel: the
-figures are timings on a 2-core machine.
+figures are timings on a 2-core machine. ``--quick`` runs every benchmark's quick
+variant (what .ci/run runs); without it, the full runs the README's figures come from.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 import time
+
+from tests.bench import quick
 
 BENCHMARKS = ('lb', 'heat', 'vip', 'scale')
 
@@ -22,6 +26,9 @@ def _terminate(signum, frame):
 def main(argv: list[str]) -> int:
     # a benchmark's finally blocks stop its services, also when it is killed politely
     signal.signal(signal.SIGTERM, _terminate)
+    if '--quick' in argv:
+        os.environ['CELTIC_BENCH_QUICK'] = '1'
+        argv = [a for a in argv if a != '--quick']
     names = argv or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
@@ -31,7 +38,7 @@ def main(argv: list[str]) -> int:
     failed = []
     for name in names:
         started = time.monotonic()
-        print('== bench %s' % name, flush=True)
+        print('== bench %s%s' % (name, ' (quick)' if quick() else ''), flush=True)
         module = importlib.import_module('tests.bench.%s' % name)
         rc = module.main()
         print('== bench %s finished in %.0fs (rc=%s)'

@@ -32,7 +32,10 @@ Times are wall-clock, from the request to the stack's final state, polled every 
 without resolving the outputs, as Magnum's poller and the driver's do (resolving them
 makes heat-engine walk every nested stack at each poll: the old driver's create took
 about twice as long under such a poller, celtic's about 1.3 times).
-Run: python -m tests.bench.run scale (or tox -e bench -- scale).
+Run: python -m tests.bench.run scale (or tox -e bench -- scale), about 8 minutes.
+Quick variant (``tox -e bench -- --quick scale``, what .ci/run runs, about 2 minutes):
+celtic only, 20 minions instead of 50, one scale-out per size; the figures are named for
+the size they measured (``celtic_create_seconds_n20``), and the old driver is not run.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from magnum_celtic.lab import controlplane
 from magnum_celtic.lab import heatwatch
 
 from tests.bench import old_driver
+from tests.bench import quick
 
 HEAT_LIMIT = 1000
 POLL = 0.25
@@ -55,11 +59,12 @@ BOOT_SECONDS = 1.0
 #: the old driver's 50 -> 51 took more than 2.8 x its create in the reference run and
 #: did not finish; give up after this long and report the bound
 OLD_UPDATE_TIMEOUT = float(os.environ.get('CELTIC_BENCH_OLD_UPDATE_TIMEOUT', '900'))
-#: the large size (the figures' names say n50; another value is for trying the bench out)
-LARGE = int(os.environ.get('CELTIC_BENCH_SCALE_N', '50'))
+#: the large size; the figures named n50 are printed with the size measured
+LARGE = int(os.environ.get('CELTIC_BENCH_SCALE_N', '20' if quick() else '50'))
 #: one-minion scale-outs timed at each size, one after another; celtic's figures are
 #: their median (single updates on 2 cores vary by about a quarter either way)
-SAMPLES = max(1, int(os.environ.get('CELTIC_BENCH_SCALE_OUT_SAMPLES', '3')))
+SAMPLES = max(1, int(os.environ.get('CELTIC_BENCH_SCALE_OUT_SAMPLES',
+                                    '1' if quick() else '3')))
 
 
 def _say(text: str) -> None:
@@ -161,7 +166,8 @@ def _median_scale_out(design: Design, size: int, samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def measure(plane, root: str) -> dict[str, float]:
+def measure(plane, root: str | None) -> dict[str, float]:
+    """Every figure; the old driver's only when ``root`` (its templates) is given."""
     heat = plane.heat('demo', direct=True)
     plane.cloud.set_behaviour([], {'boot_seconds': BOOT_SECONDS})
     figures: dict[str, float] = {}
@@ -171,7 +177,7 @@ def measure(plane, root: str) -> dict[str, float]:
     figures['celtic_scale_out_seconds_n3'] = _median_scale_out(small, 3, [])
     small.delete()
 
-    big = _celtic(heat, 'cel50', LARGE)
+    big = _celtic(heat, 'cel%d' % LARGE, LARGE)
     figures['celtic_create_seconds_n50'] = big.create()
     before = big.rows()
     first = big.scale_out(LARGE + 1)
@@ -185,8 +191,12 @@ def measure(plane, root: str) -> dict[str, float]:
     figures['celtic_resources_per_minion'] = per
     figures['celtic_fixed_resources'] = fixed
     figures['celtic_max_minions'] = (HEAT_LIMIT - fixed) // per
+    figures['scale_out_growth_ratio'] = (figures['celtic_scale_out_seconds_n50']
+                                         / figures['celtic_scale_out_seconds_n3'])
+    if root is None:
+        return figures
 
-    old = _old(heat, root, 'old50', LARGE)
+    old = _old(heat, root, 'old%d' % LARGE, LARGE)
     figures['old_create_seconds_n50'] = old.create()
     before = old.rows()
     try:
@@ -198,9 +208,6 @@ def measure(plane, root: str) -> dict[str, float]:
     old.delete()
     figures['old_max_minions'] = (HEAT_LIMIT - old_fixed) // old_per
     _say('old driver: %d resources per minion, %d fixed' % (old_per, old_fixed))
-
-    figures['scale_out_growth_ratio'] = (figures['celtic_scale_out_seconds_n50']
-                                         / figures['celtic_scale_out_seconds_n3'])
     return figures
 
 
@@ -213,11 +220,13 @@ ORDER = ('celtic_resources_per_minion', 'celtic_fixed_resources', 'celtic_max_mi
 def main() -> int:
     backend = backend_mod.from_environment(
         os.environ.get('CELTIC_HARNESS_BACKEND') or 'mariadb')
-    try:
-        root = old_driver.fetch()
-    except Exception as error:
-        _say('cannot get the old driver\'s templates: %s' % error)
-        return 1
+    root = None
+    if not quick():
+        try:
+            root = old_driver.fetch()
+        except Exception as error:
+            _say('cannot get the old driver\'s templates: %s' % error)
+            return 1
     plane = controlplane.ControlPlane(backend=backend, with_magnum=False, progress=_say)
     try:
         plane.start()
@@ -230,8 +239,12 @@ def main() -> int:
     finally:
         plane.stop()
     for name in ORDER:
+        if name not in figures:
+            continue   # the quick variant does not run the old driver
         value = figures[name]
-        print('%s: %s' % (name, value if isinstance(value, int) else '%.2f' % value))
+        # figures are named for the size measured: n50 in the full run
+        shown = name.replace('_n50', '_n%d' % LARGE)
+        print('%s: %s' % (shown, value if isinstance(value, int) else '%.2f' % value))
     sys.stdout.flush()
     return 0
 

@@ -23,11 +23,47 @@ load '/usr/lib/bats/bats-assert/load'
 # The secrets of the scenario, as run_devstack.sh sets them.
 SECRETS=(Service-Secret-5071 Rabbit-Secret-6093 Database-Secret-7297)
 
+# Python with Magnum, keystonemiddleware and oslo.* (the tox env's).
+export TEST_PYTHON=${TEST_PYTHON:-python3}
+
+# Once per bats file (setup_file): what run_devstack.sh checks the plugin's
+# iniset values and `openstack` command lines with. The oslo option table
+# (conf_check.py), and the real clients (clients.sh: built from PyPI into a
+# cache on first use, a few minutes).
+devstack_setup_file() {
+    export CONF_TABLE="$BATS_FILE_TMPDIR/conf-table.pickle"
+    "$TEST_PYTHON" "$DEVSTACK_TESTS/conf_check.py" table "$CONF_TABLE" ||
+        fail "conf_check.py could not load the option definitions"
+    OPENSTACK_CLIENTS=$(CLIENTS_PYTHON=$TEST_PYTHON bash "$DEVSTACK_TESTS/clients.sh" ensure) ||
+        fail "clients.sh could not build the openstack clients"
+    export OPENSTACK_CLIENTS
+    # One osc_parse.py server per client for the file's tests: the clients
+    # are imported once, not once per command line (fakebin.bash).
+    local name python dir
+    OSC_PARSE_SERVERS=""
+    while read -r name python _; do
+        dir="$BATS_FILE_TMPDIR/osc-parse-$name"
+        mkdir -p "$dir/req" "$dir/resp"
+        "$python" "$DEVSTACK_TESTS/osc_parse.py" --serve "$dir" </dev/null >"$dir.log" 2>&1 3>&- &
+        echo $! >"$dir.pid"
+        OSC_PARSE_SERVERS+="$name $dir"$'\n'
+    done <<<"$OPENSTACK_CLIENTS"
+    export OSC_PARSE_SERVERS
+}
+
+devstack_teardown_file() {
+    local name dir
+    while read -r name dir; do
+        [[ -n "$name" ]] || continue
+        kill "$(cat "$dir.pid")" 2>/dev/null || true
+        rm -rf "$dir"
+    done <<<"${OSC_PARSE_SERVERS:-}"
+}
+
 devstack_setup() {
     export TEST_ROOT="$BATS_TEST_TMPDIR/root"
     export CALLS="$TEST_ROOT/calls"
     export MAGNUM_CONF_DIR="$TEST_ROOT/etc/magnum"
-    export TEST_PYTHON=${TEST_PYTHON:-python3}
     mkdir -p "$TEST_ROOT"
     : >"$CALLS"
     # Paths as run_devstack.sh and devstack/settings derive them.

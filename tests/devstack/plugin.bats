@@ -6,6 +6,14 @@
 
 load helpers
 
+setup_file() {
+    devstack_setup_file
+}
+
+teardown_file() {
+    devstack_teardown_file
+}
+
 setup() {
     devstack_setup
 }
@@ -84,11 +92,32 @@ setup() {
     assert_output --partial "MAGNUM_CELTIC_LABEL_DEFAULTS: 'storage count' is not name=value"
 }
 
-@test "install: a warning when Heat is not enabled" {
+@test "install: without Heat, stack.sh stops before installing anything and says how to add it" {
     export ENABLED_SERVICES=key,mysql,rabbit,g-api,n-api,q-svc
     devstack stack
+    assert_failure
+    assert_output --partial "h-eng is not enabled, and celtic clusters are Heat stacks: add 'enable_plugin heat https://opendev.org/openstack/heat' before magnum-celtic in local.conf"
+    refute_call_matching all "git_clone"
+    refute_call_matching all "setup_"
+}
+
+@test "install: Magnum and python-magnumclient follow devstack's TARGET_BRANCH" {
+    export TARGET_BRANCH=stable/2026.1 LIBS_FROM_GIT=python-magnumclient
+    devstack stack
     assert_success
-    assert_call install warn "h-eng is not enabled: celtic clusters are Heat stacks (enable_plugin heat ...)"
+    assert_call install git_clone https://opendev.org/openstack/magnum.git "$DEST/magnum" stable/2026.1
+    assert_call install git_clone https://opendev.org/openstack/python-magnumclient.git \
+        "$DEST/python-magnumclient" stable/2026.1
+}
+
+@test "install: MAGNUM_BRANCH and MAGNUMCLIENT_BRANCH override TARGET_BRANCH" {
+    export TARGET_BRANCH=stable/2026.1 LIBS_FROM_GIT=python-magnumclient MAGNUM_BRANCH=master \
+        MAGNUMCLIENT_BRANCH=5.0.0
+    devstack stack
+    assert_success
+    assert_call install git_clone https://opendev.org/openstack/magnum.git "$DEST/magnum" master
+    assert_call install git_clone https://opendev.org/openstack/python-magnumclient.git \
+        "$DEST/python-magnumclient" 5.0.0
 }
 
 # --- post-config -----------------------------------------------------------
@@ -226,7 +255,7 @@ EOF
     assert_success
     assert_in_order extra \
         "$(call_line recreate_database magnum)" \
-        "$(call_line mysql -uroot -pDatabase-Secret-7297 -h127.0.0.1)" \
+        "mysql --defaults-extra-file=" \
         "$(call_line magnum-db-manage --config-file "$MAGNUM_CONF" upgrade)" \
         "$(call_line run_process magnum-api "$FAKE_BIN/uwsgi --procname-prefix magnum-api --ini $MAGNUM_UWSGI_CONF")" \
         "$(call_line wait_for_service 60 http://192.0.2.10:9511)" \
@@ -255,10 +284,10 @@ EOF
 )"
 }
 
-@test "extra: the public template celtic-k8s uses the driver, the image, the keypair and the flavors" {
+@test "extra: the public template celtic-k8s uses the image (which selects the driver), the keypair and the flavors" {
     devstack stack
     assert_success
-    assert_call extra "${OS[@]}" coe cluster template create --coe kubernetes --driver celtic \
+    assert_call extra "${OS[@]}" coe cluster template create --coe kubernetes \
         --image noble-server-cloudimg-amd64 --keypair celtic --external-network public \
         --master-flavor ds2G --flavor ds2G --master-lb-enabled --network-driver flannel --public \
         celtic-k8s
@@ -270,7 +299,7 @@ EOF
         MAGNUM_CELTIC_TEMPLATE=small-celtic MAGNUM_CELTIC_KEYPAIR=ops
     devstack stack
     assert_success
-    assert_call extra "${OS[@]}" coe cluster template create --coe kubernetes --driver celtic \
+    assert_call extra "${OS[@]}" coe cluster template create --coe kubernetes \
         --image noble-server-cloudimg-amd64 --keypair ops --external-network ext-net \
         --master-flavor ds4G --flavor m1.medium --master-lb-enabled --network-driver flannel --public \
         --dns-nameserver 192.0.2.53 --labels proxy_count=0,storage_count=0 small-celtic
@@ -284,7 +313,7 @@ EOF
     assert_success
     refute_call_matching extra "upload_image"
     assert_call extra "${OS[@]}" image set --property os_distro=debian --property magnum_driver=celtic debian-13
-    assert_call extra "${OS[@]}" coe cluster template create --coe kubernetes --driver celtic \
+    assert_call extra "${OS[@]}" coe cluster template create --coe kubernetes \
         --image debian-13 --keypair celtic --external-network public \
         --master-flavor ds2G --flavor ds2G --master-lb-enabled --network-driver flannel --public \
         celtic-k8s
@@ -477,4 +506,171 @@ EOF
         refute_output --partial "$secret"
     done
     refute_output --partial "MAGNUM_DB_PASSWORD="
+}
+
+# --- the real clients and option types ---------------------------------------
+# run_devstack.sh fails (status 5) on an `openstack` command line a real client
+# rejects, and (status 4) on an iniset value its oslo option rejects; every
+# test above runs under both checks. These show that the checks can fail.
+
+@test "openstack command lines: checked with python-magnumclient 4.11.0 (upper-constraints) and the newest" {
+    run cut -d' ' -f1,3,4 <<<"$OPENSTACK_CLIENTS"
+    assert_line --index 0 --regexp '^upper-constraints python-magnumclient==4\.11\.0 python-openstackclient==[0-9.]+$'
+    assert_line --index 1 --regexp '^newest python-magnumclient==[5-9]\.[0-9.]+ python-openstackclient==[0-9.]+$'
+    devstack stack
+    assert_success
+    assert [ ! -e "$TEST_ROOT/cli-errors" ]
+}
+
+@test "openstack command lines: --driver is rejected by python-magnumclient 4.11.0, accepted by the newest" {
+    export DEVSTACK_TESTS FAKE_CLOUD=$TEST_ROOT/cloud
+    run bash "$DEVSTACK_TESTS/fakebin.bash" openstack --os-cloud devstack-admin coe cluster template \
+        create --coe kubernetes --image img --external-network public --driver celtic celtic-k8s
+    assert_failure 2
+    assert_output --partial "rejected by upper-constraints (python-magnumclient==4.11.0"
+    assert_output --partial "error: unrecognized arguments: --driver celtic"
+    refute_output --partial "rejected by newest"
+}
+
+@test "openstack command lines: an unknown option, command or cloud is rejected by every client" {
+    export DEVSTACK_TESTS FAKE_CLOUD=$TEST_ROOT/cloud
+    run bash "$DEVSTACK_TESTS/fakebin.bash" openstack --os-cloud devstack-admin image set \
+        --propery os_distro=ubuntu img
+    assert_failure 2
+    assert_output --partial "rejected by upper-constraints"
+    assert_output --partial "rejected by newest"
+    run bash "$DEVSTACK_TESTS/fakebin.bash" openstack --os-cloud devstack-admin coe template show x
+    assert_failure 2
+    # Parsed fine; then the fake cloud has no such image.
+    run bash "$DEVSTACK_TESTS/fakebin.bash" openstack --os-cloud devstack image show x
+    assert_failure 1
+    assert_output "No image found for x"
+    run bash "$DEVSTACK_TESTS/fakebin.bash" openstack --os-cloud no-such-cloud image show x
+    assert_failure 2
+}
+
+@test "iniset values: checked against the real oslo options, [api] host '[::]' and unknown options rejected" {
+    local log="$BATS_TEST_TMPDIR/iniset.log"
+    printf '%s\0' /etc/magnum/magnum.conf api host '[::]' \
+        /etc/magnum/magnum.conf api host '::' \
+        /etc/magnum/magnum.conf api port 70000 \
+        /etc/magnum/magnum.conf trust trustee_domain_name magnum \
+        /etc/magnum/magnum.conf keystone_auth auth_type password \
+        /etc/magnum/magnum.conf keystone_auth username magnum \
+        /etc/magnum/magnum.conf keystone_auth cafile /ca.pem \
+        /etc/magnum/magnum.conf oslo_middleware enable_proxy_headers_parsing yes-please \
+        /etc/magnum/magnum-api-uwsgi.ini uwsgi http '[::]:9511' >"$log"
+    run "$TEST_PYTHON" -I "$DEVSTACK_TESTS/conf_check.py" check "$CONF_TABLE" "$log"
+    assert_failure 1
+    assert_output "$(cat <<'EOF2'
+iniset: magnum.conf [api] host = '[::]': rejected by its type IPAddress: [::] is not IPv4 or IPv6 address
+iniset: magnum.conf [api] port = '70000': rejected by its type Port(min=0, max=65535): Should be less than or equal to 65535
+iniset: magnum.conf [trust] trustee_domain_name = 'magnum': no such option in [trust] (nothing registers it)
+iniset: magnum.conf [oslo_middleware] enable_proxy_headers_parsing = 'yes-please': rejected by its type Boolean: Unexpected boolean value 'yes-please'
+EOF2
+)"
+}
+
+# --- IPv6 and tls-proxy -------------------------------------------------------
+
+@test "IPv6 (SERVICE_IP_VERSION=6): [api] host is the bare '::', uwsgi binds [::], URLs use brackets" {
+    export SERVICE_IP_VERSION=6
+    devstack stack
+    assert_success
+    assert_magnum_conf api host "::"
+    assert_magnum_conf api port 9511
+    assert_equal "$(conf "$MAGNUM_UWSGI_CONF" uwsgi http)" "[::]:9511"
+    assert_magnum_conf database connection \
+        "mysql+pymysql://magnum:Database-Secret-7297@[::1]/magnum?charset=utf8"
+    assert_magnum_conf keystone_auth auth_url "http://[2001:db8::10]/identity"
+    local url="http://[2001:db8::10]:9511/v1"
+    assert_call post-config get_or_create_endpoint service-magnum-id RegionOne "$url" "$url" "$url"
+    assert_call extra wait_for_service 60 "http://[2001:db8::10]:9511"
+    run grep -x 'host="::1"' "$TEST_ROOT/mysql.cnf"
+    assert_success
+    devstack unstack clean
+    assert_success
+}
+
+@test "tls-proxy: the endpoint is https on 9511, devstack's TLS proxy forwards to uwsgi on 19511" {
+    export ENABLED_SERVICES=key,mysql,rabbit,g-api,n-api,q-svc,h-eng,h-api,tls-proxy
+    devstack stack
+    assert_success
+    local url=https://192.0.2.10:9511/v1
+    assert_call post-config get_or_create_endpoint service-magnum-id RegionOne "$url" "$url" "$url"
+    assert_magnum_conf api port 19511
+    assert_equal "$(conf "$MAGNUM_UWSGI_CONF" uwsgi http)" "0.0.0.0:19511"
+    assert_magnum_conf oslo_middleware enable_proxy_headers_parsing True
+    assert_magnum_conf keystone_auth auth_url https://192.0.2.10/identity
+    assert_in_order extra \
+        "$(call_line start_tls_proxy magnum-api '*' 9511 192.0.2.10 19511)" \
+        "run_process magnum-api " \
+        "$(call_line wait_for_service 60 https://192.0.2.10:9511)"
+    devstack unstack clean
+    assert_success
+}
+
+@test "tls-proxy on IPv6: the proxy forwards to the bracketed service host, uwsgi binds [::]:19511" {
+    export SERVICE_IP_VERSION=6
+    export ENABLED_SERVICES=key,mysql,rabbit,g-api,n-api,q-svc,h-eng,h-api,tls-proxy
+    devstack stack
+    assert_success
+    assert_magnum_conf api host "::"
+    assert_equal "$(conf "$MAGNUM_UWSGI_CONF" uwsgi http)" "[::]:19511"
+    assert_call extra start_tls_proxy magnum-api '*' 9511 "[2001:db8::10]" 19511
+    local url="https://[2001:db8::10]:9511/v1"
+    assert_call post-config get_or_create_endpoint service-magnum-id RegionOne "$url" "$url" "$url"
+}
+
+@test "without tls-proxy, no TLS proxy and plain http" {
+    devstack stack
+    assert_success
+    refute_call_matching all "start_tls_proxy"
+    refute_call_matching all "iniset $MAGNUM_CONF oslo_middleware"
+}
+
+# --- the database password ----------------------------------------------------
+
+@test "extra: devstack's database password reaches mysql in a 0600 option file, never on a command line" {
+    devstack stack
+    assert_success
+    run grep '^mysql' "$CALLS"
+    assert_output --regexp '^mysql --defaults-extra-file=[^ ]+$'
+    local defaults=${output#*=}
+    assert [ ! -e "$defaults" ]
+    assert_equal "$(cat "$TEST_ROOT/mysql.cnf.mode")" 600
+    assert_equal "$(cat "$TEST_ROOT/mysql.cnf")" "$(printf '[client]\nuser="root"\npassword="Database-Secret-7297"\nhost="127.0.0.1"')"
+}
+
+@test "extra: a database password with quotes and backslashes is escaped for the option file" {
+    export DATABASE_PASSWORD='a"b\c'
+    devstack stack
+    assert_success
+    run grep '^password=' "$TEST_ROOT/mysql.cnf"
+    assert_output 'password="a\"b\\c"'
+}
+
+# --- Magnum's own start-up ----------------------------------------------------
+
+@test "magnum.conf of the IPv4, IPv6 and tls-proxy runs: Magnum's prepare_service and log_opt_values accept it" {
+    local scenario
+    for scenario in 4 6 6-tls; do
+        export SERVICE_IP_VERSION=${scenario%%-*}
+        export ENABLED_SERVICES=key,mysql,rabbit,g-api,n-api,q-svc,h-eng,h-api
+        [[ $scenario == *-tls ]] && ENABLED_SERVICES+=,tls-proxy
+        devstack stack
+        assert_success
+        run "$TEST_PYTHON" "$DEVSTACK_TESTS/magnum_start.py" "$MAGNUM_CONF"
+        assert_success
+    done
+}
+
+@test "magnum_start.py fails where magnum-api and magnum-conductor fail: [api] host = [::]" {
+    devstack stack
+    assert_success
+    sed -i 's/^host = 0\.0\.0\.0$/host = [::]/' "$MAGNUM_CONF"
+    run "$TEST_PYTHON" "$DEVSTACK_TESTS/magnum_start.py" "$MAGNUM_CONF"
+    assert_failure 1
+    assert_output --partial "magnum would not start with $MAGNUM_CONF"
+    assert_output --partial "[::] is not IPv4 or IPv6 address"
 }

@@ -13,7 +13,9 @@
 # RUN_XTRACE=1 traces from the start, like stack.sh (into $TEST_ROOT/xtrace.log).
 #
 # Output: "== PHASE" then one line per call in $CALLS; the plugin's files
-# under $TEST_ROOT; exit status 3 if a phase left xtrace changed.
+# under $TEST_ROOT; exit status 3 if a phase left xtrace changed, 4 if it
+# wrote an option value the real oslo option rejects, 5 if it ran an
+# `openstack` command line the real clients reject.
 
 set -o errexit -o nounset
 
@@ -22,7 +24,21 @@ DEVSTACK_TESTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$DEVSTACK_TESTS/../.." && pwd)
 FAKE_PREFIX=$TEST_ROOT/venv
 FAKE_CLOUD=$TEST_ROOT/cloud
-export TEST_ROOT CALLS DEVSTACK_TESTS FAKE_CLOUD
+INISET_LOG=$TEST_ROOT/iniset.log
+export TEST_ROOT CALLS DEVSTACK_TESTS FAKE_CLOUD INISET_LOG
+
+# What the values and command lines are checked with (the bats files build
+# both once per file, see helpers.bash): the oslo option table of
+# conf_check.py, and the real `openstack` clients of clients.sh.
+if [[ -z "${CONF_TABLE:-}" ]]; then
+    CONF_TABLE=$TEST_ROOT/conf-table.pickle
+    "${TEST_PYTHON:-python3}" "$DEVSTACK_TESTS/conf_check.py" table "$CONF_TABLE"
+fi
+if [[ -z "${OPENSTACK_CLIENTS:-}" ]]; then
+    OPENSTACK_CLIENTS=$(bash "$DEVSTACK_TESTS/clients.sh" ensure)
+fi
+export OPENSTACK_CLIENTS
+: >"$INISET_LOG"
 
 # External commands: wrappers around fakebin.bash. magnum-* only exist in
 # the Python prefix, so the plugin must call them by absolute path.
@@ -44,36 +60,58 @@ PATH=$TEST_ROOT/bin:$PATH
 # shellcheck source=SCRIPTDIR/stubs.bash
 source "$DEVSTACK_TESTS/stubs.bash"
 
-# devstack's globals (stackrc, lib/*), unless the scenario set them.
+# devstack's globals (stackrc, lib/*), unless the scenario set them; the
+# addresses derived from SERVICE_IP_VERSION as stackrc and lib/database
+# derive them (IPv6: SERVICE_HOST and DATABASE_HOST in brackets, the
+# listen address "[::]", MYSQL_HOST bare).
+: "${TARGET_BRANCH:=master}"
+: "${SERVICE_IP_VERSION:=4}"
+: "${HOST_IP:=192.0.2.10}"
+: "${HOST_IPV6:=2001:db8::10}"
+if [[ $SERVICE_IP_VERSION == 6 ]]; then
+    : "${SERVICE_HOST:=[$HOST_IPV6]}"
+    : "${SERVICE_LOCAL_HOST:=::1}"
+    : "${SERVICE_LISTEN_ADDRESS:=[::]}"
+    : "${MYSQL_HOST:=$SERVICE_LOCAL_HOST}"
+    : "${DATABASE_HOST:=[$MYSQL_HOST]}"
+else
+    : "${SERVICE_HOST:=$HOST_IP}"
+    : "${SERVICE_LOCAL_HOST:=127.0.0.1}"
+    : "${SERVICE_LISTEN_ADDRESS:=0.0.0.0}"
+    : "${MYSQL_HOST:=$SERVICE_LOCAL_HOST}"
+    : "${DATABASE_HOST:=$MYSQL_HOST}"
+fi
 : "${DEST:=$TEST_ROOT/opt/stack}"
 : "${DATA_DIR:=$DEST/data}"
 : "${FILES:=$TEST_ROOT/devstack/files}"
 : "${GIT_BASE:=https://opendev.org}"
 : "${STACK_USER:=$(id -un)}"
 : "${REGION_NAME:=RegionOne}"
-: "${SERVICE_HOST:=192.0.2.10}"
 : "${SERVICE_PROTOCOL:=http}"
-: "${SERVICE_LISTEN_ADDRESS:=0.0.0.0}"
 : "${SERVICE_TIMEOUT:=60}"
 : "${SERVICE_PASSWORD:=Service-Secret-5071}"
 : "${SERVICE_PROJECT_NAME:=service}"
 : "${SERVICE_DOMAIN_NAME:=Default}"
-: "${KEYSTONE_SERVICE_URI:=http://$SERVICE_HOST/identity}"
 : "${MEMCACHE_SERVERS:=localhost:11211}"
 : "${SSL_BUNDLE_FILE:=$DATA_DIR/ca-bundle.pem}"
 : "${RABBIT_PASSWORD:=Rabbit-Secret-6093}"
 : "${DATABASE_TYPE:=mysql}"
 : "${DATABASE_BACKENDS:=mysql postgresql}"
-: "${DATABASE_HOST:=127.0.0.1}"
 : "${DATABASE_USER:=root}"
 : "${DATABASE_PASSWORD:=Database-Secret-7297}"
-: "${MYSQL_HOST:=$DATABASE_HOST}"
 : "${ENABLE_DEBUG_LOG_LEVEL:=True}"
 : "${PUBLIC_NETWORK_NAME:=public}"
 : "${LIBS_FROM_GIT:=}"
 : "${DEVSTACK_PLUGINS:=heat,magnum-celtic}"
 : "${ENABLED_SERVICES:=key,mysql,rabbit,g-api,n-api,n-cpu,n-cond,n-sch,placement-api,q-svc,q-agt,q-dhcp,q-l3,q-meta,c-api,c-vol,h-eng,h-api,h-api-cfn}"
 : "${DISABLED_SERVICES:=}"
+# lib/keystone: with tls-proxy, Keystone is behind the TLS proxy (the
+# protocol of each service changes, SERVICE_PROTOCOL stays http).
+if [[ ,$ENABLED_SERVICES, == *,tls-proxy,* ]]; then
+    : "${KEYSTONE_SERVICE_URI:=https://$SERVICE_HOST/identity}"
+else
+    : "${KEYSTONE_SERVICE_URI:=http://$SERVICE_HOST/identity}"
+fi
 declare -A GITREPO GITBRANCH GITDIR
 
 mkdir -p "$DEST" "$DATA_DIR" "$FILES"
@@ -110,6 +148,25 @@ function run_plugins {
 
 load_plugin_settings
 
+# After each phase: every iniset value of the phase against its oslo option
+# (exit 4), and no `openstack` command line a real client rejected (exit 5),
+# including those the plugin ran under `if` or with `|| true`.
+function check_phase {
+    if [[ -s "$INISET_LOG" ]]; then
+        if ! "${TEST_PYTHON:-python3}" -I "$DEVSTACK_TESTS/conf_check.py" check "$CONF_TABLE" \
+            "$INISET_LOG"; then
+            echo "phase $1: a value the real option types reject" >&2
+            exit 4
+        fi
+        : >"$INISET_LOG"
+    fi
+    if [[ -s "$TEST_ROOT/cli-errors" ]]; then
+        echo "phase $1: an openstack command line a real client rejects:" >&2
+        cat "$TEST_ROOT/cli-errors" >&2
+        exit 5
+    fi
+}
+
 phases=()
 for phase in "$@"; do
     if [[ $phase == stack ]]; then
@@ -131,4 +188,5 @@ for phase in "${phases[@]}"; do
         echo "phase $phase changed xtrace: '$before' -> '$after'" >&2
         exit 3
     fi
+    check_phase "$phase"
 done

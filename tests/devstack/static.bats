@@ -31,7 +31,7 @@ setup() {
 }
 
 @test "shellcheck: the test harness is clean" {
-    run shellcheck -x tests/devstack/run_devstack.sh tests/devstack/stubs.bash \
+    run shellcheck -x tests/devstack/run_devstack.sh tests/devstack/stubs.bash tests/devstack/clients.sh \
         tests/devstack/fakebin.bash tests/devstack/helpers.bash
     assert_success
     # Each @test is a subshell by design: exports in one never reach another.

@@ -80,6 +80,11 @@ function use_library_from_git {
     [[ ${LIBS_FROM_GIT} = 'ALL' ]] || [[ ,${LIBS_FROM_GIT}, =~ ,${1}, ]]
 }
 
+# functions-common: "[::]" -> "::".
+function ipv6_unquote {
+    echo "$1" | tr -d '[]'
+}
+
 function trueorfalse {
     local default=$1
     local value=${!2:-}
@@ -116,7 +121,12 @@ function die {
 # --- installation (functions-common, inc/python) --------------------------
 
 function git_clone { _record git_clone "$@"; }
-function git_clone_by_name { _record git_clone_by_name "$@"; }
+# Like devstack's: git_clone with the repository's GITREPO, GITDIR and
+# GITBRANCH entries.
+function git_clone_by_name {
+    _record git_clone_by_name "$@"
+    git_clone "${GITREPO[$1]}" "${GITDIR[$1]}" "${GITBRANCH[$1]}"
+}
 function setup_develop { _record setup_develop "$@"; }
 function setup_install { _record setup_install "$@"; }
 function setup_dev_lib { _record setup_dev_lib "$@"; }
@@ -132,7 +142,9 @@ function get_python_exec_prefix {
 # A real INI file, as devstack's iniset writes it: the option replaced in
 # place, or added at the end of its section, or a new section appended. The
 # tests read it back with Python's configparser (ini.py). Like devstack, the
-# file is created but not its directory.
+# file is created but not its directory. Each call is also logged to
+# $INISET_LOG, whose values run_devstack.sh checks against the real oslo
+# option types (conf_check.py).
 function iniset {
     local sudo=""
     if [[ $1 == "-sudo" ]]; then
@@ -141,6 +153,8 @@ function iniset {
     fi
     _record iniset ${sudo:+"$sudo"} "$@"
     local file=$1 section=$2 option=$3 value=$4
+    # For run_devstack.sh's check of the value against its oslo option.
+    printf '%s\0' "$file" "$section" "$option" "$value" >>"$INISET_LOG"
     if [[ ! -d "$(dirname "$file")" ]]; then
         echo "iniset: directory of $file does not exist" >&2
         return 1
@@ -248,6 +262,7 @@ function get_database_type_mysql {
 # --- processes and images (functions-common, functions) -----------------
 
 function run_process { _record run_process "$@"; }
+function start_tls_proxy { _record start_tls_proxy "$@"; }
 function stop_process { _record stop_process "$@"; }
 function wait_for_service { _record wait_for_service "$@"; }
 

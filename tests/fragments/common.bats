@@ -32,6 +32,8 @@ setup() {
     [ "$CELTIC_CHANGED" = 1 ]
     run cat "$ROOT/etc/apt/apt.conf.d/90celtic-proxy"
     assert_output $'Acquire::http::Proxy "http://proxy.example:3128";\nAcquire::https::Proxy "http://proxy.example:3129";'
+    # a proxy URL may carry a password: only root reads the file
+    [ "$(stat -c %a "$ROOT/etc/apt/apt.conf.d/90celtic-proxy")" = 600 ]
     CELTIC_CHANGED=0
     common_apt_proxy
     [ "$CELTIC_CHANGED" = 0 ]
@@ -46,9 +48,9 @@ setup() {
     [ "$CELTIC_API_VIP" = 10.0.0.100 ]
     [ "$http_proxy" = http://p:3128 ]
     [ "$NO_PROXY" = localhost,.svc ]
-    assert_called 'apt-get update -q'
-    assert_called 'apt-get install -y -q --no-install-recommends ca-certificates curl gnupg python3 iproute2'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 update -q'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends ca-certificates curl gpg python3 iproute2 openssl procps'
     : >"$CALLS"
     common_setup
-    refute_called 'apt-get install.*'
+    refute_called 'apt-get -o DPkg::Lock::Timeout=600 install.*'
 }

@@ -131,7 +131,7 @@ called() {
     client_params '["10.0.0.21"]'
     run mount_steps
     assert_success
-    called "apt-get install -y -q --no-install-recommends glusterfs-client"
+    called "apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends glusterfs-client e2fsprogs"
 }
 
 @test "a bad mount path or volume name is refused" {

@@ -155,9 +155,22 @@ locate() {
     stub_script apt-get '[[ -x "$HA_POLICY_RC" ]] && echo "policy-rc.d in place" >>"$CALLS"; exit 0'
     run ha_install_packages corosync pacemaker
     assert_success
-    assert_called 'apt-get install -y -q --no-install-recommends corosync pacemaker'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends corosync pacemaker'
     assert_called 'policy-rc.d in place'
     [ ! -e "$HA_POLICY_RC" ]
+}
+
+@test "ha_cluster_setup installs the pacemaker command line tools it waits with (crm_mon, crm_verify)" {
+    stub dpkg-query 1
+    ha_cluster_setup master "${MASTERS[@]}"
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends corosync pacemaker pacemaker-cli-utils pcs resource-agents'
+}
+
+@test "on Ubuntu 24.04 the IPaddr2 agent comes from resource-agents-base" {
+    stub dpkg-query 1
+    os_release ubuntu 24.04 noble
+    ha_cluster_setup master "${MASTERS[@]}"
+    assert_called 'apt-get .* install -y -q --no-install-recommends corosync pacemaker pacemaker-cli-utils pcs resource-agents-base'
 }
 
 @test "a second ha_cluster_setup changes nothing and restarts nothing" {

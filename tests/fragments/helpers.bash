@@ -32,6 +32,14 @@ celtic_test_setup() {
     export CELTIC_NODE_IP=${CELTIC_NODE_IP:-10.0.0.11}
     export CELTIC_NODE_NIC=${CELTIC_NODE_NIC:-eth0}
     mkdir -p "$CELTIC_ETC/secrets" "$CELTIC_ETC/pki" "$CELTIC_STATE_DIR" "$ROOT/var/log"
+    # The package table's distribution, whatever this machine runs (os_release to change).
+    export CELTIC_OS_RELEASE="$ROOT/os-release"
+    os_release debian 12 bookworm
+}
+
+# os_release ID VERSION_ID CODENAME: the node's /etc/os-release.
+os_release() {
+    printf 'ID=%s\nVERSION_ID="%s"\nVERSION_CODENAME=%s\n' "$1" "$2" "$3" >"$CELTIC_OS_RELEASE"
 }
 
 # stub NAME [EXIT_CODE [STDOUT]]: a command that records its arguments.

@@ -12,11 +12,9 @@ TOKEN=abcdef.0123456789abcdef
 kube_test_setup() {
     celtic_test_setup
     export CELTIC_ROOT=$ROOT FIXTURES BATS_TEST_TMPDIR
-    export CELTIC_OS_RELEASE=$ROOT/os-release
     export KUBE_API_WAIT=30 KUBE_READY_WAIT=30
     export FAKE_API_VERSION=${FAKE_API_VERSION:-v1.36.2}
     mkdir -p "$ROOT/dpkg" "$ROOT/etc" "$CELTIC_ETC/pki" "$CELTIC_ETC/secrets"
-    printf 'ID=debian\nVERSION_CODENAME=bookworm\n' >"$CELTIC_OS_RELEASE"
     printf 'UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n' >"$ROOT/etc/fstab"
     kube_fake_libdir
     kube_secrets
@@ -110,16 +108,33 @@ else
 fi'
     stub_script apt-get '
 [[ "$*" == *" install "* || "$1" == install ]] || exit "${FAKE_APT_UPDATE_RC:-0}"
+skip=0
 for arg in "$@"; do
+    if [[ $skip == 1 ]]; then skip=0; continue; fi
     case "$arg" in
+        -o) skip=1 ;;
         -*|install) ;;
         *=*) printf "%s" "${arg#*=}" >"$ROOT/dpkg/${arg%%=*}" ;;
         *) printf "1.0" >"$ROOT/dpkg/$arg" ;;
     esac
 done'
+    # apt-cache madison PACKAGE: what the sources know. FAKE_NO_TOOLS=1: the minor's
+    # repository lacks cri-tools and kubernetes-cni until the previous minor's is added.
     stub_script apt-cache '
-for v in 1.36.2-1.1 1.36.10-1.1 1.36.9-1.1 1.35.4-1.1; do
-    echo "   kubeadm | $v | https://pkgs.k8s.io/core:/stable:/v1.36/deb  Packages"
+pkg=${!#}
+case "$pkg" in
+    kubeadm) versions="1.36.2-1.1 1.36.10-1.1 1.36.9-1.1 1.35.4-1.1" ;;
+    containerd.io) versions="1.7.27-1 2.1.4-1 2.0.6-1" ;;
+    cri-tools|kubernetes-cni)
+        versions="1.36.0-1.1"
+        if [[ "${FAKE_NO_TOOLS:-0}" == 1 ]]; then
+            versions=""
+            [[ -e "$ROOT/etc/apt/sources.list.d/celtic-kubernetes-tools.list" ]] && versions="1.35.0-1.1"
+        fi ;;
+    *) versions="" ;;
+esac
+for v in $versions; do
+    echo "   $pkg | $v | https://pkgs.k8s.io/core:/stable:/v1.36/deb  Packages"
 done'
     stub_script curl '
 args=("$@") out="" url=""
@@ -139,7 +154,23 @@ case "$url" in
     *Release.key|*/gpg) echo "-----BEGIN PGP PUBLIC KEY BLOCK-----" >"$out" ;;
     *) exec curl-heat "${args[@]}" ;;
 esac'
+    # kubeadm init/join log, per attempt, which CA key they found in /etc/kubernetes/pki
+    # ($BATS_TEST_TMPDIR/pki-seen), and the first FAKE_*_FAILS attempts fail after that.
     stub_script kubeadm '
+kube_stub_pki_seen() {
+    local key="$ROOT/etc/kubernetes/pki/ca.key"
+    if [[ -s "$key" ]] && cmp -s "$key" "$CELTIC_ETC/secrets/ca.key" &&
+        [[ -s "$ROOT/etc/kubernetes/pki/sa.key" && -s "$ROOT/etc/kubernetes/pki/etcd/ca.key" ]]; then
+        echo "$1 magnum-ca" >>"$BATS_TEST_TMPDIR/pki-seen"
+    else
+        echo "$1 no-magnum-ca" >>"$BATS_TEST_TMPDIR/pki-seen"
+    fi
+}
+kube_stub_fail_first() {
+    local n
+    n=$(grep -c "^$1 " "$BATS_TEST_TMPDIR/pki-seen")
+    [[ $n -gt $2 ]] || exit 1
+}
 case "$1" in
     version) v=$(cat "$ROOT/dpkg/kubeadm" 2>/dev/null || echo 1.36.10); echo "v${v%%-*}" ;;
     config) repo=registry.k8s.io ver=v0
@@ -154,16 +185,22 @@ case "$1" in
                 echo "$repo/$i"
             done ;;
     init) cp "$3" "$BATS_TEST_TMPDIR/kubeadm-init-seen.yaml"
+          kube_stub_pki_seen init
           echo "You can now join any number of machines by running:"
           echo "kubeadm join 10.0.0.100:6443 --token abcdef.0123456789abcdef \\"
           [[ "${FAKE_INIT_RC:-0}" == 0 ]] || exit "$FAKE_INIT_RC"
+          kube_stub_fail_first init "${FAKE_INIT_FAILS:-0}"
           mkdir -p "$ROOT/etc/kubernetes"
           touch "$ROOT/etc/kubernetes/admin.conf" "$ROOT/etc/kubernetes/kubelet.conf" ;;
     join) cp "$3" "$BATS_TEST_TMPDIR/kubeadm-join-seen.yaml"
+          kube_stub_pki_seen join
           [[ "${FAKE_JOIN_RC:-0}" == 0 ]] || exit "$FAKE_JOIN_RC"
+          kube_stub_fail_first join "${FAKE_JOIN_FAILS:-0}"
           mkdir -p "$ROOT/etc/kubernetes"
           touch "$ROOT/etc/kubernetes/kubelet.conf"
           if grep -q "^controlPlane:" "$3"; then touch "$ROOT/etc/kubernetes/admin.conf"; fi ;;
+    # what kubeadm reset --force does to the files: pki emptied, kubeconfigs gone
+    reset) rm -rf "$ROOT/etc/kubernetes/pki" "$ROOT/etc/kubernetes/"*.conf ;;
 esac'
     stub_script kubectl '
 case "$*" in

@@ -51,6 +51,8 @@ setup() {
     run cat "$CELTIC_ETC/metadata-block.nft"
     assert_line --partial 'type filter hook forward priority -200'
     assert_line --partial 'ip daddr 169.254.169.254 counter drop'
+    assert_line --partial 'type filter hook output priority -200'
+    assert_line --partial 'ip daddr 169.254.169.254 meta skuid != 0 counter drop'
     run cat "$ROOT/etc/systemd/system/celtic-metadata-block.service"
     assert_line 'ExecStart=/usr/sbin/nft -f /etc/celtic/metadata-block.nft'
     assert_line 'WantedBy=multi-user.target'
@@ -76,11 +78,57 @@ setup() {
     assert_called 'curl -fsSL --max-time 120 -o .*/etc/apt/keyrings/celtic-docker.gpg.asc https://download.docker.com/linux/debian/gpg'
     run cat "$ROOT/etc/apt/sources.list.d/celtic-docker.list"
     assert_output 'deb [arch=amd64 signed-by=/etc/apt/keyrings/celtic-docker.gpg] https://download.docker.com/linux/debian bookworm stable'
-    assert_called 'apt-get install -y -q --no-install-recommends containerd.io'
+    # the newest 2.x, not the newest (1.7 would be older anyway, but 3.x must not come in)
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends --allow-change-held-packages containerd.io=2.1.4-1'
+    assert_called 'apt-mark -o DPkg::Lock::Timeout=600 hold containerd.io'
     : >"$CALLS"
     kube_containerd_package
     refute_called 'curl.*'
     refute_called 'apt-get.*'
+}
+
+@test "containerd.io is pinned to its series: a repository without a 2.x fails and says so" {
+    stub_script apt-cache 'echo "   containerd.io | 1.7.27-1 | https://download.docker.com/linux/debian bookworm/stable amd64 Packages"'
+    run kube_containerd_package
+    assert_failure
+    assert_output --partial 'download.docker.com has no containerd.io 2.x for debian bookworm'
+    refute_called 'apt-get .* install .*'
+}
+
+@test "Ubuntu 24.04 gets Docker's noble repository; an unsupported distribution is refused" {
+    os_release ubuntu 24.04 noble
+    kube_containerd_package
+    run cat "$ROOT/etc/apt/sources.list.d/celtic-docker.list"
+    assert_output 'deb [arch=amd64 signed-by=/etc/apt/keyrings/celtic-docker.gpg] https://download.docker.com/linux/ubuntu noble stable'
+    os_release debian 11 bullseye
+    run kube_containerd_package
+    assert_failure
+    assert_output --partial "unsupported distribution 'debian-11'"
+}
+
+@test "a minor repository without cri-tools and kubernetes-cni gets them from the previous minor's" {
+    export FAKE_NO_TOOLS=1
+    kube_packages v1.36
+    run cat "$ROOT/etc/apt/sources.list.d/celtic-kubernetes-tools.list"
+    assert_output 'deb [signed-by=/etc/apt/keyrings/celtic-kubernetes-tools.gpg] https://pkgs.k8s.io/core:/stable:/v1.35/deb/ /'
+    assert_called 'curl -fsSL --max-time 120 -o .* https://pkgs.k8s.io/core:/stable:/v1.35/deb/Release.key'
+    [ "$(grep -c 'update -q' "$CALLS")" = 2 ]
+    # the versions stay those of the wanted minor
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install .* kubelet=1.36.10-1.1 kubeadm=1.36.10-1.1 kubectl=1.36.10-1.1'
+}
+
+@test "a minor repository that has cri-tools and kubernetes-cni adds no other source" {
+    kube_packages v1.36
+    assert [ ! -e "$ROOT/etc/apt/sources.list.d/celtic-kubernetes-tools.list" ]
+    refute_called 'curl .*v1.35.*'
+}
+
+@test "cri-tools missing from both repositories fails and names both" {
+    export FAKE_NO_TOOLS=1
+    stub_script apt-cache 'pkg=${!#}; [[ $pkg == kubeadm ]] && echo "   kubeadm | 1.36.2-1.1 | x Packages"; exit 0'
+    run kube_packages v1.36
+    assert_failure
+    assert_output --partial 'cri-tools is neither in the v1.36 nor in the v1.35 repository of pkgs.k8s.io'
 }
 
 @test "an image that ships containerd 2 keeps it" {
@@ -95,14 +143,14 @@ setup() {
     run cat "$ROOT/etc/apt/sources.list.d/celtic-kubernetes.list"
     assert_output 'deb [signed-by=/etc/apt/keyrings/celtic-kubernetes.gpg] https://pkgs.k8s.io/core:/stable:/v1.36/deb/ /'
     assert_called 'curl -fsSL --max-time 120 -o .* https://pkgs.k8s.io/core:/stable:/v1.36/deb/Release.key'
-    assert_called 'apt-get update -q'
-    assert_called 'apt-get install .* kubelet=1.36.10-1.1 kubeadm=1.36.10-1.1 kubectl=1.36.10-1.1'
-    assert_called 'apt-mark hold kubelet kubeadm kubectl'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 update -q'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install .* kubelet=1.36.10-1.1 kubeadm=1.36.10-1.1 kubectl=1.36.10-1.1'
+    assert_called 'apt-mark -o DPkg::Lock::Timeout=600 hold kubelet kubeadm kubectl'
 }
 
 @test "an exact kube_tag installs exactly that patch; a missing one names the repository" {
     kube_packages v1.36.2
-    assert_called 'apt-get install .* kubelet=1.36.2-1.1 kubeadm=1.36.2-1.1 kubectl=1.36.2-1.1'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install .* kubelet=1.36.2-1.1 kubeadm=1.36.2-1.1 kubectl=1.36.2-1.1'
     run kube_packages v1.36.7
     assert_failure
     assert_output --partial 'Kubernetes v1.36.7 is not in https://pkgs.k8s.io/core:/stable:/v1.36/deb/'
@@ -125,7 +173,7 @@ setup() {
 @test "the kubelet version follows the apiserver's, never the newest patch" {
     export FAKE_API_VERSION=v1.36.2
     kube_packages_from_api
-    assert_called 'apt-get install .* kubelet=1.36.2-1.1 kubeadm=1.36.2-1.1 kubectl=1.36.2-1.1'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install .* kubelet=1.36.2-1.1 kubeadm=1.36.2-1.1 kubectl=1.36.2-1.1'
     assert_called 'curl -fsS --max-time 5 --cacert .*/etc/celtic/pki/ca.crt https://10.0.0.100:6443/version'
 }
 
@@ -321,4 +369,28 @@ setup() {
         assert_success
         refute_output --partial ERROR
     done
+}
+
+@test "real nft: the metadata block drops every uid but root on the node itself (hostNetwork pods)" {
+    [[ $(id -u) == 0 && -x /usr/sbin/nft ]] || skip "needs root and nft (nftables)"
+    command -v setpriv >/dev/null || skip "needs setpriv (util-linux)"
+    # A network namespace of its own: the metadata address on lo, a listener behind it.
+    run unshare -n bash -c '
+        ip link set lo up && ip addr add 169.254.169.254/32 dev lo || exit 99
+        python3 -c "
+import socket, time
+s = socket.socket(); s.bind((\"169.254.169.254\", 80)); s.listen(8); time.sleep(30)" &
+        sleep 0.5
+        probe() { timeout 2 bash -c "exec 3<>/dev/tcp/169.254.169.254/80"; }
+        probe || exit 10
+        /usr/sbin/nft -f "$1" || exit 11
+        probe || exit 12
+        if setpriv --reuid=65534 --regid=65534 --clear-groups bash -c "$(declare -f probe); probe"; then
+            exit 13
+        fi
+        /usr/sbin/nft list chain inet celtic_metadata output | grep -q "skuid != 0" || exit 14
+        kill %1
+        exit 0' _ "$FRAGMENTS/templates/metadata-block.nft.tmpl"
+    [ "$status" -ne 99 ] || skip "cannot add an address in a new network namespace"
+    assert_success
 }

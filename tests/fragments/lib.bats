@@ -93,9 +93,54 @@ SH
     [ "$(signal_field 2 reason)" = "testnode-0: minion ready" ]
 }
 
+@test "a celtic_die inside a command substitution still reaches Heat with its message" {
+    stub_heat_signal
+    export TMPDIR=$BATS_TEST_TMPDIR/tmp
+    mkdir -p "$TMPDIR"
+    run bash -c 'source "$CELTIC_LIB_DIR/lib/celtic.sh"; set -euo pipefail
+        f() { local x; x=$(celtic_die "no package for curl on centos-9"); echo "$x"; }
+        main() { celtic_step base-packages f; }; celtic_run main'
+    assert_failure
+    [ "$(signal_field 1 reason)" = "testnode-0: step base-packages failed: no package for curl on centos-9" ]
+    run ls "$TMPDIR"
+    refute_output
+}
+
 @test "celtic_index_of finds this node among its peers" {
     run celtic_index_of 10.0.0.6 10.0.0.5 10.0.0.6 10.0.0.7
     assert_output 1
     run celtic_index_of 10.0.0.9 10.0.0.5
     assert_failure
+}
+
+@test "celtic_install maps names through the package table for this node's distribution" {
+    stub_script dpkg-query 'exit 1'
+    stub apt-get
+    os_release debian 12 bookworm
+    celtic_install resource-agents pacemaker-cli-utils
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends resource-agents pacemaker-cli-utils'
+    : >"$CALLS"
+    os_release ubuntu 24.04 noble
+    celtic_install resource-agents pacemaker-cli-utils
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends resource-agents-base pacemaker-cli-utils'
+}
+
+@test "celtic_install keeps a pinned version and refuses a name or a distribution the table lacks" {
+    stub_script dpkg-query 'exit 1'
+    stub apt-get
+    celtic_install kubeadm=1.36.2-1.1
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends kubeadm=1.36.2-1.1'
+    run celtic_install no-such-tool
+    assert_failure
+    assert_output --partial "no package for 'no-such-tool' on debian-12 in lib/packages.txt (supported: debian-12 debian-13 ubuntu-24.04)"
+    os_release centos 9 ""
+    run celtic_install curl
+    assert_failure
+    assert_output --partial "no package for 'curl' on centos-9"
+}
+
+@test "every apt step waits for the dpkg lock instead of failing at first boot" {
+    stub apt-get
+    celtic_apt_update
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 update -q'
 }

@@ -81,7 +81,7 @@ line_of() {
     assert_success
     run calls_since "$calls_before"
     refute_line --regexp '^kubeadm (init|join|reset)'
-    refute_line --regexp '^(apt-get install|gpg|sysctl|curl)'
+    refute_line --regexp '^(apt-get -o DPkg::Lock::Timeout=600 install|gpg|sysctl|curl)'
     refute_line --regexp '^systemctl (restart|daemon-reload)'
     refute_line --regexp '^kubectl .* apply'
     run log_since "$log_before"
@@ -119,7 +119,7 @@ line_of() {
     assert_success
     assert_called 'api_vip_setup '
     assert_called 'curl .* https://10.0.0.100:6443/version'
-    assert_called 'apt-get install .* kubeadm=1.36.2-1.1 .*'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install .* kubeadm=1.36.2-1.1 .*'
     assert_called "kubeadm join --config $CELTIC_ETC/kubeadm/join.yaml"
     refute_called 'kubeadm init.*'
     refute_called 'kubectl .* apply.*'
@@ -147,6 +147,33 @@ line_of() {
     assert_output --partial 'testnode-0: step kubeadm-init failed: kubeadm init failed'
     run grep -rF "$TOKEN" "$CALLS" "$CELTIC_LOG_FILE" "$SIGNALS"
     assert_failure
+}
+
+@test "master 0: an init that fails after kubeadm reset is retried with Magnum's CA, not a new one" {
+    kube_with_heat
+    export FAKE_INIT_FAILS=1
+    run_master
+    assert_success
+    [ "$(grep -c '^kubeadm init' "$CALLS")" = 2 ]
+    assert_called 'kubeadm reset --force'
+    [ "$(line_of 'kubeadm reset')" -lt "$(grep -n '^kubeadm init' "$CALLS" | sed -n 2p | cut -d: -f1)" ]
+    run cat "$BATS_TEST_TMPDIR/pki-seen"
+    assert_output $'init magnum-ca\ninit magnum-ca'
+    cmp "$ROOT/etc/kubernetes/pki/ca.key" "$CELTIC_ETC/secrets/ca.key"
+    [ "$(signal_field 1 status)" = SUCCESS ]
+}
+
+@test "a joining master retried after kubeadm reset still finds the shared certificates" {
+    export CELTIC_NODE_IP=10.0.0.12 CELTIC_NODE_NAME=testnode-1 FAKE_JOIN_FAILS=2
+    run_master
+    assert_success
+    [ "$(grep -c '^kubeadm join' "$CALLS")" = 3 ]
+    [ "$(grep -c '^kubeadm reset --force' "$CALLS")" = 2 ]
+    run cat "$BATS_TEST_TMPDIR/pki-seen"
+    assert_output $'join magnum-ca\njoin magnum-ca\njoin magnum-ca'
+    for f in ca.key sa.key etcd/ca.key front-proxy-ca.key; do
+        assert [ -s "$ROOT/etc/kubernetes/pki/$f" ]
+    done
 }
 
 @test "a master whose address is not in master_addresses fails at step identity" {

@@ -24,8 +24,8 @@ line_of() {
     run_minion
     assert_success
     assert_called 'curl -fsS --max-time 5 --cacert .*/etc/celtic/pki/ca.crt https://10.0.0.100:6443/version'
-    assert_called 'apt-get install .* kubelet=1.36.2-1.1 kubeadm=1.36.2-1.1 kubectl=1.36.2-1.1'
-    assert_called 'apt-mark hold kubelet kubeadm kubectl'
+    assert_called 'apt-get -o DPkg::Lock::Timeout=600 install .* kubelet=1.36.2-1.1 kubeadm=1.36.2-1.1 kubectl=1.36.2-1.1'
+    assert_called 'apt-mark -o DPkg::Lock::Timeout=600 hold kubelet kubeadm kubectl'
     assert_called 'gluster_client_mount '
     assert_called "kubeadm join --config $CELTIC_ETC/kubeadm/join.yaml"
     assert_called 'kubectl --kubeconfig .*/etc/kubernetes/kubelet.conf get node demo-default-worker-3 .*'
@@ -68,7 +68,7 @@ line_of() {
     assert_success
     run calls_since "$calls_before"
     refute_line --regexp '^kubeadm (join|reset)'
-    refute_line --regexp '^(apt-get install|gpg|sysctl)'
+    refute_line --regexp '^(apt-get -o DPkg::Lock::Timeout=600 install|gpg|sysctl)'
     refute_line --regexp '^systemctl (restart|daemon-reload)'
     run log_since "$log_before"
     refute_line --partial 'wrote '

@@ -89,7 +89,7 @@ peers = {b.split(':')[0]: 'Peer in Cluster' for b in bricks if not b.startswith(
 json.dump({'peers': peers, 'remote_volume': None,
            'volume': {'name': 'celtic', 'status': 'Started', 'replica': replica,
                       'arbiter': arbiter, 'bricks': bricks,
-                      'options': {'auth.allow': '10.0.0.0/24'}}},
+                      'options': {'auth.allow': '10.0.0.*'}}},
           open(os.environ['GLUSTER_FAKE_STATE'], 'w'))
 PY
 }
@@ -140,7 +140,7 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
     called "gluster --mode=script peer probe 10.0.0.13"
     called "gluster --mode=script volume create celtic replica 3 $(bricks 1 2 3)"
     called "gluster --mode=script volume start celtic"
-    called "gluster --mode=script volume set celtic auth.allow 10.0.0.0/24"
+    called "gluster --mode=script volume set celtic auth.allow 10.0.0.*"
     [ -d "$BRICK" ]
     # the mount comes before glusterd, glusterd before the first gluster call
     run grep -n -E '^(systemctl start|gluster --mode=script peer probe)' "$CALLS"
@@ -224,7 +224,7 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
     assert_success
     [ "$(signal_field 1 status)" = SUCCESS ]
     [ "$(signal_field 1 reason)" = "testnode-0: storage ready" ]
-    called "apt-get update -q"
+    called "apt-get -o DPkg::Lock::Timeout=600 update -q"
     called "gluster --mode=script volume start celtic"
     run grep -r p4ssw0rd-never-logged "$CELTIC_LOG_FILE" "$CALLS"
     assert_failure
@@ -482,4 +482,77 @@ PY
     run storage_steps
     assert_failure
     assert_output --partial "storage_volume_name must be 1-64 letters, digits, '-' or '_', got 'bad name'"
+}
+
+# gluster_allows ALLOW ADDRESS: true when glusterd's addr auth would accept a client at
+# ADDRESS with auth.allow ALLOW: entries split on spaces and commas, each matched with
+# fnmatch(3) without flags (the wildcard path of xlators/protocol/auth/addr).
+gluster_allows() {
+    python3 - "$1" "$2" <<'PY'
+import fnmatch, re, sys
+allow, address = sys.argv[1], sys.argv[2]
+entries = [e for e in re.split('[ ,]', allow) if e]
+assert all('/' not in e for e in entries), 'a CIDR entry takes the broken mask path'
+sys.exit(0 if any(fnmatch.fnmatchcase(address, e) for e in entries) else 1)
+PY
+}
+
+@test "auth.allow for a /22: every client of the four /24s, across the boundary, and no other" {
+    run gluster_auth_patterns 10.0.0.0/22
+    assert_output '10.0.0.*,10.0.1.*,10.0.2.*,10.0.3.*'
+    allow=$output
+    for address in 10.0.0.11 10.0.1.200 10.0.2.57 10.0.3.255; do
+        gluster_allows "$allow" "$address"
+    done
+    for address in 10.0.64.1 10.0.4.1 10.0.20.3 100.0.0.1 110.0.2.57 9.255.255.255; do
+        run gluster_allows "$allow" "$address"
+        assert_failure
+    done
+}
+
+@test "auth.allow below a /24 lists the exact addresses; whole octets stay one wildcard" {
+    run gluster_auth_patterns 192.168.7.16/28
+    assert_output "$(printf '192.168.7.%s,' $(seq 16 31) | sed 's/,$//')"
+    run gluster_allows "$output" 192.168.7.160
+    assert_failure
+    run gluster_auth_patterns 10.0.0.0/24
+    assert_output '10.0.0.*'
+    run gluster_auth_patterns 172.16.0.0/16
+    assert_output '172.16.*'
+    run gluster_auth_patterns 10.0.0.0/8
+    assert_output '10.*'
+}
+
+@test "auth.allow matches exactly the fixed network for every prefix the labels accept (/0../28)" {
+    python3 - "$FRAGMENTS/node/gluster.sh" <<'PY'
+import fnmatch, ipaddress, random, re, subprocess, sys
+script = sys.argv[1]
+rng = random.Random(25)
+for prefix in range(0, 29):
+    base = rng.getrandbits(32) & ~((1 << (32 - prefix)) - 1) if prefix else 0
+    net = ipaddress.IPv4Network((base, prefix))
+    allow = subprocess.run(['bash', '-c', 'source "$0"; gluster_auth_patterns "$1"', script,
+                            str(net)], capture_output=True, text=True, check=True).stdout.strip()
+    entries = allow.split(',')
+    assert len(entries) <= 128 and all('/' not in e for e in entries), (net, len(entries))
+    first, last = int(net.network_address), int(net.broadcast_address)
+    samples = {first, last, first - 1, last + 1, (first + last) // 2}
+    samples |= {rng.randrange(first, last + 1) for _ in range(20)}
+    samples |= {rng.getrandbits(32) for _ in range(20)}
+    for value in samples:
+        if not 0 <= value < 2 ** 32:
+            continue
+        address = ipaddress.IPv4Address(value)
+        allowed = any(fnmatch.fnmatchcase(str(address), e) for e in entries)
+        assert allowed == (address in net), (net, str(address), allowed)
+PY
+}
+
+@test "storage 0 on a /22 fixed network allows the four /24s, never the CIDR glusterd mis-masks" {
+    storage_params 3
+    sed -i 's|10.0.0.0/24|10.0.0.0/22|' "$CELTIC_ETC/params.json"
+    run storage_steps
+    assert_success
+    called "gluster --mode=script volume set celtic auth.allow 10.0.0.*,10.0.1.*,10.0.2.*,10.0.3.*"
+    not_called 'auth.allow 10.0.0.0/22'
 }

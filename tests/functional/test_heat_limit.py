@@ -23,7 +23,7 @@ storage nodes take their time to boot, and Nova (the lab's stand-in) refuses eve
 minion server as it would over quota, so no 925 servers are built. That stack is not
 deleted (a delete starts its 925 servers one second apart, doc/harness.md: a quarter of
 an hour for nothing): the lab's Heat and its databases are thrown away at the end.
-Run: tox -e heat-limit (.ci/run runs it).
+Run: tox -e heat-limit (by hand, like the full benchmarks; the README has its figures).
 """
 
 from __future__ import annotations

@@ -45,10 +45,14 @@ celtic_log() {
 celtic_info() { celtic_log INFO "$@"; }
 celtic_warn() { celtic_log WARN "$@"; }
 
-# celtic_die MESSAGE...: fail the current step with a message that reaches Heat.
+# celtic_die MESSAGE...: fail the current step with a message that reaches Heat (from a
+# subshell through CELTIC_FAIL_FILE).
 celtic_die() {
     CELTIC_FAIL_MESSAGE="$*"
     celtic_log ERROR "$*"
+    if [[ ${BASH_SUBSHELL:-0} -gt 0 && -n "${CELTIC_FAIL_FILE:-}" ]]; then
+        { printf '%s\n' "$*" >"$CELTIC_FAIL_FILE"; } 2>/dev/null || true
+    fi
     exit 1
 }
 
@@ -291,6 +295,56 @@ celtic_mark_done() {
 # ---------------------------------------------------------------------------------------
 # packages
 
+# cloud-init and unattended-upgrades hold the dpkg lock at first boot: apt waits for it.
+CELTIC_APT_LOCK_TIMEOUT=${CELTIC_APT_LOCK_TIMEOUT:-600}
+CELTIC_OS_RELEASE=${CELTIC_OS_RELEASE:-/etc/os-release}
+CELTIC_PACKAGES_TABLE=${CELTIC_PACKAGES_TABLE:-$CELTIC_LIB_DIR/lib/packages.txt}
+
+celtic_apt_get() {
+    env DEBIAN_FRONTEND=noninteractive apt-get -o "DPkg::Lock::Timeout=$CELTIC_APT_LOCK_TIMEOUT" "$@"
+}
+
+# celtic_distro: ID-VERSION_ID of os-release (debian-12, debian-13, ubuntu-24.04).
+celtic_distro() {
+    local id version
+    [[ -r "$CELTIC_OS_RELEASE" ]] || celtic_die "$CELTIC_OS_RELEASE is missing: cannot tell the distribution"
+    # shellcheck source=/dev/null
+    id=$(. "$CELTIC_OS_RELEASE" && printf '%s' "${ID:-}")
+    # shellcheck source=/dev/null
+    version=$(. "$CELTIC_OS_RELEASE" && printf '%s' "${VERSION_ID:-}")
+    printf '%s-%s\n' "$id" "$version"
+}
+
+# celtic_package_names NAME[=VERSION]...: CELTIC_PACKAGE_NAMES, this distribution's
+# packages for NAMEs (lib/packages.txt), or fail naming the first without a row.
+celtic_package_names() {
+    local distro arg name version package
+    distro=$(celtic_distro)
+    [[ -r "$CELTIC_PACKAGES_TABLE" ]] || celtic_die "the package table $CELTIC_PACKAGES_TABLE is missing"
+    CELTIC_PACKAGE_NAMES=()
+    for arg in "$@"; do
+        name=${arg%%=*}
+        version=""
+        if [[ "$arg" == *=* ]]; then
+            version="=${arg#*=}"
+        fi
+        package=$(awk -v n="$name" -v d="$distro" '$1 == n && $2 == d {print $3; exit}' \
+            "$CELTIC_PACKAGES_TABLE")
+        if [[ -z "$package" ]]; then
+            local known
+            known=$(awk '!/^#/ && NF {print $2}' "$CELTIC_PACKAGES_TABLE" | sort -u | tr '\n' ' ')
+            celtic_die "no package for '$name' on $distro in lib/packages.txt (supported: ${known% })"
+        fi
+        CELTIC_PACKAGE_NAMES+=("$package$version")
+    done
+}
+
+# celtic_install NAME...: their packages, without Recommends: name what you use.
+celtic_install() {
+    celtic_package_names "$@"
+    celtic_apt_install "${CELTIC_PACKAGE_NAMES[@]}"
+}
+
 # celtic_apt_install PACKAGE...: install what is missing, with retries.
 celtic_apt_install() {
     local missing=() pkg
@@ -303,12 +357,16 @@ celtic_apt_install() {
         return 0
     fi
     celtic_info "installing ${missing[*]}"
-    celtic_retry -n 5 -d 5 -- env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    celtic_retry -n 5 -d 5 -- celtic_apt_get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+celtic_apt_mark_hold() {
+    apt-mark -o "DPkg::Lock::Timeout=$CELTIC_APT_LOCK_TIMEOUT" hold "$@" >/dev/null ||
+        celtic_die "cannot hold $*"
 }
 
 celtic_apt_update() {
-    celtic_retry -n 5 -d 5 -- apt-get update -q
+    celtic_retry -n 5 -d 5 -- celtic_apt_get update -q
 }
 
 # ---------------------------------------------------------------------------------------
@@ -413,12 +471,17 @@ _celtic_send_signal() {
 celtic_run() {
     CELTIC_STEP=start
     trap '_celtic_finish $?' EXIT
+    CELTIC_FAIL_FILE=$(mktemp "${TMPDIR:-/tmp}/celtic-failure.XXXXXX")
     "$@"
 }
 
 _celtic_finish() {
     local rc=$1 node
     trap - EXIT
+    if [[ -z "$CELTIC_FAIL_MESSAGE" && -s "${CELTIC_FAIL_FILE:-}" ]]; then
+        CELTIC_FAIL_MESSAGE=$(<"$CELTIC_FAIL_FILE")
+    fi
+    rm -f "${CELTIC_FAIL_FILE:-}"
     node=$(celtic_node_name)
     if [[ $rc -eq 0 ]]; then
         celtic_info "node $node (${CELTIC_ROLE:-node}) is ready"

@@ -35,8 +35,9 @@ common_apt_proxy() {
     if [[ -n "${CELTIC_HTTPS_PROXY:-}" ]]; then
         text+="Acquire::https::Proxy \"$CELTIC_HTTPS_PROXY\";"$'\n'
     fi
+    # 0600: a proxy URL may carry a password (apt reads its configuration as root).
     # A redirection, not a pipe: celtic_write_file must run in this shell.
-    celtic_write_file "$conf" 0644 <<<"${text%$'\n'}"
+    celtic_write_file "$conf" 0600 <<<"${text%$'\n'}"
 }
 
 # common_proxy_env: the proxy settings for child processes of this script.
@@ -52,10 +53,11 @@ common_proxy_env() {
     fi
 }
 
-# common_base_packages: tools every fragment relies on.
+# common_base_packages: tools every fragment relies on (gpg for apt keys, openssl for
+# the PKI, procps for sysctl).
 common_base_packages() {
     celtic_apt_update
-    celtic_apt_install ca-certificates curl gnupg python3 iproute2
+    celtic_install ca-certificates curl gpg python3 iproute2 openssl procps
 }
 
 # common_setup: the common steps, in order.

@@ -389,7 +389,7 @@ gluster_glusterd_ports() {
 
 # gluster_start_glusterd: glusterd installed, configured, running and answering.
 gluster_start_glusterd() {
-    celtic_apt_install glusterfs-server
+    celtic_install glusterfs-server
     CELTIC_CHANGED=0
     gluster_glusterd_ports
     systemctl enable glusterd
@@ -521,11 +521,40 @@ gluster_grow_volume() {
     fi
 }
 
+# gluster_auth_patterns CIDR: the addresses of CIDR as auth.allow entries that glusterd
+# matches with fnmatch: "a.*", "a.b.*" or "a.b.c.*" per whole octet block, exact
+# addresses below a /24. A CIDR entry itself is only right for /8, /16 and /24:
+# glusterfs 10.3 and 11.1 build its mask in host byte order (gluster/glusterfs#4109), so
+# for 10.0.0.0/22 they refuse 10.0.2.57 and let 10.0.64.1 in. The list is bounded:
+# fixed_network_cidr is /28 or larger, and the most entries (128) come from a /1, /9,
+# /17 or /25.
+gluster_auth_patterns() {
+    python3 - "$1" <<'PY'
+import ipaddress, sys
+try:
+    net = ipaddress.IPv4Network(sys.argv[1], strict=False)
+except ValueError as exc:
+    sys.exit('fixed_network_cidr %r is not an IPv4 network: %s' % (sys.argv[1], exc))
+if net.prefixlen == 0:
+    print('*')
+    sys.exit(0)
+block = next(b for b in (8, 16, 24, 32) if b >= net.prefixlen)
+entries = []
+for sub in net.subnets(new_prefix=block):
+    octets = str(sub.network_address).split('.')
+    entries.append(str(sub.network_address) if block == 32
+                   else '.'.join(octets[:block // 8] + ['*']))
+print(','.join(entries))
+PY
+}
+
 # gluster_volume_options: only clients from the cluster network may mount the volume.
 gluster_volume_options() {
-    local cidr=${CELTIC_FIXED_NETWORK_CIDR:-}
-    if [[ -n "$cidr" && "${GLUSTER_VOL_OPTIONS[auth.allow]:-}" != "$cidr" ]]; then
-        gluster_change volume set "$CELTIC_STORAGE_VOLUME_NAME" auth.allow "$cidr"
+    local cidr=${CELTIC_FIXED_NETWORK_CIDR:-} allow
+    [[ -n "$cidr" ]] || return 0
+    allow=$(gluster_auth_patterns "$cidr") || celtic_die "cannot turn $cidr into auth.allow patterns"
+    if [[ "${GLUSTER_VOL_OPTIONS[auth.allow]:-}" != "$allow" ]]; then
+        gluster_change volume set "$CELTIC_STORAGE_VOLUME_NAME" auth.allow "$allow"
     fi
 }
 
@@ -595,7 +624,7 @@ gluster_wait_for_pool() {
 # gluster_storage_node: every GlusterFS step of a storage node, in order.
 gluster_storage_node() {
     celtic_step storage-addresses gluster_load_addresses
-    celtic_step brick-tools celtic_apt_install xfsprogs
+    celtic_step brick-tools celtic_install xfsprogs
     celtic_step brick-disk gluster_find_brick_device
     celtic_step brick-format gluster_format_brick
     celtic_step brick-mount gluster_mount_brick

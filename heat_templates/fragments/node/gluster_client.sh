@@ -48,7 +48,8 @@ gluster_client_mount() {
         celtic_die "storage_mount_path must be an absolute path other than /, got '$path'"
     [[ "$volume" =~ ^[A-Za-z0-9_-]{1,64}$ ]] ||
         celtic_die "storage_volume_name must be 1-64 letters, digits, '-' or '_', got '$volume'"
-    celtic_apt_install glusterfs-client
+    # e2fsprogs: chattr guards the empty mount point (not in a minimal root).
+    celtic_install glusterfs-client e2fsprogs
     unit=$(systemd-escape --path --suffix=mount "$path")
     options=_netdev
     if [[ ${#servers[@]} -gt 1 ]]; then

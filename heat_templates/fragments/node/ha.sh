@@ -57,7 +57,9 @@ ha_cluster_setup() {
     local name=${1:-}
     shift || true
     celtic_step ha-members ha_check_member "$name" "$@"
-    celtic_step ha-packages ha_install_packages corosync pacemaker pcs resource-agents
+    # pacemaker-cli-utils (crm_mon, crm_verify...) is only a Recommends of pacemaker.
+    celtic_step ha-packages ha_install_packages corosync pacemaker pacemaker-cli-utils pcs \
+        resource-agents
     celtic_step ha-nonlocal-bind ha_nonlocal_bind
     celtic_step ha-keys ha_write_keys
     celtic_step ha-corosync-conf ha_write_corosync_conf "$name" "$@"
@@ -77,7 +79,7 @@ ha_check_member() {
         celtic_die "this node's address '$self' is not among the $name members ($*)"
 }
 
-# ha_install_packages PACKAGE...: install without letting the packages start their
+# ha_install_packages NAME...: install without letting the packages start their
 # daemons: corosync and pacemaker would come up as a one-node cluster with the package's
 # default corosync.conf, and that cluster's CIB would later join ours.
 ha_install_packages() {
@@ -89,7 +91,7 @@ ha_install_packages() {
         chmod 0755 "$HA_POLICY_RC"
         created=1
     fi
-    celtic_apt_install "$@" || rc=$?
+    celtic_install "$@" || rc=$?
     if [[ $created -eq 1 ]]; then
         rm -f "$HA_POLICY_RC"
     fi

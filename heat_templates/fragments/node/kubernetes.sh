@@ -38,6 +38,7 @@ kube_image_repository() {
 # kube_kernel: the modules and sysctls Kubernetes networking needs, now and at boot.
 kube_kernel() {
     local mod
+    celtic_install kmod || celtic_die "cannot install kmod (modprobe)"
     CELTIC_CHANGED=0
     celtic_write_file "$CELTIC_ROOT/etc/modules-load.d/celtic-kubernetes.conf" 0644 \
         <<<$'overlay\nbr_netfilter'
@@ -67,7 +68,7 @@ kube_swap_off() {
 # kube_metadata_block: pods cannot reach 169.254.169.254, now and after a reboot.
 kube_metadata_block() {
     local unit=celtic-metadata-block.service
-    celtic_apt_install nftables || celtic_die "cannot install nftables"
+    celtic_install nftables || celtic_die "cannot install nftables"
     CELTIC_CHANGED=0
     celtic_render "$CELTIC_LIB_DIR/templates/metadata-block.nft.tmpl" \
         "$CELTIC_ETC/metadata-block.nft" 0644
@@ -113,32 +114,44 @@ kube_pkg_version() {
     sed -n 's/^install ok installed //p' <<<"$status"
 }
 
-# kube_containerd_package: containerd >= 2 (Kubernetes >= 1.36 needs it), from Docker's
-# apt repository unless the image already ships one.
+# containerd.io series, held (no upgrade restarts the runtime under running pods).
+KUBE_CONTAINERD_SERIES=${KUBE_CONTAINERD_SERIES:-2}
+
+# kube_containerd_package: the newest containerd.io of the series from Docker's apt
+# repository, unless the image ships a containerd >= 2 (Kubernetes >= 1.36 needs it).
 kube_containerd_package() {
-    local os_release=${CELTIC_OS_RELEASE:-/etc/os-release} id codename arch
+    local distro id codename arch pkgver
     if command -v containerd >/dev/null 2>&1 &&
         [[ $(containerd --version 2>/dev/null) =~ \ v?([0-9]+)\. ]] &&
         [[ ${BASH_REMATCH[1]} -ge 2 ]]; then
         return 0
     fi
-    # shellcheck source=/dev/null
-    id=$(. "$os_release" && printf '%s' "$ID")
-    # shellcheck source=/dev/null
-    codename=$(. "$os_release" && printf '%s' "$VERSION_CODENAME")
-    arch=$(dpkg --print-architecture)
-    case "$id" in
-        debian|ubuntu) ;;
-        *) celtic_die "unsupported distribution '$id' (Ubuntu 24.04, Debian 12 and 13 are)" ;;
+    distro=$(celtic_distro)
+    case "$distro" in
+        debian-12|debian-13|ubuntu-24.04) ;;
+        *) celtic_die "unsupported distribution '$distro' (Ubuntu 24.04, Debian 12 and 13 are)" ;;
     esac
+    # shellcheck source=/dev/null
+    id=$(. "$CELTIC_OS_RELEASE" && printf '%s' "$ID")
+    # shellcheck source=/dev/null
+    codename=$(. "$CELTIC_OS_RELEASE" && printf '%s' "$VERSION_CODENAME")
+    arch=$(dpkg --print-architecture)
     CELTIC_CHANGED=0
     kube_apt_source docker "https://download.docker.com/linux/$id/gpg" \
         "deb [arch=$arch signed-by=@KEYRING@] https://download.docker.com/linux/$id $codename stable"
     if [[ $CELTIC_CHANGED == 1 || -z "$(kube_pkg_version containerd.io)" ]]; then
-        celtic_apt_update
+        celtic_apt_update || celtic_die "apt-get update failed (is download.docker.com reachable?)"
     fi
-    celtic_apt_install containerd.io ||
-        celtic_die "cannot install containerd.io from download.docker.com (proxy?)"
+    pkgver=$(kube_madison containerd.io "$KUBE_CONTAINERD_SERIES.")
+    [[ -n "$pkgver" ]] ||
+        celtic_die "download.docker.com has no containerd.io $KUBE_CONTAINERD_SERIES.x for $id $codename"
+    if [[ "$(kube_pkg_version containerd.io)" != "$pkgver" ]]; then
+        celtic_package_names "containerd.io=$pkgver"
+        celtic_retry -n 5 -d 5 -- celtic_apt_get install -y -q --no-install-recommends \
+            --allow-change-held-packages "${CELTIC_PACKAGE_NAMES[@]}" ||
+            celtic_die "cannot install containerd.io $pkgver from download.docker.com (proxy?)"
+    fi
+    celtic_apt_mark_hold containerd.io
 }
 
 # kube_packages VERSION: kubelet, kubeadm and kubectl at VERSION (v1.36: the newest patch
@@ -165,27 +178,62 @@ kube_packages() {
         pkgver=$(kube_pkg_candidate "$want")
     fi
     [[ -n "$pkgver" ]] || celtic_die "Kubernetes $want is not in $repo (check kube_tag)"
+    kube_tools_source "$minor"
     if [[ "$installed" != "$pkgver" ]]; then
         celtic_info "installing kubelet, kubeadm and kubectl $pkgver"
-        celtic_retry -n 5 -d 5 -- env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            --no-install-recommends --allow-change-held-packages --allow-downgrades \
-            "kubelet=$pkgver" "kubeadm=$pkgver" "kubectl=$pkgver" ||
+        celtic_package_names "kubelet=$pkgver" "kubeadm=$pkgver" "kubectl=$pkgver"
+        celtic_retry -n 5 -d 5 -- celtic_apt_get install -y -q --no-install-recommends \
+            --allow-change-held-packages --allow-downgrades "${CELTIC_PACKAGE_NAMES[@]}" ||
             celtic_die "cannot install kubelet, kubeadm and kubectl $pkgver from $repo"
     fi
-    apt-mark hold kubelet kubeadm kubectl >/dev/null
+    celtic_apt_mark_hold kubelet kubeadm kubectl
+}
+
+# kube_tools_source MINOR: cri-tools and kubernetes-cni from the previous minor's
+# repository when MINOR's lacks them (kubernetes/kubernetes#138534); kubelet, kubeadm
+# and kubectl keep MINOR's exact version.
+kube_tools_source() {
+    local minor=$1 previous repo pkg missing=()
+    for pkg in cri-tools kubernetes-cni; do
+        if [[ -z "$(kube_madison "$pkg" "")" ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        return 0
+    fi
+    [[ "$minor" =~ ^v([0-9]+)\.([0-9]+)$ && ${BASH_REMATCH[2]} -gt 0 ]] ||
+        celtic_die "${missing[*]} missing from the $minor repository and no previous minor to take them from"
+    previous="v${BASH_REMATCH[1]}.$((BASH_REMATCH[2] - 1))"
+    repo="https://pkgs.k8s.io/core:/stable:/$previous/deb/"
+    celtic_warn "the $minor repository has no ${missing[*]}: taking them from $repo"
+    CELTIC_CHANGED=0
+    kube_apt_source kubernetes-tools "${repo}Release.key" "deb [signed-by=@KEYRING@] $repo /"
+    if [[ $CELTIC_CHANGED == 1 ]]; then
+        celtic_apt_update || celtic_die "apt-get update failed (is $repo reachable?)"
+    fi
+    for pkg in "${missing[@]}"; do
+        [[ -n "$(kube_madison "$pkg" "")" ]] ||
+            celtic_die "$pkg is neither in the $minor nor in the $previous repository of pkgs.k8s.io"
+    done
+}
+
+# kube_madison PACKAGE PREFIX: the newest version of PACKAGE apt knows that starts with
+# PREFIX (empty: any), or nothing.
+kube_madison() {
+    apt-cache madison "$1" 2>/dev/null | awk -F'|' -v p="$2" \
+        '{v = $2; gsub(/[[:space:]]/, "", v); if (v != "" && (p == "" || index(v, p) == 1)) print v}' |
+        sort -rV | sed -n 1p
 }
 
 # kube_pkg_candidate VERSION: the newest package version of kubeadm matching VERSION.
 kube_pkg_candidate() {
-    local want=${1#v} prefix
+    local want=${1#v}
     if [[ "$want" =~ ^[0-9]+\.[0-9]+$ ]]; then
-        prefix="$want."
+        kube_madison kubeadm "$want."
     else
-        prefix="$want-"
+        kube_madison kubeadm "$want-"
     fi
-    apt-cache madison kubeadm | awk -F'|' -v p="$prefix" \
-        '{v = $2; gsub(/[[:space:]]/, "", v); if (index(v, p) == 1) print v}' |
-        sort -rV | sed -n 1p
 }
 
 # ---------------------------------------------------------------------------------------
@@ -365,16 +413,20 @@ kube_render_join() {
         "$KUBE_CONFIG_DIR/join.yaml" "$1"
 }
 
-# kube_join: kubeadm join through the VIP, once; a failed attempt is reset and retried.
+# kube_join [PREPARE...]: kubeadm join through the VIP, once; a failed attempt is reset
+# and retried, PREPARE before each attempt (reset empties /etc/kubernetes/pki).
 kube_join() {
     if [[ -e "$KUBE_ETC/kubelet.conf" ]]; then
         celtic_info "already joined ($KUBE_ETC/kubelet.conf exists)"
         return 0
     fi
-    celtic_retry -n 3 -d 30 -- kube_join_once
+    celtic_retry -n 3 -d 30 -- kube_join_once "$@"
 }
 
 kube_join_once() {
+    if [[ $# -gt 0 ]]; then
+        "$@"
+    fi
     kube_kubeadm join --config "$KUBE_CONFIG_DIR/join.yaml" && return 0
     kube_kubeadm reset --force >/dev/null 2>&1 || true
     return 1
