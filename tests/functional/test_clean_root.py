@@ -19,7 +19,10 @@ import shlex
 
 import pytest
 
-from tests.functional import rootfs
+try:
+    import rootfs  # tests/functional on sys.path, as pytest puts it for this directory
+except ImportError:
+    from tests.functional import rootfs
 
 pytestmark = pytest.mark.skipif(bool(rootfs.missing_requirements()),
                                 reason="clean roots need " + ", ".join(
