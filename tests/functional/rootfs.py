@@ -155,7 +155,10 @@ K8S_MINORS = {
     "v1.35": {"kube": ["1.35.0", "1.35.2"], "cri-tools": "1.35.0", "cni": "1.7.1"},
     "v1.36": {"kube": ["1.36.0", "1.36.2"], "cri-tools": None, "cni": None},
 }
-# Dependencies as kubernetes/release's packaging declares them for these minors.
+# Dependencies as kubernetes/release's packaging declares them: kubeadm needs cri-tools
+# and kubernetes-cni (floors below every minor served here, so that taking them from the
+# previous minor's repository is judged on the names), kubelet the host tools.
+KUBEADM_DEPENDS = "cri-tools (>= 1.28.0), kubernetes-cni (>= 1.2.0)"
 KUBELET_DEPENDS = ("iptables (>= 1.4.21), iproute2, mount, util-linux, ethtool, ebtables, "
                    "socat, conntrack")
 # Docker's repository: distribution id -> codenames it serves; containerd.io versions.
@@ -257,8 +260,7 @@ def _build_stub_repos(top: Path) -> None:
                 _stub_deb(repo, "kubelet", version, ["/usr/bin/kubelet"],
                           {"Depends": KUBELET_DEPENDS}),
                 _stub_deb(repo, "kubeadm", version, ["/usr/bin/kubeadm"],
-                          {"Depends": f"cri-tools (>= {minor[1:]}.0), "
-                                      "kubernetes-cni (>= 1.2.0)"}),
+                          {"Depends": KUBEADM_DEPENDS}),
             ]
             entries += [_packages_entry(deb, deb.name) for deb in debs]
         if spec["cri-tools"]:
@@ -298,7 +300,8 @@ def _build_stub_repos(top: Path) -> None:
 
 def stub_repos() -> Path:
     """The cached stub repository tree (see the module docstring)."""
-    spec = json.dumps([K8S_MINORS, KUBELET_DEPENDS, DOCKER_DISTS, CONTAINERD_VERSIONS,
+    spec = json.dumps([K8S_MINORS, KUBEADM_DEPENDS, KUBELET_DEPENDS, DOCKER_DISTS,
+                       CONTAINERD_VERSIONS,
                        STUB_PROGRAM], sort_keys=True)
     top = CACHE / "stub-repos" / _key(spec)
     with _locked(CACHE / "stub-repos.lock"):
