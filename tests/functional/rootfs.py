@@ -2,10 +2,10 @@
 
 A root is ``debootstrap --variant=minbase SUITE`` from Debian's archive (bookworm for
 Debian 12, trixie for Debian 13) plus what every cloud image boots with and the
-fragments take as given (IMAGE_PACKAGES: systemd), with the apt sources a Debian cloud image has. Nothing else goes
-in: whatever a node needs, the fragment's own install steps (the functions of
-heat_templates/fragments, run inside the root) must put there, so a package a fragment
-forgets makes a test fail.
+fragments take as given (IMAGE_PACKAGES: systemd), with the apt sources a Debian cloud
+image has. Nothing else goes in: whatever a node needs, the fragment's own install steps
+(the functions of heat_templates/fragments, run inside the root) must put there, so a
+package a fragment forgets makes a test fail.
 
 Caching. The debootstrap result is a tarball under ``CACHE/roots`` named by suite and a
 key over everything that shapes it (variant, packages, mirror, sources); a lock per suite lets
