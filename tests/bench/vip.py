@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = args.runs or (2 if quick else 5)
     soak_seconds = args.soak_seconds or (30 if quick else 300)
 
-    missing = vip_lab.missing_requirements(("keepalived",))
+    missing = vip_lab.missing_requirements()
     if missing:
         print(f"vip benchmark needs: {', '.join(missing)}", file=sys.stderr)
         return 2

@@ -37,19 +37,32 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 import uuid
 
+try:
+    from tests.functional import rootfs
+except ImportError:
+    import rootfs
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 CELTIC_LB_DIR = os.path.join(REPO, 'heat_templates', 'fragments', 'celtic-lb')
 CELTIC_LB = os.path.join(CELTIC_LB_DIR, 'celtic_lb.py')
 BASE_TIME = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-# The interpreter that runs celtic-lb: the nodes' (3.11 on Debian 12, 3.12 on Ubuntu 24.04)
-# can be tried with CELTIC_LB_PYTHON=/path/to/python3.12.
-PYTHON = os.environ.get('CELTIC_LB_PYTHON') or sys.executable
+# HAProxy and celtic-lb run from a proxy node's clean Debian root (rootfs.py): HAProxy
+# and python3 are there because the proxy fragment's install steps put them there.
+SUITE = 'bookworm'
+# The proxy's install steps of what the lab runs (HAProxy and celtic-lb's python3).
+ROOT_STEPS = ('base-packages', 'proxy-haproxy-package')
+PYTHON = 'python3'
+HAPROXY = '/usr/sbin/haproxy'
+
+
+def missing_requirements() -> list:
+    """What this machine lacks to run the lab (empty when it can)."""
+    return rootfs.missing_requirements() + [t for t in ('openssl',) if not shutil.which(t)]
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = 'condition'):
@@ -495,6 +508,7 @@ class Lab:
     def __init__(self, workdir: str, api_port: int, reserved=(), ingress='203.0.113.10',
                  poison: str | None = None, debounce: float = 0.05):
         self.dir = workdir
+        self.root = rootfs.lab_root(('proxy',), SUITE, ROOT_STEPS)
         self.pki = make_pki(os.path.join(workdir, 'pki'))
         self.kube = FakeKube(api_port, self.pki)
         self.minions = Minions()
@@ -506,7 +520,7 @@ class Lab:
         self.params_path = os.path.join(workdir, 'params.json')
         with open(self.params_path, 'w') as f:
             json.dump(params, f)
-        haproxy_bin = shutil.which('haproxy') or '/usr/sbin/haproxy'
+        haproxy_bin = HAPROXY
         if poison:
             # fault injection: "haproxy -c" refuses any config that serves this namespace
             wrapper = os.path.join(workdir, 'haproxy-check')
@@ -535,16 +549,25 @@ class Lab:
         with open(config, 'w') as f:
             json.dump(self.settings, f)
         base = [PYTHON, CELTIC_LB, '--config', config]
-        subprocess.run(base + ['--write-initial-config'], check=True, timeout=60,
+        subprocess.run(self.in_root(base + ['--write-initial-config']), check=True, timeout=60,
                        capture_output=True)
-        self.haproxy = Process([shutil.which('haproxy') or '/usr/sbin/haproxy', '-W', '-db',
-                                '-f', self.cfg_path],
+        self.haproxy = Process(self.in_root([HAPROXY, '-W', '-db', '-f', self.cfg_path]),
                                os.path.join(self.dir, 'haproxy.log')).start()
         wait_until(lambda: os.path.exists(self.settings['stats_socket']), 10,
                    what='the HAProxy stats socket')
-        self.celtic_lb = Process(base + ['--reload-command', 'kill -USR2 %d' % self.haproxy.pid],
-                                 os.path.join(self.dir, 'celtic-lb.log')).start()
+        self.celtic_lb = Process(
+            # The shell's kill: a minbase root has no /usr/bin/kill (procps), and a node
+            # reloads through systemctl anyway.
+            self.in_root(base + ['--reload-command',
+                                 'sh -c "kill -USR2 %d"' % self.haproxy.pid]),
+            os.path.join(self.dir, 'celtic-lb.log')).start()
         return self
+
+    def in_root(self, argv: list) -> list:
+        """argv run from the proxy root, on this machine's network (loopback), with the
+        lab's directory and this repository (read-only) at their own paths. The command
+        execs down to argv, so its PID is argv's (HAProxy's for the reload signal)."""
+        return self.root.command(argv, binds=((self.dir, self.dir), (REPO, REPO, 'ro')))
 
     def stop(self):
         for part in (self.celtic_lb, self.haproxy):

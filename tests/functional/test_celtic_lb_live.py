@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
 import sys
 import time
 
@@ -33,8 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lb_lab  # noqa: E402
 from lb_lab import refused, wait_until  # noqa: E402
 
-pytestmark = pytest.mark.skipif(shutil.which('haproxy') is None or shutil.which('openssl') is None,
-                                reason='needs haproxy and openssl')
+pytestmark = pytest.mark.skipif(bool(lb_lab.missing_requirements()),
+                                reason='needs ' + ', '.join(lb_lab.missing_requirements()))
 
 NODES = {'minion-a': '127.0.0.2', 'minion-b': '127.0.0.3', 'minion-c': '127.0.0.4'}
 MASTER = ('master-0', '127.0.0.5')

@@ -33,8 +33,14 @@ The bricks are real XFS filesystems on loop devices rather than directories, so 
 device steps (probe, format once, mount by UUID) run for real too; the fragment's
 directory-brick mode (GLUSTER_BRICK_DEVICE=none) is covered by tests/fragments/storage.bats.
 
-Needs root, iproute2, util-linux (unshare, nsenter, losetup), xfsprogs and
-glusterfs-server/-client. Every process is stopped by PID, every loop is bounded.
+The nodes run from a clean Debian root (rootfs.py): each namespace's holder chroots
+into it, so blkid, wipefs, mkfs.xfs, glusterd, gluster and the FUSE client are the ones
+the storage and minion install steps put there. A fourth test proves the volume's access
+control for a /22 fixed network: a client in another /24 of it mounts, one just outside
+it is refused by the servers (gluster/glusterfs#4109 is the reason it needs care).
+
+Needs root, iproute2, util-linux (unshare, nsenter, losetup), debootstrap and Debian's
+archive. Every process is stopped by PID, every loop is bounded.
 Run:  sudo /work/dev-venv/bin/pytest -s tests/functional/test_gluster_live.py
 """
 
@@ -52,15 +58,27 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+try:
+    from tests.functional import rootfs
+except ImportError:
+    import rootfs
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 FRAGMENTS = os.path.join(REPO, 'heat_templates', 'fragments')
 SUBNET = '10.213.8'
 CIDR = SUBNET + '.0/24'
 ALLOW = SUBNET + '.*'  # what gluster_auth_patterns makes of CIDR
 VOLUME = 'celtic'
-TOOLS = ('ip', 'unshare', 'nsenter', 'losetup', 'mkfs.xfs', 'blkid', 'wipefs',
-         'glusterd', 'gluster', 'mount.glusterfs', 'chattr', 'systemd-escape')
+# The host runs the lab's plumbing only; glusterd, gluster, mkfs.xfs and the FUSE client
+# run from the nodes' clean Debian root, installed there by the storage and minion
+# fragments' own install steps (rootfs.py).
+SUITE = 'bookworm'
+# The storage and minion install steps of what the lab runs (GlusterFS, not Kubernetes).
+ROOT_STEPS = ('base-packages', 'brick-tools', 'glusterd', 'gluster-mount')
+TOOLS = ('ip', 'unshare', 'nsenter', 'losetup', 'blkid', 'chattr', 'lsattr',
+         'systemd-escape')
 MISSING = [t for t in TOOLS if not shutil.which(t, path='/usr/sbin:/usr/bin:/sbin:/bin')]
+MISSING += rootfs.missing_requirements()
 if not os.path.exists('/dev/loop-control'):
     MISSING.append('/dev/loop-control')
 
@@ -120,10 +138,10 @@ for link in "$GLUSTER_DEV_DIR"/by-id/*; do
 done
 '''
 
-# Recording pass-through wrapper for a real tool.
+# Recording pass-through wrapper for a real tool (the root's, found without this shim).
 RECORD = '''#!/bin/bash
 echo "%(name)s $*" >>"$LAB_NODE/commands"
-exec %(path)s "$@"
+PATH=/usr/sbin:/usr/bin:/sbin:/bin exec %(name)s "$@"
 '''
 
 # The storage steps, as storage.sh runs them after common_setup (which edits /etc/hosts
@@ -219,7 +237,9 @@ class Lab:
         self._shim('systemctl', SYSTEMCTL)
         self._shim('udevadm', UDEVADM)
         for name in ('gluster', 'mkfs.xfs'):
-            self._shim(name, RECORD % {'name': name, 'path': shutil.which(name)})
+            self._shim(name, RECORD % {'name': name})
+        # The nodes' system: a clean root with the storage and minion install steps.
+        self.root = rootfs.lab_root(('storage', 'minion'), SUITE, ROOT_STEPS)
 
     def add_bridge(self):
         """The lab network: one bridge in its own namespace, nothing in the host's."""
@@ -246,12 +266,16 @@ class Lab:
 
     def _holder(self, name, ns, binds):
         """A process that owns the node's network and mount namespaces."""
-        script = ['set -e', 'mount --make-rprivate /', 'mount -t tmpfs tmpfs /run',
-                  'mkdir -p /run/gluster']
+        # First the root's /proc, /sys, /dev and the lab's directory (same path inside)
+        # and this repository (read-only), then chroot: the node runs from the root.
+        boot = ['set -e'] + self.root.boot_lines(same_path=(self.dir,), read_only=(REPO,))
+        boot.append('exec chroot %s /bin/sh -c "$1"' % self.root.path)
+        script = ['set -e', 'mount -t tmpfs tmpfs /run', 'mkdir -p /run/gluster']
         script += ['mount --bind %s %s' % (src, dst) for src, dst in binds]
         script += ['echo ready', 'exec sleep infinity']
         proc = subprocess.Popen(['ip', 'netns', 'exec', ns, 'unshare', '-m',
-                                 '--propagation', 'private', 'sh', '-c', '\n'.join(script)],
+                                 '--propagation', 'private', 'sh', '-c', '\n'.join(boot),
+                                 'node', '\n'.join(script)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.holders[name] = proc
         ready, _, _ = select.select([proc.stdout], [], [], 20)
@@ -259,7 +283,7 @@ class Lab:
         assert line.strip() == 'ready', 'namespace %s did not come up' % ns
         return proc.pid
 
-    def add_host(self, name, address):
+    def add_host(self, name, address, prefix=24):
         """A namespace pair (net + mount) on the lab bridge, with its own gluster dirs."""
         ns = '%s%s' % (self.tag, name)
         self._ns(ns)
@@ -267,15 +291,16 @@ class Lab:
         run(['ip', '-n', self.bridge_ns, 'link', 'add', veth, 'type', 'veth',
              'peer', 'name', 'eth0', 'netns', ns])
         run(['ip', '-n', self.bridge_ns, 'link', 'set', veth, 'master', 'br0', 'up'])
-        run(['ip', '-n', ns, 'addr', 'add', address + '/24', 'dev', 'eth0'])
+        run(['ip', '-n', ns, 'addr', 'add', '%s/%d' % (address, prefix), 'dev', 'eth0'])
         run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up'])
         home = os.path.join(self.dir, name)
         dirs = {k: os.path.join(home, k) for k in
                 ('lib', 'log', 'etc-glusterfs', 'root', 'etc-celtic', 'state', 'dev-disk')}
         for d in dirs.values():
             os.makedirs(d)
-        for f in os.listdir('/etc/glusterfs'):
-            shutil.copy(os.path.join('/etc/glusterfs', f), dirs['etc-glusterfs'])
+        packaged = os.path.join(str(self.root.path), 'etc', 'glusterfs')
+        for f in os.listdir(packaged):
+            shutil.copy(os.path.join(packaged, f), dirs['etc-glusterfs'])
         pid = self._holder(name, ns, [(dirs['lib'], '/var/lib/glusterd'),
                                       (dirs['log'], '/var/log/glusterfs'),
                                       (dirs['etc-glusterfs'], '/etc/glusterfs')])
@@ -283,9 +308,9 @@ class Lab:
                 'holder': pid, **dirs}
         return host
 
-    def add_storage(self, index, volume_id):
+    def add_storage(self, index, volume_id, prefix=24):
         """Storage node <index> with a loop device as its Cinder brick volume."""
-        node = self.add_host('s%d' % index, '%s.%d' % (SUBNET, 11 + index))
+        node = self.add_host('s%d' % index, '%s.%d' % (SUBNET, 11 + index), prefix)
         image = os.path.join(node['home'], 'brick.img')
         with open(image, 'wb') as f:
             f.truncate(320 * 1024 * 1024)  # sparse; XFS wants at least 300 MiB
@@ -328,15 +353,15 @@ class Lab:
             env['GLUSTER_BRICK_VOLUME_ID'] = host['volume_id']
         return env
 
-    def start(self, host, script, role, args=()):
+    def start(self, host, script, role, args=(), env=None):
         """Run a fragment inside the host's namespaces; output goes to a log file."""
         log = open(os.path.join(host['home'], 'run.log'), 'a')
         log.write('\n===== %s %s\n' % (role, ' '.join(args)))
         log.flush()
-        cmd = ['nsenter', '-t', str(host['holder']), '-m', '-n', '--', 'bash']
+        cmd = ['nsenter', '-t', str(host['holder']), '-m', '-n', '-r', '-w', '--', 'bash']
         cmd += ['-c', script, 'lab'] if script else []
         cmd += list(args)
-        proc = subprocess.Popen(cmd, env=self.env(host, role), stdout=log,
+        proc = subprocess.Popen(cmd, env={**self.env(host, role), **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self.started.add(proc.pid)
@@ -371,7 +396,7 @@ class Lab:
         open(os.path.join(host['home'], 'commands'), 'w').close()
 
     def in_ns(self, host, cmd, timeout=30, check=True):
-        return run(['nsenter', '-t', str(host['holder']), '-m', '-n', '--'] + cmd,
+        return run(['nsenter', '-t', str(host['holder']), '-m', '-n', '-r', '-w', '--'] + cmd,
                    timeout=timeout, check=check)
 
     def gluster(self, host, *args):
@@ -487,13 +512,13 @@ def volume_id(index):
     return '%08x-1234-4abc-8def-%012x' % (0xc0ffee00 + index, index)
 
 
-def build_storage(lab, count):
+def build_storage(lab, count, cidr=CIDR, prefix=24):
     """count storage nodes, their steps run concurrently as at first boot."""
     started = time.monotonic()
-    nodes = [lab.add_storage(i, volume_id(i)) for i in range(count)]
+    nodes = [lab.add_storage(i, volume_id(i), prefix) for i in range(count)]
     addresses = [n['address'] for n in nodes]
     for node in nodes:
-        lab.write_params(node, addresses)
+        lab.write_params(node, addresses, fixed_network_cidr=cidr)
     lab.timed('%d storage namespaces + loop devices' % count, started)
     started = time.monotonic()
     procs = [lab.start(node, STORAGE_RUN, 'storage') for node in nodes]
@@ -695,3 +720,45 @@ def test_two_nodes_get_replica_2_plus_arbiter_on_storage_0(lab):
     assert 'Brick2: %s:%s\n' % (nodes[1]['address'], brick) in info
     assert 'Brick3: %s:%s-arbiter (arbiter)' % (nodes[0]['address'], brick) in info
     assert all(b['online'] for b in lab.volume_status(nodes[0]))
+
+
+def test_access_control_of_a_22_subnet_spans_its_24s_and_stops_at_its_edge(lab):
+    # glusterfs 10.x/11.x build a CIDR's mask in host byte order, so auth.allow with a
+    # prefix other than /8, /16 or /24 admits the wrong clients (gluster/glusterfs#4109).
+    # The fixed network here is a /22; every namespace has a /16 on its link so that the
+    # outside client reaches the servers and only GlusterFS's access control refuses it.
+    lab.report('')
+    cidr = SUBNET + '.0/22'
+    nodes = build_storage(lab, 3, cidr=cidr, prefix=16)
+    addresses = [n['address'] for n in nodes]
+
+    # A minion in the /22 but not in the storage nodes' /24 mounts, writes and reads.
+    inside = lab.add_host('c', '10.213.10.57', prefix=16)
+    lab.write_params(inside, addresses, fixed_network_cidr=cidr)
+    assert lab.in_ns(inside, ['bash', '-c', 'exec 3<>/dev/tcp/%s/24007' % addresses[0]],
+                     check=False).returncode == 0, 'the inside client must reach glusterd'
+    started = time.monotonic()
+    lab.wait([lab.start(inside, CLIENT_RUN, 'minion')], [inside], timeout=180)
+    lab.timed('client 10.213.10.57 (inside the /22): mount', started)
+    note = os.path.join(lab.client_mount, 'across-the-24.txt')
+    lab.in_ns(inside, ['sh', '-c', 'echo from-10.213.10.57 > %s && sync' % note])
+    brick_file = os.path.join(lab.brick_mount, VOLUME, 'across-the-24.txt')
+    assert lab.in_ns(nodes[0], ['cat', brick_file]).stdout == 'from-10.213.10.57\n'
+
+    # An address just outside the /22 is refused by the servers, not by the network.
+    outside = lab.add_host('x', '10.213.12.57', prefix=16)
+    lab.write_params(outside, addresses, fixed_network_cidr=cidr)
+    assert lab.in_ns(outside, ['bash', '-c', 'exec 3<>/dev/tcp/%s/24007' % addresses[0]],
+                     check=False).returncode == 0, 'the outside client must reach glusterd'
+    started = time.monotonic()
+    proc = lab.start(outside, CLIENT_RUN, 'minion', env={'GLUSTER_CLIENT_TIMEOUT': '20'})
+    try:
+        code = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        code = 'timeout'
+    lab.timed('client 10.213.12.57 (outside the /22): refused', started)
+    assert code not in (0, 'timeout'), lab.log(outside)
+    assert lab.in_ns(outside, ['findmnt', '-n', '--mountpoint', lab.client_mount],
+                     check=False).stdout == ''

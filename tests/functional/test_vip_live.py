@@ -77,8 +77,12 @@ def test_rendered_corosync_conf_passes_corosync_t(tmp_path: Path, members: int) 
         vip_lab.sh(["ip", "-n", ns, "addr", "add", f"{addresses[0]}/24", "dev", "eth0"])
         for link in ("lo", "eth0", "peer0"):
             vip_lab.sh(["ip", "-n", ns, "link", "set", link, "up"])
-        result = vip_lab.sh(["ip", "netns", "exec", ns, "corosync", "-t", "-c", str(conf)],
-                            check=False)
+        # corosync -t from the masters' clean root (its corosync, put there by the
+        # master's install steps), in the namespace, reading the rendered file.
+        root = vip_lab.rootfs.lab_root(("master",), vip_lab.SUITE, vip_lab.ROOT_STEPS)
+        result = vip_lab.sh(root.command(["corosync", "-t", "-c", str(conf)], netns=ns,
+                                         binds=((tmp_path, str(tmp_path)),)),
+                            check=False, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
     finally:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -51,6 +51,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+try:
+    from tests.functional import rootfs
+except ImportError:  # run as a script (probe, apiserver) or imported as a top-level module
+    import rootfs  # type: ignore[no-redef]
+
 REPO = Path(__file__).resolve().parents[2]
 FRAGMENTS = REPO / "heat_templates" / "fragments"
 LAB_BIN = Path(__file__).resolve().parent / "vip_lab_bin"
@@ -67,8 +72,13 @@ NODES = (1, 2, 3)
 API_PORT = 6443
 HA_SECRET = "5c0f" * 16  # a lab-only ha-secret (64 hex chars, like the driver's)
 
-TOOLS = ("ip", "unshare", "nsenter", "corosync", "pacemakerd", "pcs", "crm_mon",
-         "crm_verify", "haproxy", "openssl", "corosync-cmapctl")
+# What the host runs: the lab's plumbing. corosync, pacemaker, pcs, HAProxy (and
+# keepalived for the comparison) run from the nodes' clean Debian root (rootfs.py), put
+# there by the master's own install steps.
+TOOLS = ("ip", "unshare", "nsenter", "openssl")
+SUITE = "bookworm"
+# The master's install steps of what the lab runs (the API VIP, not Kubernetes).
+ROOT_STEPS = ("base-packages", "api-haproxy-package", "ha-packages")
 
 # keepalived, the comparison: VRRPv2, advert_int 1, priorities 100/99/98, preemptive
 # (the configuration of reference/anchor-vip-failover.md). Not a celtic setting.
@@ -107,12 +117,10 @@ def node_of(address: str | None) -> int | None:
     return None
 
 
-def missing_requirements(extra: tuple[str, ...] = ()) -> list[str]:
+def missing_requirements() -> list[str]:
     """What this machine lacks to run the lab (empty when it can)."""
-    missing = []
-    if os.geteuid() != 0:
-        missing.append("root")
-    for tool in TOOLS + extra:
+    missing = rootfs.missing_requirements()
+    for tool in TOOLS:
         if shutil.which(tool) is None:
             missing.append(tool)
     return missing
@@ -207,6 +215,8 @@ class Lab:
         self.down()
 
     def up(self) -> None:
+        # The nodes' system: a clean root with the master's install steps run in it.
+        self.root = rootfs.lab_root(("master",), SUITE, ROOT_STEPS)
         destroy_namespaces()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._network()
@@ -278,6 +288,12 @@ class Lab:
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)
+        # The node's PID 1 mounts the root's /proc, /sys and /dev, makes the lab's own
+        # files (this repository, read-only, and the lab's directory) visible inside at
+        # the same paths, and chroots: from there on everything runs from the root.
+        boot = ["set -e"]
+        boot += self.root.boot_lines(same_path=(self.workdir,), read_only=(REPO,))
+        boot.append(f'exec chroot {self.root.path} /bin/bash -c "$1"')
         lines = ["set -e", f"hostname lab-master-{index}",
                  "mount -t tmpfs -o mode=755 tmpfs /run",
                  "mount -t tmpfs -o mode=1777 tmpfs /dev/shm"]
@@ -308,7 +324,7 @@ class Lab:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns_name(index), "unshare", "-m", "-u", "-p", "--fork",
              "--kill-child", "--mount-proc", "--propagation", "private", "--",
-             "bash", "-c", "\n".join(lines)],
+             "bash", "-c", "\n".join(boot), "node", "\n".join(lines)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.started.append(proc)
         line = proc.stdout.readline().strip()
@@ -321,7 +337,9 @@ class Lab:
     # -- running things in a node ---------------------------------------------------------
 
     def enter(self, index: int) -> list[str]:
-        return ["nsenter", "-t", str(self.anchors[index]), "-p", "-m", "-n", "-u", "--"]
+        # -r -w: the node's root and working directory, i.e. inside its clean root.
+        return ["nsenter", "-t", str(self.anchors[index]), "-p", "-m", "-n", "-u", "-r", "-w",
+                "--"]
 
     def node_env(self, index: int) -> dict[str, str]:
         root = self.node_dir(index)
@@ -389,7 +407,7 @@ class Lab:
     def start_apiservers(self) -> None:
         pki = self.workdir / "pki"
         for index in NODES:
-            self.spawn(index, [sys.executable, str(THIS), "apiserver", "--bind", node_ip(index),
+            self.spawn(index, ["python3", str(THIS), "apiserver", "--bind", node_ip(index),
                                "--port", str(API_PORT), "--name", f"master-{index - 1}",
                                "--cert", str(pki / f"n{index}.crt"),
                                "--key", str(pki / f"n{index}.key")], "apiserver.out")
@@ -406,7 +424,9 @@ class Lab:
     def start_keepalived(self) -> None:
         """The comparison stack: the same HAProxy and apiservers, keepalived moving the
         VIP instead of pacemaker. HAProxy's config and the nonlocal bind come from the
-        same fragment functions; HAProxy starts through the same init script."""
+        same fragment functions; HAProxy starts through the same init script. keepalived
+        is no celtic package: the comparison installs it into the nodes' root itself."""
+        install_comparison(self.root)
         self.start_apiservers()
         self.run_fragments(
             f'ha_nonlocal_bind && api_haproxy_config {VIP} {API_PORT} '
@@ -518,7 +538,7 @@ class Lab:
                 start_new_session=True))
         self.started.extend(procs)
         for index in NODES:  # spawn() keeps track of these itself
-            procs.append(self.spawn(index, [sys.executable, str(THIS), "loopback",
+            procs.append(self.spawn(index, ["python3", str(THIS), "loopback",
                                             "--seconds", str(seconds)], "loopback.out"))
         return procs
 
@@ -533,6 +553,15 @@ class Lab:
             start_new_session=True)
         self.started.append(proc)
         return proc, out
+
+
+def install_comparison(root: "rootfs.Root") -> None:
+    """keepalived in the nodes' root, for the comparison only (no fragment installs it)."""
+    result = root.run("dpkg-query -W keepalived >/dev/null 2>&1 || "
+                      "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                      "--no-install-recommends keepalived", timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"cannot install keepalived in the lab root:\n{result.stderr[-3000:]}")
 
 
 def _comm(pid: int) -> str:
