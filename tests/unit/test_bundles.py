@@ -166,36 +166,25 @@ class NodeCopyTest(unittest.TestCase):
                 self.assertEqual(bash_reading(source), bash_reading(stripped))
 
     def test_comment_lines_go_and_here_documents_stay(self):
-        script = '\n'.join([
-            '#!/bin/bash',
-            '# a comment',
-            'x=1  # after code: kept',
-            '    # indented comment',
-            "python3 - <<'PY'",
-            '# python comment inside the here-document',
-            'PY',
-            'cat <<-EOF',
-            '\t# config line',
-            '\tEOF',
-            'y=$(( x << 2 ))',
-            'z=<<<"$x"',
-            '# last',
-        ])
-        self.assertEqual('\n'.join([
-            '#!/bin/bash',
-            '',
-            'x=1  # after code: kept',
-            '',
-            "python3 - <<'PY'",
-            '# python comment inside the here-document',
-            'PY',
-            'cat <<-EOF',
-            '\t# config line',
-            '\tEOF',
-            'y=$(( x << 2 ))',
-            'z=<<<"$x"',
-            '',
-        ]), templates.strip_shell_comments(script))
+        # (line of the source, the same line on the node)
+        lines = [
+            ('#!/bin/bash', '#!/bin/bash'),
+            ('# a comment', ''),
+            ('x=1  # after code: kept', 'x=1  # after code: kept'),
+            ('    # indented comment', ''),
+            ("python3 - <<'PY'", "python3 - <<'PY'"),
+            ('# python comment inside the here-document', '# python comment inside the '
+                                                          'here-document'),
+            ('PY', 'PY'),
+            ('cat <<-EOF', 'cat <<-EOF'),
+            ('\t# config line', '\t# config line'),
+            ('\tEOF', '\tEOF'),
+            ('y=$(( x << 2 ))', 'y=$(( x << 2 ))'),
+            ('z=<<<"$x"', 'z=<<<"$x"'),
+            ('# last', ''),
+        ]
+        self.assertEqual('\n'.join(node for _, node in lines),
+                         templates.strip_shell_comments('\n'.join(src for src, _ in lines)))
 
     def test_other_files_are_sent_unchanged(self):
         for name in self.templates.bundle_files('proxy'):
