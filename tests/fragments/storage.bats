@@ -106,18 +106,6 @@ json.dump({'peers': peers, 'remote_volume': None,
 PY
 }
 
-# fake_gluster_set KEY JSON: one key of the fake glusterd's state (a disconnected peer, a
-# lost or refused reply)
-fake_gluster_set() {
-    python3 - "$1" "$2" <<'PY'
-import json, os, sys
-path = os.environ['GLUSTER_FAKE_STATE']
-state = json.load(open(path))
-state[sys.argv[1]] = json.loads(sys.argv[2])
-json.dump(state, open(path, 'w'))
-PY
-}
-
 bricks() {
     local i
     for i in "$@"; do printf '10.0.0.%s:%s ' "$((10 + i))" "$BRICK"; done | sed 's/ $//'
@@ -354,7 +342,13 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
 @test "storage 0 does not touch the volume while a peer is disconnected" {
     storage_params 3
     existing_volume 3 0 "$(bricks 1 2 3)"
-    fake_gluster_set disconnected '["10.0.0.13"]'
+    python3 - <<'PY'
+import json, os
+path = os.environ['GLUSTER_FAKE_STATE']
+state = json.load(open(path))
+state['disconnected'] = ['10.0.0.13']
+json.dump(state, open(path, 'w'))
+PY
     run storage_steps
     assert_failure
     assert_output --partial "not every storage node is connected to the pool"
@@ -378,7 +372,13 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
 @test "an add-brick whose answer was lost is not repeated into a failure" {
     storage_params 6
     existing_volume 3 0 "$(bricks 1 2 3)"
-    fake_gluster_set lose_add_brick_reply 'true'
+    python3 - <<'PY'
+import json, os
+path = os.environ['GLUSTER_FAKE_STATE']
+state = json.load(open(path))
+state['lose_add_brick_reply'] = True
+json.dump(state, open(path, 'w'))
+PY
     run storage_steps
     assert_success
     assert_output --partial "an earlier add-brick went through"
@@ -390,7 +390,13 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
 @test "an add-brick glusterd refuses still fails the step with gluster's words" {
     storage_params 6
     existing_volume 3 0 "$(bricks 1 2 3)"
-    fake_gluster_set refuse_add_brick '"volume add-brick: failed: Host 10.0.0.14 is not in Peer in Cluster state"'
+    python3 - <<'PY'
+import json, os
+path = os.environ['GLUSTER_FAKE_STATE']
+state = json.load(open(path))
+state['refuse_add_brick'] = 'volume add-brick: failed: Host 10.0.0.14 is not in Peer in Cluster state'
+json.dump(state, open(path, 'w'))
+PY
     run storage_steps
     assert_failure
     assert_output --partial "is not in Peer in Cluster state"
@@ -452,7 +458,13 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
     storage_params 3
     export CELTIC_NODE_IP=10.0.0.12
     existing_volume 3 0 "$(bricks 1 2 3)"
-    fake_gluster_set peers '{"10.0.0.11": "Peer in Cluster", "10.0.0.13": "Peer in Cluster"}'
+    python3 - <<'PY'
+import json, os
+path = os.environ['GLUSTER_FAKE_STATE']
+state = json.load(open(path))
+state['peers'] = {'10.0.0.11': 'Peer in Cluster', '10.0.0.13': 'Peer in Cluster'}
+json.dump(state, open(path, 'w'))
+PY
     run storage_steps
     assert_success
     assert_output --partial "storage 1 is in the pool of storage 0 (10.0.0.11)"
