@@ -134,8 +134,6 @@ def main(args):
     elif verb == 'set':
         vol['options'][rest[0]] = rest[1]
     elif verb == 'add-brick':
-        if state.get('refuse_add_brick'):
-            fail(state['refuse_add_brick'])
         count = vol['replica']
         if rest[:1] == ['replica']:
             new, rest = int(rest[1]), rest[2:]
@@ -144,16 +142,7 @@ def main(args):
         if not rest or len(rest) % count:
             fail('volume add-brick: failed: Incorrect number of bricks supplied %d with '
                  'count %d' % (len(rest), count))
-        for brick in rest:
-            if brick in vol['bricks']:
-                fail('volume add-brick: failed: Brick: %s not available. Brick may be '
-                     'containing or be contained by an existing brick. Brick %s is '
-                     'already part of a volume' % (brick, brick))
         vol['bricks'] += rest
-        if state.pop('lose_add_brick_reply', False):
-            # glusterd applied it, the CLI gave up waiting for the answer
-            save(state)
-            fail('Error : Request timed out')
     elif verb in ('rebalance', 'heal'):
         pass
     else:

@@ -369,40 +369,6 @@ PY
     not_called "$MUTATIONS"
 }
 
-@test "an add-brick whose answer was lost is not repeated into a failure" {
-    storage_params 6
-    existing_volume 3 0 "$(bricks 1 2 3)"
-    python3 - <<'PY'
-import json, os
-path = os.environ['GLUSTER_FAKE_STATE']
-state = json.load(open(path))
-state['lose_add_brick_reply'] = True
-json.dump(state, open(path, 'w'))
-PY
-    run storage_steps
-    assert_success
-    assert_output --partial "an earlier add-brick went through"
-    called "gluster --mode=script volume rebalance celtic start"
-    run python3 -c 'import json, os; print(" ".join(json.load(open(os.environ["GLUSTER_FAKE_STATE"]))["volume"]["bricks"]))'
-    assert_output "$(bricks 1 2 3 4 5 6)"
-}
-
-@test "an add-brick glusterd refuses still fails the step with gluster's words" {
-    storage_params 6
-    existing_volume 3 0 "$(bricks 1 2 3)"
-    python3 - <<'PY'
-import json, os
-path = os.environ['GLUSTER_FAKE_STATE']
-state = json.load(open(path))
-state['refuse_add_brick'] = 'volume add-brick: failed: Host 10.0.0.14 is not in Peer in Cluster state'
-json.dump(state, open(path, 'w'))
-PY
-    run storage_steps
-    assert_failure
-    assert_output --partial "is not in Peer in Cluster state"
-    not_called "rebalance"
-}
-
 @test "growing 1 -> 3 turns the single brick into replica 3 and heals the copies" {
     storage_params 3
     existing_volume 1 0 "$(bricks 1)"

@@ -117,37 +117,6 @@ elif kind == "peers":
             print("peer", name, state, connected)
 PY
 }
-# gluster_add_bricks VOL [replica N] BRICK...: add-brick, retried like gluster_change. A
-# retry after an attempt that went through (glusterd applied it, but its answer was lost
-# to a CLI time-out or a busy glusterd) is refused with "already part of a volume"; that
-# counts as done once glusterd lists every brick named.
-gluster_add_bricks() {
-    local vol=$1
-    shift
-    celtic_info "gluster volume add-brick $vol $*"
-    if ! celtic_retry -n 4 -d 5 -- _gluster_add_bricks_once "$vol" "$@"; then
-        celtic_die "gluster volume add-brick $vol $* failed: $(tr '\n' ' ' <<<"$GLUSTER_OUTPUT")"
-    fi
-}
-
-_gluster_add_bricks_once() {
-    local vol=$1 arg refusal
-    shift
-    _gluster_try volume add-brick "$vol" "$@" && return 0
-    refusal=$GLUSTER_OUTPUT
-    if gluster_read_volume; then
-        for arg in "$@"; do
-            if [[ "$arg" == *:* && " ${GLUSTER_VOL_BRICKS[*]} " != *" $arg "* ]]; then
-                GLUSTER_OUTPUT=$refusal
-                return 1
-            fi
-        done
-        celtic_info "volume $vol already has the bricks: an earlier add-brick went through ($(tr '\n' ' ' <<<"$refusal"))"
-        return 0
-    fi
-    GLUSTER_OUTPUT=$refusal
-    return 1
-}
 
 # gluster_read_volume [GLUSTER OPTIONS...]: what glusterd knows of the volume, in
 # GLUSTER_VOL_STATE (absent|present), GLUSTER_VOL_STATUS, GLUSTER_VOL_REPLICA,
@@ -548,7 +517,7 @@ gluster_grow_volume() {
     fi
     if [[ "$have_kind" == distribute ]]; then
         celtic_info "turning the single-brick volume $vol into replica 3"
-        gluster_add_bricks "$vol" replica 3 "${want[1]}" "${want[2]}"
+        gluster_change volume add-brick "$vol" replica 3 "${want[1]}" "${want[2]}"
         have=("${want[@]:0:3}")
         # Copy the existing files onto the two new bricks now rather than on access.
         if ! _gluster_try volume heal "$vol" full; then
@@ -559,7 +528,7 @@ gluster_grow_volume() {
         celtic_info "adding $(((${#want[@]} - ${#have[@]}) / 3)) replica set(s) to $vol"
         mkdir -p "$CELTIC_STATE_DIR/gluster"
         : >"$CELTIC_STATE_DIR/gluster/rebalance-pending"
-        gluster_add_bricks "$vol" "${want[@]:${#have[@]}}"
+        gluster_change volume add-brick "$vol" "${want[@]:${#have[@]}}"
         _gluster_rebalance
     fi
 }
