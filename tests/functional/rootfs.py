@@ -425,6 +425,13 @@ ROLE_MAINS = {"master": "master_main", "proxy": "proxy_main", "minion": "minion_
               "storage": "storage_main"}
 
 
+#: /etc/hosts as a Debian cloud image has it before cloud-init adds the node's own name
+HOSTS = ("127.0.0.1 localhost\n"
+         "::1 localhost ip6-localhost ip6-loopback\n"
+         "ff02::1 ip6-allnodes\n"
+         "ff02::2 ip6-allrouters\n")
+
+
 class Root:
     """A fresh copy of a clean SUITE root under DIRECTORY (extracted from the cache)."""
 
@@ -448,6 +455,10 @@ class Root:
         shutil.copytree(FRAGMENTS, lib, dirs_exist_ok=True)
         (self.path / STUB_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
         shutil.copy("/etc/resolv.conf", self.path / "etc/resolv.conf")
+        # debootstrap writes no /etc/hosts; every Debian and Ubuntu cloud image has one
+        # (cloud-init's manage_etc_hosts template) naming localhost, which glusterd's
+        # self-heal and rebalance daemons connect to by name
+        (self.path / "etc/hosts").write_text(HOSTS)
         policy = self.path / "usr/sbin/policy-rc.d"
         policy.write_text("#!/bin/sh\n# celtic clean root: installs start no daemon\nexit 101\n")
         policy.chmod(0o755)
