@@ -62,8 +62,8 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption('--heat-limit'):
         return
-    skip = pytest.mark.skip(reason='the Heat resource-cap tests take about 8 minutes: '
-                                   'tox -e heat-limit (run by .ci/run)')
+    skip = pytest.mark.skip(reason='the Heat resource-cap tests take about 5 minutes: '
+                                   'tox -e heat-limit (run by hand, like the full benchmarks)')
     for item in items:
         if 'heat_limit' in item.keywords:
             item.add_marker(skip)
