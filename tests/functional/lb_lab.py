@@ -506,16 +506,20 @@ class Lab:
     """celtic-lb + HAProxy + FakeKube + minions, wired together in `workdir`."""
 
     def __init__(self, workdir: str, api_port: int, reserved=(), ingress='203.0.113.10',
-                 poison: str | None = None, debounce: float = 0.05):
+                 poison: str | None = None, debounce: float = 0.05, health_port: int = 18256,
+                 hard_stop_after: str = '10m', min_interval: float = 0.0,
+                 bind: str = '127.0.0.1'):
         self.dir = workdir
         self.root = rootfs.lab_root(('proxy',), SUITE, ROOT_STEPS)
         self.pki = make_pki(os.path.join(workdir, 'pki'))
         self.kube = FakeKube(api_port, self.pki)
         self.minions = Minions()
         self.haproxy = self.celtic_lb = None
+        self.others: list[Process] = []           # every celtic-lb started, stopped at the end
         self.cfg_path = os.path.join(workdir, 'haproxy.cfg')
         self.ingress = ingress
-        params = {'api_vip': '127.0.0.1', 'api_port': api_port, 'proxy_vip': '127.0.0.1',
+        self.bind = bind
+        params = {'api_vip': '127.0.0.1', 'api_port': api_port, 'proxy_vip': bind,
                   'proxy_vip_fip': ingress, 'lb_reserved_ports': list(reserved)}
         self.params_path = os.path.join(workdir, 'params.json')
         with open(self.params_path, 'w') as f:
@@ -541,7 +545,12 @@ class Lab:
             'stats_socket': os.path.join(workdir, 'haproxy.sock'),
             'server_state_file': os.path.join(workdir, 'server-state'),
             'node_name': 'lab-proxy-0', 'debounce_seconds': debounce,
+            'node_health_port': health_port, 'hard_stop_after': hard_stop_after,
+            'reload_min_interval': min_interval, 'reload_confirm_seconds': 3.0,
         }
+        # the reload is a script so that a test can make it do nothing and still exit 0,
+        # as a reload whose new worker fails does (touch <workdir>/reload-noop)
+        self.reload_script = os.path.join(workdir, 'reload.sh')
 
     def start(self):
         self.kube.start()
@@ -555,13 +564,43 @@ class Lab:
                                os.path.join(self.dir, 'haproxy.log')).start()
         wait_until(lambda: os.path.exists(self.settings['stats_socket']), 10,
                    what='the HAProxy stats socket')
-        self.celtic_lb = Process(
-            # The shell's kill: a minbase root has no /usr/bin/kill (procps), and a node
-            # reloads through systemctl anyway.
-            self.in_root(base + ['--reload-command',
-                                 'sh -c "kill -USR2 %d"' % self.haproxy.pid]),
-            os.path.join(self.dir, 'celtic-lb.log')).start()
+        # The shell's kill: a minbase root has no /usr/bin/kill (procps), and a node
+        # reloads through systemctl anyway.
+        with open(self.reload_script, 'w') as f:
+            f.write('#!/bin/sh\n[ -e %s/reload-noop ] && exit 0\nexec kill -USR2 %d\n'
+                    % (self.dir, self.haproxy.pid))
+        os.chmod(self.reload_script, 0o755)
+        self.start_celtic_lb()
         return self
+
+    def start_celtic_lb(self, name: str = 'celtic-lb', **options):
+        """(Re)start celtic-lb (NAME.log; OPTIONS override the lab's settings)."""
+        config = os.path.join(self.dir, name + '.json')
+        with open(config, 'w') as f:
+            json.dump(dict(self.settings, **options), f)
+        process = Process(self.in_root([PYTHON, CELTIC_LB, '--config', config,
+                                        '--reload-command', 'sh ' + self.reload_script]),
+                          os.path.join(self.dir, name + '.log')).start()
+        if name == 'celtic-lb':
+            self.celtic_lb = process
+        self.others.append(process)
+        return process
+
+    def reloads(self) -> int:
+        return self.haproxy.output().count('Reloading HAProxy')
+
+    def workers(self) -> list:
+        """PIDs of the HAProxy master's worker processes (old ones included)."""
+        found = []
+        for entry in os.listdir('/proc'):
+            try:
+                with open('/proc/%s/stat' % entry) as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if entry.isdigit() and int(fields[1]) == self.haproxy.pid:
+                found.append(int(entry))
+        return found
 
     def in_root(self, argv: list) -> list:
         """argv run from the proxy root, on this machine's network (loopback), with the
@@ -570,7 +609,7 @@ class Lab:
         return self.root.command(argv, binds=((self.dir, self.dir), (REPO, REPO, 'ro')))
 
     def stop(self):
-        for part in (self.celtic_lb, self.haproxy):
+        for part in self.others + [self.haproxy]:
             if part:
                 part.stop()
         self.minions.stop()

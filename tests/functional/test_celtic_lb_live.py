@@ -17,12 +17,14 @@ runs HAProxy in master-worker mode (reloaded with USR2, as systemd does on a nod
 celtic-lb against both. Minion "NodePorts" are HTTP servers on 127.0.0.2-.5 that answer
 with their node name and port, so each response tells which backend served it.
 
-Ports (18000-18499): API 18443, frontends 18080-18089, reserved 18022, nodePorts 18301-18309.
+Ports (18000-18499): API 18443, frontends 18080-18099, reserved 18022, nodePorts 18301-18309,
+kube-proxy health 18256.
 """
 from __future__ import annotations
 
 import http.client
 import os
+import socket
 import sys
 import time
 
@@ -38,16 +40,20 @@ pytestmark = pytest.mark.skipif(bool(lb_lab.missing_requirements()),
 NODES = {'minion-a': '127.0.0.2', 'minion-b': '127.0.0.3', 'minion-c': '127.0.0.4'}
 MASTER = ('master-0', '127.0.0.5')
 NODE_PORTS = range(18301, 18310)
+HEALTH_PORT = 18256                     # kube-proxy's :10256 on the lab's nodes
 TIMEOUT = 10
+HARD_STOP = 3                           # seconds an old HAProxy worker may live
+ROUND = 0.4                             # seconds per reload in the 50-reload test
 
 
 @pytest.fixture(scope='module')
 def lab(tmp_path_factory):
     lab = lb_lab.Lab(str(tmp_path_factory.mktemp('celtic-lb')), api_port=18443,
-                     reserved=[18022], poison='poison')
+                     reserved=[18022], poison='poison',
+                     hard_stop_after='%ds' % HARD_STOP)
     try:
         for name, address in list(NODES.items()) + [MASTER]:
-            for port in NODE_PORTS:
+            for port in list(NODE_PORTS) + [HEALTH_PORT]:
                 lab.minions.serve(name, address, port)
             lab.kube.put_node(name, address, control_plane=name == MASTER[0])
         lab.start()
@@ -85,8 +91,8 @@ def test_a_new_service_is_served_by_every_ready_minion_and_gets_its_status(lab):
     served_by(lab, 18080, {'%s:18301' % n for n in NODES}, 'web on every minion')
     assert '%s:18301' % MASTER[0] not in lab.bodies(18080, 20)
     wait_until(lambda: ingress(lab, 'web'), TIMEOUT, what='the status of web')
-    assert ingress(lab, 'web') == [
-        {'ip': lab.ingress, 'ports': [{'port': 18080, 'protocol': 'TCP'}]}]
+    assert ingress(lab, 'web') == [{'ip': lab.ingress, 'ipMode': 'Proxy',
+                                    'ports': [{'port': 18080, 'protocol': 'TCP'}]}]
     wait_until(lambda: lab.kube.events_for('web', 'EnsuredLoadBalancer'), TIMEOUT, what='an Event')
     config = lab.config()
     assert 'listen svc_default_web_18080' in config and 'option redispatch' in config
@@ -99,17 +105,28 @@ def test_a_port_change_moves_the_frontend(lab):
     served_by(lab, 18081, {'%s:18302' % n for n in NODES}, 'web on its new port')
     wait_until(lambda: refused(18080), TIMEOUT, what='the old port to close')
     wait_until(lambda: ingress(lab, 'web') == [
-        {'ip': lab.ingress, 'ports': [{'port': 18081, 'protocol': 'TCP'}]}], TIMEOUT,
+        {'ip': lab.ingress, 'ipMode': 'Proxy', 'ports': [{'port': 18081, 'protocol': 'TCP'}]}],
+        TIMEOUT,
         what='the status to follow the port')
 
 
-def test_a_not_ready_minion_leaves_the_backends_and_comes_back(lab):
+def test_a_not_ready_minion_leaves_the_backends_and_comes_back_without_a_reload(lab):
+    reloads = lab.reloads()
     lab.kube.put_node('minion-b', NODES['minion-b'], ready=False)
     served_by(lab, 18081, {'minion-a:18302', 'minion-c:18302'}, 'minion-b to leave')
-    assert 'minion-b' not in lab.config()
 
     lab.kube.put_node('minion-b', NODES['minion-b'], ready=True)
     served_by(lab, 18081, {'%s:18302' % n for n in NODES}, 'minion-b to come back')
+    assert lab.reloads() == reloads         # the runtime API, not a reload
+    assert 'track celtic_nodes/minion-b' in lab.config()
+
+
+def test_one_health_check_per_node_on_kube_proxy_shared_by_all_services(lab):
+    config = lab.config()
+    checks = [ln.split()[1] for ln in config.splitlines()
+              if ln.strip().startswith('server ') and ' check' in ln]
+    assert sorted(checks) == sorted(NODES)          # only the celtic_nodes backend checks
+    assert 'server minion-a 127.0.0.2:%d check' % HEALTH_PORT in config
 
 
 def test_the_older_service_keeps_a_contested_port(lab):
@@ -198,11 +215,91 @@ def test_watches_recover_from_expiry_and_dropped_connections(lab):
     assert lab.kube.count('GET', '/api/v1/services') > lists
 
 
+def test_a_port_another_program_holds_is_refused_and_does_not_block_the_others(lab):
+    squatter = socket.socket()
+    squatter.bind(('127.0.0.1', 18090))
+    squatter.listen()
+    try:
+        lab.kube.put_service('squatted', [(18090, 18304)])
+        lab.kube.put_service('after', [(18091, 18305)])
+        events = wait_until(lambda: lab.kube.events_for('squatted', 'PortInUse'), TIMEOUT,
+                            what='a PortInUse Event on the squatted Service')
+        assert events[0]['type'] == 'Warning' and '18090/TCP' in events[0]['message']
+        served_by(lab, 18091, {'%s:18305' % n for n in NODES}, 'the Service created after it')
+        wait_until(lambda: ingress(lab, 'after'), TIMEOUT, what='the status of the later one')
+        assert not ingress(lab, 'squatted')
+        assert not lab.kube.events_for('squatted', 'EnsuredLoadBalancer')
+        assert 'svc_default_squatted_' not in lab.config()
+    finally:
+        squatter.close()
+    # once the port is free, the next pass (any change, or the 30 s one) serves it
+    lab.kube.put_node('minion-a', NODES['minion-a'])
+    served_by(lab, 18090, {'%s:18304' % n for n in NODES}, 'the freed port')
+    wait_until(lambda: ingress(lab, 'squatted'), TIMEOUT, what='the status once served')
+
+
+def test_status_waits_for_a_confirmed_reload_and_a_restart_does_not_lose_it(lab):
+    # a reload that exits 0 but changes nothing, as one whose new worker fails to start
+    noop = os.path.join(lab.dir, 'reload-noop')
+    open(noop, 'w').close()
+    try:
+        lab.kube.put_service('unsure', [(18092, 18306)])
+        wait_until(lambda: 'svc_default_unsure_18092' in lab.config(), TIMEOUT,
+                   what='the configuration file to serve it')
+        wait_until(lambda: 'did not take the new configuration' in lab.celtic_lb.output(),
+                   TIMEOUT, what='celtic-lb to notice the reload did nothing')
+        assert refused(18092)
+        assert not ingress(lab, 'unsure')
+        assert not lab.kube.events_for('unsure', 'EnsuredLoadBalancer')
+        # celtic-lb stops between writing the file and a reload that works
+        lab.celtic_lb.stop()
+    finally:
+        os.unlink(noop)
+    lab.start_celtic_lb()
+    served_by(lab, 18092, {'%s:18306' % n for n in NODES}, 'the file written before the restart')
+    wait_until(lambda: ingress(lab, 'unsure'), TIMEOUT, what='the status after the restart')
+    wait_until(lambda: lab.kube.events_for('unsure', 'EnsuredLoadBalancer'), TIMEOUT,
+               what='an EnsuredLoadBalancer Event after the restart')
+
+
+def test_hard_stop_after_bounds_old_workers_across_50_reloads(lab):
+    lab.kube.put_service('churn', [(18093, 18307)])
+    served_by(lab, 18093, {'%s:18307' % n for n in NODES}, 'the churning Service')
+    held, most, reloads = [], 0, lab.reloads()
+    try:
+        for i in range(50):
+            # a long-lived (keep-alive, idle) connection on the current worker ...
+            conn = http.client.HTTPConnection('127.0.0.1', 18093, timeout=5)
+            conn.request('GET', '/')
+            assert conn.getresponse().read()
+            held.append(conn)
+            # ... then a change: one reload, the worker holding it becomes an old one
+            lab.kube.put_service('churn', [(18093, 18308 - i % 2)])
+            started = time.monotonic()
+            served_by(lab, 18093, {'%s:%d' % (n, 18308 - i % 2) for n in NODES},
+                      'reload %d' % (i + 1))
+            time.sleep(max(0.0, ROUND - (time.monotonic() - started)))
+            most = max(most, len(lab.workers()))
+        assert lab.reloads() - reloads >= 50
+        # without hard-stop-after all 50 old workers would hold their connection for 1 h;
+        # with it at most the ones of the last HARD_STOP seconds (one reload per ROUND)
+        assert most <= 2 + HARD_STOP / ROUND, most
+        wait_until(lambda: len(lab.workers()) == 1, HARD_STOP + TIMEOUT, 0.2,
+                   'the old workers to be stopped')
+        held[0].sock.settimeout(1)
+        assert held[0].sock.recv(1) == b''       # cut by hard-stop-after, not kept
+        assert lb_lab.get(18093) == 'minion-a:18307' or lb_lab.get(18093)
+    finally:
+        for conn in held:
+            conn.close()
+
+
 def test_deleting_services_removes_their_frontends(lab):
-    for name in ('web2', 'mixed', 'mine', 'foreign', 'good', 'extra', 'late'):
+    for name in ('web2', 'mixed', 'mine', 'foreign', 'good', 'extra', 'late', 'squatted',
+                 'after', 'unsure', 'churn'):
         lab.kube.delete('services', name, 'default')
 
-    for port in (18081, 18082, 18085, 18087, 18088, 18089):
+    for port in (18081, 18082, 18085, 18087, 18088, 18089, 18090, 18091, 18092, 18093):
         wait_until(lambda: refused(port), TIMEOUT, what='port %d to close' % port)
     assert 'listen ' not in lab.config()
     assert lab.haproxy.alive() and lab.celtic_lb.alive()

@@ -68,7 +68,8 @@ def render(frontends, servers, bind='10.0.0.100'):
     main, service = templates()
     sections = [lb.render_service(service, fe, servers, bind) for fe in sorted(frontends.values())]
     return lb.render_config(main, sections, {'stats_socket': '/run/haproxy/admin.sock',
-                                             'server_state_file': '/var/lib/haproxy/server-state'})
+                                             'server_state_file': '/var/lib/haproxy/server-state'},
+                            lb.render_nodes(servers, 10256))
 
 
 def haproxy_check(text, tmp_path):
@@ -154,7 +155,10 @@ def test_backends_are_the_ready_minions_only():
              taints=[{'key': 'ToBeDeletedByClusterAutoscaler', 'effect': 'NoSchedule'}]),
         node('no-ip', addresses=[{'type': 'Hostname', 'address': 'no-ip'}]),
     ]
-    assert lb.backends(nodes) == ([('m-1', '10.0.0.11'), ('m-2', '10.0.0.12')], False)
+    # every minion is configured; the ones not Ready go to maintenance at runtime
+    assert lb.backends(nodes) == ([('m-1', '10.0.0.11'), ('m-2', '10.0.0.12'),
+                                   ('m-3', '10.0.0.13'), ('m-4', '10.0.0.14'),
+                                   ('m-5', '10.0.0.15')], {'m-3', 'm-4', 'm-5'}, False)
 
 
 def test_ipv4_internal_address_is_preferred():
@@ -168,8 +172,8 @@ def test_ipv4_internal_address_is_preferred():
 def test_when_no_minion_is_ready_all_minions_stay_and_health_checks_decide():
     nodes = [node('m-1', '10.0.0.11', ready='Unknown'), node('m-2', '10.0.0.12', ready='Unknown'),
              node('master-0', '10.0.0.5', labels={'node-role.kubernetes.io/control-plane': ''})]
-    assert lb.backends(nodes) == ([('m-1', '10.0.0.11'), ('m-2', '10.0.0.12')], True)
-    assert lb.backends([]) == ([], False)
+    assert lb.backends(nodes) == ([('m-1', '10.0.0.11'), ('m-2', '10.0.0.12')], set(), True)
+    assert lb.backends([]) == ([], set(), False)
 
 
 # ---- rendering -----------------------------------------------------------------------
@@ -190,16 +194,37 @@ def test_rendered_config_passes_haproxy_check(tmp_path):
     assert text.count('\nlisten ') == 4 and 'option redispatch' in text
 
 
-def test_each_frontend_binds_the_vip_and_checks_every_minion_node_port():
+def test_each_frontend_binds_the_vip_and_tracks_one_shared_check_per_minion():
     frontends, _ = lb.allocate([svc('web', [(80, 30080)])], [])
     text = render(frontends, [('m-1', '10.0.0.11'), ('m-2', '10.0.0.12')])
     section = text[text.index('listen svc_default_web_80'):]
     assert '    bind 10.0.0.100:80\n' in section
     assert '    description Service default/web port p80\n' in section
     assert '    balance roundrobin\n' in section
-    assert ('    server m-1 10.0.0.11:30080 check\n'
-            '    server m-2 10.0.0.12:30080 check\n') in section
+    assert ('    server m-1 10.0.0.11:30080 track celtic_nodes/m-1\n'
+            '    server m-2 10.0.0.12:30080 track celtic_nodes/m-2\n') in section
     assert 'httpchk' not in section
+    nodes = text[text.index('backend celtic_nodes'):text.index('listen ')]
+    assert 'option httpchk GET /healthz' in nodes
+    assert ('    server m-1 10.0.0.11:10256 check\n'
+            '    server m-2 10.0.0.12:10256 check\n') in nodes
+
+
+def test_the_number_of_checks_grows_with_nodes_not_services():
+    services = [svc('s%d' % i, [(1000 + i, 30000 + i)], age=i) for i in range(20)]
+    servers = [('m-%d' % i, '10.0.1.%d' % i) for i in range(5)]
+    text = render(lb.allocate(services, [])[0], servers)
+    checked = [ln for ln in text.splitlines() if ln.strip().startswith('server ')
+               and ln.rstrip().endswith(' check')]
+    assert len(checked) == 5                 # one per minion, not 20 x 5
+
+
+def test_the_generation_names_the_rest_of_the_file():
+    frontends = lb.allocate([svc('web', [(80, 30080)])], [])[0]
+    one, two = render(frontends, [('m-1', '10.0.0.11')]), render(frontends, [])
+    assert lb.generation(one) and lb.generation(two) and lb.generation(one) != lb.generation(two)
+    assert render(frontends, [('m-1', '10.0.0.11')]) == one
+    assert 'hard-stop-after 10m' in one
 
 
 def test_local_traffic_policy_checks_kube_proxy_health_port_and_affinity_balances_by_source():
@@ -227,13 +252,14 @@ def test_names_cannot_inject_configuration():
 
 def test_no_ready_minion_renders_an_empty_backend_not_a_broken_one():
     text = render(lb.allocate([svc('web', [(80, 30080)])], [])[0], [])
-    assert '# no Ready minion' in text
+    assert '# no minion' in text
 
 
 def test_ipv6_vip_and_servers_are_written_for_haproxy():
     frontends = lb.allocate([svc('web', [(80, 30080)])], [])[0]
     text = render(frontends, [('m', 'fd00::5')], bind='fd00::100')
-    assert 'bind ipv6@fd00::100:80' in text and 'server m ipv6@fd00::5:30080 check' in text
+    assert 'bind ipv6@fd00::100:80' in text and 'server m ipv6@fd00::5:30080 track' in text
+    assert 'server m ipv6@fd00::5:10256 check' in text
 
 
 def test_the_template_must_not_ask_for_unknown_values():
@@ -248,7 +274,8 @@ def test_status_patch_names_the_proxy_address_and_the_refused_ports():
     service = svc('x', [(80, 30080), (53, 30053, 'UDP')])
     _, refusals = lb.allocate([service], [])
     body = lb.status_patch('203.0.113.10', service['spec']['ports'], refusals, True)
-    assert body == {'status': {'loadBalancer': {'ingress': [{'ip': '203.0.113.10', 'ports': [
+    assert body == {'status': {'loadBalancer': {'ingress': [{'ip': '203.0.113.10',
+                                                             'ipMode': 'Proxy', 'ports': [
         {'port': 80, 'protocol': 'TCP'},
         {'port': 53, 'protocol': 'UDP', 'error': 'celtic.io/UnsupportedProtocol'}]}]}}}
 
@@ -264,11 +291,13 @@ def test_status_patch_uses_hostname_for_a_name():
 
 
 def test_status_comparison_ignores_server_defaults_and_order():
-    have = [{'ip': '203.0.113.10', 'ipMode': 'VIP',
+    have = [{'ip': '203.0.113.10', 'ipMode': 'Proxy',
              'ports': [{'port': 81, 'protocol': 'TCP'}, {'port': 80, 'protocol': 'TCP'}]}]
-    want = [{'ip': '203.0.113.10', 'ports': [{'port': 80, 'protocol': 'TCP'},
-                                             {'port': 81, 'protocol': 'TCP'}]}]
+    want = [{'ip': '203.0.113.10', 'ipMode': 'Proxy',
+             'ports': [{'port': 80, 'protocol': 'TCP'}, {'port': 81, 'protocol': 'TCP'}]}]
     assert lb._normal_ingress(have) == lb._normal_ingress(want)
+    # the API server's default (VIP) is not what we want: written again
+    assert lb._normal_ingress([dict(have[0], ipMode='VIP')]) != lb._normal_ingress(want)
     assert lb._normal_ingress(None) == lb._normal_ingress([]) != lb._normal_ingress(want)
 
 
@@ -284,30 +313,43 @@ def settings(tmp_path):
             'reload_command': ['true'], 'class_name': 'celtic.io/haproxy',
             'reserved_ports': [22, 2224], 'bind_address': '10.0.0.100',
             'ingress_address': '203.0.113.10', 'node_name': 'proxy-0', 'resync_seconds': 600,
-            'debounce_seconds': 0}
+            'debounce_seconds': 0, 'node_health_port': 10256, 'reload_confirm_seconds': 0.2,
+            'reload_min_interval': 0, 'hard_stop_after': '10m'}
 
 
 class FakeHAProxy(lb.HAProxy):
-    """check() refuses any text containing a poisoned word; reloads are counted."""
+    """check() refuses any text containing a poisoned word; reloads are counted; a
+    reload that works makes the file's generation the running one, one that "works" with
+    `starts=False` (exit 0, new worker failed) does not."""
 
-    def __init__(self, cfg, poison=('POISON',), reload_ok=True):
+    def __init__(self, cfg, poison=('POISON',), reload_ok=True, starts=True):
         super().__init__(cfg)
         self.poison, self.reload_ok, self.reloads, self.checks = poison, reload_ok, 0, 0
+        self.starts, self.running, self.commands = starts, None, []
 
     def check(self, text):
         self.checks += 1
         bad = [p for p in self.poison if p in text]
         return '[ALERT] bad %s' % bad[0] if bad else None
 
-    def reload(self):
+    def reload(self, text):
         self.reloads += 1
+        if self.reload_ok and self.starts:
+            self.running = lb.generation(self.current())
         return self.reload_ok
+
+    def running_generation(self):
+        return self.running
+
+    def runtime(self, commands):
+        self.commands += commands
+        return []
 
 
 def test_a_service_that_breaks_the_config_is_left_out_and_the_others_installed(settings):
     ha = FakeHAProxy(settings)
-    served, rejected = ha.apply({'a/one': 'listen one\n', 'b/bad': 'listen POISON\n',
-                                 'c/two': 'listen two\n'})
+    served, rejected, _ = ha.apply({'a/one': 'listen one\n', 'b/bad': 'listen POISON\n',
+                                    'c/two': 'listen two\n'})
     assert served == {'a/one', 'c/two'} and list(rejected) == ['b/bad']
     assert 'bad POISON' in rejected['b/bad']
     text = ha.current()
@@ -318,7 +360,8 @@ def test_a_service_that_breaks_the_config_is_left_out_and_the_others_installed(s
 def test_a_service_whose_change_breaks_the_config_keeps_its_previous_frontends(settings):
     ha = FakeHAProxy(settings)
     ha.apply({'a/web': 'listen web-v1\n'})
-    served, rejected = ha.apply({'a/web': 'listen web-v2 POISON\n', 'b/new': 'listen new\n'})
+    served, rejected, _ = ha.apply({'a/web': 'listen web-v2 POISON\n',
+                                    'b/new': 'listen new\n'})
     assert served == {'a/web', 'b/new'} and list(rejected) == ['a/web']
     assert 'listen web-v1' in ha.current() and 'listen new' in ha.current()
 
@@ -328,7 +371,7 @@ def test_a_broken_template_installs_nothing_and_keeps_the_previous_file(settings
     ha.apply({'a/web': 'listen web\n'})
     before = ha.current()
     ha.poison = ('managed-by',)              # every candidate fails, even the unchanged one
-    served, rejected = ha.apply({'a/web': 'listen web\n', 'b/x': 'listen x\n'})
+    served, rejected, _ = ha.apply({'a/web': 'listen web\n', 'b/x': 'listen x\n'})
     assert ha.current() == before and served == {'a/web'} and 'b/x' in rejected
     assert ha.reloads == 1
 
@@ -343,11 +386,49 @@ def test_an_unchanged_picture_neither_checks_nor_reloads(settings):
 
 def test_a_failed_reload_is_retried_on_the_next_pass(settings):
     ha = FakeHAProxy(settings, reload_ok=False)
-    ha.apply({'a/web': 'listen web\n'})
-    assert ha.reload_pending and ha.reloads == 1
-    ha.reload_ok = True
-    ha.apply({'a/web': 'listen web\n'})
-    assert not ha.reload_pending and ha.reloads == 2
+    assert ha.apply({'a/web': 'listen web\n'}) == (set(), {}, {'a/web'})
+    assert ha.reloads == 1
+    ha.reload_ok, ha.retry_at = True, 0
+    assert ha.apply({'a/web': 'listen web\n'}) == ({'a/web'}, {}, set())
+    assert ha.reloads == 2
+
+
+def test_a_reload_that_exits_0_but_does_not_serve_is_not_counted(settings):
+    ha = FakeHAProxy(settings, starts=False)
+    assert ha.apply({'a/web': 'listen web\n'}) == (set(), {}, {'a/web'})
+    # not retried at once (at most every 30 s), then served once a worker takes it
+    assert ha.apply({'a/web': 'listen web\n'}) == (set(), {}, {'a/web'}) and ha.reloads == 1
+    ha.starts, ha.retry_at = True, 0
+    assert ha.apply({'a/web': 'listen web\n'}) == ({'a/web'}, {}, set())
+
+
+def test_a_file_written_before_a_restart_is_reloaded_by_the_next_process(settings):
+    first = FakeHAProxy(settings, reload_ok=False)
+    first.apply({'a/web': 'listen web\n'})
+    assert 'listen web' in first.current()
+    second = FakeHAProxy(settings)           # a new celtic-lb, the same file
+    assert second.apply({'a/web': 'listen web\n'}) == ({'a/web'}, {}, set())
+    assert second.reloads == 1
+
+
+def test_a_bind_probe_tells_another_program_from_haproxy():
+    import socket
+    other = socket.socket()
+    other.bind(('127.0.0.1', 0))
+    other.listen()
+    try:
+        assert lb.port_in_use('127.0.0.1', other.getsockname()[1])
+    finally:
+        other.close()
+    like_haproxy = socket.socket()
+    like_haproxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    like_haproxy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    like_haproxy.bind(('127.0.0.1', 0))
+    like_haproxy.listen()
+    try:
+        assert not lb.port_in_use('127.0.0.1', like_haproxy.getsockname()[1])
+    finally:
+        like_haproxy.close()
 
 
 @needs_haproxy
@@ -420,7 +501,7 @@ def test_reconcile_writes_status_and_events_once(controller):
 
     # the API now shows the status we wrote: a second pass changes nothing
     old['status'] = {'loadBalancer': {'ingress': [
-        {'ip': '203.0.113.10', 'ipMode': 'VIP', 'ports': [{'port': 80, 'protocol': 'TCP'}]}]}}
+        {'ip': '203.0.113.10', 'ipMode': 'Proxy', 'ports': [{'port': 80, 'protocol': 'TCP'}]}]}}
     kube.calls.clear()
     ctl.reconcile()
     assert kube.calls == []
@@ -440,7 +521,64 @@ def test_the_newer_service_gets_the_port_when_the_older_one_goes(controller):
     ctl.reconcile()
     assert [c[1] for c in kube.of('PATCH')] == ['/api/v1/namespaces/default/services/new/status']
     assert [(c[2]['reason']) for c in kube.of('POST')] == ['EnsuredLoadBalancer']
-    assert 'server m-1 10.0.0.11:30002 check' in ctl.haproxy.current()
+    assert 'server m-1 10.0.0.11:30002 track celtic_nodes/m-1' in ctl.haproxy.current()
+
+
+def test_a_node_readiness_flip_is_a_runtime_command_not_a_reload(controller):
+    ctl, kube = controller
+    ctl.set_services(svc('web', [(80, 30001)]),
+                     svc('loc', [(81, 30002)], externalTrafficPolicy='Local',
+                         healthCheckNodePort=32000))
+    ctl.reconcile()
+    reloads, text = ctl.haproxy.reloads, ctl.haproxy.current()
+    ctl.haproxy.commands.clear()
+    ctl.nodes.items['/m-2'] = node('m-2', '10.0.0.12', ready='False')
+    ctl.reconcile()
+    assert ctl.haproxy.commands == ['set server celtic_nodes/m-2 state maint',
+                                    'set server svc_default_loc_81/m-2 state maint']
+    ctl.haproxy.commands.clear()
+    ctl.nodes.items['/m-2'] = node('m-2', '10.0.0.12')
+    ctl.reconcile()
+    assert ctl.haproxy.commands == ['set server celtic_nodes/m-2 state ready',
+                                    'set server svc_default_loc_81/m-2 state ready']
+    assert (ctl.haproxy.reloads, ctl.haproxy.current()) == (reloads, text)
+
+
+def test_a_service_not_yet_served_by_a_confirmed_reload_gets_no_status_nor_event(controller):
+    ctl, kube = controller
+    ctl.haproxy.starts = False
+    ctl.set_services(svc('web', [(80, 30001)]))
+    ctl.reconcile()
+    assert kube.of('PATCH') == [] and kube.of('POST') == []
+    ctl.haproxy.starts, ctl.haproxy.retry_at = True, 0
+    ctl.reconcile()
+    assert [c[2]['reason'] for c in kube.of('POST')] == ['EnsuredLoadBalancer']
+    assert len(kube.of('PATCH')) == 1
+
+
+def test_load_balancer_ip_is_honoured_only_for_the_proxy_address():
+    ours = svc('ours', [(80, 30001)], loadBalancerIP='203.0.113.10')
+    other = svc('other', [(81, 30002)], loadBalancerIP='198.51.100.7', age=1)
+    frontends, refusals = lb.allocate([ours, other], [], ('203.0.113.10', '10.0.0.100'))
+    assert list(frontends) == [80]
+    assert [(r.key, r.reason) for r in refusals] == [('default/other',
+                                                      'LoadBalancerIPUnavailable')]
+    assert '198.51.100.7' in refusals[0].message and '203.0.113.10' in refusals[0].message
+
+
+def test_the_source_ranges_annotation_applies_when_the_field_is_empty():
+    noted = svc('n', [(80, 30001)])
+    noted['metadata']['annotations'] = {lb.SOURCE_RANGES: '10.0.0.0/8, 192.0.2.1/32'}
+    assert lb.allocate([noted], [])[0][80].source_ranges == ('10.0.0.0/8', '192.0.2.1/32')
+    both = svc('b', [(80, 30001)], loadBalancerSourceRanges=['172.16.0.0/12'])
+    both['metadata']['annotations'] = {lb.SOURCE_RANGES: '10.0.0.0/8'}
+    assert lb.allocate([both], [])[0][80].source_ranges == ('172.16.0.0/12',)
+
+
+def test_a_port_another_program_holds_is_refused_with_an_event():
+    frontends, refusals = lb.allocate([svc('a', [(80, 30001), (81, 30002)])], [], busy={80})
+    assert list(frontends) == [81]
+    assert [(r.port, r.reason) for r in refusals] == [(80, 'PortInUse')]
 
 
 def test_a_service_that_stops_being_a_load_balancer_loses_our_address(controller):

@@ -22,6 +22,8 @@ writes the proxy address into status.loadBalancer. Stdlib only. See doc/celtic-l
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
 import http.client
 import ipaddress
 import json
@@ -68,7 +70,17 @@ DEFAULTS = {
     'node_name': None,                   # this proxy's name in Events (hostname)
     'resync_seconds': 600,
     'debounce_seconds': 0.1,
+    # kube-proxy's health endpoint on every node: one check per node, shared by all
+    # Services (externalTrafficPolicy Local keeps its own healthCheckNodePort check)
+    'node_health_port': 10256,
+    # a reload counts only once the new worker reports the new config's generation
+    'reload_confirm_seconds': 15.0,
+    # changes that arrive within this time after a reload wait and share the next one
+    'reload_min_interval': 1.0,
+    # old workers (holding long connections) are stopped this long after a reload
+    'hard_stop_after': '10m',
 }
+GENERATION = '@@celtic-lb-generation@@'
 
 
 # --------------------------------------------------------------------------------------
@@ -111,27 +123,49 @@ def _age(svc: dict) -> tuple:
     return (meta.get('creationTimestamp') or '', meta.get('namespace', ''), meta.get('name', ''))
 
 
-def allocate(services: list, reserved) -> tuple[dict, list]:
-    """Give ports to Services, oldest first: ({port: Frontend}, [Refusal])."""
+SOURCE_RANGES = 'service.beta.kubernetes.io/load-balancer-source-ranges'
+
+
+def source_ranges(svc: dict) -> tuple[list, list]:
+    """(CIDRs, bad entries) of spec.loadBalancerSourceRanges, else of the annotation."""
+    spec = svc.get('spec') or {}
+    values = spec.get('loadBalancerSourceRanges') or []
+    if not values:
+        note = ((svc.get('metadata') or {}).get('annotations') or {}).get(SOURCE_RANGES) or ''
+        values = [v for v in note.split(',') if v.strip()]
+    ranges, bad = [], []
+    for value in values:
+        try:
+            ranges.append(str(ipaddress.ip_network(str(value).strip(), strict=False)))
+        except ValueError:
+            bad.append(str(value))
+    return ranges, bad
+
+
+def allocate(services: list, reserved, addresses=(), busy=()) -> tuple[dict, list]:
+    """Give ports to Services, oldest first: ({port: Frontend}, [Refusal]).
+
+    `addresses` are the ones a spec.loadBalancerIP may ask for (the proxy's); `busy` are
+    ports another program holds on the proxy VIP (found by a bind probe)."""
     frontends: dict[int, Frontend] = {}
     refusals: list[Refusal] = []
-    reserved = {int(p) for p in reserved}
+    reserved, busy = {int(p) for p in reserved}, set(busy)
     for svc in sorted(services, key=_age):
         key, spec = service_key(svc), svc.get('spec') or {}
         local = spec.get('externalTrafficPolicy') == 'Local'
-        ranges, bad = [], []
-        for value in spec.get('loadBalancerSourceRanges') or []:
-            try:
-                ranges.append(str(ipaddress.ip_network(str(value).strip(), strict=False)))
-            except ValueError:
-                bad.append(str(value))
+        ranges, bad = source_ranges(svc)
         if bad:
             refusals.append(Refusal(key, 0, '', 'InvalidSourceRange', 'loadBalancerSourceRanges '
                                     '%s: not CIDRs, ignored' % ', '.join(bad)))
+        wanted_ip = spec.get('loadBalancerIP')
         for sp in spec.get('ports') or []:
             port, proto = int(sp.get('port', 0)), sp.get('protocol') or 'TCP'
             what = 'port %d/%s' % (port, proto)
-            if proto != 'TCP':
+            if wanted_ip and wanted_ip not in addresses:
+                why = ('LoadBalancerIPUnavailable', 'loadBalancerIP %s: celtic-lb serves only '
+                       '%s; remove loadBalancerIP or set it to that address'
+                       % (wanted_ip, ' or '.join(a for a in addresses if a)))
+            elif proto != 'TCP':
                 why = ('UnsupportedProtocol', '%s: celtic-lb forwards TCP only' % what)
             elif port in reserved:
                 why = ('ReservedPort', '%s is reserved on the proxy VIP (reserved ports: %s)'
@@ -143,6 +177,10 @@ def allocate(services: list, reserved) -> tuple[dict, list]:
                 why = ('PortConflict', '%s on the proxy VIP already belongs to the older '
                        'Service %s; this port gets no frontend until it is free'
                        % (what, frontends[port].key))
+            elif port in busy:
+                why = ('PortInUse', '%s: another program on the proxy already listens on this '
+                       'port, HAProxy cannot bind it; this port gets no frontend until it is '
+                       'free' % what)
             else:
                 frontends[port] = Frontend(
                     port, key, sp.get('name') or '', int(sp['nodePort']),
@@ -151,6 +189,22 @@ def allocate(services: list, reserved) -> tuple[dict, list]:
                 continue
             refusals.append(Refusal(key, port, proto, *why))
     return frontends, refusals
+
+
+def port_in_use(address: str, port: int) -> bool:
+    """Whether HAProxy's bind of address:port would fail: the same bind it makes (as root,
+    SO_REUSEADDR and SO_REUSEPORT), so HAProxy's own listeners do not count, a listener of
+    any other program does."""
+    family = socket.AF_INET6 if ':' in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, 'SO_REUSEPORT'):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
 
 
 def node_ready(node: dict) -> bool:
@@ -167,14 +221,16 @@ def node_address(node: dict) -> str | None:
     return next((a for a in found if ':' not in a), found[0] if found else None)
 
 
-def backends(nodes: list) -> tuple[list, bool]:
-    """([(name, address)] of every Ready minion by name, whether none was Ready).
+def backends(nodes: list) -> tuple[list, set, bool]:
+    """([(name, address)] of every minion by name, the names of those not Ready, whether
+    none was Ready).
 
     Minions are nodes without a control-plane role label and without the standard
-    exclude-from-external-load-balancers label. When no minion at all is Ready (a
-    control-plane outage marks every node Unknown) all minions stay backends and the
-    health checks decide: emptying every backend would turn an API outage into a
-    traffic outage.
+    exclude-from-external-load-balancers label. Every minion is in the configuration;
+    one that is not Ready is put in maintenance through the runtime API, without a
+    reload. When no minion at all is Ready (a control-plane outage marks every node
+    Unknown) none is put in maintenance and the health checks decide: emptying every
+    backend would turn an API outage into a traffic outage.
     """
     minions = []
     for node in nodes:
@@ -187,10 +243,9 @@ def backends(nodes: list) -> tuple[list, bool]:
         address = node_address(node)
         if address:
             minions.append((node['metadata']['name'], address, node_ready(node)))
-    ready = [m for m in minions if m[2]]
-    fallback = bool(minions) and not ready
-    chosen = minions if fallback else ready
-    return sorted((name, address) for name, address, _ in chosen), fallback
+    fallback = bool(minions) and not any(m[2] for m in minions)
+    down = set() if fallback else {name for name, _, ready in minions if not ready}
+    return sorted((name, address) for name, address, _ in minions), down, fallback
 
 
 def _safe(text: str, extra: str = '') -> str:
@@ -202,8 +257,19 @@ def _hostport(address: str, port: int) -> str:
     return ('ipv6@%s:%d' if ':' in address else '%s:%d') % (address, port)
 
 
+NODES_BACKEND = 'celtic_nodes'
+
+
+def section_name(fe: Frontend) -> str:
+    namespace, name = fe.key.split('/', 1)
+    return _safe('svc_%s_%s_%d' % (namespace, name, fe.port))
+
+
 def render_service(template: string.Template, fe: Frontend, servers: list, bind: str) -> str:
-    """The HAProxy section of one frontend, from the service template."""
+    """The HAProxy section of one frontend, from the service template.
+
+    A server follows its node's one shared check (`track`) on kube-proxy's health port;
+    with externalTrafficPolicy Local it checks the Service's healthCheckNodePort itself."""
     namespace, name = fe.key.split('/', 1)
     options = []
     if fe.source_ranges:
@@ -212,24 +278,44 @@ def render_service(template: string.Template, fe: Frontend, servers: list, bind:
     if fe.health_port:
         # kube-proxy answers 200 on healthCheckNodePort only where the Service has endpoints
         options += ['option httpchk GET /healthz', 'http-check expect status 200']
-    check = ' check port %d' % fe.health_port if fe.health_port else ' check'
-    lines = ['server %s %s%s' % (_safe(n), _hostport(a, fe.node_port), check) for n, a in servers]
+    lines = []
+    for node, address in servers:
+        check = (' check port %d' % fe.health_port if fe.health_port
+                 else ' track %s/%s' % (NODES_BACKEND, _safe(node)))
+        lines.append('server %s %s%s' % (_safe(node), _hostport(address, fe.node_port), check))
     return template.substitute(
-        name=_safe('svc_%s_%s_%d' % (namespace, name, fe.port)),
+        name=section_name(fe),
         description=_safe('Service %s/%s port %s' % (namespace, name, fe.port_name or fe.port),
                           '/ '),
         bind=_hostport(bind, fe.port), port=fe.port, node_port=fe.node_port,
         balance='source' if fe.affinity else 'roundrobin',
         options=''.join('    %s\n' % o for o in options),
-        servers=''.join('    %s\n' % s for s in lines) or '    # no Ready minion\n')
+        servers=''.join('    %s\n' % s for s in lines) or '    # no minion\n')
 
 
-def render_config(template: string.Template, sections: list, settings: dict) -> str:
-    """The whole haproxy.cfg: the main template around the service sections."""
-    return template.substitute(
+def render_nodes(servers: list, health_port: int) -> str:
+    """The servers of the shared node-check backend: kube-proxy's /healthz on each minion."""
+    return ''.join('    server %s %s check\n' % (_safe(n), _hostport(a, health_port))
+                   for n, a in servers) or '    # no minion\n'
+
+
+def render_config(template: string.Template, sections: list, settings: dict,
+                  nodes: str = '') -> str:
+    """The whole haproxy.cfg: the main template around the service sections, its
+    generation (a hash of the rest) where the template says $generation."""
+    body = template.substitute(
         managed=MANAGED, stats_socket=settings['stats_socket'],
         server_state_file=settings['server_state_file'],
+        hard_stop_after=settings.get('hard_stop_after') or DEFAULTS['hard_stop_after'],
+        nodes_backend=NODES_BACKEND, node_servers=nodes, generation=GENERATION,
         services='\n'.join(s.rstrip('\n') + '\n' for s in sections))
+    return body.replace(GENERATION, hashlib.sha256(body.encode()).hexdigest()[:16])
+
+
+def generation(text: str) -> str | None:
+    """The generation a rendered haproxy.cfg declares (global `description`)."""
+    m = re.search(r'^\s*description\s+celtic-lb-generation-([0-9a-f]+)\s*$', text, re.M)
+    return m.group(1) if m else None
 
 
 def status_patch(address: str, ports: list, refusals: list, served: bool) -> dict:
@@ -244,7 +330,13 @@ def status_patch(address: str, ports: list, refusals: list, served: bool) -> dic
         if (port, proto) in errors:
             entry['error'] = 'celtic.io/' + errors[(port, proto)]
         entries.append(entry)
-    ingress = {'hostname' if _is_hostname(address) else 'ip': address, 'ports': entries}
+    if _is_hostname(address):
+        ingress = {'hostname': address, 'ports': entries}
+    else:
+        # Proxy: traffic to the address must go through HAProxy. Without it (VIP, the
+        # default since Kubernetes 1.30) kube-proxy would short-cut in-cluster clients
+        # to the Service, past HAProxy, even on the ports celtic-lb refused.
+        ingress = {'ip': address, 'ipMode': 'Proxy', 'ports': entries}
     return {'status': {'loadBalancer': {'ingress': [ingress]}}}
 
 
@@ -257,7 +349,7 @@ def _is_hostname(address: str) -> bool:
 
 
 def _normal_ingress(ingress) -> list:
-    return sorted((i.get('ip'), i.get('hostname'),
+    return sorted((i.get('ip'), i.get('hostname'), i.get('ipMode'),
                    sorted((p.get('port'), p.get('protocol'), p.get('error'))
                           for p in i.get('ports') or []))
                   for i in ingress or [])
@@ -400,7 +492,8 @@ class Watcher(threading.Thread):
 # HAProxy: check, install, reload
 
 class HAProxy:
-    """Installs a new haproxy.cfg only when `haproxy -c` accepts it, then reloads."""
+    """Installs a new haproxy.cfg only when `haproxy -c` accepts it, reloads, and counts
+    the reload only once the new worker reports the new config's generation."""
 
     def __init__(self, cfg: dict):
         self.cfg = cfg
@@ -408,12 +501,17 @@ class HAProxy:
             self.template = string.Template(f.read())
         with open(cfg['service_template']) as f:
             self.service_template = string.Template(f.read())
-        self.installed: dict[str, str] = {}        # service key -> its sections, as installed
-        self.last: tuple | None = None             # (wanted sections, outcome) of the last apply
-        self.reload_pending = False
+        self.installed: dict[str, str] = {}        # service key -> its sections, in the file
+        self.confirmed: dict[str, str] = {}        # service key -> its sections, served
+        self.last: tuple | None = None             # (input, outcome) of the last confirmed apply
+        self.nodes = ''                            # the node-check servers of the config
+        self.retry_at = 0.0                        # no new reload attempt before (monotonic)
+        self.reloaded_at = 0.0                     # the last confirmed reload (monotonic)
+        self.confirmed_reloads = 0
 
     def render(self, sections: dict) -> str:
-        return render_config(self.template, [sections[k] for k in sorted(sections)], self.cfg)
+        return render_config(self.template, [sections[k] for k in sorted(sections)], self.cfg,
+                             self.nodes)
 
     def check(self, text: str) -> str | None:
         """None when haproxy accepts `text`, else its complaint."""
@@ -437,10 +535,15 @@ class HAProxy:
         except FileNotFoundError:
             return ''
 
-    def apply(self, wanted: dict) -> tuple[set, dict]:
-        """Serve `wanted` ({key: sections}); returns (served keys, {key: why refused})."""
-        if self.last and self.last[0] == wanted and not self.reload_pending:
+    def apply(self, wanted: dict, nodes: str = '') -> tuple[set, dict, set]:
+        """Serve `wanted` ({key: sections}) with the node-check servers `nodes`.
+
+        Returns (served keys, {key: why refused}, pending keys): served are the Services
+        whose wanted sections a confirmed reload serves (or their previous version when
+        the new one was refused); pending ones are installed but not confirmed yet."""
+        if self.last and self.last[0] == (wanted, nodes):
             return self.last[1]
+        self.nodes = nodes
         good, rejected = dict(wanted), {}
         problem = self.check(self.render(good))
         if problem:
@@ -458,7 +561,8 @@ class HAProxy:
             if self.check(self.render(good)):
                 LOG.error('haproxy -c refuses even the unchanged Services (%s): keeping the '
                           'installed configuration; check %s', problem, self.cfg['template'])
-                return set(self.installed), rejected
+                served = {k for k, v in self.confirmed.items() if wanted.get(k) == v}
+                return served, rejected, set()
         text = self.render(good)
         if text != self.current():
             self._install(text)
@@ -467,12 +571,67 @@ class HAProxy:
             changes += ['-' + k for k in sorted(set(self.installed) - set(good))]
             LOG.info('installed %s: %d frontends of %d Services (%s)', self.cfg['haproxy_config'],
                      text.count('\nlisten '), len(good), ' '.join(changes) or 'backends changed')
-            self.reload_pending = True
+            self.retry_at = 0.0
         self.installed = good
-        if self.reload_pending:
-            self.reload_pending = not self.reload()
-        self.last = (wanted, (set(good), rejected))
-        return self.last[1]
+        if self.serves(text):
+            self.confirmed = dict(good)
+            outcome = (set(good), rejected, set())
+            self.last = ((wanted, nodes), outcome)
+            return outcome
+        self.last = None
+        served = {k for k, v in good.items() if self.confirmed.get(k) == v}
+        return served, rejected, set(good) - served
+
+    def serves(self, text: str) -> bool:
+        """Whether HAProxy runs `text`; reload it (at most every 30 s while it fails) if not."""
+        wanted = generation(text)
+        running = self.running_generation()
+        if wanted is None:
+            LOG.warning('%s has no "description celtic-lb-generation-$generation": reloads '
+                        'cannot be confirmed', self.cfg['template'])
+        elif running == wanted:
+            return True
+        if time.monotonic() < self.retry_at:
+            return False
+        self.retry_at = time.monotonic() + 30
+        if not self.reload(text):
+            return False
+        if wanted is None:
+            return True
+        deadline = time.monotonic() + float(self.cfg['reload_confirm_seconds'])
+        while time.monotonic() < deadline:
+            running = self.running_generation()
+            if running == wanted:
+                self.retry_at, self.reloaded_at = 0.0, time.monotonic()
+                self.confirmed_reloads += 1
+                LOG.info('reloaded HAProxy: generation %s serves', wanted)
+                return True
+            time.sleep(0.02)
+        LOG.error('HAProxy did not take the new configuration (generation %s; it still runs '
+                  '%s): a new worker failed to start, see its log (often "cannot bind '
+                  'socket"); the previous configuration still serves; will retry',
+                  wanted, running or 'nothing')
+        return False
+
+    def runtime(self, commands: list) -> list:
+        """Run runtime-API commands on the stats socket; the answers that are not empty."""
+        if not commands:
+            return []
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(self.cfg['stats_socket'])
+            sock.sendall(('; '.join(commands) + '\n').encode())
+            answer = b''.join(iter(lambda: sock.recv(65536), b'')).decode('utf-8', 'replace')
+        return [a.strip() for a in answer.split('\n\n') if a.strip()]
+
+    def running_generation(self) -> str | None:
+        try:
+            info = self.runtime(['show info'])
+        except OSError:
+            return None
+        m = re.search(r'^description:\s*celtic-lb-generation-([0-9a-f]+)\s*$',
+                      '\n'.join(info), re.M | re.I)
+        return m.group(1) if m else None
 
     def _install(self, text: str):
         path = self.cfg['haproxy_config']
@@ -483,21 +642,39 @@ class HAProxy:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
 
-    def save_server_state(self):
-        """Carry health-check states over the reload (load-server-state-from-file)."""
+    def save_server_state(self, text: str):
+        """Carry health-check and maintenance states over the reload to `text`
+        (load-server-state-from-file), only for servers `text` has at the same address
+        and port: HAProxy would otherwise restore the saved address over a new one."""
+        servers, section = set(), None
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] in ('listen', 'backend'):
+                section = words[1]
+            elif len(words) >= 3 and words[0] == 'server' and section:
+                address, _, port = words[2].rpartition(':')
+                servers.add((section, words[1], address.replace('ipv6@', ''), port))
         try:
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(5)
-                sock.connect(self.cfg['stats_socket'])
-                sock.sendall(b'show servers state\n')
-                state = b''.join(iter(lambda: sock.recv(65536), b''))
-            with open(self.cfg['server_state_file'], 'wb') as f:
-                f.write(state)
+            lines = '\n'.join(self.runtime(['show servers state'])).splitlines()
+        except OSError as exc:
+            LOG.debug('no server state saved: %s', exc)
+            return
+        names = next((ln[1:].split() for ln in lines if ln.startswith('#')), [])
+        kept = []
+        for line in lines:
+            fields = dict(zip(names, line.split()))
+            if line.startswith('#') or len(line.split()) == 1 or (
+                    (fields.get('be_name'), fields.get('srv_name'), fields.get('srv_addr'),
+                     fields.get('srv_port')) in servers):
+                kept.append(line)
+        try:
+            with open(self.cfg['server_state_file'], 'w') as f:
+                f.write('\n'.join(kept) + '\n')
         except OSError as exc:
             LOG.debug('no server state saved: %s', exc)
 
-    def reload(self) -> bool:
-        self.save_server_state()
+    def reload(self, text: str) -> bool:
+        self.save_server_state(text)
         command = self.cfg['reload_command']
         argv = shlex.split(command) if isinstance(command, str) else list(command)
         try:
@@ -510,7 +687,6 @@ class HAProxy:
             LOG.error('HAProxy reload (%s) failed with exit %d: %s; will retry', ' '.join(argv),
                       proc.returncode, proc.stdout.strip()[-300:])
             return False
-        LOG.info('reloaded HAProxy')
         return True
 
 
@@ -528,7 +704,8 @@ class Controller:
         self.nodes = Watcher(kube, 'nodes', '/api/v1/nodes', self.wake, resync)
         self.haproxy = HAProxy(cfg)
         self.reported: set = set()
-        self.backends: list | None = None
+        self.backends: tuple | None = None
+        self.maint: dict[str, str] = {}            # node -> runtime state last applied
 
     def run(self):
         self.services.start()
@@ -536,6 +713,10 @@ class Controller:
         while not self.stop.is_set():
             woken = self.wake.wait(30)
             if woken and self.stop.wait(self.cfg['debounce_seconds']):
+                break
+            # a storm of changes (Service edits, nodes joining) shares one reload
+            calm = self.haproxy.reloaded_at + float(self.cfg['reload_min_interval'])
+            if woken and self.stop.wait(max(0.0, calm - time.monotonic())):
                 break
             self.wake.clear()
             # never render from a partial picture: an empty node list would empty backends
@@ -548,18 +729,27 @@ class Controller:
     def reconcile(self):
         all_services = self.services.snapshot()
         ours = [s for s in all_services if is_ours(s, self.cfg['class_name'])]
-        frontends, refusals = allocate(ours, self.cfg['reserved_ports'])
-        servers, fallback = backends(self.nodes.snapshot())
-        if servers != self.backends:
+        bind = self.cfg['bind_address']
+        addresses = (self.cfg['ingress_address'], bind)
+        frontends, _ = allocate(ours, self.cfg['reserved_ports'], addresses)
+        # a port another program holds would make the new worker fail to start
+        busy = {p for p in frontends if port_in_use(bind, p)}
+        frontends, refusals = allocate(ours, self.cfg['reserved_ports'], addresses, busy)
+        servers, down, fallback = backends(self.nodes.snapshot())
+        if (servers, down) != self.backends:
             LOG.info('backends%s: %s', ' (no minion is Ready: all minions, health checks decide)'
-                     if fallback else '', ', '.join('%s (%s)' % s for s in servers) or 'none')
-            self.backends = servers
+                     if fallback else '', ', '.join(
+                         '%s (%s%s)' % (n, a, ', not Ready' if n in down else '')
+                         for n, a in servers) or 'none')
+            self.backends = (servers, down)
         wanted: dict[str, str] = {}
         for fe in sorted(frontends.values()):
-            section = render_service(self.haproxy.service_template, fe, servers,
-                                     self.cfg['bind_address'])
+            section = render_service(self.haproxy.service_template, fe, servers, bind)
             wanted[fe.key] = wanted.get(fe.key, '') + section
-        served, rejected = self.haproxy.apply(wanted)
+        reloads = self.haproxy.confirmed_reloads
+        served, rejected, pending = self.haproxy.apply(
+            wanted, render_nodes(servers, int(self.cfg['node_health_port'])))
+        self._maintenance(frontends, servers, down, reloads != self.haproxy.confirmed_reloads)
         notes = {(r.key, r.reason, r.message, 'Warning') for r in refusals}
         for key, why in rejected.items():
             notes.add((key, 'InvalidConfig', 'haproxy -c refused the configuration with this '
@@ -571,14 +761,47 @@ class Controller:
         by_key = {service_key(s): s for s in all_services}
         our_keys = {service_key(s) for s in ours}
         for key, svc in by_key.items():
+            if key in pending:
+                continue        # written once a reload is confirmed to serve it
             if key in our_keys:
                 self._write_status(svc, [r for r in refusals if r.key == key], key in served)
             elif (svc.get('spec') or {}).get('type') != 'LoadBalancer':
                 self._clear_foreign_status(svc)
+        # notes of pending Services wait too (they are compared again next time)
+        notes = {n for n in notes if n[0] not in pending}
         for note in sorted(notes - self.reported):
             if note[0] in by_key:
                 self._event(by_key[note[0]], *note[1:])
-        self.reported = notes
+        self.reported = notes | {n for n in self.reported if n[0] in pending}
+        if pending and any(port_in_use(bind, p) for p in frontends):
+            self.wake.set()     # taken since the probe: refuse it on the next pass, at once
+
+    def _maintenance(self, frontends: dict, servers: list, down: set, reloaded: bool):
+        """Minions that are not Ready go to maintenance through the runtime API (their
+        servers in every Service follow the shared check they track): no reload."""
+        names = {n for n, _ in servers}
+        if reloaded:
+            self.maint = {}
+        commands = []
+        local = [section_name(fe) for fe in sorted(frontends.values()) if fe.health_port]
+        for node in sorted(names):
+            state = 'maint' if node in down else 'ready'
+            if self.maint.get(node) == state:
+                continue
+            for backend in [NODES_BACKEND] + local:
+                commands.append('set server %s/%s state %s' % (backend, _safe(node), state))
+        if not commands:
+            return
+        try:
+            for answer in self.haproxy.runtime(commands):
+                LOG.warning('HAProxy runtime API: %s', answer[:200])
+        except OSError as exc:
+            LOG.warning('HAProxy runtime API unreachable (%s): node states are applied on '
+                        'the next pass', exc)
+            return
+        self.maint = {n: ('maint' if n in down else 'ready') for n in names}
+        if down:
+            LOG.info('in maintenance (not Ready): %s', ', '.join(sorted(down)))
 
     def _write_status(self, svc: dict, refusals: list, served: bool):
         ports = (svc.get('spec') or {}).get('ports') or []
@@ -657,6 +880,9 @@ def load_config(args) -> dict:
     cfg.update(overrides)
     if isinstance(cfg['reserved_ports'], str):
         cfg['reserved_ports'] = [int(p) for p in re.split(r'[,\s]+', cfg['reserved_ports']) if p]
+    if not re.fullmatch(r'[1-9][0-9]*(ms|s|m|h|d)', str(cfg['hard_stop_after'])):
+        raise SystemExit('celtic-lb: hard_stop_after %r: give a time with its unit, such as '
+                         '10m, 90s or 1h' % cfg['hard_stop_after'])
     for required in ('api_url', 'bind_address', 'ingress_address'):
         if not cfg[required]:
             raise SystemExit('celtic-lb: no %s: give --%s or the api_vip/proxy_vip keys of %s'
