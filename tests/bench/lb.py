@@ -10,19 +10,28 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Benchmark of celtic-lb on loopback (the lab of tests/functional/lb_lab.py).
+"""Scale benchmark of celtic-lb on loopback (the lab of tests/functional/lb_lab.py).
 
-Prints two lines:
+300 LoadBalancer Services on 100 stand-in minions (quick variant: 60 on 20): every
+minion is a loopback address 127.0.1.N whose NodePorts (one per Service) and kube-proxy
+health port are real listeners in one thread that counts the connections each gets.
+celtic-lb runs against the fake API with real HAProxy (master-worker, USR2 reloads).
+Prints:
 
-  lb_reconfigure_seconds: <median>     a Service change until HAProxy serves it (goal < 2 s)
-  lb_reload_failed_requests: <n>       failed requests of a steady loopback load across
-                                       20 HAProxy reloads (goal 0)
+  lb_health_checks_per_second: <n>       connections the minions get from HAProxy's
+                                         checks, no client traffic (goal: grows with
+                                         nodes, not Services x nodes)
+  lb_reloads_for_100_node_flaps: <n>     HAProxy reloads while minions go NotReady and
+                                         back 100 times (goal: far below 100)
+  lb_reconfigure_seconds_300_services: <median>
+                                         a Service change in the API until HAProxy serves
+                                         it, with all the Services configured (goal < 2)
+  lb_reload_failed_requests: <n>         failed requests of a steady load (a new
+                                         connection each) across those reloads and
+                                         flaps (goal 0)
 
-Each of the 20 rounds moves the Service "bench-moving" to a new port in the fake API and
-times how long until that port answers from a minion; every move is one config change
-and one HAProxy reload (master-worker, USR2, as systemd does on a node). Meanwhile
-client threads send requests, each on a new connection, to the Service "bench-steady"
-and count every failure. Ports 18500-18999. Run: python3 tests/bench/lb.py
+Ports 18500-18999: API 18943, frontends and NodePorts from 18500, health 18956,
+moving Service 18900-18919. Run: tox -e bench -- lb (--quick for the small variant).
 """
 from __future__ import annotations
 
@@ -36,14 +45,27 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'functional'))
 import lb_lab  # noqa: E402
 
+try:
+    from tests.bench import quick
+except ImportError:                          # run as a script
+    def quick():
+        return os.environ.get('CELTIC_BENCH_QUICK') == '1'
+
+QUICK = quick()
+SERVICES = 60 if QUICK else 300
+NODES = 20 if QUICK else 100
+FLAPS = 100
+FLAP_GROUP = 10                             # minions flapping together
+FLAP_SECONDS = 0.3
+ROUNDS = 4 if QUICK else 10
+CHECK_WINDOW = 3.0 if QUICK else 10.0
 API_PORT = 18943
-STEADY_PORT, STEADY_NODE_PORT = 18580, 18701
-MOVING_NODE_PORT = 18702
-MOVING_PORTS = range(18600, 18620)          # 20 rounds, one reload each
-NODES = {'bench-a': '127.0.0.2', 'bench-b': '127.0.0.3', 'bench-c': '127.0.0.4'}
+HEALTH_PORT = 18956
+FIRST_PORT = 18500                          # Service i: frontend and nodePort FIRST_PORT + i
+MOVING_PORTS = range(18900, 18920)
 CLIENTS = 4
-CLIENT_PAUSE = 0.005                        # per client between requests: a bounded load
-ROUND_TIMEOUT = 10.0
+CLIENT_PAUSE = 0.005
+TIMEOUT = 60.0
 
 
 class SteadyLoad:
@@ -79,47 +101,110 @@ class SteadyLoad:
             thread.join(10)
 
 
-def run(workdir: str) -> tuple[float, int, dict]:
-    lab = lb_lab.Lab(workdir, api_port=API_PORT, debounce=0.05)
+def node_address(i: int) -> str:
+    return '127.0.1.%d' % (i + 1)
+
+
+def run(workdir: str) -> dict:
+    lab = lb_lab.Lab(workdir, api_port=API_PORT, health_port=HEALTH_PORT, min_interval=1.0)
+    nodes = {'bench-%03d' % i: node_address(i) for i in range(NODES)}
+    ports = [FIRST_PORT + i for i in range(SERVICES)]
+    # one descriptor per NodePort listener (30,000): in processes of 15,000 each
+    listeners = lb_lab.ListenerProcesses(workdir, nodes, ports + [HEALTH_PORT])
+    phases = []
+    mark = time.monotonic()
+
+    def phase(name):
+        nonlocal mark
+        phases.append('%s %.1fs' % (name, time.monotonic() - mark))
+        mark = time.monotonic()
+    phase('lab')
     try:
-        for name, address in NODES.items():
-            lab.minions.serve(name, address, STEADY_NODE_PORT)
-            lab.minions.serve(name, address, MOVING_NODE_PORT)
+        for name, address in nodes.items():
             lab.kube.put_node(name, address)
+        listeners.start()
+        for i, port in enumerate(ports):
+            lab.kube.put_service('bench-%03d' % i, [(port, port)])
+        started = time.monotonic()
         lab.start()
-        lab.kube.put_service('bench-steady', [(STEADY_PORT, STEADY_NODE_PORT)])
-        steady = {'%s:%d' % (n, STEADY_NODE_PORT) for n in NODES}
-        moving = {'%s:%d' % (n, MOVING_NODE_PORT) for n in NODES}
-        lb_lab.wait_until(lambda: lb_lab.get(STEADY_PORT) in steady, ROUND_TIMEOUT,
-                          what='the steady Service')
-        reloads_before = lab.haproxy.output().count('Reloading HAProxy')
+        for port in ports:
+            lb_lab.wait_until(lambda: lb_lab.get(port, timeout=2), TIMEOUT, 0.05,
+                              'port %d to be served' % port)
+        first = time.monotonic() - started
+        # the statuses of the first pass (one request each) before any measurement
+        lb_lab.wait_until(lambda: len(lab.kube.patches) >= SERVICES, TIMEOUT, 0.1,
+                          'the statuses of every Service')
+        statuses = time.monotonic() - started
+        phase('start')
+
+        # health checks: no client traffic, count what reaches the minions
+        time.sleep(2.5)
+        before, at = listeners.count(), time.monotonic()
+        time.sleep(CHECK_WINDOW)
+        checks = (listeners.count() - before) / (time.monotonic() - at)
+        phase('checks')
+
+        steady = {'%s:%d' % (n, ports[0]) for n in nodes}
+        moving = {'%s:%d' % (n, ports[1]) for n in nodes}
         latencies = []
-        with SteadyLoad(STEADY_PORT, steady) as load:
+        with SteadyLoad(ports[0], steady) as load:
             time.sleep(0.5)
-            for port in MOVING_PORTS:
-                started = time.monotonic()
-                lab.kube.put_service('bench-moving', [(port, MOVING_NODE_PORT)])
-                lb_lab.wait_until(lambda: lb_lab.get(port, timeout=1) in moving, ROUND_TIMEOUT,
+            reloads = lab.reloads()
+            for port in MOVING_PORTS[:ROUNDS]:
+                # one change after the previous reload's quiet time, as a user edits
+                time.sleep(1.2)
+                at = time.monotonic()
+                lab.kube.put_service('bench-moving', [(port, ports[1])])
+                lb_lab.wait_until(lambda: lb_lab.get(port, timeout=1) in moving, TIMEOUT,
                                   0.01, 'port %d to be served' % port)
-                latencies.append(time.monotonic() - started)
-                time.sleep(0.2)
-            time.sleep(0.5)
-        reloads = lab.haproxy.output().count('Reloading HAProxy') - reloads_before
-        return statistics.median(latencies), load.failed, {
-            'requests': load.ok + load.failed, 'reloads': reloads,
-            'max_seconds': max(latencies), 'failures': load.failures[:5]}
+                latencies.append(time.monotonic() - at)
+            change_reloads = lab.reloads() - reloads
+            phase('changes')
+            time.sleep(1.2)
+            reloads = lab.reloads()
+            seen = lab.celtic_lb.output().count('in maintenance (not Ready)')
+            names = sorted(nodes)
+            for group in range(FLAPS // FLAP_GROUP):
+                # FLAP_GROUP minions go NotReady together, long enough to be seen, and back
+                flapping = [names[(group * FLAP_GROUP + k) % NODES] for k in range(FLAP_GROUP)]
+                for name in flapping:
+                    lab.kube.put_node(name, nodes[name], ready=False)
+                time.sleep(FLAP_SECONDS)
+                for name in flapping:
+                    lab.kube.put_node(name, nodes[name], ready=True)
+                time.sleep(FLAP_SECONDS)
+            time.sleep(3)
+            flap_reloads = lab.reloads() - reloads
+            seen = lab.celtic_lb.output().count('in maintenance (not Ready)') - seen
+            phase('flaps')
+        return {'checks': checks, 'flap_reloads': flap_reloads, 'flaps_seen': seen,
+                'reconfigure': statistics.median(latencies), 'failed': load.failed,
+                'requests': load.ok + load.failed, 'change_reloads': change_reloads,
+                'slowest': max(latencies), 'first': first, 'statuses': statuses, 'failures': load.failures[:5],
+                'phases': phases}
     finally:
         lab.stop()
+        listeners.stop()
+        phase('stop')
+        sys.stderr.write('(phases: %s)\n' % ', '.join(phases))
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix='celtic-lb-bench.') as workdir:
-        median, failed, detail = run(workdir)
-    print('lb_reconfigure_seconds: %.3f' % median)
-    print('lb_reload_failed_requests: %d' % failed, flush=True)
-    sys.stderr.write('(%d requests across %d HAProxy reloads; slowest change %.3f s%s)\n' % (
-        detail['requests'], detail['reloads'], detail['max_seconds'],
-        '; first failures: %s' % detail['failures'] if detail['failures'] else ''))
+        result = run(workdir)
+    print('lb_health_checks_per_second: %.0f' % result['checks'])
+    print('lb_reloads_for_100_node_flaps: %d' % result['flap_reloads'])
+    print('lb_reconfigure_seconds_%d_services: %.3f' % (SERVICES, result['reconfigure']))
+    print('lb_reload_failed_requests: %d' % result['failed'], flush=True)
+    sys.stderr.write(
+        '(%d Services x %d minions; first configuration served after %.1f s, every status '
+        'written after %.1f s; %d requests '
+        'across %d change reloads and %d node flaps (maintenance applied %d times); slowest '
+        'change %.3f s; checks per '
+        'Service and node, as before, would be about %d/s%s)\n' % (
+            SERVICES, NODES, result['first'], result['statuses'], result['requests'], result['change_reloads'],
+            FLAPS, result['flaps_seen'], result['slowest'], SERVICES * NODES / 2,
+            '; first failures: %s' % result['failures'] if result['failures'] else ''))
     return 0
 
 

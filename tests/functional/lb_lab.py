@@ -16,10 +16,14 @@ Used by the live test (tests/functional/test_celtic_lb_live.py) and the benchmar
 (tests/bench/lb.py). Everything binds 127.0.0.0/8 on ports the caller chooses (the
 project keeps 18000-18999 for these labs) and every process is stopped by its PID.
 
-- FakeKube serves list + watch (chunked, with resourceVersion, bookmarks-free, 410 after
-  `compact()`) of Services and Nodes over HTTPS, requires a client certificate signed by
-  the lab CA (like the apiserver), applies merge patches to services/status and records
-  posted Events.
+- FakeKube serves list + watch (chunked, with resourceVersion) of Services and Nodes over
+  HTTPS and behaves like kube-apiserver where celtic-lb depends on it: BOOKMARK events
+  when asked for, an ERROR 410 event on a watch from an expired version (`compact()`),
+  504 ResourceVersionTooLarge from a lagging apiserver and 429 with Retry-After (`fail()`),
+  `ipMode: VIP` defaulted on an ingress IP and a status with ingress refused on a Service
+  that is not a LoadBalancer (422), coordination.k8s.io Leases with optimistic concurrency
+  (409). It requires a client certificate signed by the lab CA, applies merge patches to
+  services/status and records posted Events.
 - Minion backends are small HTTP servers on 127.0.0.x:<nodePort> that answer with
   "<node>:<nodePort>", so a response names the backend that served it.
 """
@@ -37,6 +41,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -138,6 +143,10 @@ class FakeKube:
         self.generation = 0
         self.events: list[dict] = []
         self.patches: list[tuple] = []
+        self.leases: dict[str, dict] = {}
+        self.watches: list[tuple] = []           # (kind, resourceVersion) of each watch
+        self.faults: list[tuple] = []            # (method, path prefix, code) to answer once
+        self.bookmark_seconds = 1.0
         self.requests: list[tuple] = []          # (method, path, client CN)
         self.server = None
         self.thread = None
@@ -214,6 +223,13 @@ class FakeKube:
                 self.history[kind] = []
                 self.expired_below[kind] = self.version + 1
 
+    def fail(self, method: str, prefix: str, code: int, times: int = 1):
+        """The next `times` METHOD requests under PREFIX fail with CODE: 429 (with
+        Retry-After: 1) as a throttling apiserver, 504 ResourceVersionTooLarge on a watch
+        as an apiserver whose cache lags the version asked for."""
+        with self.cond:
+            self.faults += [(method, prefix, code)] * times
+
     def drop_watches(self):
         """End every open watch stream (as an apiserver restart or VIP move would)."""
         with self.cond:
@@ -258,6 +274,9 @@ class FakeKube:
                     'items': [copy.deepcopy(o) for o in self.objects[kind].values()]}
 
 
+LEASE = re.compile(r'/apis/coordination.k8s.io/v1/namespaces/([^/]+)/leases/([^/]+)')
+
+
 def _make_handler(kube: FakeKube):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = 'HTTP/1.1'
@@ -296,9 +315,29 @@ def _make_handler(kube: FakeKube):
             url = urllib.parse.urlsplit(self.path)
             with kube.cond:
                 kube.requests.append((self.command, url.path, self.cn))
+                fault = next((f for f in kube.faults if f[0] == self.command
+                              and url.path.startswith(f[1])), None)
+                if fault:
+                    kube.faults.remove(fault)
             if self.cn != 'celtic-lb':      # RBAC in one line: only celtic-lb's identity
                 self._status(403, 'Forbidden', 'User "%s" cannot %s %s' % (
                     self.cn, self.command, url.path))
+                return False
+            if fault and fault[2] == 429:
+                data = json.dumps({'kind': 'Status', 'apiVersion': 'v1', 'status': 'Failure',
+                                   'code': 429, 'reason': 'TooManyRequests',
+                                   'message': 'too many requests, please try again later',
+                                   'details': {'retryAfterSeconds': 1}}).encode()
+                self.send_response(429)
+                self.send_header('Retry-After', '1')
+                self.send_header('Content-Type', 'application/json')
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return False
+            if fault:
+                self._status(fault[2], 'Timeout', 'Timeout: Too large resource version: '
+                             'the apiserver has not caught up yet')
                 return False
             return True
 
@@ -308,28 +347,50 @@ def _make_handler(kube: FakeKube):
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
             kind = url.path.rsplit('/', 1)[-1]
+            lease = LEASE.fullmatch(url.path)
+            if lease:
+                with kube.cond:
+                    found = kube.leases.get('%s/%s' % lease.groups())
+                    return (self._json(200, copy.deepcopy(found)) if found else self._status(
+                        404, 'NotFound', 'leases.coordination.k8s.io "%s" not found'
+                        % lease.group(2)))
             if url.path not in ('/api/v1/services', '/api/v1/nodes'):
                 return self._status(404, 'NotFound', url.path)
             if query.get('watch') in ('1', 'true'):
                 return self._watch(kind, int(query.get('resourceVersion') or 0),
-                                   float(query.get('timeoutSeconds') or 60))
+                                   float(query.get('timeoutSeconds') or 60),
+                                   query.get('allowWatchBookmarks') == 'true')
             self._json(200, kube.list_body(kind))
 
         def _chunk(self, data: bytes):
             self.wfile.write(b'%x\r\n%s\r\n' % (len(data), data))
             self.wfile.flush()
 
-        def _watch(self, kind: str, since: int, timeout: float):
+        def _watch(self, kind: str, since: int, timeout: float, bookmarks: bool):
+            with kube.cond:
+                kube.watches.append((kind, since))
+                if since > kube.version:
+                    return self._status(504, 'Timeout', 'Timeout: Too large resource version: '
+                                        '%d, current: %d' % (since, kube.version))
             self.send_response(200)
             self.send_header('Content-Type', 'application/json')
             self.send_header('Transfer-Encoding', 'chunked')
             self.end_headers()
             self.close_connection = True
             deadline = time.monotonic() + timeout
+            bookmark_at = time.monotonic() + kube.bookmark_seconds
             with kube.cond:
                 generation = kube.generation
             try:
                 while True:
+                    if bookmarks and time.monotonic() >= bookmark_at:
+                        # as kube-apiserver: a quiet watch learns the current version
+                        with kube.cond:
+                            version = kube.version
+                        self._chunk(json.dumps({'type': 'BOOKMARK', 'object': {
+                            'kind': kind.capitalize()[:-1], 'apiVersion': 'v1',
+                            'metadata': {'resourceVersion': str(version)}}}).encode() + b'\n')
+                        bookmark_at = time.monotonic() + kube.bookmark_seconds
                     with kube.cond:
                         if since < kube.expired_below[kind]:
                             pending = [json.dumps({'type': 'ERROR', 'object': {
@@ -370,15 +431,63 @@ def _make_handler(kube: FakeKube):
                 obj = kube.objects['services'].get(key)
                 if obj is None:
                     return self._status(404, 'NotFound', 'services "%s" not found' % m.group(2))
+                status = merge_patch(obj.get('status') or {}, body.get('status') or {})
+                ingress = (status.get('loadBalancer') or {}).get('ingress') or []
+                if ingress and (obj.get('spec') or {}).get('type') != 'LoadBalancer':
+                    return self._status(422, 'Invalid', 'Service "%s" is invalid: '
+                                        'status.loadBalancer.ingress: Forbidden: may only be '
+                                        'used when `spec.type` is \'LoadBalancer\''
+                                        % m.group(2))
+                for entry in ingress:
+                    if entry.get('ip') and not entry.get('ipMode'):
+                        entry['ipMode'] = 'VIP'          # the default since 1.30
+                    if entry.get('ipMode') not in (None, 'VIP', 'Proxy') or (
+                            entry.get('ipMode') and not entry.get('ip')):
+                        return self._status(422, 'Invalid', 'status.loadBalancer.ingress.'
+                                            'ipMode: Invalid value')
                 kube.patches.append((key, body))
-                obj['status'] = merge_patch(obj.get('status') or {}, body.get('status') or {})
+                obj['status'] = status
                 kube._record('services', 'MODIFIED', obj)
                 result = copy.deepcopy(obj)
             self._json(200, result)
 
+        def _lease_write(self, create: bool):
+            m = LEASE.fullmatch(self.path) if not create else re.fullmatch(
+                r'/apis/coordination.k8s.io/v1/namespaces/([^/]+)/leases', self.path)
+            if not m:
+                return self._status(404, 'NotFound', self.path)
+            body = self._body()
+            name = body.get('metadata', {}).get('name')
+            key = '%s/%s' % (m.group(1), name if create else m.group(2))
+            with kube.cond:
+                old = kube.leases.get(key)
+                if create and old:
+                    return self._status(409, 'AlreadyExists',
+                                        'leases.coordination.k8s.io "%s" already exists' % name)
+                if not create:
+                    if not old:
+                        return self._status(404, 'NotFound', 'leases "%s" not found' % name)
+                    if body.get('metadata', {}).get('resourceVersion') != \
+                            old['metadata']['resourceVersion']:
+                        return self._status(409, 'Conflict', 'Operation cannot be fulfilled '
+                                            'on leases.coordination.k8s.io "%s": the object '
+                                            'has been modified' % name)
+                kube.version += 1
+                body.setdefault('metadata', {})['resourceVersion'] = str(kube.version)
+                body['metadata']['namespace'] = m.group(1)
+                kube.leases[key] = body
+                result = copy.deepcopy(body)
+            self._json(201 if create else 200, result)
+
+        def do_PUT(self):
+            if self._allowed():
+                self._lease_write(create=False)
+
         def do_POST(self):
             if not self._allowed():
                 return
+            if self.path.startswith('/apis/coordination.k8s.io/'):
+                return self._lease_write(create=True)
             m = re.fullmatch(r'/api/v1/namespaces/([^/]+)/events', self.path)
             if not m:
                 return self._status(404, 'NotFound', self.path)
@@ -436,6 +545,134 @@ class Minions:
             server.shutdown()
             server.server_close()
         self.servers = {}
+
+
+class ManyListeners:
+    """Thousands of minion NodePorts (and kube-proxy health ports) in one thread: every
+    listener answers any HTTP request with "<node>:<port>" and counts its connections
+    (a TCP or HTTP health check is one), for the scale benchmark."""
+
+    def __init__(self):
+        import selectors
+        self.selector = selectors.DefaultSelector()
+        self.accepts: dict[int, int] = {}        # port -> connections accepted
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def listen(self, node: str, address: str, port: int):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(64)
+        sock.setblocking(False)
+        self.selector.register(sock, 1, ('listener', ('%s:%d' % (node, port)).encode(), port))
+
+    def start(self):
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def count(self, ports=None) -> int:
+        with self.lock:
+            return sum(n for p, n in self.accepts.items() if ports is None or p in ports)
+
+    def _loop(self):
+        while not self.stopping.is_set():
+            for key, _ in self.selector.select(0.1):
+                kind, body, port = key.data[0], key.data[1], key.data[2]
+                if kind == 'listener':
+                    try:
+                        conn, _ = key.fileobj.accept()
+                    except OSError:
+                        continue
+                    with self.lock:
+                        self.accepts[port] = self.accepts.get(port, 0) + 1
+                    conn.setblocking(False)
+                    self.selector.register(conn, 1, ('conn', body, b''))
+                    continue
+                try:
+                    data = key.fileobj.recv(4096)
+                except OSError:
+                    data = b''
+                seen = port + data
+                if data and b'\r\n\r\n' not in seen:
+                    self.selector.modify(key.fileobj, 1, ('conn', body, seen))
+                    continue
+                self.selector.unregister(key.fileobj)
+                if data:
+                    try:
+                        key.fileobj.setblocking(True)
+                        key.fileobj.settimeout(1)
+                        key.fileobj.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\n'
+                                            b'Connection: close\r\n\r\n%s' % (len(body), body))
+                    except OSError:
+                        pass
+                key.fileobj.close()
+
+    def stop(self):
+        self.stopping.set()
+        if self.thread:
+            self.thread.join(10)
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()
+        self.selector.close()
+
+
+class ListenerProcesses:
+    """ManyListeners in child processes, each under the per-process descriptor limit:
+    `nodes` ({name: address}) each listening on `ports`. The children write their
+    connection counts to a file twice a second; stopped by PID."""
+
+    def __init__(self, workdir: str, nodes: dict, ports: list, per_process: int = 15000):
+        self.dir, self.children, self.counts = workdir, [], []
+        items = sorted(nodes.items())
+        step = max(1, per_process // max(1, len(ports)))
+        for first in range(0, len(items), step):
+            index = len(self.children)
+            spec = os.path.join(workdir, 'listeners-%d.json' % index)
+            counts = os.path.join(workdir, 'listeners-%d.count' % index)
+            with open(spec, 'w') as f:
+                json.dump({'nodes': items[first:first + step], 'ports': list(ports)}, f)
+            self.counts.append(counts)
+            self.children.append(Process(
+                [sys.executable, os.path.abspath(__file__), '--listen', spec, counts],
+                os.path.join(workdir, 'listeners-%d.log' % index)))
+
+    def start(self):
+        for child in self.children:
+            child.start()
+        wait_until(lambda: all(os.path.exists(c) for c in self.counts) or any(
+            not c.alive() for c in self.children), 120, 0.1, 'the listeners')
+        dead = [c.output()[-2000:] for c in self.children if not c.alive()]
+        if dead:
+            raise RuntimeError('a listener process failed: %s' % dead[0])
+        return self
+
+    def count(self) -> int:
+        total = 0
+        for path in self.counts:
+            with open(path) as f:
+                total += json.load(f)['accepts']
+        return total
+
+    def stop(self):
+        for child in self.children:
+            child.stop()
+
+
+def _listen_main(spec_path: str, counts_path: str):
+    with open(spec_path) as f:
+        spec = json.load(f)
+    listeners = ManyListeners()
+    for name, address in spec['nodes']:
+        for port in spec['ports']:
+            listeners.listen(name, address, port)
+    listeners.start()
+    while True:
+        with open(counts_path + '.tmp', 'w') as f:
+            json.dump({'accepts': listeners.count()}, f)
+        os.replace(counts_path + '.tmp', counts_path)
+        time.sleep(0.5)
 
 
 def get(port: int, path: str = '/', host: str = '127.0.0.1', timeout: float = 2.0):
@@ -508,11 +745,14 @@ class Lab:
     def __init__(self, workdir: str, api_port: int, reserved=(), ingress='203.0.113.10',
                  poison: str | None = None, debounce: float = 0.05, health_port: int = 18256,
                  hard_stop_after: str = '10m', min_interval: float = 0.0,
-                 bind: str = '127.0.0.1'):
+                 bind: str = '127.0.0.1', kube: FakeKube | None = None,
+                 node_name: str = 'lab-proxy-0'):
+        """KUBE: the FakeKube of another Lab (a second proxy against the same API)."""
         self.dir = workdir
         self.root = rootfs.lab_root(('proxy',), SUITE, ROOT_STEPS)
-        self.pki = make_pki(os.path.join(workdir, 'pki'))
-        self.kube = FakeKube(api_port, self.pki)
+        self.shared_kube = kube is not None
+        self.pki = kube.pki if kube else make_pki(os.path.join(workdir, 'pki'))
+        self.kube = kube or FakeKube(api_port, self.pki)
         self.minions = Minions()
         self.haproxy = self.celtic_lb = None
         self.others: list[Process] = []           # every celtic-lb started, stopped at the end
@@ -544,7 +784,7 @@ class Lab:
             'service_template': os.path.join(CELTIC_LB_DIR, 'haproxy-service.cfg.tmpl'),
             'stats_socket': os.path.join(workdir, 'haproxy.sock'),
             'server_state_file': os.path.join(workdir, 'server-state'),
-            'node_name': 'lab-proxy-0', 'debounce_seconds': debounce,
+            'node_name': node_name, 'debounce_seconds': debounce, 'lease_seconds': 3,
             'node_health_port': health_port, 'hard_stop_after': hard_stop_after,
             'reload_min_interval': min_interval, 'reload_confirm_seconds': 3.0,
         }
@@ -553,7 +793,8 @@ class Lab:
         self.reload_script = os.path.join(workdir, 'reload.sh')
 
     def start(self):
-        self.kube.start()
+        if not self.shared_kube:
+            self.kube.start()
         config = os.path.join(self.dir, 'celtic-lb.json')
         with open(config, 'w') as f:
             json.dump(self.settings, f)
@@ -606,14 +847,17 @@ class Lab:
         """argv run from the proxy root, on this machine's network (loopback), with the
         lab's directory and this repository (read-only) at their own paths. The command
         execs down to argv, so its PID is argv's (HAProxy's for the reload signal)."""
-        return self.root.command(argv, binds=((self.dir, self.dir), (REPO, REPO, 'ro')))
+        pki = os.path.dirname(self.pki['ca.crt'])
+        shared = ((pki, pki, 'ro'),) if not pki.startswith(self.dir + os.sep) else ()
+        return self.root.command(argv, binds=((self.dir, self.dir), (REPO, REPO, 'ro')) + shared)
 
     def stop(self):
         for part in self.others + [self.haproxy]:
             if part:
                 part.stop()
         self.minions.stop()
-        self.kube.stop()
+        if not self.shared_kube:
+            self.kube.stop()
 
     def config(self) -> str:
         with open(self.cfg_path) as f:
@@ -621,3 +865,7 @@ class Lab:
 
     def bodies(self, port: int, count: int = 12) -> list:
         return [get(port) for _ in range(count)]
+
+
+if __name__ == '__main__' and sys.argv[1:2] == ['--listen']:
+    _listen_main(sys.argv[2], sys.argv[3])

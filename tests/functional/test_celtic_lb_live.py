@@ -294,12 +294,82 @@ def test_hard_stop_after_bounds_old_workers_across_50_reloads(lab):
             conn.close()
 
 
+def test_throttling_and_a_lagging_apiserver_are_waited_out(lab):
+    lab.kube.fail('GET', '/api/v1/services', 429, times=2)
+    lab.kube.fail('GET', '/api/v1/nodes', 504)
+    lab.kube.drop_watches()
+    lab.kube.put_service('patient', [(18094, 18309)])
+    served_by(lab, 18094, {'%s:18309' % n for n in NODES}, 'a Service after 429s and a 504')
+    wait_until(lambda: ingress(lab, 'patient'), TIMEOUT, what='its status')
+    output = lab.celtic_lb.output()
+    assert 'throttled' in output and 'behind our version' in output
+
+
+def test_a_quiet_watch_resumes_from_its_last_bookmark(lab):
+    last_service = max(int(s['metadata']['resourceVersion'])
+                       for s in lab.kube.list_body('services')['items'])
+    wait_until(lambda: lab.kube.version > last_service, TIMEOUT,
+               what='the version to move on (Lease renewals)')
+    time.sleep(2 * lab.kube.bookmark_seconds + 0.5)
+    watches = len(lab.kube.watches)
+    lab.kube.drop_watches()
+    wait_until(lambda: any(k == 'services' for k, _ in lab.kube.watches[watches:]), TIMEOUT,
+               what='the services watch to resume')
+    since = next(v for k, v in lab.kube.watches[watches:] if k == 'services')
+    assert since > last_service           # from a bookmark, not from its last event
+
+
+def test_a_service_that_stops_being_a_load_balancer_is_cleared_without_a_rejection(lab):
+    lab.kube.put_service('patient', [(18094, 18309)], type='NodePort')
+    wait_until(lambda: refused(18094), TIMEOUT, what='its frontend to go')
+    wait_until(lambda: not ingress(lab, 'patient'), TIMEOUT, what='its status to be cleared')
+    assert 'status update failed' not in lab.celtic_lb.output()
+
+
+def test_two_instances_one_status_writer_and_a_takeover(lab, tmp_path):
+    wait_until(lambda: lab.kube.leases.get('kube-system/celtic-lb'), TIMEOUT, what='a Lease')
+    assert lab.kube.leases['kube-system/celtic-lb']['spec']['holderIdentity'] == 'lab-proxy-0'
+    second = lb_lab.Lab(str(tmp_path), api_port=18443, kube=lab.kube, bind='127.0.0.9',
+                        node_name='lab-proxy-1', hard_stop_after='%ds' % HARD_STOP)
+    second.settings['stats_socket'] = str(tmp_path / 'haproxy.sock')
+    try:
+        second.start()
+        patches = len(lab.kube.patches)
+        lab.kube.put_service('both', [(18095, 18301)])
+        for bind in ('127.0.0.1', '127.0.0.9'):       # each proxy serves it
+            wait_until(lambda: lb_lab.get(18095, host=bind), TIMEOUT, what='both on ' + bind)
+        wait_until(lambda: ingress(lab, 'both'), TIMEOUT, what='its status')
+        wait_until(lambda: 'generation' in second.celtic_lb.output(), TIMEOUT, what='proxy 1')
+        time.sleep(1)
+        writes = [k for k, _ in lab.kube.patches[patches:] if k == 'default/both']
+        assert len(writes) == 1                       # the leader's, not one per proxy
+        assert 'became the status writer' not in second.celtic_lb.output()
+
+        lab.celtic_lb.stop()                          # the leader's proxy goes away
+        wait_until(lambda: 'became the status writer' in second.celtic_lb.output(),
+                   3 * 3 + TIMEOUT, 0.2, 'proxy 1 to take the Lease over')
+        assert lab.kube.leases['kube-system/celtic-lb']['spec']['holderIdentity'] == \
+            'lab-proxy-1'
+        lab.kube.put_service('both', [(18095, 18301), (18096, 18302)])
+        wait_until(lambda: len(ingress(lab, 'both')[0]['ports']) == 2, TIMEOUT,
+                   what='the new leader to write the status')
+    finally:
+        second.stop()
+        for name in ('celtic-lb.log', 'haproxy.log'):
+            if os.path.exists(os.path.join(second.dir, name)):
+                with open(os.path.join(second.dir, name), errors='replace') as f:
+                    sys.stderr.write('---- proxy 1 %s (tail)\n%s\n' % (name, f.read()[-3000:]))
+        lab.start_celtic_lb()
+    wait_until(lambda: 'listed' in lab.celtic_lb.output(), TIMEOUT, what='celtic-lb back')
+
+
 def test_deleting_services_removes_their_frontends(lab):
     for name in ('web2', 'mixed', 'mine', 'foreign', 'good', 'extra', 'late', 'squatted',
-                 'after', 'unsure', 'churn'):
+                 'after', 'unsure', 'churn', 'patient', 'both'):
         lab.kube.delete('services', name, 'default')
 
-    for port in (18081, 18082, 18085, 18087, 18088, 18089, 18090, 18091, 18092, 18093):
+    for port in (18081, 18082, 18085, 18087, 18088, 18089, 18090, 18091, 18092, 18093,
+                 18094, 18095, 18096):
         wait_until(lambda: refused(port), TIMEOUT, what='port %d to close' % port)
     assert 'listen ' not in lab.config()
     assert lab.haproxy.alive() and lab.celtic_lb.alive()

@@ -314,7 +314,8 @@ def settings(tmp_path):
             'reserved_ports': [22, 2224], 'bind_address': '10.0.0.100',
             'ingress_address': '203.0.113.10', 'node_name': 'proxy-0', 'resync_seconds': 600,
             'debounce_seconds': 0, 'node_health_port': 10256, 'reload_confirm_seconds': 0.2,
-            'reload_min_interval': 0, 'hard_stop_after': '10m'}
+            'reload_min_interval': 0, 'hard_stop_after': '10m', 'lease_seconds': 15,
+            'lease_namespace': 'kube-system', 'lease_name': 'celtic-lb'}
 
 
 class FakeHAProxy(lb.HAProxy):
@@ -471,6 +472,7 @@ def controller(settings):
     kube = RecordingKube()
     ctl = lb.Controller(settings, kube)
     ctl.haproxy = FakeHAProxy(settings)
+    ctl.leader.leading = True
     ctl.nodes.items = {'/m-1': node('m-1', '10.0.0.11'), '/m-2': node('m-2', '10.0.0.12')}
 
     def set_services(*services):
@@ -613,6 +615,89 @@ def test_a_resolved_refusal_is_reported_again_if_it_comes_back(controller):
     ctl.set_services(udp)
     ctl.reconcile()
     assert [c[2]['reason'] for c in kube.of('POST')].count('UnsupportedProtocol') == 2
+
+
+def test_only_the_leader_writes_status(controller):
+    ctl, kube = controller
+    ctl.leader.leading = False
+    ctl.set_services(svc('web', [(80, 30001)]))
+    ctl.reconcile()
+    assert kube.of('PATCH') == [] and [c[2]['reason'] for c in kube.of('POST')] == [
+        'EnsuredLoadBalancer']
+
+
+class LeaseKube:
+    """One Lease with resourceVersion checks, as the apiserver keeps it."""
+
+    def __init__(self):
+        self.lease, self.version = None, 0
+
+    def request(self, method, path, body=None, ctype=None):
+        if method == 'GET':
+            if self.lease is None:
+                raise lb.ApiError(404, 'not found')
+            return json.loads(json.dumps(self.lease))
+        if method == 'POST' and self.lease is not None:
+            raise lb.ApiError(409, 'exists')
+        if method == 'PUT' and body['metadata'].get('resourceVersion') != \
+                self.lease['metadata']['resourceVersion']:
+            raise lb.ApiError(409, 'conflict')
+        self.version += 1
+        self.lease = dict(body, metadata=dict(body['metadata'], resourceVersion=str(self.version)))
+        return self.lease
+
+
+def test_one_lease_holder_and_a_takeover_once_it_stops_renewing(monkeypatch):
+    import threading
+    kube, clock = LeaseKube(), [1000.0]
+    monkeypatch.setattr(lb.time, 'monotonic', lambda: clock[0])
+    cfg = {'node_name': 'p-0', 'lease_seconds': 15, 'lease_namespace': 'kube-system',
+           'lease_name': 'celtic-lb'}
+    one = lb.Leader(kube, cfg, threading.Event())
+    two = lb.Leader(kube, dict(cfg, node_name='p-1'), threading.Event())
+    one.attempt()
+    two.attempt()
+    assert (one.leading, two.leading) == (True, False)
+    clock[0] += 5
+    one.attempt()                       # renews: p-1 sees it change
+    clock[0] += 10
+    two.attempt()
+    assert not two.leading
+    clock[0] += 16                      # p-0 stopped renewing a whole duration ago
+    two.attempt()
+    assert two.leading and kube.lease['spec']['holderIdentity'] == 'p-1'
+    assert kube.lease['spec']['leaseTransitions'] == 1
+    one.attempt()
+    assert not one.leading
+
+
+def test_a_throttled_request_waits_as_told_and_is_retried(monkeypatch):
+    import threading
+    k = lb.Kube.__new__(lb.Kube)
+    k.conn, k.lock = None, threading.Lock()
+    answers = [lb.ApiError(429, 'slow down', 2.0), {'ok': True}]
+    sleeps = []
+
+    class Conn:
+        def close(self):
+            pass
+
+    def send(conn, method, path, body, ctype):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+
+        class Resp:
+            will_close = False
+
+            def read(self):
+                return json.dumps(answer).encode()
+        return Resp()
+    monkeypatch.setattr(k, '_connect', lambda timeout: Conn(), raising=False)
+    monkeypatch.setattr(k, '_send', send, raising=False)
+    monkeypatch.setattr(lb.time, 'sleep', sleeps.append)
+    assert k.request('GET', '/api/v1/services') == {'ok': True} and sleeps == [2.0]
+    assert lb._retry_after('abc') == 1.0 and lb._retry_after('600') == 30.0
 
 
 # ---- watching ------------------------------------------------------------------------

@@ -79,6 +79,10 @@ DEFAULTS = {
     'reload_min_interval': 1.0,
     # old workers (holding long connections) are stopped this long after a reload
     'hard_stop_after': '10m',
+    # only the holder of this Lease writes Service status
+    'lease_namespace': 'kube-system',
+    'lease_name': 'celtic-lb',
+    'lease_seconds': 15,
 }
 GENERATION = '@@celtic-lb-generation@@'
 
@@ -359,9 +363,17 @@ def _normal_ingress(ingress) -> list:
 # Kubernetes API
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after: float | None = None):
         super().__init__('HTTP %d: %s' % (status, message))
-        self.status = status
+        self.status, self.retry_after = status, retry_after
+
+
+def _retry_after(value) -> float:
+    """Seconds of a Retry-After header (1 to 30; 1 when absent or not a number)."""
+    try:
+        return min(max(float(value), 1.0), 30.0)
+    except (TypeError, ValueError):
+        return 1.0
 
 
 class Kube:
@@ -375,6 +387,8 @@ class Kube:
         # authority key id): the chain and the address are still verified
         self.tls.verify_flags &= ~getattr(ssl, 'VERIFY_X509_STRICT', 0)
         self.tls.load_cert_chain(cert, key)
+        self.conn: http.client.HTTPSConnection | None = None
+        self.lock = threading.Lock()
 
     def _connect(self, timeout: float) -> http.client.HTTPSConnection:
         conn = http.client.HTTPSConnection(self.host, self.port, context=self.tls, timeout=timeout)
@@ -399,15 +413,43 @@ class Kube:
                 text = json.loads(text).get('message', text)
             except ValueError:
                 pass
-            raise ApiError(resp.status, text[:300])
+            raise ApiError(resp.status, text[:300], _retry_after(resp.getheader('Retry-After'))
+                           if resp.status == 429 else None)
         return resp
 
     def request(self, method: str, path: str, body=None, ctype='application/json') -> dict:
-        conn = self._connect(30)
-        try:
-            return json.loads(self._send(conn, method, path, body, ctype).read() or b'{}')
-        finally:
-            conn.close()
+        """One request on a kept-alive connection (hundreds of status writes after a
+        start do not each pay a TLS handshake), reconnecting once if it went stale."""
+        for attempt in range(3):
+            with self.lock:
+                try:
+                    if self.conn is None:
+                        self.conn = self._connect(30)
+                    resp = self._send(self.conn, method, path, body, ctype)
+                    data = resp.read()
+                    if resp.will_close:
+                        self._drop()
+                    return json.loads(data or b'{}')
+                except ApiError as exc:
+                    self._drop()
+                    # a throttling apiserver (429) says when to come back: do, twice at most
+                    if exc.status != 429 or attempt == 2:
+                        raise
+                    wait = exc.retry_after
+                except (OSError, http.client.HTTPException):
+                    # a kept-alive connection the server closed: once more on a new one
+                    self._drop()
+                    if attempt:
+                        raise
+                    continue
+            LOG.info('%s %s: throttled, retrying in %.0fs', method, path, wait)
+            time.sleep(wait)
+        raise AssertionError('unreachable')
+
+    def _drop(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def watch(self, path: str, version: str, timeout: int):
         """Yield watch events from `version` until the server ends the stream."""
@@ -472,6 +514,17 @@ class Watcher(threading.Thread):
                 if isinstance(exc, ApiError) and exc.status == 410:
                     LOG.info('%s watch expired: listing again', self.kind)
                     continue
+                if isinstance(exc, ApiError) and exc.status == 504:
+                    # an apiserver behind the version we hold (another one behind the VIP)
+                    LOG.info('%s watch: the apiserver is behind our version (%s): listing '
+                             'again', self.kind, exc)
+                    time.sleep(1)
+                    continue
+                if isinstance(exc, ApiError) and exc.status == 429:
+                    LOG.info('%s list/watch throttled: retrying in %.0fs', self.kind,
+                             exc.retry_after)
+                    time.sleep(exc.retry_after)
+                    continue
                 LOG.warning('%s list/watch failed (%s), retrying in %.0fs',
                             self.kind, exc, backoff)
                 time.sleep(backoff * random.uniform(0.8, 1.2))
@@ -486,6 +539,92 @@ class Watcher(threading.Thread):
             if kind in ('ADDED', 'MODIFIED', 'DELETED'):
                 self._put(obj, deleted=kind == 'DELETED')
         return version
+
+
+class Leader(threading.Thread):
+    """Which proxy writes Service status: the holder of a coordination.k8s.io Lease.
+
+    Every proxy configures its own HAProxy and records its own Events; only the holder
+    patches status, so two proxies never fight over it. The holder renews the Lease every
+    third of its duration; another takes it over when it has not changed for a whole
+    duration as this process measured it (its own clock, not the holder's). Without the
+    RBAC for Leases (an older manifest) every proxy writes status, as before."""
+
+    def __init__(self, kube: Kube, cfg: dict, wake: threading.Event):
+        super().__init__(name='leader', daemon=True)
+        self.kube, self.wake = kube, wake
+        self.identity = cfg['node_name']
+        self.duration = int(cfg['lease_seconds'])
+        self.path = '/apis/coordination.k8s.io/v1/namespaces/%s/leases' % cfg['lease_namespace']
+        self.name = cfg['lease_name']
+        self.leading = False
+        self.observed: tuple | None = None      # (resourceVersion, monotonic time seen)
+
+    @staticmethod
+    def _now() -> str:
+        return time.strftime('%Y-%m-%dT%H:%M:%S.000000Z', time.gmtime())
+
+    def _set(self, leading: bool, why: str):
+        if leading != self.leading:
+            LOG.info('%s the status writer (Lease %s): %s', 'became' if leading else 'no longer',
+                     self.name, why)
+            self.leading = leading
+            self.wake.set()
+
+    def attempt(self):
+        try:
+            lease = self.kube.request('GET', '%s/%s' % (self.path, self.name))
+        except ApiError as exc:
+            if exc.status == 403:
+                return self._set(True, 'no permission on Leases (HTTP 403): every proxy '
+                                 'writes status')
+            if exc.status != 404:
+                raise
+            body = {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+                    'metadata': {'name': self.name},
+                    'spec': {'holderIdentity': self.identity,
+                             'leaseDurationSeconds': self.duration, 'acquireTime': self._now(),
+                             'renewTime': self._now(), 'leaseTransitions': 0}}
+            try:
+                self.kube.request('POST', self.path, body)
+            except ApiError as exc:
+                if exc.status == 409:
+                    return self._set(False, 'another proxy created it first')
+                raise
+            return self._set(True, 'created it')
+        spec, meta = lease.get('spec') or {}, lease.get('metadata') or {}
+        version = meta.get('resourceVersion')
+        if not self.observed or self.observed[0] != version:
+            self.observed = (version, time.monotonic())
+        holder = spec.get('holderIdentity')
+        duration = int(spec.get('leaseDurationSeconds') or self.duration)
+        expired = time.monotonic() - self.observed[1] > duration
+        if holder not in (self.identity, None, '') and not expired:
+            return self._set(False, 'held by %s' % holder)
+        spec = dict(spec, holderIdentity=self.identity, leaseDurationSeconds=self.duration,
+                    renewTime=self._now())
+        if holder != self.identity:
+            spec['acquireTime'] = self._now()
+            spec['leaseTransitions'] = int(spec.get('leaseTransitions') or 0) + 1
+        try:
+            self.kube.request('PUT', '%s/%s' % (self.path, self.name), dict(lease, spec=spec))
+        except ApiError as exc:
+            if exc.status == 409:
+                return self._set(False, 'another proxy wrote it first')
+            raise
+        self._set(True, 'renewed' if holder == self.identity else 'took it over from %s'
+                  % (holder or 'nobody'))
+
+    def run(self):
+        while True:
+            try:
+                self.attempt()
+            except (OSError, ValueError, ApiError, http.client.HTTPException) as exc:
+                # an API that cannot be reached: stop writing before another proxy may start
+                LOG.warning('Lease %s: %s', self.name, exc)
+                if self.observed and time.monotonic() - self.observed[1] > self.duration:
+                    self._set(False, 'could not renew it')
+            time.sleep(max(1.0, self.duration / 3.0) * random.uniform(0.9, 1.1))
 
 
 # --------------------------------------------------------------------------------------
@@ -645,13 +784,16 @@ class HAProxy:
     def save_server_state(self, text: str):
         """Carry health-check and maintenance states over the reload to `text`
         (load-server-state-from-file), only for servers `text` has at the same address
-        and port: HAProxy would otherwise restore the saved address over a new one."""
+        and port (HAProxy would otherwise restore the saved address over a new one) and
+        that check for themselves (the node checks, Local Services): a few hundred lines
+        rather than one per Service and node, which the new worker would have to load."""
         servers, section = set(), None
         for line in text.splitlines():
             words = line.split()
             if len(words) >= 2 and words[0] in ('listen', 'backend'):
                 section = words[1]
-            elif len(words) >= 3 and words[0] == 'server' and section:
+            elif len(words) >= 3 and words[0] == 'server' and section and 'track' not in words:
+                # a server that tracks another takes its state from it: nothing to carry
                 address, _, port = words[2].rpartition(':')
                 servers.add((section, words[1], address.replace('ipv6@', ''), port))
         try:
@@ -703,11 +845,13 @@ class Controller:
         self.services = Watcher(kube, 'services', '/api/v1/services', self.wake, resync)
         self.nodes = Watcher(kube, 'nodes', '/api/v1/nodes', self.wake, resync)
         self.haproxy = HAProxy(cfg)
+        self.leader = Leader(kube, cfg, self.wake)
         self.reported: set = set()
         self.backends: tuple | None = None
         self.maint: dict[str, str] = {}            # node -> runtime state last applied
 
     def run(self):
+        self.leader.start()
         self.services.start()
         self.nodes.start()
         while not self.stop.is_set():
@@ -761,8 +905,8 @@ class Controller:
         by_key = {service_key(s): s for s in all_services}
         our_keys = {service_key(s) for s in ours}
         for key, svc in by_key.items():
-            if key in pending:
-                continue        # written once a reload is confirmed to serve it
+            if key in pending or not self.leader.leading:
+                continue        # written once a reload is confirmed to serve it, by the leader
             if key in our_keys:
                 self._write_status(svc, [r for r in refusals if r.key == key], key in served)
             elif (svc.get('spec') or {}).get('type') != 'LoadBalancer':
