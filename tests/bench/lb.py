@@ -180,8 +180,8 @@ def run(workdir: str) -> dict:
         return {'checks': checks, 'flap_reloads': flap_reloads, 'flaps_seen': seen,
                 'reconfigure': statistics.median(latencies), 'failed': load.failed,
                 'requests': load.ok + load.failed, 'change_reloads': change_reloads,
-                'slowest': max(latencies), 'first': first, 'statuses': statuses, 'failures': load.failures[:5],
-                'phases': phases}
+                'slowest': max(latencies), 'first': first, 'statuses': statuses,
+                'failures': load.failures[:5], 'phases': phases}
     finally:
         lab.stop()
         listeners.stop()
@@ -202,7 +202,8 @@ def main() -> int:
         'across %d change reloads and %d node flaps (maintenance applied %d times); slowest '
         'change %.3f s; checks per '
         'Service and node, as before, would be about %d/s%s)\n' % (
-            SERVICES, NODES, result['first'], result['statuses'], result['requests'], result['change_reloads'],
+            SERVICES, NODES, result['first'], result['statuses'], result['requests'],
+            result['change_reloads'],
             FLAPS, result['flaps_seen'], result['slowest'], SERVICES * NODES / 2,
             '; first failures: %s' % result['failures'] if result['failures'] else ''))
     return 0

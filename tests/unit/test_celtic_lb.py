@@ -274,10 +274,10 @@ def test_status_patch_names_the_proxy_address_and_the_refused_ports():
     service = svc('x', [(80, 30080), (53, 30053, 'UDP')])
     _, refusals = lb.allocate([service], [])
     body = lb.status_patch('203.0.113.10', service['spec']['ports'], refusals, True)
-    assert body == {'status': {'loadBalancer': {'ingress': [{'ip': '203.0.113.10',
-                                                             'ipMode': 'Proxy', 'ports': [
-        {'port': 80, 'protocol': 'TCP'},
-        {'port': 53, 'protocol': 'UDP', 'error': 'celtic.io/UnsupportedProtocol'}]}]}}}
+    ports = [{'port': 80, 'protocol': 'TCP'},
+             {'port': 53, 'protocol': 'UDP', 'error': 'celtic.io/UnsupportedProtocol'}]
+    assert body == {'status': {'loadBalancer': {'ingress': [
+        {'ip': '203.0.113.10', 'ipMode': 'Proxy', 'ports': ports}]}}}
 
 
 def test_status_patch_without_frontend_removes_the_ingress():
