@@ -700,6 +700,28 @@ def test_a_throttled_request_waits_as_told_and_is_retried(monkeypatch):
     assert lb._retry_after('abc') == 1.0 and lb._retry_after('600') == 30.0
 
 
+def test_renewed_certificate_files_are_used_by_the_next_connection(tmp_path, monkeypatch):
+    files = [tmp_path / n for n in ('ca.crt', 'lb.crt', 'lb.key')]
+    for f in files:
+        f.write_text('x')
+    loads = []
+
+    def context(self):
+        loads.append(1)
+        self.stamp = self._stamp()
+        return 'context %d' % len(loads)
+    monkeypatch.setattr(lb.Kube, '_context', context)
+    monkeypatch.setattr(lb.http.client.HTTPSConnection, 'connect', lambda self: None)
+    kube = lb.Kube('https://192.0.2.1:6443', *[str(f) for f in files])
+    with pytest.raises(AttributeError):          # no socket: connect() was stubbed
+        kube._connect(1)
+    assert kube.tls == 'context 1'
+    os.utime(files[1], ns=(1, 1))
+    with pytest.raises(AttributeError):
+        kube._connect(1)
+    assert kube.tls == 'context 2'
+
+
 # ---- watching ------------------------------------------------------------------------
 
 class ScriptedKube:

@@ -382,15 +382,38 @@ class Kube:
     def __init__(self, url: str, ca: str, cert: str, key: str):
         parts = urllib.parse.urlsplit(url)
         self.host, self.port = parts.hostname, parts.port or 443
-        self.tls = ssl.create_default_context(cafile=ca)
-        # Python >= 3.13 adds strict RFC 5280 checks that older CAs fail (a missing
-        # authority key id): the chain and the address are still verified
-        self.tls.verify_flags &= ~getattr(ssl, 'VERIFY_X509_STRICT', 0)
-        self.tls.load_cert_chain(cert, key)
+        self.files = (ca, cert, key)
+        self.stamp = None
+        self.tls = self._context()
         self.conn: http.client.HTTPSConnection | None = None
         self.lock = threading.Lock()
 
+    def _stamp(self):
+        try:
+            return tuple(os.stat(f).st_mtime_ns for f in self.files)
+        except OSError:
+            return self.stamp
+
+    def _context(self) -> ssl.SSLContext:
+        """A TLS context from the files as they are now (renewed certificates are
+        picked up by the next connection, without a restart)."""
+        ca, cert, key = self.files
+        tls = ssl.create_default_context(cafile=ca)
+        # Python >= 3.13 adds strict RFC 5280 checks that older CAs fail (a missing
+        # authority key id): the chain and the address are still verified
+        tls.verify_flags &= ~getattr(ssl, 'VERIFY_X509_STRICT', 0)
+        tls.load_cert_chain(cert, key)
+        self.stamp = self._stamp()
+        return tls
+
     def _connect(self, timeout: float) -> http.client.HTTPSConnection:
+        if self._stamp() != self.stamp:
+            try:
+                self.tls = self._context()
+                LOG.info('loaded the renewed certificate files')
+            except (OSError, ssl.SSLError) as exc:
+                LOG.warning('renewed certificate files unusable (%s): keeping the old ones',
+                            exc)
         conn = http.client.HTTPSConnection(self.host, self.port, context=self.tls, timeout=timeout)
         conn.connect()
         # notice a vanished API VIP holder within about a minute, even on a quiet watch
