@@ -670,6 +670,7 @@ class HAProxy:
         self.retry_at = 0.0                        # no new reload attempt before (monotonic)
         self.reloaded_at = 0.0                     # the last confirmed reload (monotonic)
         self.confirmed_reloads = 0
+        self.check_seconds = 0.0
 
     def render(self, sections: dict) -> str:
         return render_config(self.template, [sections[k] for k in sorted(sections)], self.cfg,
@@ -707,7 +708,9 @@ class HAProxy:
             return self.last[1]
         self.nodes = nodes
         good, rejected = dict(wanted), {}
+        started = time.monotonic()
         problem = self.check(self.render(good))
+        self.check_seconds = time.monotonic() - started
         if problem:
             # find the Services that break the config; the others still get their change
             good = {k: v for k, v in wanted.items() if self.installed.get(k) == v}
@@ -756,6 +759,7 @@ class HAProxy:
         if time.monotonic() < self.retry_at:
             return False
         self.retry_at = time.monotonic() + 30
+        started = time.monotonic()
         if not self.reload(text):
             return False
         if wanted is None:
@@ -766,7 +770,9 @@ class HAProxy:
             if running == wanted:
                 self.retry_at, self.reloaded_at = 0.0, time.monotonic()
                 self.confirmed_reloads += 1
-                LOG.info('reloaded HAProxy: generation %s serves', wanted)
+                LOG.info('reloaded HAProxy: generation %s serves (haproxy -c %.2f s, reload '
+                         'until served %.2f s)', wanted, self.check_seconds,
+                         time.monotonic() - started)
                 return True
             time.sleep(0.02)
         LOG.error('HAProxy did not take the new configuration (generation %s; it still runs '
@@ -819,8 +825,11 @@ class HAProxy:
                 # a server that tracks another takes its state from it: nothing to carry
                 address, _, port = words[2].rpartition(':')
                 servers.add((section, words[1], address.replace('ipv6@', ''), port))
+        backends = sorted({section for section, _, _, _ in servers})
         try:
-            lines = '\n'.join(self.runtime(['show servers state'])).splitlines()
+            # only those backends: not a line per Service and node to dump and filter
+            answers = self.runtime(['show servers state %s' % b for b in backends])
+            lines = '\n'.join(answers).splitlines()
         except OSError as exc:
             LOG.debug('no server state saved: %s', exc)
             return
@@ -828,9 +837,10 @@ class HAProxy:
         kept = []
         for line in lines:
             fields = dict(zip(names, line.split()))
-            if line.startswith('#') or len(line.split()) == 1 or (
-                    (fields.get('be_name'), fields.get('srv_name'), fields.get('srv_addr'),
-                     fields.get('srv_port')) in servers):
+            if (line.startswith('#') or len(line.split()) == 1) and line not in kept:
+                kept.append(line)           # the version and the header, once
+            elif (fields.get('be_name'), fields.get('srv_name'), fields.get('srv_addr'),
+                  fields.get('srv_port')) in servers:
                 kept.append(line)
         try:
             with open(self.cfg['server_state_file'], 'w') as f:
