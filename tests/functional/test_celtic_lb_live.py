@@ -246,11 +246,12 @@ def test_status_waits_for_a_confirmed_reload_and_a_restart_does_not_lose_it(lab)
         lab.kube.put_service('unsure', [(18092, 18306)])
         wait_until(lambda: 'svc_default_unsure_18092' in lab.config(), TIMEOUT,
                    what='the configuration file to serve it')
-        wait_until(lambda: 'did not take the new configuration' in lab.celtic_lb.output(),
-                   TIMEOUT, what='celtic-lb to notice the reload did nothing')
+        time.sleep(1)                    # a status would be written by now
         assert refused(18092)
         assert not ingress(lab, 'unsure')
         assert not lab.kube.events_for('unsure', 'EnsuredLoadBalancer')
+        wait_until(lambda: 'did not take the new configuration' in lab.celtic_lb.output(),
+                   TIMEOUT, what='celtic-lb to notice the reload did nothing')
         # celtic-lb stops between writing the file and a reload that works
         lab.celtic_lb.stop()
     finally:
@@ -363,13 +364,28 @@ def test_two_instances_one_status_writer_and_a_takeover(lab, tmp_path):
     wait_until(lambda: 'listed' in lab.celtic_lb.output(), TIMEOUT, what='celtic-lb back')
 
 
+def test_source_ranges_are_enforced_by_haproxy_and_a_foreign_load_balancer_ip_refused(lab):
+    lab.kube.put_service('closed', [(18097, 18303)], loadBalancerSourceRanges=['10.0.0.0/8'])
+    lab.kube.put_service('open', [(18098, 18303)], loadBalancerSourceRanges=['127.0.0.0/8'])
+    lab.kube.put_service('elsewhere', [(18099, 18303)], loadBalancerIP='198.51.100.7')
+    served_by(lab, 18098, {'%s:18303' % n for n in NODES}, 'the Service open to 127/8')
+    wait_until(lambda: 'svc_default_closed_18097' in lab.config(), TIMEOUT, what='closed')
+    assert not refused(18097)                     # HAProxy listens ...
+    assert lb_lab.get(18097) is None              # ... and turns this client away
+    events = wait_until(lambda: lab.kube.events_for('elsewhere', 'LoadBalancerIPUnavailable'),
+                        TIMEOUT, what='a LoadBalancerIPUnavailable Event')
+    assert '198.51.100.7' in events[0]['message']
+    assert refused(18099) and not ingress(lab, 'elsewhere')
+
+
 def test_deleting_services_removes_their_frontends(lab):
     for name in ('web2', 'mixed', 'mine', 'foreign', 'good', 'extra', 'late', 'squatted',
-                 'after', 'unsure', 'churn', 'patient', 'both'):
+                 'after', 'unsure', 'churn', 'patient', 'both', 'closed', 'open',
+                 'elsewhere'):
         lab.kube.delete('services', name, 'default')
 
     for port in (18081, 18082, 18085, 18087, 18088, 18089, 18090, 18091, 18092, 18093,
-                 18094, 18095, 18096):
+                 18094, 18095, 18096, 18097, 18098):
         wait_until(lambda: refused(port), TIMEOUT, what='port %d to close' % port)
     assert 'listen ' not in lab.config()
     assert lab.haproxy.alive() and lab.celtic_lb.alive()
