@@ -76,6 +76,8 @@ class StackState:
     status: str
     reason: str
     outputs: Mapping[str, Any]
+    #: the stack's parameters as Heat shows them (hidden ones masked)
+    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def action(self) -> str:
@@ -208,6 +210,20 @@ class Heat:
         LOG.info('Heat stack %s update started (%s)', stack_id,
                  ', '.join(sorted(parameters)))
 
+    def replace(self, stack_id: str, request: StackRequest,
+                rollback: bool = False) -> None:
+        """Update a stack to a whole new request: its template, files, environments
+        and every parameter (parameters the new template lacks are dropped, which a
+        PATCH update cannot do)."""
+        kwargs = request.create_kwargs()
+        kwargs.pop('stack_name')
+        kwargs['disable_rollback'] = not rollback
+        try:
+            self.client.stacks.update(stack_id, **kwargs)
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'update of stack %s' % stack_id)
+        LOG.info('Heat stack %s update to a new template started', stack_id)
+
     def delete(self, stack_id: str | None) -> bool:
         """Start deleting a stack; False when there is no such stack."""
         if not stack_id:
@@ -262,7 +278,8 @@ class Heat:
         return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
                           status=stack.stack_status,
                           reason=getattr(stack, 'stack_status_reason', '') or '',
-                          outputs=values)
+                          outputs=values,
+                          parameters=dict(getattr(stack, 'parameters', None) or {}))
 
     def _outputs_of(self, path: str) -> dict[str, Any] | None:
         """The resolved outputs of a nested stack (``<name>/<id>``); None when gone."""
