@@ -300,7 +300,9 @@ class FakeHeat:
     def _get(self, stack: Stack, body: Any, context: Any) -> str:
         context.status_code = 200
         shown = {'id': stack.id, 'stack_name': stack.name, 'stack_status': stack.status,
-                 'stack_status_reason': stack.reason, 'parameters': {}, 'links': []}
+                 'stack_status_reason': stack.reason,
+                 # heat-api masks hidden ones; the driver only looks at the names
+                 'parameters': dict(stack.parameters), 'links': []}
         # heat-api leaves the outputs out when asked not to resolve them
         if self.calls[-1].resolves_outputs:
             shown['outputs'] = [{'output_key': k, 'output_value': v, 'description': k}
@@ -319,6 +321,14 @@ class FakeHeat:
         stack.status, stack.reason = 'UPDATE_IN_PROGRESS', 'Stack UPDATE started'
         context.status_code = 202
         return ''
+
+    def _put(self, stack: Stack, body: dict, context: Any) -> str:
+        """A whole-stack update: a new template, files and every parameter."""
+        answer = self._patch(stack, {}, context)
+        if context.status_code == 202:
+            stack.parameters = dict(body.get('parameters') or {})
+            stack.request = body
+        return answer
 
     def _delete(self, stack: Stack, body: Any, context: Any) -> str:
         stack.status, stack.reason = 'DELETE_IN_PROGRESS', 'Stack DELETE started'
