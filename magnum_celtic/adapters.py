@@ -206,6 +206,17 @@ def check_stack_size(spec: spec_mod.ClusterSpec, minions: int | None = None) -> 
                 % (n, needed, limit, stack.max_minions(spec, limit)))
 
 
+def check_vendordata() -> None:
+    """Refuse to boot nodes that could get neither their secrets nor a way to report:
+    celtic-vendordata's [celtic_vendordata] public_url must be set."""
+    if not CONF.celtic_vendordata.public_url:
+        raise exception.InvalidParameterValue(
+            err='this Magnum is not set up for celtic clusters: celtic-vendordata, '
+                'which hands the nodes their secrets, has no public_url. Ask the '
+                'operator to run celtic-vendordata, register it with Nova and set '
+                '[celtic_vendordata] public_url in magnum.conf')
+
+
 def check_pool_size(count: int) -> None:
     """Refuse a nodegroup whose own stack would not fit max_resources_per_stack."""
     limit = CONF.celtic.heat_max_resources_per_stack
