@@ -165,6 +165,12 @@ def cluster_pki(context: Any, cluster: Any) -> pki.ClusterPKI:
                      magnum_cert.get_decrypted_private_key())
 
 
+def cluster_seed(context: Any, cluster: Any) -> bytes:
+    """The cluster's seed (pki), from Magnum's CA key alone: what a signal key needs."""
+    ca = cert_manager.get_cluster_ca_certificate(cluster, context)
+    return pki.seed_of(ca.get_decrypted_private_key(), cluster.uuid)
+
+
 def node_openstack_ca() -> str:
     """The CA bundle nodes trust when they report to Heat (may be empty)."""
     path = CONF.celtic.node_openstack_ca_file or CONF.drivers.openstack_ca_file

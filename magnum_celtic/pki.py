@@ -134,6 +134,11 @@ def signal_key(seed: bytes, instance_id: str) -> str:
                     hashlib.sha256).hexdigest()
 
 
+def seed_of(ca_key_pem: bytes | str, cluster_uuid: str) -> bytes:
+    """The seed every derived secret of the cluster comes from (ClusterPKI.seed)."""
+    return _seed(_text(ca_key_pem), cluster_uuid)
+
+
 def _seed(ca_key_pem: str, cluster_uuid: str) -> bytes:
     key = serialization.load_pem_private_key(ca_key_pem.encode(), password=None)
     der = key.private_bytes(serialization.Encoding.DER,
