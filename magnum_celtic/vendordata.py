@@ -415,13 +415,12 @@ class Application:
     """The WSGI application: keystonemiddleware in front of /v1/vendordata only (the
     signal relay is authenticated by its signature)."""
 
-    def __init__(self, service: Service | None = None, auth: Any = None):
+    def __init__(self, service: Service | None = None,
+                 auth_conf: Mapping[str, Any] | None = None):
+        from keystonemiddleware import auth_token
         self.service = service or Service()
-        if auth is None:
-            from keystonemiddleware import auth_token
-            auth = auth_token.AuthProtocol(self._vendordata,
-                                           {'oslo_config_config': CONF})
-        self._authenticated_vendordata = auth
+        self._authenticated_vendordata = auth_token.AuthProtocol(
+            self._vendordata, dict(auth_conf or {'oslo_config_config': CONF}))
 
     def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
         path = environ.get('PATH_INFO', '').rstrip('/')
