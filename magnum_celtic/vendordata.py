@@ -203,6 +203,14 @@ class ServerIndex:
                 self._entries.pop(next(iter(self._entries)))
             return entry
 
+    def known(self, stack_id: str, instance_id: str) -> Placement | None:
+        """What the last read of the tree says about the instance, reading nothing."""
+        with self._guard:
+            entry = self._entries.get(stack_id)
+        if entry is None or self.clock() - entry.read_at >= self.seconds:
+            return None
+        return entry.servers.get(instance_id)
+
     def find(self, stack_id: str, instance_id: str,
              read: Callable[[], list[Mapping[str, Any]] | None]) -> Placement | None:
         """Where ``instance_id`` is in the tree of ``stack_id`` (``read()`` lists it)."""
@@ -266,7 +274,12 @@ class Service:
         if not cluster.stack_id:
             raise Refused('cluster %s has no stack' % cluster.uuid)
         heat = adapters.heat_client(context, project_id=cluster.project_id)
-        for stack_id, name in self._stacks(cluster, pool):
+        stacks = self._stacks(cluster, pool)
+        for stack_id, _ in stacks:   # a signal: the tree vendordata read already
+            found = self.index.known(stack_id, instance_id)
+            if found:
+                return found
+        for stack_id, name in stacks:
             found = self.index.find(
                 stack_id, instance_id,
                 lambda: heat.resources(stack_id, name, nested_depth=NESTED_DEPTH))
@@ -337,6 +350,10 @@ class Service:
         except Refused as refusal:
             LOG.warning('signal of instance %s refused: %s', instance_id, refusal)
             return 401, {'error': 'unauthorized'}
+        except Exception as error:
+            LOG.warning('signal of instance %s not checked: %s: %s', instance_id,
+                        type(error).__name__, error)
+            return 503, {'error': 'not relayed, try again'}
         expected = 'sha256=' + hmac.new(key.encode(), body, 'sha256').hexdigest()
         if not hmac.compare_digest(expected.encode(), (signature or '').strip().encode()):
             LOG.warning('signal of instance %s refused: wrong signature', instance_id)
@@ -365,6 +382,10 @@ class Service:
         except heat_api.HeatError as error:
             LOG.warning('signal of instance %s not relayed: %s', instance_id, error)
             return 409, {'error': 'Heat did not take the signal'}
+        except Exception as error:  # the node retries; no traceback leaves the service
+            LOG.warning('signal of instance %s not relayed: %s: %s', instance_id,
+                        type(error).__name__, error)
+            return 503, {'error': 'not relayed, try again'}
         LOG.info('signal of instance %s (%s, %s) relayed to cluster %s', instance_id,
                  data['id'][:64], data['status'], cluster.uuid)
         return 202, {'status': 'relayed'}

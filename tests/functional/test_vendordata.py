@@ -186,3 +186,32 @@ def test_nova_asking_for_a_server_under_another_role_gets_nothing(magnum_lab, cl
     refused = demo.post(magnum_lab.vendordata_url + '/v1/vendordata', json=body,
                         raise_exc=False)
     assert refused.status_code == 403
+
+
+def test_heat_lists_a_server_of_another_projects_tree_by_physical_resource_id(
+        magnum_lab, cluster):
+    """What Heat 27 offers for finding a server's group: as Magnum's service user (admin),
+    a nested listing of another project's tree filtered by physical_resource_id answers
+    the server's row alone, with the link to the stack that holds it. celtic-vendordata
+    reads whole trees instead and keeps them (heat-engine builds every resource of each
+    stack it visits either way; see doc/security.md)."""
+    from heatclient import client as heat_client
+    from magnum_celtic import vendordata
+    server, _ = next(v for n, v in nodes(magnum_lab).items() if role_of(n) == 'master')
+    project = magnum_lab.session('demo').get_project_id()
+    admin = heat_client.Client('1', session=magnum_lab.session('magnum'),
+                               endpoint_override='http://127.0.0.1:%d/v1/%s' % (
+                                   magnum_lab.ports['heat'], project))
+    root = next(s for s in magnum_lab.heat('demo').stacks.list()
+                if s.stack_name.startswith('celtic-%s-' % NAME)
+                and not s.stack_name.endswith('-pool2'))
+    rows = admin.resources.list('%s/%s' % (root.stack_name, root.id),
+                                nested_depth=vendordata.NESTED_DEPTH,
+                                filters={'physical_resource_id': server['id']})
+    assert [(r.resource_name, r.resource_type) for r in rows] == [
+        ('server', 'OS::Nova::Server')]
+    holder = vendordata._link(rows[0].to_dict(), 'stack')
+    assert '-masters-' in holder[0], holder
+    whole = [r.to_dict() for r in admin.resources.list(
+        '%s/%s' % (root.stack_name, root.id), nested_depth=vendordata.NESTED_DEPTH)]
+    assert vendordata.placements(whole)[server['id']].role == 'master'

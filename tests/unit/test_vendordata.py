@@ -276,6 +276,13 @@ class VendordataTestCase(base.DriverTestCase):
         signal_calls = [c for c in self.heat.calls if c.path.endswith('/signal')]
         self.assertEqual({PROJECT}, {c.project for c in signal_calls})
 
+    def test_the_signal_of_a_node_vendordata_served_reads_no_tree_again(self):
+        self.ask('gpu-0', 'minion', pool='gpu')
+        self.assertEqual(202, self.signal('gpu-0')[0])
+        listings = [c.path for c in self.heat.calls if c.path.endswith('/resources')]
+        self.assertEqual(['celtic-k1-5d12f6fd-gpu/%s/resources' % self.nodegroup(
+            self.cluster, 'gpu').stack_id], listings)
+
     def test_a_wrong_signature_is_401_and_nothing_reaches_heat(self):
         wrong = pki.signal_key(self.pki.seed, 'master-1')
         self.assertEqual((401, {'error': 'unauthorized'}),
