@@ -29,6 +29,7 @@ import base64
 import json
 import os
 import threading
+import time
 from typing import Any
 
 from oslo_config import cfg
@@ -102,6 +103,18 @@ def vendor_data(body: dict) -> dict[str, Any]:
         LOG.warning('vendordata target %s failed for instance %s: %s', TARGET,
                     body.get('instance-id'), type(error).__name__)
         return {}
+
+
+def in_background(name: str, delay: float, work: Any) -> threading.Thread:
+    """Run work after delay seconds in a thread of its own (a guest reading its
+    metadata while it boots)."""
+    def body():
+        if delay:
+            time.sleep(delay)
+        work()
+    thread = threading.Thread(target=body, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def write(node_dir: str, document: dict[str, Any]) -> str:

@@ -170,12 +170,15 @@ class StandInServer(StandIn, server.Server):
         address = self._first_address(handle['id']) or ''
 
         def boot():
-            # what the guest's first metadata read makes Nova do, then cloud-init
+            # what the guest's first metadata read makes Nova do (every guest at once,
+            # not in the node slots, which stand for the nodes' own CPUs), then cloud-init
             metadata.write(root, metadata.vendor_data(body))
-            node.run(root, handle['name'], handle['id'], address, user_data, behaviour,
-                     cfg.CONF.celtic_lab.node_signal_attempts)
-        node.in_background('lab-node-%s' % handle['name'],
-                           float(behaviour.get('configure_seconds') or 0), boot)
+            node.in_background(
+                'lab-node-%s' % handle['name'], 0,
+                lambda: node.run(root, handle['name'], handle['id'], address, user_data,
+                                 behaviour, cfg.CONF.celtic_lab.node_signal_attempts))
+        metadata.in_background('lab-metadata-%s' % handle['name'],
+                               float(behaviour.get('configure_seconds') or 0), boot)
         return True
 
     # attributes -----------------------------------------------------------------
