@@ -97,6 +97,7 @@ class Driver(driver.Driver):
         if cluster_create_timeout:
             spec = _with_timeout(spec, cluster_create_timeout)
         adapters.check_stack_size(spec)
+        adapters.check_vendordata()
         request = stack.cluster_request(
             spec, adapters.cluster_pki(context, cluster), adapters.template_set(),
             CONF.celtic.create_timeout, adapters.node_openstack_ca(),
@@ -299,6 +300,7 @@ class Driver(driver.Driver):
         except spec_mod.SpecError as error:
             raise exception.InvalidParameterValue(err=str(error))
         adapters.check_pool_size(pool.count)
+        adapters.check_vendordata()
         heat = adapters.heat_client(context)
         try:
             outputs = adapters.outputs_or_fail(heat.get(cluster.stack_id),

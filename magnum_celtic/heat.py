@@ -296,3 +296,31 @@ class Heat:
         if state is None or state.status.endswith('_IN_PROGRESS'):
             return state
         return self.get(state.id, state.name or name, outputs=True)
+
+    def resources(self, stack_id: str, name: str | None = None,
+                  nested_depth: int = 0) -> list[dict[str, Any]] | None:
+        """One resource listing of a stack tree (rows as heat-api returns them, with
+        their ``links``); None when the stack does not exist. By ``<name>/<id>`` when
+        the name is known (no redirect), by id when that name does not match."""
+        paths = (['%s/%s' % (name, stack_id)] if name else []) + [stack_id]
+        for path in paths:
+            try:
+                rows = self.client.resources.list(path, nested_depth=nested_depth)
+                return [row.to_dict() for row in rows]
+            except heat_exc.HTTPNotFound:
+                continue
+            except (heat_exc.HTTPException, *_TRANSIENT) as error:
+                raise _translate(error, 'resource list of stack %s' % stack_id)
+        return None
+
+    def signal(self, stack_name: str, stack_id: str, resource_name: str,
+               data: Mapping[str, Any]) -> bool:
+        """Signal a resource (a wait condition handle); False when it is gone."""
+        try:
+            self.client.resources.signal('%s/%s' % (stack_name, stack_id),
+                                         resource_name, data=dict(data))
+        except heat_exc.HTTPNotFound:
+            return False
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'signal of %s in stack %s' % (resource_name, stack_id))
+        return True

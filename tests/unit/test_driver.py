@@ -187,6 +187,14 @@ class CreateClusterTest(base.DriverTestCase):
         self.assertIn('max_resources_per_stack', reason)
         self.assertEqual([], self.heat.calls)
 
+    def test_without_celtic_vendordata_no_cluster_is_created(self):
+        self.config(public_url=None, group='celtic_vendordata')
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        reason = self.reload().status_reason
+        self.assertIn('celtic-vendordata', reason)
+        self.assertIn('[celtic_vendordata] public_url', reason)
+        self.assertEqual([], self.heat.calls)
+
     def test_heat_unreachable_fails_the_create_saying_so(self):
         self.heat.unreachable()
         self.assertRaises(exception.MagnumException, self.create)
@@ -624,6 +632,16 @@ class NodeGroupTest(base.DriverTestCase):
                                   cluster, ng)
         self.assertIn("needs the cluster's Heat stack to be complete, it is "
                       "UPDATE_IN_PROGRESS", str(error))
+        self.assertEqual([], self.heat.calls_of('POST'))
+
+    def test_without_celtic_vendordata_no_nodegroup_is_created(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False)
+        self.config(public_url=None, group='celtic_vendordata')
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.create_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertIn('[celtic_vendordata] public_url', str(error))
         self.assertEqual([], self.heat.calls_of('POST'))
 
     def test_a_nodegroup_named_like_a_role_is_refused_before_heat(self):
