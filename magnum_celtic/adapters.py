@@ -165,6 +165,12 @@ def cluster_pki(context: Any, cluster: Any) -> pki.ClusterPKI:
                      magnum_cert.get_decrypted_private_key())
 
 
+def cluster_seed(context: Any, cluster: Any) -> bytes:
+    """The cluster's seed (pki), from Magnum's CA key alone: what a signal key needs."""
+    ca = cert_manager.get_cluster_ca_certificate(cluster, context)
+    return pki.seed_of(ca.get_decrypted_private_key(), cluster.uuid)
+
+
 def node_openstack_ca() -> str:
     """The CA bundle nodes trust when they report to Heat (may be empty)."""
     path = CONF.celtic.node_openstack_ca_file or CONF.drivers.openstack_ca_file
@@ -204,6 +210,17 @@ def check_stack_size(spec: spec_mod.ClusterSpec, minions: int | None = None) -> 
                 'and [celtic] heat_max_resources_per_stack in magnum.conf, or add '
                 'workers in another nodegroup, which has a stack of its own.'
                 % (n, needed, limit, stack.max_minions(spec, limit)))
+
+
+def check_vendordata() -> None:
+    """Refuse to boot nodes that could get neither their secrets nor a way to report:
+    celtic-vendordata's [celtic_vendordata] public_url must be set."""
+    if not CONF.celtic_vendordata.public_url:
+        raise exception.InvalidParameterValue(
+            err='this Magnum is not set up for celtic clusters: celtic-vendordata, '
+                'which hands the nodes their secrets, has no public_url. Ask the '
+                'operator to run celtic-vendordata, register it with Nova and set '
+                '[celtic_vendordata] public_url in magnum.conf')
 
 
 def check_pool_size(count: int) -> None:

@@ -12,7 +12,7 @@
 
 """magnum.conf options of the celtic driver.
 
-Three groups, registered at import time on Magnum's global CONF and listed for
+Four groups, registered at import time on Magnum's global CONF and listed for
 oslo-config-generator through the ``oslo.config.opts`` entry point:
 
 ``[heat_client]``
@@ -25,6 +25,10 @@ oslo-config-generator through the ``oslo.config.opts`` entry point:
 ``[celtic_cluster_labels]``
     Operator-wide label defaults: one option per label of the label table in
     :mod:`magnum_celtic.spec`; a cluster label overrides them.
+``[celtic_vendordata]``
+    celtic-vendordata, the service that hands nodes their secrets through Nova's
+    metadata service and relays their wait-condition signals to Heat
+    (:mod:`magnum_celtic.vendordata`).
 """
 
 from __future__ import annotations
@@ -95,6 +99,41 @@ celtic_opts = [
                     'Empty: the templates installed with the package.'),
 ]
 
+vendordata_group = cfg.OptGroup(
+    name='celtic_vendordata',
+    title='celtic-vendordata: node secrets through Nova, signals to Heat',
+    help='Register the service in nova.conf ([api] vendordata_providers = '
+         'StaticJSON,DynamicJSON and vendordata_dynamic_targets = '
+         'celtic@<url>/v1/vendordata); see doc/security.md.')
+
+vendordata_opts = [
+    cfg.HostAddressOpt('bind_host',
+                       default='0.0.0.0',
+                       help='Address celtic-vendordata listens on (celtic-vendordata '
+                            'command; under uWSGI or Apache the server binds).'),
+    cfg.PortOpt('bind_port',
+                default=9518,
+                help='Port celtic-vendordata listens on.'),
+    cfg.URIOpt('public_url',
+               schemes=['http', 'https'],
+               help='The URL nodes reach celtic-vendordata at (no trailing '
+                    '/v1): their wait-condition signals go to <public_url>/v1/'
+                    'signal. Required: the driver refuses to create clusters '
+                    'and nodegroups while it is unset, since no node could '
+                    'receive its secrets or report.'),
+    cfg.ListOpt('allowed_roles',
+                default=['admin', 'service'],
+                help='Keystone roles, one of which the token of a vendordata '
+                     'request must hold (Nova\'s [vendordata_dynamic_auth] '
+                     'user).'),
+    cfg.IntOpt('index_seconds',
+               default=300,
+               min=0,
+               help='How long the service keeps what it read from Heat about a '
+                    'stack\'s servers; a server it does not know yet makes it '
+                    'read the stack again at once.'),
+]
+
 cluster_labels_group = cfg.OptGroup(
     name='celtic_cluster_labels',
     title='Operator defaults for celtic cluster labels',
@@ -132,7 +171,8 @@ def register_opts(conf: cfg.ConfigOpts = CONF) -> None:
     for group, opts in ((heat_client_group, _missing(conf, heat_client_group,
                                                      heat_client_opts)),
                         (celtic_group, celtic_opts),
-                        (cluster_labels_group, cluster_label_opts)):
+                        (cluster_labels_group, cluster_label_opts),
+                        (vendordata_group, vendordata_opts)):
         conf.register_group(group)
         conf.register_opts(opts, group=group)
 
@@ -142,7 +182,8 @@ def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
     (on Magnum 2026.1, Magnum's own namespace lists [heat_client])."""
     groups = [(heat_client_group, own_heat_client_opts),
               (celtic_group, celtic_opts),
-              (cluster_labels_group, cluster_label_opts)]
+              (cluster_labels_group, cluster_label_opts),
+              (vendordata_group, vendordata_opts)]
     return [(group, opts) for group, opts in groups if opts]
 
 

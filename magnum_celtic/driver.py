@@ -97,6 +97,7 @@ class Driver(driver.Driver):
         if cluster_create_timeout:
             spec = _with_timeout(spec, cluster_create_timeout)
         adapters.check_stack_size(spec)
+        adapters.check_vendordata()
         request = stack.cluster_request(
             spec, adapters.cluster_pki(context, cluster), adapters.template_set(),
             CONF.celtic.create_timeout, adapters.node_openstack_ca(),
@@ -161,7 +162,7 @@ class Driver(driver.Driver):
         worker = cluster.default_ng_worker
         spec = adapters.cluster_spec(context, cluster)
         adapters.check_stack_size(spec, worker.node_count)
-        self._resize(context, cluster.stack_id, worker.node_count, (), worker.name,
+        self._resize(context, cluster, cluster.stack_id, worker.node_count, (), worker,
                      pool_stack=False, rollback=rollback)
         # Only once Heat took the update: on failure Magnum fails the cluster and
         # restores node_count, but would leave this status behind.
@@ -185,13 +186,18 @@ class Driver(driver.Driver):
         else:
             adapters.check_stack_size(adapters.cluster_spec(context, cluster),
                                       node_count)
-        self._resize(context, stack_id, node_count, nodes_to_remove or (),
-                     nodegroup.name, pool_stack=pool_stack)
+        self._resize(context, cluster, stack_id, node_count, nodes_to_remove or (),
+                     nodegroup, pool_stack=pool_stack)
 
-    def _resize(self, context, stack_id, count, nodes_to_remove, nodegroup_name,
+    def _resize(self, context, cluster, stack_id, count, nodes_to_remove, nodegroup,
                 pool_stack, rollback=False):
         """Re-render the pool's servers for ``count`` members (minus the nodes named)
-        and PATCH the stack with them and the new count."""
+        and PATCH the stack with them and the new count.
+
+        A stack an earlier release created (its secrets in Heat) gets this release's
+        whole template instead, its wait handles kept (doc/security.md, "A cluster
+        created by an older version")."""
+        nodegroup_name = nodegroup.name
         heat = adapters.heat_client(context)
         try:
             state = heat.get(stack_id)
@@ -214,9 +220,35 @@ class Driver(driver.Driver):
         parameters, files = stack.scale_request(adapters.template_set(), state.outputs,
                                                 count, nodes_to_remove, pool_stack)
         try:
-            heat.update(stack_id, parameters, rollback, files=files)
+            if stack.created_with_secrets(state.parameters):
+                request = stack.migration_request(
+                    self._legacy_request(context, cluster, nodegroup, pool_stack, heat),
+                    parameters, files)
+                LOG.info('cluster %s: stack %s was created with its secrets in Heat; '
+                         'this resize moves it to templates without them',
+                         cluster.uuid, stack_id)
+                heat.replace(stack_id, request, rollback)
+            else:
+                heat.update(stack_id, parameters, rollback, files=files)
         except heat_api.HeatError as error:
             raise _user_error(error)
+
+    def _legacy_request(self, context, cluster, nodegroup, pool_stack, heat):
+        """This release's whole request for a stack an earlier release created, its
+        wait handles staying HEAT_SIGNAL."""
+        spec = adapters.cluster_spec(context, cluster)
+        pki = adapters.cluster_pki(context, cluster)
+        if not pool_stack:
+            return stack.cluster_request(
+                spec, pki, adapters.template_set(), CONF.celtic.create_timeout,
+                adapters.node_openstack_ca(), openstack_insecure=CONF.celtic.node_insecure,
+                legacy_signals=True)
+        outputs = adapters.outputs_or_fail(heat.get(cluster.stack_id),
+                                           'nodegroup %s' % nodegroup.name)
+        return stack.pool_request(
+            spec, _pool(nodegroup, spec), pki, outputs, adapters.template_set(),
+            CONF.celtic.create_timeout, adapters.node_openstack_ca(),
+            openstack_insecure=CONF.celtic.node_insecure, legacy_signals=True)
 
     def _update(self, context, stack_id, parameters, rollback=False):
         try:
@@ -268,6 +300,7 @@ class Driver(driver.Driver):
         except spec_mod.SpecError as error:
             raise exception.InvalidParameterValue(err=str(error))
         adapters.check_pool_size(pool.count)
+        adapters.check_vendordata()
         heat = adapters.heat_client(context)
         try:
             outputs = adapters.outputs_or_fail(heat.get(cluster.stack_id),

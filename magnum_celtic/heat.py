@@ -76,6 +76,8 @@ class StackState:
     status: str
     reason: str
     outputs: Mapping[str, Any]
+    #: the stack's parameters as Heat shows them (hidden ones masked)
+    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def action(self) -> str:
@@ -208,6 +210,20 @@ class Heat:
         LOG.info('Heat stack %s update started (%s)', stack_id,
                  ', '.join(sorted(parameters)))
 
+    def replace(self, stack_id: str, request: StackRequest,
+                rollback: bool = False) -> None:
+        """Update a stack to a whole new request: its template, files, environments
+        and every parameter (parameters the new template lacks are dropped, which a
+        PATCH update cannot do)."""
+        kwargs = request.create_kwargs()
+        kwargs.pop('stack_name')
+        kwargs['disable_rollback'] = not rollback
+        try:
+            self.client.stacks.update(stack_id, **kwargs)
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'update of stack %s' % stack_id)
+        LOG.info('Heat stack %s update to a new template started', stack_id)
+
     def delete(self, stack_id: str | None) -> bool:
         """Start deleting a stack; False when there is no such stack."""
         if not stack_id:
@@ -262,7 +278,8 @@ class Heat:
         return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
                           status=stack.stack_status,
                           reason=getattr(stack, 'stack_status_reason', '') or '',
-                          outputs=values)
+                          outputs=values,
+                          parameters=dict(getattr(stack, 'parameters', None) or {}))
 
     def _outputs_of(self, path: str) -> dict[str, Any] | None:
         """The resolved outputs of a nested stack (``<name>/<id>``); None when gone."""
@@ -279,3 +296,31 @@ class Heat:
         if state is None or state.status.endswith('_IN_PROGRESS'):
             return state
         return self.get(state.id, state.name or name, outputs=True)
+
+    def resources(self, stack_id: str, name: str | None = None,
+                  nested_depth: int = 0) -> list[dict[str, Any]] | None:
+        """One resource listing of a stack tree (rows as heat-api returns them, with
+        their ``links``); None when the stack does not exist. By ``<name>/<id>`` when
+        the name is known (no redirect), by id when that name does not match."""
+        paths = (['%s/%s' % (name, stack_id)] if name else []) + [stack_id]
+        for path in paths:
+            try:
+                rows = self.client.resources.list(path, nested_depth=nested_depth)
+                return [row.to_dict() for row in rows]
+            except heat_exc.HTTPNotFound:
+                continue
+            except (heat_exc.HTTPException, *_TRANSIENT) as error:
+                raise _translate(error, 'resource list of stack %s' % stack_id)
+        return None
+
+    def signal(self, stack_name: str, stack_id: str, resource_name: str,
+               data: Mapping[str, Any]) -> bool:
+        """Signal a resource (a wait condition handle); False when it is gone."""
+        try:
+            self.client.resources.signal('%s/%s' % (stack_name, stack_id),
+                                         resource_name, data=dict(data))
+        except heat_exc.HTTPNotFound:
+            return False
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'signal of %s in stack %s' % (resource_name, stack_id))
+        return True

@@ -29,6 +29,11 @@ bytes and never replaces a node or locks one out:
 
 The service-account signing key is the admin client certificate's key: Magnum keeps it
 for the life of the cluster.
+
+Which node gets which secret is decided here too, once: :func:`role_secrets` maps each
+role to the files it finds under ``/etc/celtic/secrets/`` (celtic-vendordata serves
+them, the lab checks them). :func:`signal_key` derives the per-node key a node signs
+its wait-condition signal with, so that nothing needs to be stored for it.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class ClusterPKI:
     master_ha_secret: str
     proxy_ha_secret: str
     lb_client: CertPair
+    #: the HMAC key every derived secret comes from (never printed)
+    seed: bytes = dataclasses.field(default=b'', repr=False)
 
 
 def _text(value: bytes | str) -> str:
@@ -88,7 +95,48 @@ def build(cluster_uuid: str, ca: CertPair, etcd_ca: CertPair,
         master_ha_secret=_derive(seed, b'ha:masters').hex(),
         proxy_ha_secret=_derive(seed, b'ha:proxies').hex(),
         lb_client=lb_client_cert(seed, ca),
+        seed=seed,
     )
+
+
+#: the roles of a celtic cluster, and the directory on a node their secrets go to
+ROLES = ('master', 'proxy', 'minion', 'storage')
+SECRETS_DIR = '/etc/celtic/secrets'
+
+
+def role_secrets(cluster: ClusterPKI, proxies: bool = True) -> dict[str, dict[str, str]]:
+    """role -> {file name under SECRETS_DIR: content}: what each role's nodes receive.
+
+    The one home of that mapping: CA and service-account keys on masters only, the
+    bootstrap token where a node joins (masters and minions), each HA cluster its own
+    secret, celtic-lb's client key on the proxies (when the cluster has proxies),
+    nothing on storage nodes."""
+    proxy = {'ha-secret': cluster.proxy_ha_secret}
+    if proxies:
+        proxy = {'celtic-lb.key': cluster.lb_client.key, **proxy}
+    return {
+        'master': {'ca.key': cluster.ca.key,
+                   'etcd-ca.key': cluster.etcd_ca.key,
+                   'front-proxy-ca.key': cluster.front_proxy_ca.key,
+                   'sa.key': cluster.service_account_key,
+                   'bootstrap-token': cluster.bootstrap_token,
+                   'ha-secret': cluster.master_ha_secret},
+        'proxy': proxy,
+        'minion': {'bootstrap-token': cluster.bootstrap_token},
+        'storage': {},
+    }
+
+
+def signal_key(seed: bytes, instance_id: str) -> str:
+    """The key (64 hex characters) node ``instance_id`` signs its signals with:
+    HMAC-SHA256 of the cluster's seed, recomputed on each signal, never stored."""
+    return hmac.new(seed, b'celtic-signal:' + instance_id.encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def seed_of(ca_key_pem: bytes | str, cluster_uuid: str) -> bytes:
+    """The seed every derived secret of the cluster comes from (ClusterPKI.seed)."""
+    return _seed(_text(ca_key_pem), cluster_uuid)
 
 
 def _seed(ca_key_pem: str, cluster_uuid: str) -> bytes:

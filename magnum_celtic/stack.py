@@ -47,6 +47,43 @@ PER_STORAGE_NODE = 5           # port, member, server, volume, attachment
 PER_MINION = 1                 # a server
 
 
+#: the wait handles' signal_transport: TOKEN_SIGNAL for the stacks this release creates
+#: (their `signal` attribute is null; only a token that expires with Keystone's token
+#: lifetime is shown; no node uses it: the relay signals as admin), HEAT_SIGNAL kept on a
+#: stack an earlier release created (True). Never NO_SIGNAL: Heat's NO_SIGNAL handle
+#: signals itself SUCCESS at every status check (SignalResponder._service_signal), so
+#: its wait condition would complete without any node.
+SIGNAL_TRANSPORTS = {False: 'TOKEN_SIGNAL', True: 'HEAT_SIGNAL'}
+#: hidden parameters the stacks of earlier releases had (cluster stack, nodegroup
+#: stack): a stack that still has one holds secrets in its parameters, configs and
+#: events, and its wait handles are HEAT_SIGNAL ones
+LEGACY_SECRET_PARAMETERS = ('ca_key', 'bootstrap_token')
+
+
+def signal_transport(legacy: bool) -> str:
+    """The value of the templates' ``signal_transport`` parameter."""
+    return SIGNAL_TRANSPORTS[bool(legacy)]
+
+
+def created_with_secrets(parameters: Mapping[str, Any]) -> bool:
+    """Whether a stack (its parameters as Heat shows them) was created by a release
+    that passed the secrets through Heat. Its next resize replaces its template with
+    this release's (:func:`migration_request`), keeping its wait handles' HEAT_SIGNAL:
+    Heat replaces a handle whose signal_transport changes (the property is not
+    update_allowed), and the wait condition with it, which would then wait for
+    signals that running nodes never send again."""
+    return any(name in (parameters or {}) for name in LEGACY_SECRET_PARAMETERS)
+
+
+def migration_request(request: 'StackRequest', parameters: Mapping[str, Any],
+                      files: Mapping[str, str]) -> 'StackRequest':
+    """A full request (``cluster_request``/``pool_request`` with legacy_signals)
+    with a resize's parameters and re-rendered files (:func:`scale_request`) on top:
+    what replaces the template of a stack :func:`created_with_secrets`."""
+    return dataclasses.replace(request, parameters={**request.parameters, **parameters},
+                               files={**request.files, **files})
+
+
 @dataclasses.dataclass(frozen=True)
 class StackRequest:
     """One Heat stack create/update request."""
@@ -151,8 +188,11 @@ def node_settings(spec: ClusterSpec, openstack_insecure: bool = False) -> dict[s
 
 def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
                     default_timeout: int, openstack_ca: str = '',
-                    openstack_insecure: bool = False) -> StackRequest:
-    """The request that creates the cluster's stack."""
+                    openstack_insecure: bool = False,
+                    legacy_signals: bool = False) -> StackRequest:
+    """The request that creates the cluster's stack (or, with ``legacy_signals``,
+    replaces the template of one an earlier release created: see
+    :func:`created_with_secrets`)."""
     envs = environment_files(spec)
     files = templates.closure(ROOT_TEMPLATE, envs)
     template = files.pop(ROOT_TEMPLATE)
@@ -194,19 +234,13 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
         'minion_pool_settings': spec.default_pool.settings(),
         'wait_timeout': seconds,
         'openstack_ca': openstack_ca,
+        'signal_transport': signal_transport(legacy_signals),
+        # public material only: the secrets reach the nodes through celtic-vendordata
         'ca_cert': pki.ca.cert,
-        'ca_key': pki.ca.key,
         'etcd_ca_cert': pki.etcd_ca.cert,
-        'etcd_ca_key': pki.etcd_ca.key,
         'front_proxy_ca_cert': pki.front_proxy_ca.cert,
-        'front_proxy_ca_key': pki.front_proxy_ca.key,
-        'service_account_key': pki.service_account_key,
-        'bootstrap_token': pki.bootstrap_token,
         'discovery_hash': pki.discovery_hash,
-        'master_ha_secret': pki.master_ha_secret,
-        'proxy_ha_secret': pki.proxy_ha_secret,
         'lb_client_cert': pki.lb_client.cert if spec.proxy_count else '',
-        'lb_client_key': pki.lb_client.key if spec.proxy_count else '',
     }
     return StackRequest(stack_name=stack_name(spec), template=template, files=files,
                         environment_files=['environments/' + e for e in envs],
@@ -217,7 +251,8 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
 def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
                  cluster_outputs: Mapping[str, Any], templates: TemplateSet,
                  default_timeout: int, openstack_ca: str = '',
-                 openstack_insecure: bool = False) -> StackRequest:
+                 openstack_insecure: bool = False,
+                 legacy_signals: bool = False) -> StackRequest:
     """The request of a non-default worker nodegroup's own stack (minion.yaml)."""
     files = templates.closure(POOL_TEMPLATE, [])
     template = files.pop(POOL_TEMPLATE)
@@ -243,8 +278,8 @@ def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
         'params': node_params,
         'wait_timeout': seconds,
         'openstack_ca': openstack_ca,
+        'signal_transport': signal_transport(legacy_signals),
         'ca_cert': pki.ca.cert,
-        'bootstrap_token': pki.bootstrap_token,
     }
     name = '%s-%s' % (stack_name(spec), pool.pool_name)
     return StackRequest(stack_name=name, template=template, files=files,

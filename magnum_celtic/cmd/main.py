@@ -13,7 +13,9 @@
 """``magnum-celtic``: render, validate, lab.
 
 ``render``    print (or write) the exact Heat stack request the driver would send for
-              the given counts, labels and template fields; secrets are masked.
+              the given counts, labels and template fields. It carries no secret
+              (the nodes fetch theirs from celtic-vendordata); a hidden parameter
+              would be masked.
 ``validate``  run Heat's own validator over every template and environment
               combination the driver can render.
 ``lab``       the whole control plane (Keystone, Heat, Magnum) on this machine and a
@@ -88,7 +90,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         print('warning: %s' % warning, file=sys.stderr)
     if args.output_dir:
         _write_request(request, args.output_dir)
-        print('wrote %s (secrets masked in parameters.json)' % args.output_dir)
+        print('wrote %s (no secret in it: the nodes fetch theirs from celtic-vendordata)'
+              % args.output_dir)
         return 0
     document = request.masked()
     document['heat_resources'] = stack.resource_count(spec)

@@ -24,7 +24,9 @@
    heat-engine with the stand-in plugins (one process embedded; separate processes and
    several engine workers on RabbitMQ);
 5. Magnum 23 (optional): schema (``magnum-db-manage upgrade`` on MariaDB), magnum-api and
-   magnum-conductor with the celtic driver from its entry point.
+   magnum-conductor with the celtic driver from its entry point, and celtic-vendordata
+   (the driver's service, same magnum.conf), which the Nova stand-in calls as Nova's
+   DynamicJSON vendordata does, with the token of the lab's ``nova`` service user.
 
 Every service binds a free loopback port and logs into ``<state>/logs``; ``stop()``
 ends them by PID and removes the back end's databases and vhost.
@@ -182,6 +184,11 @@ class ControlPlane:
     def heat_url(self) -> str:
         """heat-api as the catalog lists it (through the gate a test can cut)."""
         return 'http://127.0.0.1:%d/v1' % self.ports['heat_gate']
+
+    @property
+    def vendordata_url(self) -> str:
+        """celtic-vendordata's base URL ([celtic_vendordata] public_url)."""
+        return 'http://127.0.0.1:%d' % self.ports['vendordata']
 
     @property
     def magnum_url(self) -> str:
@@ -343,12 +350,12 @@ class ControlPlane:
     def _prepare_backend(self) -> None:
         self.backend.prepare(self.state_dir)
         self.cloud.initialise()
-        for name in ('keystone', 'heat', 'heat_gate', 'magnum'):
+        for name in ('keystone', 'heat', 'heat_gate', 'magnum', 'vendordata'):
             self.ports[name] = process.free_port()
         self.heat_gate = gate_mod.Gate(self.ports['heat_gate'], self.ports['heat'])
         self.heat_gate.start()
-        for name in ('admin', 'heat', 'magnum', 'demo', 'demo_reader', STACK_DOMAIN_ADMIN,
-                     magnum_2026_1.TRUSTEE_DOMAIN_ADMIN):
+        for name in ('admin', 'heat', 'magnum', 'nova', 'demo', 'demo_reader',
+                     STACK_DOMAIN_ADMIN, magnum_2026_1.TRUSTEE_DOMAIN_ADMIN):
             project = {'admin': 'admin', 'demo': DEMO_PROJECT, 'demo_reader': DEMO_PROJECT,
                        STACK_DOMAIN_ADMIN: '',
                        magnum_2026_1.TRUSTEE_DOMAIN_ADMIN: ''}.get(name, SERVICE_PROJECT)
@@ -406,6 +413,10 @@ class ControlPlane:
         for name in ('heat', 'magnum'):
             users.append({'name': name, 'password': self.users[name].password,
                           'grants': [{'role': 'admin', 'project': SERVICE_PROJECT}]})
+        # Nova's [vendordata_dynamic_auth] user: the service role is all it needs to be
+        # answered by celtic-vendordata ([celtic_vendordata] allowed_roles)
+        users.append({'name': 'nova', 'password': self.users['nova'].password,
+                      'grants': [{'role': 'service', 'project': SERVICE_PROJECT}]})
         users.append({'name': 'demo', 'password': self.users['demo'].password,
                       'grants': [{'role': 'member', 'project': DEMO_PROJECT}]})
         # a read-only user of the same project: what Keystone's reader role may see is
@@ -427,7 +438,7 @@ class ControlPlane:
                                       'domain': magnum_2026_1.TRUSTEE_DOMAIN}]})
         return {
             'admin_password': self.users['admin'].password, 'identity_url': self.keystone_url,
-            'region': REGION, 'roles': ['member', 'reader', 'heat_stack_user'],
+            'region': REGION, 'roles': ['member', 'reader', 'service', 'heat_stack_user'],
             'domains': domains, 'projects': [SERVICE_PROJECT, DEMO_PROJECT],
             'users': users,
             'services': [
@@ -493,7 +504,12 @@ class ControlPlane:
             'oslo_messaging_notifications': {'driver': 'noop'},
             # empty (Heat's defaults) until a test overrides rules (set_heat_policy)
             'oslo_policy': {'policy_file': self._heat_policy_file({})},
-            'celtic_lab': {'cloud_dir': self.cloud.directory},
+            'celtic_lab': {'cloud_dir': self.cloud.directory,
+                           'vendordata_url': self.vendordata_url + '/v1/vendordata',
+                           'nova_auth_url': self.keystone_url,
+                           'nova_username': self.users['nova'].username,
+                           'nova_password': self.users['nova'].password,
+                           'nova_project': SERVICE_PROJECT},
         }))
 
     def _heat_policy_file(self, rules: dict[str, str]) -> str:
@@ -583,6 +599,9 @@ class ControlPlane:
             'certificates': {'cert_manager_type': 'x509keypair'},
             'cluster': {'temp_cache_dir': self._dir('magnum', 'certificate-cache')},
             'heat_client': {'region_name': REGION, 'endpoint_type': 'publicURL'},
+            'celtic_vendordata': {'bind_host': '127.0.0.1',
+                                  'bind_port': self.ports['vendordata'],
+                                  'public_url': self.vendordata_url},
             'oslo_messaging_notifications': {'driver': 'noop'},
             'oslo_concurrency': {'lock_path': self._dir('magnum', 'locks')},
             **self._magnum_trust(),
@@ -627,6 +646,10 @@ class ControlPlane:
                 ready=ready, env=env)
             service.wait_ready()
         self._wait_for_conductor()
+        vendordata = self._spawn('celtic-vendordata', [
+            _tool('celtic-vendordata'), '--config-file', conf],
+            ready=process.http_ready(self.vendordata_url + '/'), env=env)
+        vendordata.wait_ready()
         self.magnum_started = True
 
     def _wait_for_conductor(self, timeout: float = 60.0) -> None:

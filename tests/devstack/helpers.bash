@@ -82,6 +82,7 @@ devstack_setup() {
     DEST="$TEST_ROOT/opt/stack"
     DATA_DIR="$DEST/data"
     MAGNUM_CONF="$MAGNUM_CONF_DIR/magnum.conf"
+    NOVA_CONF="$TEST_ROOT/nova/nova.conf"
     MAGNUM_UWSGI_CONF="$MAGNUM_CONF_DIR/magnum-api-uwsgi.ini"
     STATE_PATH="$DATA_DIR/magnum"
     SSH_KEY="$DATA_DIR/magnum-celtic/id_ed25519"

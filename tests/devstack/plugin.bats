@@ -154,6 +154,9 @@ setup() {
 [heat_client] region_name = RegionOne
 [heat_client] endpoint_type = publicURL
 [celtic] node_insecure = False
+[celtic_vendordata] bind_host = 0.0.0.0
+[celtic_vendordata] bind_port = 9518
+[celtic_vendordata] public_url = http://192.0.2.10:9518
 [database] connection = mysql+pymysql://magnum:Database-Secret-7297@127.0.0.1/magnum?charset=utf8
 [keystone_authtoken] auth_type = password
 [keystone_authtoken] auth_url = http://192.0.2.10/identity
@@ -188,6 +191,61 @@ EOF
         "$(call_line get_or_add_user_project_role admin magnum service Default Default)" \
         "$(call_line get_or_create_service magnum container-infra "Container Infrastructure Management Service")" \
         "$(call_line get_or_create_endpoint service-magnum-id RegionOne "$url" "$url" "$url")"
+}
+
+@test "post-config: Nova's metadata service asks celtic-vendordata (DynamicJSON target celtic) as nova" {
+    devstack stack
+    assert_success
+    assert_equal "$(conf_dump "$NOVA_CONF")" "$(cat <<EOF
+[api] vendordata_providers = StaticJSON,DynamicJSON
+[api] vendordata_dynamic_targets = celtic@http://192.0.2.10:9518/v1/vendordata
+[api] vendordata_dynamic_read_timeout = 30
+[vendordata_dynamic_auth] auth_type = password
+[vendordata_dynamic_auth] auth_url = http://192.0.2.10/identity
+[vendordata_dynamic_auth] username = nova
+[vendordata_dynamic_auth] password = Service-Secret-5071
+[vendordata_dynamic_auth] user_domain_name = Default
+[vendordata_dynamic_auth] project_name = service
+[vendordata_dynamic_auth] project_domain_name = Default
+EOF
+)"
+}
+
+@test "post-config: CELTIC_VENDORDATA_PUBLIC_URL and the port reach magnum.conf and nova.conf" {
+    export CELTIC_VENDORDATA_PORT=19518
+    export CELTIC_VENDORDATA_PUBLIC_URL=https://vendordata.example.test:19518
+    export CELTIC_VENDORDATA_NOVA_TIMEOUT=60
+    devstack stack
+    assert_success
+    assert_equal "$(conf_dump "$MAGNUM_CONF" | grep celtic_vendordata)" "$(cat <<EOF
+[celtic_vendordata] bind_host = 0.0.0.0
+[celtic_vendordata] bind_port = 19518
+[celtic_vendordata] public_url = https://vendordata.example.test:19518
+EOF
+)"
+    assert_equal "$(conf_dump "$NOVA_CONF" | grep -F '[api]')" "$(cat <<EOF
+[api] vendordata_providers = StaticJSON,DynamicJSON
+[api] vendordata_dynamic_targets = celtic@https://vendordata.example.test:19518/v1/vendordata
+[api] vendordata_dynamic_read_timeout = 60
+EOF
+)"
+}
+
+@test "post-config: with celtic-vendordata disabled, or without Nova, nova.conf is not touched" {
+    export DISABLE=celtic-vendordata
+    devstack stack
+    assert_success
+    [[ ! -e "$NOVA_CONF" ]]
+    refute_call_matching all "celtic-vendordata"
+}
+
+@test "post-config: without Nova, nova.conf is not touched but celtic-vendordata runs" {
+    export ENABLED_SERVICES=key,mysql,rabbit,h-eng,h-api
+    devstack stack
+    assert_success
+    [[ ! -e "$NOVA_CONF" ]]
+    assert_call extra run_process celtic-vendordata \
+        "$FAKE_PREFIX_BIN/celtic-vendordata --config-file $MAGNUM_CONF"
 }
 
 @test "post-config: no Keystone, no accounts" {
@@ -272,6 +330,7 @@ EOF
         "$(call_line run_process magnum-api "$FAKE_BIN/uwsgi --procname-prefix magnum-api --ini $MAGNUM_UWSGI_CONF")" \
         "$(call_line wait_for_service 60 http://192.0.2.10:9511)" \
         "$(call_line run_process magnum-cond "$FAKE_PREFIX_BIN/magnum-conductor --config-file $MAGNUM_CONF")" \
+        "$(call_line run_process celtic-vendordata "$FAKE_PREFIX_BIN/celtic-vendordata --config-file $MAGNUM_CONF")" \
         "$(call_line "${OS[@]}" image show noble-server-cloudimg-amd64)" \
         "$(call_line upload_image https://cloud-images.ubuntu.com/noble/current/noble-server-cloudimg-amd64.img)" \
         "$(call_line "${OS[@]}" image set --property os_distro=ubuntu --property magnum_driver=celtic noble-server-cloudimg-amd64)" \
@@ -375,7 +434,8 @@ EOF
     devstack stack
     assert_success
     assert_phase_calls extra \
-        "$(call_line run_process magnum-cond "$FAKE_PREFIX_BIN/magnum-conductor --config-file $MAGNUM_CONF")"
+        "$(call_line run_process magnum-cond "$FAKE_PREFIX_BIN/magnum-conductor --config-file $MAGNUM_CONF")" \
+        "$(call_line run_process celtic-vendordata "$FAKE_PREFIX_BIN/celtic-vendordata --config-file $MAGNUM_CONF")"
 }
 
 # --- re-stacking -----------------------------------------------------------
@@ -452,13 +512,14 @@ EOF
 
 # --- unstack.sh, clean.sh --------------------------------------------------
 
-@test "unstack: stops magnum-api and magnum-cond, nothing else" {
+@test "unstack: stops magnum-api, magnum-cond and celtic-vendordata, nothing else" {
     devstack stack
     devstack unstack
     assert_success
     assert_phase_calls unstack \
         "$(call_line stop_process magnum-api)" \
-        "$(call_line stop_process magnum-cond)"
+        "$(call_line stop_process magnum-cond)" \
+        "$(call_line stop_process celtic-vendordata)"
 }
 
 @test "clean: removes the configuration, the state and the generated key" {

@@ -58,7 +58,7 @@ function make_fake_commands {
     local command
     mkdir -p "$TEST_ROOT/bin" "$FAKE_PREFIX/bin"
     for command in openstack sudo mysql ssh-keygen uwsgi git curl wget pip pip3 systemctl \
-        "venv/bin/magnum-db-manage" "venv/bin/magnum-conductor"; do
+        "venv/bin/magnum-db-manage" "venv/bin/magnum-conductor" "venv/bin/celtic-vendordata"; do
         local path=$TEST_ROOT/bin/$command
         [[ $command == venv/* ]] && path=$TEST_ROOT/$command
         printf '#!/bin/bash\nexec bash %q %q "$@"\n' "$DEVSTACK_TESTS/fakebin.bash" \
@@ -124,9 +124,11 @@ if [[ ,$ENABLED_SERVICES, == *,tls-proxy,* ]]; then
 else
     : "${KEYSTONE_SERVICE_URI:=http://$SERVICE_HOST/identity}"
 fi
+# lib/nova
+: "${NOVA_CONF:=$TEST_ROOT/nova/nova.conf}"
 declare -A GITREPO GITBRANCH GITDIR
 
-mkdir -p "$DEST" "$DATA_DIR" "$FILES"
+mkdir -p "$DEST" "$DATA_DIR" "$FILES" "$(dirname "$NOVA_CONF")"
 # What `git clone` of Magnum, or pip install of a Magnum release, provides.
 mkdir -p "$DEST/magnum/etc/magnum" "$FAKE_PREFIX/etc/magnum"
 echo "# api-paste.ini from the git checkout" >"$DEST/magnum/etc/magnum/api-paste.ini"

@@ -11,7 +11,8 @@
 # under the License.
 
 # Shared set-up for the fragment bats tests: a private root for every path a fragment
-# writes, recording stubs for external commands, and a captured Heat signal.
+# writes, recording stubs for external commands, the node's vendordata and a captured
+# signal.
 #
 #   load helpers
 #   setup() { celtic_test_setup; stub systemctl; source "$FRAGMENTS/master.sh"; }
@@ -44,6 +45,8 @@ celtic_test_setup() {
     export CELTIC_NODE_IP=${CELTIC_NODE_IP:-10.0.0.11}
     export CELTIC_NODE_NIC=${CELTIC_NODE_NIC:-eth0}
     mkdir -p "$CELTIC_ETC/secrets" "$CELTIC_ETC/pki" "$CELTIC_STATE_DIR" "$ROOT/var/log"
+    # Nova's metadata service: a directory (write_vendordata fills it)
+    export CELTIC_METADATA_URL="file://$ROOT/metadata"
     # The package table's distribution, whatever this machine runs (os_release to change).
     export CELTIC_OS_RELEASE="$ROOT/os-release"
     os_release debian 12 bookworm
@@ -100,32 +103,69 @@ refute_called() {
     fi
 }
 
-# stub_heat_signal: give the node a signal.json and a curl that plays Keystone and Heat,
-# so the library's real signalling code runs. Each signal body lands in $SIGNALS as one
-# JSON line ({"status": ..., "reason": ..., "id": ..., "data": ...}).
+# The signal credentials celtic-vendordata gives a node (signal.json), in every test.
+RELAY_URL=http://relay.test:9520/v1/signal
+RELAY_KEY=5e1ec7ed0d15ea5e5e1ec7ed0d15ea5e5e1ec7ed0d15ea5e5e1ec7ed0d15ea5e
+RELAY_CLUSTER=5d12f6fd-0000-4000-8000-000000000001
+
+relay_signal_json() {
+    printf '{"url": "%s", "cluster_uuid": "%s", "instance_id": "%s", "key": "%s"}\n' \
+        "$RELAY_URL" "$RELAY_CLUSTER" "$CELTIC_NODE_ID" "$RELAY_KEY"
+}
+
+# write_vendordata ROLE [SECRETS_DIR]: the node's vendor_data2.json (file://, as the lab
+# serves it) with celtic-vendordata's answer for ROLE: the files in SECRETS_DIR
+# (default: what the test put in $CELTIC_ETC/secrets) and the relay credentials.
+write_vendordata() {
+    local role=$1 dir=${2:-$CELTIC_ETC/secrets}
+    mkdir -p "$ROOT/metadata/openstack/latest"
+    python3 - "$role" "$dir" "$(relay_signal_json)" \
+        >"$ROOT/metadata/openstack/latest/vendor_data2.json" <<'PY'
+import json, os, sys
+role, folder, signal = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+secrets = {}
+for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+    with open(os.path.join(folder, name)) as f:
+        secrets[name] = f.read()
+print(json.dumps({'celtic': {'version': 1, 'cluster_uuid': signal['cluster_uuid'],
+                             'role': role, 'node': 'testnode-0', 'secrets': secrets,
+                             'signal': signal}}))
+PY
+}
+
+# stub_heat_signal: give the node a signal.json and a curl that plays celtic-vendordata's
+# signal relay, so the library's real signalling code runs. Attempt N answers the Nth
+# code of $RELAY_CODES (default 202; 000 is a refused connection). Every attempt's body
+# and signature header are kept ($BATS_TEST_TMPDIR/relay/N.body, N.sig); each accepted
+# body lands in $SIGNALS as one JSON line ({"status", "reason", "id", "data", ...}).
 stub_heat_signal() {
-    cat >"$CELTIC_ETC/signal.json" <<'JSON'
-{"auth_url": "http://keystone.test:5000/v3", "user_id": "u1", "password": "p4ssw0rd-never-logged",
- "project_id": "p1", "alarm_url": "http://heat.test:8004/v1/p1/stacks/s/1/resources/wait_handle/signal"}
-JSON
+    relay_signal_json >"$CELTIC_ETC/signal.json"
     chmod 600 "$CELTIC_ETC/signal.json"
     stub_script curl '
 headers="" body="" url=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        -D) headers=$2; shift 2 ;;
+        -H) [[ "$2" == @* ]] && headers=${2#@}; shift 2 ;;
         --data-binary) body=${2#@}; shift 2 ;;
-        -H|-o|--max-time|--cacert) shift 2 ;;
+        -o|-w|--max-time|--cacert) shift 2 ;;
         -*) shift ;;
         *) url=$1; shift ;;
     esac
 done
 case "$url" in
-    */auth/tokens) printf "HTTP/1.1 201 Created
-X-Subject-Token: tok123
-
-" >"$headers" ;;
-    */signal) cat "$body" >>"$SIGNALS"; echo >>"$SIGNALS" ;;
+    */v1/signal)
+        mkdir -p "$BATS_TEST_TMPDIR/relay"
+        n=$(($(find "$BATS_TEST_TMPDIR/relay" -name "*.body" | wc -l) + 1))
+        cp "$body" "$BATS_TEST_TMPDIR/relay/$n.body"
+        cp "$headers" "$BATS_TEST_TMPDIR/relay/$n.sig"
+        read -r -a codes <<<"${RELAY_CODES:-}"
+        code=${codes[$((n - 1))]:-202}
+        [[ "$code" == 000 ]] && exit 7
+        if [[ "$code" == 2?? ]]; then
+            cat "$body" >>"$SIGNALS"
+            echo >>"$SIGNALS"
+        fi
+        printf "%s" "$code" ;;
 esac
 exit 0'
 }

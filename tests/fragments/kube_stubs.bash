@@ -67,6 +67,7 @@ kube_secrets() {
 
 # kube_params ROLE [JSON-OVERRIDES]: a params.json as celtic.yaml builds it.
 kube_params() {
+    write_vendordata "$1"
     python3 - "$CELTIC_ETC/params.json" "$1" "${2:-{\}}" <<'PY'
 import json, sys
 path, role, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -219,7 +220,7 @@ case "$*" in
     *" get node "*) echo "${FAKE_READY:-True}" ;;
     *" apply "*) file=${!#}; mkdir -p "$BATS_TEST_TMPDIR/applied"; cp "$file" "$BATS_TEST_TMPDIR/applied/" ;;
 esac'
-    stub curl-heat
+    stub curl-heat 0 202
 }
 
 # kube_with_heat: the real signalling code against the helpers' fake Keystone and Heat,

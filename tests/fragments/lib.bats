@@ -11,8 +11,9 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-# The shared node library: retries, parameters, rendering, idempotent writes and the
-# signal that tells Heat which node failed at which step.
+# The shared node library: retries, parameters, rendering, idempotent writes, the
+# secrets from celtic-vendordata, and the signal that tells Heat (through the relay)
+# which node failed at which step.
 
 load helpers
 
@@ -72,7 +73,7 @@ setup() {
     [ "$(stat -c %a "$ROOT/f")" = 600 ]
 }
 
-@test "a failing step signals FAILURE with the node and the step, never the password" {
+@test "a failing step signals FAILURE with the node and the step, never the key" {
     stub_heat_signal
     cat >"$BATS_TEST_TMPDIR/frag.sh" <<'SH'
 source "$CELTIC_LIB_DIR/lib/celtic.sh"
@@ -86,8 +87,10 @@ SH
     assert_failure 1
     [ "$(signal_field 1 status)" = FAILURE ]
     [ "$(signal_field 1 reason)" = "testnode-0: step download-cni failed (exit 1)" ]
-    [ "$(signal_field 1 id)" = "$CELTIC_NODE_ID" ]
-    run grep -r p4ssw0rd-never-logged "$CELTIC_LOG_FILE" "$CALLS"
+    [ "$(signal_field 1 id)" = testnode-0 ]
+    [ "$(signal_field 1 instance_id)" = "$CELTIC_NODE_ID" ]
+    [ "$(signal_field 1 cluster_uuid)" = "$RELAY_CLUSTER" ]
+    run grep -r "$RELAY_KEY" "$CELTIC_LOG_FILE" "$CALLS"
     assert_failure
 }
 
@@ -155,4 +158,133 @@ SH
     stub apt-get
     celtic_apt_update
     assert_called 'apt-get -o DPkg::Lock::Timeout=600 update -q'
+}
+
+# ---- secrets from celtic-vendordata (vendor_data2.json) ---------------------------------
+
+# master_vendordata: a master's answer, with secrets the tests look for.
+master_vendordata() {
+    local dir=$BATS_TEST_TMPDIR/given
+    mkdir -p "$dir"
+    printf -- '-----BEGIN PRIVATE KEY-----\nca-key-body-never-logged\n-----END PRIVATE KEY-----\n' >"$dir/ca.key"
+    printf 'abcdef.0123456789abcdef' >"$dir/bootstrap-token"
+    printf 'ha-secret-never-logged' >"$dir/ha-secret"
+    write_vendordata master "$dir"
+}
+
+@test "the vendordata step writes the role's secrets and signal.json, 0600, and logs no secret" {
+    master_vendordata
+    rm -rf "$CELTIC_ETC/secrets"
+    CELTIC_ROLE=master
+    run celtic_fetch_vendordata
+    assert_success
+    assert_output --partial 'celtic vendordata: 3 secret file(s) for this master: bootstrap-token ca.key ha-secret'
+    for f in ca.key bootstrap-token ha-secret; do
+        cmp "$BATS_TEST_TMPDIR/given/$f" "$CELTIC_ETC/secrets/$f"
+        [ "$(stat -c %a "$CELTIC_ETC/secrets/$f")" = 600 ]
+    done
+    [ "$(stat -c %a "$CELTIC_ETC/signal.json")" = 600 ]
+    run python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["key"])' "$CELTIC_ETC/signal.json"
+    assert_output "$RELAY_KEY"
+    run grep -rE "never-logged|abcdef.0123|$RELAY_KEY" "$CELTIC_LOG_FILE"
+    assert_failure
+    run ls "$CELTIC_ETC/secrets"
+    refute_output --partial .tmp
+}
+
+@test "without celtic vendordata the console names what the operator must configure" {
+    mkdir -p "$ROOT/metadata/openstack/latest"
+    printf '{"other": {"x": 1}}\n' >"$ROOT/metadata/openstack/latest/vendor_data2.json"
+    export CELTIC_METADATA_ATTEMPTS=3
+    run bash -c 'source "$CELTIC_LIB_DIR/lib/celtic.sh"; set -euo pipefail
+        main() { celtic_step vendordata celtic_fetch_vendordata; }; CELTIC_ROLE=minion; celtic_run main'
+    assert_failure
+    assert_output --partial "ERROR: Nova's metadata service served no celtic vendordata: nova.conf must have [api] vendordata_providers = StaticJSON,DynamicJSON and vendordata_dynamic_targets = celtic@<celtic-vendordata URL>/v1/vendordata"
+    assert_output --partial 'see doc/security.md'
+    assert_output --partial 'step vendordata failed: no celtic vendordata for this node'
+    # bounded: it asked three times, then gave up
+    [ "$(grep -c "attempt [0-9] of 3" "$CELTIC_LOG_FILE")" -eq 2 ]
+    # and it cannot report: no signal credentials
+    assert_output --partial 'cannot report FAILURE (no celtic vendordata?)'
+    [ ! -e "$CELTIC_ETC/signal.json" ]
+}
+
+@test "a metadata service that answers late is retried until it does" {
+    master_vendordata
+    mv "$ROOT/metadata" "$BATS_TEST_TMPDIR/late"
+    # the second pause brings the metadata service up
+    stub_script pause '[[ $(grep -c "^pause" "$CALLS") -ge 2 ]] && mv "$BATS_TEST_TMPDIR/late" "$ROOT/metadata"; exit 0'
+    CELTIC_SLEEP=pause CELTIC_ROLE=master
+    run celtic_fetch_vendordata
+    assert_success
+    [ "$(grep -c '^pause' "$CALLS")" -eq 2 ]
+    [ -s "$CELTIC_ETC/secrets/ca.key" ]
+}
+
+@test "an unreachable metadata service fails the step after the bounded attempts" {
+    CELTIC_METADATA_URL=http://127.0.0.1:9/none CELTIC_METADATA_ATTEMPTS=2
+    run celtic_fetch_vendordata
+    assert_failure
+    assert_output --partial "cannot read http://127.0.0.1:9/none/openstack/latest/vendor_data2.json (Nova's metadata service)"
+    assert_output --partial "failed 2 times"
+}
+
+@test "vendordata for another role, or with a path for a file name, is refused" {
+    master_vendordata
+    CELTIC_ROLE=minion
+    run celtic_fetch_vendordata
+    assert_failure
+    assert_output --partial "celtic-vendordata says this node is a 'master', it runs the minion script"
+    [ ! -e "$CELTIC_ETC/secrets/ca.key" ]
+    python3 - "$ROOT/metadata/openstack/latest/vendor_data2.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc['celtic']['secrets'] = {'../../escape': 'x'}
+json.dump(doc, open(sys.argv[1], 'w'))
+PY
+    CELTIC_ROLE=master
+    run celtic_fetch_vendordata
+    assert_failure
+    assert_output --partial "secret name '../../escape' is not a plain file name"
+    [ ! -e "$CELTIC_ETC/escape" ] && [ ! -e "$ROOT/escape" ]
+}
+
+# ---- the signal relay ---------------------------------------------------------------
+
+@test "the report is signed: HMAC-SHA256 of the exact body with the node's key" {
+    stub_heat_signal
+    celtic_signal SUCCESS "testnode-0: minion ready"
+    run cat "$BATS_TEST_TMPDIR/relay/1.sig"
+    assert_output --regexp '^X-Celtic-Signature: sha256=[0-9a-f]{64}$'
+    expected=$(python3 -c 'import hashlib, hmac, sys
+print("X-Celtic-Signature: sha256=" + hmac.new(sys.argv[1].encode(), open(sys.argv[2], "rb").read(), hashlib.sha256).hexdigest())' \
+        "$RELAY_KEY" "$BATS_TEST_TMPDIR/relay/1.body")
+    [ "$(cat "$BATS_TEST_TMPDIR/relay/1.sig")" = "$expected" ]
+    # another key would not verify: the test can fail
+    other=$(python3 -c 'import hashlib, hmac, sys
+print("X-Celtic-Signature: sha256=" + hmac.new(b"0" * 64, open(sys.argv[1], "rb").read(), hashlib.sha256).hexdigest())' \
+        "$BATS_TEST_TMPDIR/relay/1.body")
+    [ "$(cat "$BATS_TEST_TMPDIR/relay/1.sig")" != "$other" ]
+    [ "$(signal_field 1 status)" = SUCCESS ]
+    [ "$(signal_field 1 data)" = "testnode-0: minion ready" ]
+    assert_called "curl .* -H @.* -H Content-Type: application/json --data-binary @.*/body.json $RELAY_URL"
+    run grep -r "$RELAY_KEY" "$CALLS" "$CELTIC_LOG_FILE"
+    assert_failure
+}
+
+@test "the relay's 5xx and refused connections are retried, its 4xx is final" {
+    stub_heat_signal
+    RELAY_CODES="503 000 202" celtic_signal FAILURE "testnode-0: step x failed"
+    [ "$(find "$BATS_TEST_TMPDIR/relay" -name '*.body' | wc -l)" -eq 3 ]
+    [ "$(signal_field 1 status)" = FAILURE ]
+    rm -rf "$BATS_TEST_TMPDIR/relay"
+    : >"$SIGNALS"
+    RELAY_CODES="401 202" run celtic_signal SUCCESS "testnode-0: ready"
+    assert_failure
+    assert_output --partial 'the signal relay refused the report (HTTP 401)'
+    [ "$(find "$BATS_TEST_TMPDIR/relay" -name '*.body' | wc -l)" -eq 1 ]
+    rm -rf "$BATS_TEST_TMPDIR/relay"
+    RELAY_CODES="503 503 503" CELTIC_SIGNAL_ATTEMPTS=3 run celtic_signal SUCCESS "testnode-0: ready"
+    assert_failure
+    [ "$(find "$BATS_TEST_TMPDIR/relay" -name '*.body' | wc -l)" -eq 3 ]
 }

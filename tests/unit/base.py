@@ -39,6 +39,7 @@ from tests.unit import fake_cloud
 TEMPLATE_UUID = '0a8f7e44-6ff4-4d2c-9a48-4f3cbb1b6e11'
 CLUSTER_UUID = '5d12f6fd-a196-4bf0-ae4c-1f639a523a52'
 EXTERNAL_NETWORK = 'd1f02cfb-d27f-4068-9332-84d907cb0e2e'
+VENDORDATA_URL = 'https://celtic-vendordata.example.test:9518'
 
 
 class DriverTestCase(db_base.DbTestCase):
@@ -49,6 +50,7 @@ class DriverTestCase(db_base.DbTestCase):
         self.config(cert_manager_type='x509keypair', group='certificates')
         # Real CAs from Magnum, with keys small enough to generate quickly.
         self.config(rsa_key_size=1024, group='x509')
+        self.config(public_url=VENDORDATA_URL, group='celtic_vendordata')
         self._configure_service_user()
         self.http = self.useFixture(rm_fixture.Fixture(case_sensitive=True))
         self.keystone = fake_cloud.FakeKeystone(self.http)

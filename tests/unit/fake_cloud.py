@@ -50,6 +50,10 @@ def catalog(project_id: str) -> list[dict[str, Any]]:
     return [{'type': 'orchestration', 'name': 'heat', 'id': 'heat',
              'endpoints': [endpoint('public', HEAT_PUBLIC),
                            endpoint('internal', HEAT_INTERNAL)]},
+            {'type': 'identity', 'name': 'keystone', 'id': 'keystone',
+             'endpoints': [{'id': 'keystone-' + interface, 'interface': interface,
+                            'region': 'RegionOne', 'region_id': 'RegionOne',
+                            'url': KEYSTONE} for interface in ('public', 'internal')]},
             {'type': 'network', 'name': 'neutron', 'id': 'neutron',
              'endpoints': [{'id': 'neutron-public', 'interface': 'public',
                             'region': 'RegionOne', 'region_id': 'RegionOne',
@@ -81,6 +85,21 @@ class FakeKeystone:
             'media-types': [{'base': 'application/json',
                              'type': 'application/vnd.openstack.identity-v3+json'}]}})
         mocker.post(KEYSTONE + '/auth/tokens', text=self._issue)
+        #: tokens a service (keystonemiddleware) may validate: token -> (project, roles)
+        self.valid_tokens: dict[str, tuple[str, list[str]]] = {}
+        mocker.get(KEYSTONE + '/auth/tokens', text=self._validate)
+
+    def _validate(self, request: Any, context: Any) -> str:
+        token = request.headers.get('X-Subject-Token')
+        context.headers.update(JSON)
+        if token == SERVICE_TOKEN:
+            return json.dumps(token_body(SERVICE_PROJECT, 'magnum', ['admin', 'service']))
+        if token not in self.valid_tokens:
+            context.status_code = 404
+            return json.dumps({'error': {'code': 404, 'message': 'Could not find token',
+                                         'title': 'Not Found'}})
+        project, roles = self.valid_tokens[token]
+        return json.dumps(token_body(project, 'user-of-' + token, roles))
 
     def _issue(self, request: Any, context: Any) -> str:
         if not self.reachable:
@@ -167,6 +186,9 @@ class FakeHeat:
 
     def __init__(self, mocker: requests_mock.Mocker):
         self.stacks: dict[str, Stack] = {}
+        #: resource listings (nested) by stack id, and the signals resources received
+        self.resources: dict[str, list[dict[str, Any]]] = {}
+        self.signals: list[tuple[str, str, Any]] = []
         self.calls: list[Call] = []
         self._failures: dict[str, Any] = {}
         for root in (HEAT_PUBLIC, HEAT_INTERNAL):
@@ -255,6 +277,17 @@ class FakeHeat:
             return self._create(project, body, context)
         if len(rest) == 1:
             return self._lookup(request, url, project, rest[0], context)
+        if len(rest) in (3, 5) and rest[2] == 'resources':
+            stack = self.stacks.get(rest[1])
+            if stack is None or stack.name != rest[0]:
+                return self._not_found(rest[1], context)
+            if len(rest) == 3 and request.method == 'GET':
+                context.status_code = 200
+                return json.dumps({'resources': self.resources.get(stack.id, [])})
+            if len(rest) == 5 and rest[4] == 'signal' and request.method == 'POST':
+                self.signals.append((stack.id, rest[3], body))
+                context.status_code = 200
+                return ''
         if len(rest) == 2:
             stack = self.stacks.get(rest[1])
             if stack is None or stack.name != rest[0]:
@@ -300,7 +333,9 @@ class FakeHeat:
     def _get(self, stack: Stack, body: Any, context: Any) -> str:
         context.status_code = 200
         shown = {'id': stack.id, 'stack_name': stack.name, 'stack_status': stack.status,
-                 'stack_status_reason': stack.reason, 'parameters': {}, 'links': []}
+                 'stack_status_reason': stack.reason,
+                 # heat-api masks hidden ones; the driver only looks at the names
+                 'parameters': dict(stack.parameters), 'links': []}
         # heat-api leaves the outputs out when asked not to resolve them
         if self.calls[-1].resolves_outputs:
             shown['outputs'] = [{'output_key': k, 'output_value': v, 'description': k}
@@ -319,6 +354,14 @@ class FakeHeat:
         stack.status, stack.reason = 'UPDATE_IN_PROGRESS', 'Stack UPDATE started'
         context.status_code = 202
         return ''
+
+    def _put(self, stack: Stack, body: dict, context: Any) -> str:
+        """A whole-stack update: a new template, files and every parameter."""
+        answer = self._patch(stack, {}, context)
+        if context.status_code == 202:
+            stack.parameters = dict(body.get('parameters') or {})
+            stack.request = body
+        return answer
 
     def _delete(self, stack: Stack, body: Any, context: Any) -> str:
         stack.status, stack.reason = 'DELETE_IN_PROGRESS', 'Stack DELETE started'

@@ -68,18 +68,20 @@ def test_render_console_script_exits_non_zero_naming_proxy_count():
     assert out == ''
 
 
-def test_render_prints_the_request_with_secrets_masked(capsys):
+def test_render_prints_a_request_without_any_secret(capsys):
     assert cli.main(['render', '--masters', '1', '--minions', '4',
                      '--labels', 'storage_count=0, proxy_count=2',
                      '--template-fields', 'network_driver=calico']) == 0
     out = capsys.readouterr().out
     document = json.loads(out)
     params = document['parameters']
-    for secret in ('ca_key', 'etcd_ca_key', 'front_proxy_ca_key', 'service_account_key',
-                   'bootstrap_token', 'master_ha_secret', 'proxy_ha_secret',
-                   'lb_client_key'):
-        assert params[secret] == stack.MASK
+    for secret in stack.LEGACY_SECRET_PARAMETERS + (
+            'etcd_ca_key', 'front_proxy_ca_key', 'service_account_key', 'master_ha_secret',
+            'proxy_ha_secret', 'lb_client_key'):
+        assert secret not in params
+    assert stack.MASK not in out
     assert 'PRIVATE KEY' not in out
+    assert params['signal_transport'] == 'TOKEN_SIGNAL'
     assert params['ca_cert'].startswith('-----BEGIN CERTIFICATE-----')
     assert (params['master_count'], params['minion_count'], params['storage_count']) == (
         1, 4, 0)
@@ -93,15 +95,17 @@ def test_render_prints_the_request_with_secrets_masked(capsys):
 def test_render_writes_the_templates_and_masked_parameters(tmp_path, capsys):
     out_dir = tmp_path / 'request'
     assert cli.main(['render', '--output-dir', str(out_dir)]) == 0
-    assert 'secrets masked' in capsys.readouterr().out
+    assert 'no secret in it' in capsys.readouterr().out
     assert (out_dir / 'celtic.yaml').read_text() == open(
         os.path.join(TEMPLATES, 'celtic.yaml')).read()
     assert (out_dir / 'environments' / 'defaults.yaml').is_file()
     assert [p.name.split('.')[0] for p in sorted((out_dir / 'bundles').iterdir())] == [
         'master', 'minion', 'proxy', 'storage']
     parameters = json.loads((out_dir / 'parameters.json').read_text())
-    assert parameters['ca_key'] == stack.MASK
-    assert 'PRIVATE KEY' not in (out_dir / 'parameters.json').read_text()
+    assert 'ca_key' not in parameters
+    for written in out_dir.rglob('*'):
+        if written.is_file():
+            assert 'PRIVATE KEY' not in written.read_text(), written
 
 
 def test_render_warns_on_stderr(capsys):

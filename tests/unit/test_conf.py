@@ -21,9 +21,18 @@ from magnum_celtic import conf
 from magnum_celtic import labels
 
 
-def test_list_opts_lists_the_three_groups():
+def test_list_opts_lists_the_four_groups():
     assert [group.name for group, _ in conf.list_opts()] == [
-        'heat_client', 'celtic', 'celtic_cluster_labels']
+        'heat_client', 'celtic', 'celtic_cluster_labels', 'celtic_vendordata']
+
+
+def test_vendordata_options_and_defaults():
+    fresh = cfg.ConfigOpts()
+    conf.register_opts(fresh)
+    fresh([], default_config_files=[])
+    group = fresh.celtic_vendordata
+    assert (group.bind_host, group.bind_port, group.public_url, group.allowed_roles) == (
+        '0.0.0.0', 9518, None, ['admin', 'service'])
 
 
 def test_heat_client_keeps_the_option_names_magnum_removed():

@@ -20,6 +20,7 @@ for real against Heat and Keystone answered by requests_mock (tests/unit/fake_cl
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from unittest import mock
 
@@ -39,6 +40,7 @@ from magnum.tests.unit.objects import utils as obj_utils
 from magnum_celtic import adapters
 from magnum_celtic import driver
 from magnum_celtic import pki
+from magnum_celtic import stack
 from tests.unit import base
 from tests.unit import fake_cloud
 
@@ -103,25 +105,27 @@ class CreateClusterTest(base.DriverTestCase):
         self.create()
         self.assertEqual('heat-internal.example.test:8004', self.heat.calls[0].host)
 
-    def test_create_hands_magnums_cas_and_derived_secrets_to_the_stack(self):
+    def test_create_hands_magnums_ca_certificates_and_no_secret_to_the_stack(self):
         stored = self.create()
-        params = self.heat.only_stack().request['parameters']
+        request = self.heat.only_stack().request
+        params = request['parameters']
+        sent = json.dumps(request)
         for kind, prefix in ((None, 'ca'), ('etcd', 'etcd_ca'),
                              ('front-proxy', 'front_proxy_ca')):
             cert = cert_manager.get_cluster_ca_certificate(stored, self.user_context,
                                                            kind)
             self.assertEqual(_text(cert.get_certificate()), params[prefix + '_cert'])
-            self.assertEqual(_text(cert.get_decrypted_private_key()),
-                             params[prefix + '_key'])
-            self.assertIn('BEGIN PRIVATE KEY', params[prefix + '_key'])
+            self.assertNotIn(prefix + '_key', params)
         self.assertEqual(3, len({params['ca_cert'], params['etcd_ca_cert'],
                                  params['front_proxy_ca_cert']}))
-        magnum_cert = cert_manager.get_cluster_magnum_cert(stored, self.user_context)
-        self.assertEqual(_text(magnum_cert.get_decrypted_private_key()),
-                         params['service_account_key'])
         self.assertEqual(pki.discovery_hash(params['ca_cert']),
                          params['discovery_hash'])
-        self.assertRegex(params['bootstrap_token'], r'^[a-z0-9]{6}\.[a-z0-9]{16}$')
+        self.assertEqual('TOKEN_SIGNAL', params['signal_transport'])
+        secrets = adapters.cluster_pki(self.user_context, stored)
+        self.assertNotIn('PRIVATE KEY', sent)
+        for value in (secrets.bootstrap_token, secrets.master_ha_secret,
+                      secrets.proxy_ha_secret):
+            self.assertNotIn(value, sent)
 
     def test_create_renders_counts_flavors_and_labels_from_the_cluster(self):
         cluster = self.new_cluster(labels={'kube_tag': 'v1.35.2', 'proxy_count': '0',
@@ -139,7 +143,7 @@ class CreateClusterTest(base.DriverTestCase):
         self.assertEqual(['192.0.2.53'], params['dns_nameservers'])
         self.assertEqual('v1.35.2', params['node_settings']['kube_tag'])
         self.assertIn('environments/no_proxies.yaml', request['environment_files'])
-        self.assertEqual('', params['lb_client_key'])
+        self.assertEqual('', params['lb_client_cert'])
 
     def test_bad_label_fails_the_create_before_anything_is_sent_to_heat(self):
         cluster = self.new_cluster(labels={'proxy_count': 'two'})
@@ -181,6 +185,14 @@ class CreateClusterTest(base.DriverTestCase):
         reason = self.reload().status_reason
         self.assertIn('200 workers in the default nodegroup need', reason)
         self.assertIn('max_resources_per_stack', reason)
+        self.assertEqual([], self.heat.calls)
+
+    def test_without_celtic_vendordata_no_cluster_is_created(self):
+        self.config(public_url=None, group='celtic_vendordata')
+        self.assertRaises(exception.InvalidParameterValue, self.create)
+        reason = self.reload().status_reason
+        self.assertIn('celtic-vendordata', reason)
+        self.assertIn('[celtic_vendordata] public_url', reason)
         self.assertEqual([], self.heat.calls)
 
     def test_heat_unreachable_fails_the_create_saying_so(self):
@@ -600,15 +612,17 @@ class NodeGroupTest(base.DriverTestCase):
         self.assertIn('OS::Nova::Server', pool.request['template'])
         self.assertEqual(Status.UPDATE_IN_PROGRESS, self.reload().status)
 
-    def test_nodegroup_stack_uses_the_clusters_bootstrap_token(self):
+    def test_nodegroup_stack_gets_the_clusters_ca_certificate_and_no_secret(self):
         cluster = self.stored_cluster()
         ng = self.add_pool(cluster, with_stack=False, status=Status.CREATE_IN_PROGRESS)
         self.driver.create_nodegroup(self.user_context, cluster, ng)
-        params = self.heat.stacks[ng.stack_id].request['parameters']
+        request = self.heat.stacks[ng.stack_id].request
+        params = request['parameters']
         expected = adapters.cluster_pki(self.user_context, cluster)
-        self.assertEqual(expected.bootstrap_token, params['bootstrap_token'])
         self.assertEqual(expected.ca.cert, params['ca_cert'])
-        self.assertNotIn('ca_key', params)
+        self.assertEqual('TOKEN_SIGNAL', params['signal_transport'])
+        self.assertNotIn(expected.bootstrap_token, json.dumps(request))
+        self.assertNotIn('PRIVATE KEY', json.dumps(request))
 
     def test_create_nodegroup_needs_a_complete_cluster_stack(self):
         cluster = self.stored_cluster(stack_status='UPDATE_IN_PROGRESS')
@@ -618,6 +632,16 @@ class NodeGroupTest(base.DriverTestCase):
                                   cluster, ng)
         self.assertIn("needs the cluster's Heat stack to be complete, it is "
                       "UPDATE_IN_PROGRESS", str(error))
+        self.assertEqual([], self.heat.calls_of('POST'))
+
+    def test_without_celtic_vendordata_no_nodegroup_is_created(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False)
+        self.config(public_url=None, group='celtic_vendordata')
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.create_nodegroup, self.user_context,
+                                  cluster, ng)
+        self.assertIn('[celtic_vendordata] public_url', str(error))
         self.assertEqual([], self.heat.calls_of('POST'))
 
     def test_a_nodegroup_named_like_a_role_is_refused_before_heat(self):
@@ -884,6 +908,48 @@ class ResizeTest(base.DriverTestCase):
         self.assertEqual('celtic-k1-5d12f6fd-gpu/%s' % ng.stack_id, patch.path)
         self.assertEqual({'count': 1}, patch.body['parameters'])
         self.assertEqual((['1'], 2), rendered_members(patch))
+
+    def test_resize_of_a_stack_from_before_the_vendordata_moves_its_secrets_out(self):
+        cluster = self.stored_cluster(stack_outputs=fake_cloud.cluster_outputs(
+            minion_ids=['6f1e-aaaa', '6f1e-bbbb']))
+        # what Heat shows of a stack the previous release created
+        self.heat.stacks[cluster.stack_id].parameters = {
+            'ca_key': '******', 'bootstrap_token': '******', 'minion_count': '2'}
+        self.resize(cluster, 1, ['6f1e-bbbb'])
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+        put = self.heat.calls_of('PUT')[-1]
+        self.assertEqual('celtic-k1-5d12f6fd/%s' % cluster.stack_id, put.path)
+        params = put.body['parameters']
+        # its handles keep HEAT_SIGNAL: Heat would replace them and their wait
+        # conditions otherwise
+        self.assertEqual('HEAT_SIGNAL', params['signal_transport'])
+        self.assertEqual(1, params['minion_count'])
+        self.assertEqual((['0'], 2), rendered_members(put))
+        self.assertFalse(stack.LEGACY_SECRET_PARAMETERS[0] in params)
+        self.assertIn('signal_transport', put.body['template'])
+        self.assertNotIn('PRIVATE KEY', json.dumps(put.body))
+        self.assertTrue(put.body['disable_rollback'])
+        # the next resize is an ordinary PATCH
+        self.heat.set(cluster.stack_id, 'UPDATE_COMPLETE')
+        puts = len(self.heat.calls_of('PUT'))
+        self.resize(cluster, 2)
+        self.assertEqual(puts, len(self.heat.calls_of('PUT')))
+        self.assertEqual({'minion_count': 2},
+                         self.heat.calls_of('PATCH')[-1].body['parameters'])
+
+    def test_resize_of_a_pool_from_before_the_vendordata_moves_its_secrets_out(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        self.heat.stacks[ng.stack_id].parameters = {'bootstrap_token': '******',
+                                                     'count': '2'}
+        self.resize(cluster, 1, ['gpu-server-0'], nodegroup=ng)
+        put = self.heat.calls_of('PUT')[-1]
+        self.assertEqual('celtic-k1-5d12f6fd-gpu/%s' % ng.stack_id, put.path)
+        self.assertEqual(('HEAT_SIGNAL', 1), (put.body['parameters']['signal_transport'],
+                                              put.body['parameters']['count']))
+        self.assertNotIn('bootstrap_token', put.body['parameters'])
+        self.assertEqual((['1'], 2), rendered_members(put))
+        self.assertNotIn('PRIVATE KEY', json.dumps(put.body))
 
     def test_resize_of_a_pool_beyond_the_stack_limit_is_refused(self):
         self.config(heat_max_resources_per_stack=50, group='celtic')

@@ -14,14 +14,16 @@
 
 Nova refuses user_data larger than 65535 bytes once base64-encoded. The payload of each
 role is built here the way Heat builds it: the role's CloudConfig ``cloud_config`` map
-with its HOT functions resolved for a sample cluster (files, parameters, the largest
-secrets), dumped with Heat's own YAML dumper and prefixed with ``#cloud-config``.
+with its HOT functions resolved for a sample cluster (files, parameters), dumped with
+Heat's own YAML dumper and prefixed with ``#cloud-config``. No payload carries a secret:
+the nodes fetch theirs from celtic-vendordata (doc/security.md).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import unittest
 
 import yaml
@@ -31,15 +33,6 @@ from magnum_celtic import stack
 from magnum_celtic import templates
 
 NOVA_USER_DATA_LIMIT = 65535
-# What Heat's signal attribute returns for a HEAT_SIGNAL handle, at its longest.
-SIGNAL = json.dumps({
-    'auth_url': 'https://keystone.example.com:5000/v3', 'username': 'x' * 64,
-    'user_id': 'u' * 32, 'password': 'p' * 32, 'project_id': 'p' * 32,
-    'domain_id': 'd' * 32, 'region_name': 'RegionOne',
-    'alarm_url': 'https://heat.example.com:8004/v1/%s/stacks/%s/%s/resources/'
-                 'wait_handle/signal' % ('p' * 32, 'n' * 80, 'i' * 36)})
-
-
 class _Resolver:
     """The few HOT functions the payload templates use, evaluated locally."""
 
@@ -59,7 +52,7 @@ class _Resolver:
             if key == 'get_param':
                 return self.params[value]
             if key == 'get_attr':
-                return SIGNAL
+                raise AssertionError('a payload reads a resource attribute: %r' % value)
             if key == 'list_concat':
                 return [item for part in self(value) for item in part]
             if key == 'map_merge':
@@ -89,8 +82,8 @@ class PayloadSizeTest(unittest.TestCase):
         cls.templates = templates.TemplateSet(templates.default_dir())
         cls.spec = sample.sample_spec(labels={'container_infra_prefix':
                                               'registry.example.com:5000/mirror/k8s/'})
-        cls.request = stack.cluster_request(cls.spec, sample.sample_pki(),
-                                            cls.templates, 60)
+        cls.pki = sample.sample_pki()
+        cls.request = stack.cluster_request(cls.spec, cls.pki, cls.templates, 60)
         cls.facts = {'cluster_name': 'x' * 64, 'api_vip': '10.0.0.100',
                      'master_addresses': ['10.0.0.%d' % i for i in range(7)],
                      'proxy_addresses': ['10.0.0.%d' % i for i in range(16)],
@@ -102,7 +95,6 @@ class PayloadSizeTest(unittest.TestCase):
         files = dict(self.templates.closure(role_template, []))
         params = dict(self.request.parameters)
         role_params = {p: params.get(p, '') for p in role['parameters']}
-        role_params['ha_secret'] = params['master_ha_secret']
         role_params['params'] = dict(params['node_settings'], **self.facts)
         resolve_role = _Resolver(files, role_params)
         group_props = resolve_role(role['resources']['group']['properties'])
@@ -116,11 +108,20 @@ class PayloadSizeTest(unittest.TestCase):
         params = {p: self.request.parameters.get(p, '') for p in pool['parameters']}
         params['params'] = dict(self.request.parameters['node_settings'], **self.facts)
         params['ca_cert'] = self.request.parameters['ca_cert']
-        params['bootstrap_token'] = self.request.parameters['bootstrap_token']
         return _payload(_Resolver(files, params)(
             pool['resources']['config']['properties']['cloud_config']))
 
+    def _assert_no_secret(self, role, payload):
+        pki = self.pki
+        self.assertNotIn('PRIVATE KEY', payload, role)
+        for secret in (pki.bootstrap_token, pki.master_ha_secret, pki.proxy_ha_secret):
+            self.assertNotIn(secret, payload, role)
+        self.assertNotIn('/etc/celtic/secrets', payload, role)
+        self.assertNotIn('signal.json', payload, role)
+        self.assertIsNone(re.search(r'password', payload, re.I), role)
+
     def _assert_fits(self, role, payload):
+        self._assert_no_secret(role, payload)
         encoded = len(base64.b64encode(payload.encode()))
         self.assertLess(encoded, NOVA_USER_DATA_LIMIT,
                         '%s user_data is %d bytes in base64, Nova allows %d'
@@ -130,7 +131,7 @@ class PayloadSizeTest(unittest.TestCase):
     def test_master_payload_fits_nova_user_data_limit(self):
         payload = self._group_payload('master.yaml')
         self.assertIn('/usr/local/lib/celtic/master.sh', payload)
-        self.assertIn('BEGIN PRIVATE KEY', payload)
+        self.assertIn(self.pki.ca.cert.splitlines()[1], payload)
         self._assert_fits('master', payload)
 
     def test_proxy_payload_fits_nova_user_data_limit(self):
@@ -138,13 +139,15 @@ class PayloadSizeTest(unittest.TestCase):
         self.assertIn('/usr/local/lib/celtic/proxy.sh', payload)
         self._assert_fits('proxy', payload)
 
-    def test_storage_payload_fits_and_carries_no_private_key(self):
-        payload = self._group_payload('storage.yaml')
-        self.assertNotIn('PRIVATE KEY', payload)
-        self._assert_fits('storage', payload)
+    def test_storage_payload_fits(self):
+        self._assert_fits('storage', self._group_payload('storage.yaml'))
 
-    def test_minion_payload_fits_and_carries_no_ca_key(self):
+    def test_minion_payload_fits(self):
         payload = self._minion_payload()
-        self.assertNotIn('PRIVATE KEY', payload)
-        self.assertIn(self.request.parameters['bootstrap_token'], payload)
+        self.assertIn('/usr/local/lib/celtic/minion.sh', payload)
         self._assert_fits('minion', payload)
+
+    def test_the_secret_check_can_fail(self):
+        payload = self._minion_payload() + self.pki.bootstrap_token
+        with self.assertRaises(AssertionError):
+            self._assert_no_secret('minion', payload)

@@ -153,3 +153,30 @@ def test_validity_of_a_certificate_without_utc_accessors():
     legacy = SimpleNamespace(not_valid_after=naive)
     assert pki._as_utc(legacy, 'not_valid_after') == naive.replace(
         tzinfo=datetime.timezone.utc)
+
+
+def test_each_role_gets_exactly_its_own_secrets(cluster_pki):
+    secrets = pki.role_secrets(cluster_pki)
+    assert secrets == {
+        'master': {'ca.key': cluster_pki.ca.key, 'etcd-ca.key': cluster_pki.etcd_ca.key,
+                   'front-proxy-ca.key': cluster_pki.front_proxy_ca.key,
+                   'sa.key': cluster_pki.service_account_key,
+                   'bootstrap-token': cluster_pki.bootstrap_token,
+                   'ha-secret': cluster_pki.master_ha_secret},
+        'proxy': {'celtic-lb.key': cluster_pki.lb_client.key,
+                  'ha-secret': cluster_pki.proxy_ha_secret},
+        'minion': {'bootstrap-token': cluster_pki.bootstrap_token},
+        'storage': {}}
+    assert set(secrets) == set(pki.ROLES)
+    assert 'celtic-lb.key' not in pki.role_secrets(cluster_pki, proxies=False)['proxy']
+
+
+def test_signal_keys_are_per_node_and_need_nothing_stored(cas, cluster_pki):
+    key = pki.signal_key(cluster_pki.seed, 'a1b2')
+    assert re.fullmatch(r'[0-9a-f]{64}', key)
+    assert key == pki.signal_key(
+        pki.build(UUID, cas.ca, cas.etcd, cas.front_proxy, cas.admin_key).seed, 'a1b2')
+    assert key != pki.signal_key(cluster_pki.seed, 'a1b3')
+    other = pki.build('0' + UUID[1:], cas.ca, cas.etcd, cas.front_proxy, cas.admin_key)
+    assert key != pki.signal_key(other.seed, 'a1b2')
+    assert cluster_pki.seed.hex() not in repr(cluster_pki)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 import yaml
@@ -25,8 +26,10 @@ from magnum_celtic import spec as spec_mod
 from magnum_celtic import stack
 from magnum_celtic import templates
 
-SECRETS = {'ca_key', 'etcd_ca_key', 'front_proxy_ca_key', 'service_account_key',
-           'bootstrap_token', 'master_ha_secret', 'proxy_ha_secret', 'lb_client_key'}
+#: the hidden parameters the previous release sent (doc/security.md): none may come back
+OLD_SECRET_PARAMETERS = {'ca_key', 'etcd_ca_key', 'front_proxy_ca_key',
+                         'service_account_key', 'bootstrap_token', 'master_ha_secret',
+                         'proxy_ha_secret', 'lb_client_key'}
 
 
 @pytest.fixture(scope='module')
@@ -66,10 +69,10 @@ def test_parameters_come_from_the_spec_and_the_pki(template_set, pki):
                                            openstack_insecure=False)
     assert params['minion_pool_settings'] == {'pool': 'default-worker',
                                               'node_labels': {}, 'node_taints': []}
-    assert (params['ca_cert'], params['ca_key']) == (pki.ca.cert, pki.ca.key)
-    assert (params['bootstrap_token'], params['discovery_hash']) == (
-        pki.bootstrap_token, pki.discovery_hash)
+    assert params['ca_cert'] == pki.ca.cert
+    assert params['discovery_hash'] == pki.discovery_hash
     assert params['lb_client_cert'] == pki.lb_client.cert
+    assert params['signal_transport'] == 'TOKEN_SIGNAL'
 
 
 def test_every_parameter_sent_is_declared_by_celtic_yaml(template_set, pki):
@@ -80,7 +83,7 @@ def test_every_parameter_sent_is_declared_by_celtic_yaml(template_set, pki):
 
 def test_no_celtic_lb_credentials_without_proxies(template_set, pki):
     params = request_for(template_set, pki, {'proxy_count': '0'}).parameters
-    assert (params['lb_client_cert'], params['lb_client_key']) == ('', '')
+    assert params['lb_client_cert'] == ''
 
 
 def test_node_insecure_reaches_the_node_settings(template_set, pki):
@@ -177,97 +180,112 @@ def test_scale_request_patches_the_count_and_the_rendered_pool(template_set):
 
 # ---- secrets ---------------------------------------------------------------------
 
-def test_hidden_parameters_are_exactly_the_secrets(template_set, pki):
+def _secret_values(pki):
+    return {'ca.key': pki.ca.key, 'etcd-ca.key': pki.etcd_ca.key,
+            'front-proxy-ca.key': pki.front_proxy_ca.key, 'sa.key': pki.service_account_key,
+            'bootstrap-token': pki.bootstrap_token, 'master ha-secret': pki.master_ha_secret,
+            'proxy ha-secret': pki.proxy_ha_secret, 'celtic-lb.key': pki.lb_client.key}
+
+
+def _secret_carriers(request, pki):
+    """(where, secret) for every parameter and file of a request that holds a secret
+    value, or any private key block."""
+    found = set()
+    places = [('parameter %s' % k, json.dumps(v)) for k, v in request.parameters.items()]
+    places += [('file %s' % k, v) for k, v in request.files.items()]
+    places.append(('template', request.template))
+    for where, text in places:
+        if 'PRIVATE KEY' in text:
+            found.add((where, 'a private key block'))
+        for name, value in _secret_values(pki).items():
+            # each long line of it (a PEM body line survives JSON escaping), but not
+            # a line the matching certificate spells the same (an EC key's public part)
+            public = ''.join((pki.ca.cert, pki.etcd_ca.cert, pki.front_proxy_ca.cert,
+                              pki.lb_client.cert)).replace('\n', '')
+            needles = [line for line in value.strip().splitlines()
+                       if len(line) >= 12 and '-----' not in line and line not in public]
+            if any(n in text for n in needles):
+                found.add((where, name))
+    return found
+
+
+@pytest.mark.parametrize('labels', [{}, {'proxy_count': '0', 'storage_count': '0'}])
+def test_no_parameter_file_or_template_of_the_request_carries_a_secret(template_set, pki,
+                                                                        labels):
+    request = request_for(template_set, pki, labels)
+    assert _secret_carriers(request, pki) == set()
+    assert request.hidden == frozenset()
+    assert not OLD_SECRET_PARAMETERS & set(request.parameters)
+    assert stack.MASK not in stack.to_json(request)
+
+
+def test_the_secret_search_finds_a_secret_put_back(template_set, pki):
     request = request_for(template_set, pki)
-    assert request.hidden == SECRETS
-    secret_values = {pki.ca.key, pki.etcd_ca.key, pki.front_proxy_ca.key,
-                     pki.service_account_key, pki.bootstrap_token,
-                     pki.master_ha_secret, pki.proxy_ha_secret, pki.lb_client.key}
-    carrying_secrets = {name for name, value in request.parameters.items()
-                        if isinstance(value, str) and value in secret_values}
-    assert carrying_secrets == SECRETS
+    broken = dataclasses.replace(request, parameters=dict(request.parameters,
+                                                          node_settings={'x': pki.ca.key}))
+    assert ('parameter node_settings', 'ca.key') in _secret_carriers(broken, pki)
 
 
-def test_masked_render_shows_no_secret(template_set, pki):
-    request = request_for(template_set, pki)
-    masked = request.masked()
-    assert {k for k, v in masked['parameters'].items() if v == stack.MASK} == SECRETS
-    text = stack.to_json(request)
-    for secret in (pki.ca.key, pki.bootstrap_token, pki.master_ha_secret,
-                   pki.lb_client.key, pki.service_account_key):
-        assert secret not in text
-    assert 'PRIVATE KEY' not in text
-    assert json.loads(text)['parameters']['ca_cert'] == pki.ca.cert
-    assert masked['files'] == sorted(request.files)
-    assert masked['template'] == 'celtic.yaml'
-
-
-def test_an_empty_secret_is_shown_empty_not_masked(template_set, pki):
-    masked = request_for(template_set, pki, {'proxy_count': '0'}).masked()
-    assert masked['parameters']['lb_client_key'] == ''
-
-
-def _secret_parameter_leaks(request):
-    """(template, parameter) pairs of nested templates that receive a secret through
-    get_param but do not declare the parameter hidden (Heat then shows it in `stack
-    show` of the nested stack and stores it unencrypted)."""
-    registry = {}
-    for name in request.environment_files:
-        registry.update(yaml.safe_load(request.files[name]).get('resource_registry')
-                        or {})
-    sources = dict(request.files, **{'(root)': request.template})
-    leaks = set()
-    pending = [('(root)', frozenset(request.hidden))]
-    seen = set()
-    while pending:
-        name, secrets = pending.pop()
-        if (name, secrets) in seen:
+def test_no_template_writes_a_secret_file_or_hands_out_signal_credentials(template_set):
+    for name in sorted(os.listdir(template_set.root)):
+        if not name.endswith('.yaml'):
             continue
-        seen.add((name, secrets))
-        parsed = yaml.safe_load(sources[name])
-        for resource in (parsed.get('resources') or {}).values():
-            properties = resource.get('properties') or {}
-            rtype = resource.get('type')
-            if rtype == 'OS::Heat::ResourceGroup':
-                definition = properties.get('resource_def') or {}
-                rtype, properties = definition.get('type'), definition.get(
-                    'properties') or {}
-            rtype = registry.get(rtype, rtype)
-            if rtype not in request.files:
-                continue
-            child = yaml.safe_load(request.files[rtype])['parameters']
-            tainted = frozenset(p for p, v in properties.items()
-                                if _uses_param(v, secrets))
-            for parameter in tainted:
-                if not (child.get(parameter) or {}).get('hidden'):
-                    leaks.add((rtype, parameter))
-            pending.append((rtype, tainted))
-    return leaks
+        text = template_set.read(name)
+        assert '/etc/celtic/secrets' not in text, name
+        assert 'signal.json' not in text, name
+        parsed = yaml.safe_load(text)
+        for rname, resource in (parsed.get('resources') or {}).items():
+            assert 'get_attr' not in json.dumps(resource.get('properties') or {}) or \
+                '"wait_handle"' not in json.dumps(resource.get('properties')), (name, rname)
+            if resource.get('type') == 'OS::Heat::WaitConditionHandle':
+                assert resource['properties']['signal_transport'] == {
+                    'get_param': 'signal_transport'}, (name, rname)
+        for pname, schema in (parsed.get('parameters') or {}).items():
+            assert not (isinstance(schema, dict) and schema.get('hidden')), (name, pname)
 
 
-def _uses_param(value, names):
-    if isinstance(value, dict):
-        if 'get_param' in value and value['get_param'] in names:
-            return True
-        return any(_uses_param(v, names) for v in value.values())
-    if isinstance(value, list):
-        return any(_uses_param(v, names) for v in value)
-    return False
+def test_no_wait_handle_can_be_no_signal(template_set):
+    """Heat's NO_SIGNAL handle signals itself SUCCESS at every status check, so its
+    wait condition completes without a node: the templates must not allow it."""
+    for name in ('celtic.yaml', 'node_group.yaml', 'minion.yaml'):
+        schema = yaml.safe_load(template_set.read(name))['parameters']['signal_transport']
+        assert schema['default'] == 'TOKEN_SIGNAL', name
+        allowed = [c.get('allowed_values') for c in schema.get('constraints') or []]
+        assert 'NO_SIGNAL' not in json.dumps(allowed) and allowed != [], name
 
 
-def test_the_leak_check_finds_a_secret_passed_to_a_plain_parameter(template_set,
-                                                                   pki):
+def test_signal_transport_reaches_every_wait_handle(template_set, pki):
+    """celtic.yaml's signal_transport is passed down to every group that has a handle
+    (an unwired level would fall back to TOKEN_SIGNAL there and replace a legacy stack's
+    handle)."""
     request = request_for(template_set, pki)
-    files = dict(request.files)
-    files['minion.yaml'] = files['minion.yaml'].replace(
-        'bootstrap_token:\n    type: string\n    hidden: true',
-        'bootstrap_token:\n    type: string')
-    broken = dataclasses.replace(request, files=files)
-    assert ('minion.yaml', 'bootstrap_token') in _secret_parameter_leaks(broken)
+    root = yaml.safe_load(request.template)['resources']
+    for name in ('masters', 'proxies', 'storage', 'minions'):
+        assert root[name]['properties']['signal_transport'] == {
+            'get_param': 'signal_transport'}, name
+    for role in ('master.yaml', 'proxy.yaml', 'storage.yaml'):
+        group = yaml.safe_load(request.files[role])['resources']['group']
+        assert group['properties']['signal_transport'] == {
+            'get_param': 'signal_transport'}, role
 
 
-def test_nested_templates_keep_every_secret_hidden(template_set, pki):
-    assert _secret_parameter_leaks(request_for(template_set, pki)) == set()
+def test_a_stack_of_the_previous_release_keeps_heat_signal(template_set, pki):
+    assert stack.created_with_secrets({'ca_key': '******', 'minion_count': '2'})
+    assert stack.created_with_secrets({'bootstrap_token': '******', 'count': '1'})
+    assert not stack.created_with_secrets({'ca_cert': 'x', 'signal_transport': 'TOKEN_SIGNAL'})
+    assert not stack.created_with_secrets({})
+    legacy = request_for(template_set, pki, legacy_signals=True)
+    assert legacy.parameters['signal_transport'] == 'HEAT_SIGNAL'
+    assert _secret_carriers(legacy, pki) == set()
+    params, files = stack.scale_request(template_set, {'minion_members': ['0', '2'],
+                                                       'minion_next_index': 3,
+                                                       'minion_server_ids': ['a', 'b']}, 1)
+    merged = stack.migration_request(legacy, params, files)
+    assert merged.parameters['minion_count'] == 1
+    assert merged.parameters['signal_transport'] == 'HEAT_SIGNAL'
+    assert _members(merged.files[templates.NODES_TEMPLATE]) == (['0'], 3)
+    assert merged.template == legacy.template
+    assert set(merged.files) == set(legacy.files)
 
 
 # ---- environments and files ------------------------------------------------------
@@ -371,8 +389,13 @@ def test_pool_request_wires_the_pool_to_the_cluster_network(template_set, pki):
     # The pool's own settings win over the cluster facts.
     assert (params['params']['pool'], params['params']['node_labels']) == (
         'gpu', {'a': 'b'})
-    assert request.hidden == {'bootstrap_token'}
-    assert 'ca_key' not in params
+    assert request.hidden == frozenset()
+    assert not OLD_SECRET_PARAMETERS & set(params)
+    assert params['signal_transport'] == 'TOKEN_SIGNAL'
+    assert _secret_carriers(request, pki) == set()
+    legacy = stack.pool_request(built, pool, pki, OUTPUTS, template_set, 60,
+                                legacy_signals=True)
+    assert legacy.parameters['signal_transport'] == 'HEAT_SIGNAL'
     assert set(params) <= set(yaml.safe_load(request.template)['parameters'])
     assert request.environment_files == []
 

@@ -18,10 +18,13 @@
 # It sets no shell options itself: each fragment sets `set -euo pipefail` inside its
 # main guard, so bats can source the fragment and this library without side effects.
 #
-# Node contract (written by cloud-init from the Heat templates, read here):
-#   $CELTIC_ETC/params.json   non-secret settings of the cluster and of this role (JSON)
-#   $CELTIC_ETC/signal.json   Heat wait-condition handle credentials (0600, HEAT_SIGNAL)
-#   $CELTIC_ETC/secrets/*     secrets this role needs, one file each (0600)
+# Node contract (doc/node-contract.md):
+#   $CELTIC_ETC/params.json   non-secret settings of the cluster and of this role (JSON),
+#                             written by cloud-init from the Heat templates
+#   $CELTIC_ETC/secrets/*     secrets this role needs, one file each (0600), and
+#   $CELTIC_ETC/signal.json   where and with which key to report (0600), both written by
+#                             celtic_fetch_vendordata from celtic-vendordata's answer in
+#                             Nova's metadata service: no secret ever passes through Heat
 # Nothing in this file ever prints the content of signal.json or of a secret.
 
 # CELTIC_ROOT prefixes the system paths fragments write (/etc/hosts, /etc/systemd/...):
@@ -184,6 +187,96 @@ PY
 ) || celtic_die "node parameters $file are not valid JSON"
     eval "$assignments"
     export CELTIC_PARAMS_FILE=$file
+}
+
+# ---------------------------------------------------------------------------------------
+# secrets (doc/security.md)
+
+# Nova's metadata service; the lab points it at a directory (file://...).
+CELTIC_METADATA_URL=${CELTIC_METADATA_URL:-http://169.254.169.254}
+# Nova asks celtic-vendordata when the node first reads its metadata, and the metadata
+# service may not answer at all in the first seconds of a boot: retry, bounded.
+CELTIC_METADATA_ATTEMPTS=${CELTIC_METADATA_ATTEMPTS:-8}
+CELTIC_VENDORDATA_HELP="Nova's metadata service served no celtic vendordata: nova.conf \
+must have [api] vendordata_providers = StaticJSON,DynamicJSON and \
+vendordata_dynamic_targets = celtic@<celtic-vendordata URL>/v1/vendordata, and \
+celtic-vendordata must be running (its log says why it refused an instance); see \
+doc/security.md in magnum-celtic"
+
+# celtic_fetch_vendordata: this node's secrets (secrets/<file>, 0600) and its signal
+# credentials (signal.json, 0600) from celtic-vendordata's part of vendor_data2.json.
+# Without one, the node can neither work nor report: the console says what is missing.
+celtic_fetch_vendordata() {
+    local url=$CELTIC_METADATA_URL/openstack/latest/vendor_data2.json rc=0
+    celtic_retry -n "$CELTIC_METADATA_ATTEMPTS" -d 2 -m 30 -- \
+        _celtic_vendordata_once "$url" || rc=$?
+    case $rc in
+        0) ;;
+        3)
+            celtic_log ERROR "$CELTIC_VENDORDATA_HELP"
+            celtic_die "no celtic vendordata for this node (nova.conf vendordata, see doc/security.md)"
+            ;;
+        4) celtic_die "celtic vendordata is not for a ${CELTIC_ROLE:-node}: see the line above" ;;
+        5) celtic_die "celtic vendordata is malformed: see the line above" ;;
+        *) celtic_die "cannot read $url (Nova's metadata service)" ;;
+    esac
+}
+
+# _celtic_vendordata_once URL: one try. 0 done, 1 unreachable, 3 no celtic part,
+# 4 another role's, 5 malformed. Python reads the URL (http://, or file:// in the lab),
+# never through the HTTP proxy of the cluster template: the metadata service is link-local.
+_celtic_vendordata_once() {
+    local url=$1
+    # its exit status is the function's (celtic_retry runs it outside errexit)
+    python3 - "$url" "$CELTIC_ETC" "${CELTIC_ROLE:-}" <<'PY'
+import json, os, re, sys, urllib.request
+url, etc, role = sys.argv[1:4]
+def fail(code, message):
+    sys.stderr.write('celtic vendordata: %s\n' % message)
+    sys.exit(code)
+try:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=30) as answer:
+        raw = answer.read()
+except (OSError, ValueError) as exc:
+    fail(1, 'cannot read %s: %s' % (url, getattr(exc, 'reason', exc)))
+try:
+    data = json.loads(raw)
+except ValueError:
+    fail(5, 'vendor_data2.json is not JSON')
+celtic = data.get('celtic') if isinstance(data, dict) else None
+if not celtic:
+    sys.exit(3)
+if not isinstance(celtic, dict) or not isinstance(celtic.get('secrets'), dict) \
+        or not isinstance(celtic.get('signal'), dict):
+    fail(5, 'the celtic part has no secrets or no signal map')
+if role and celtic.get('role') != role:
+    fail(4, 'celtic-vendordata says this node is a %r, it runs the %s script' % (
+        celtic.get('role'), role))
+def write(dest, text):
+    os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
+    tmp = dest + '.tmp'
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, dest)
+secrets = sorted(celtic['secrets'].items())
+bad = [n for n, c in secrets
+        if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]*', n) or not isinstance(c, str)]
+if bad:
+    fail(5, 'secret name %r is not a plain file name, or its content not text' % (
+        bad[0][:40]))
+signal = celtic['signal']
+missing = [k for k in ('url', 'cluster_uuid', 'instance_id', 'key')
+        if not isinstance(signal.get(k), str) or not signal[k]]
+if missing:
+    fail(5, 'the signal map has no %s' % missing[0])
+[write(os.path.join(etc, 'secrets', n), c) for n, c in secrets]
+write(os.path.join(etc, 'signal.json'), json.dumps(signal, sort_keys=True))
+print('celtic vendordata: %d secret file(s) for this %s: %s'
+    % (len(celtic['secrets']), celtic.get('role'), ' '.join(sorted(celtic['secrets']))))
+PY
 }
 
 # celtic_secret NAME: path of a secret file, failing when the role did not receive it.
@@ -396,49 +489,51 @@ celtic_step() {
     celtic_info "step $name: done in $(($(date +%s) - started))s"
 }
 
-# celtic_signal STATUS REASON: tell Heat's wait condition how this node ended.
-# STATUS is SUCCESS or FAILURE. The credentials come from signal.json and never reach
-# the command line, the environment of child processes or a log.
+# celtic_signal STATUS REASON: tell the wait condition how this node ended, through
+# celtic-vendordata's signal relay (doc/security.md): POST the report to signal.url with
+# X-Celtic-Signature: sha256=<HMAC-SHA256 of the exact body, keyed with signal.key>.
+# STATUS is SUCCESS or FAILURE. The key comes from signal.json and never reaches the
+# command line, the environment of child processes or a log.
 celtic_signal() {
     local status=$1 reason=$2 signal_file=${CELTIC_SIGNAL_FILE:-$CELTIC_ETC/signal.json}
     if [[ ! -r "$signal_file" ]]; then
-        celtic_warn "no $signal_file: not signalling Heat ($status)"
+        celtic_warn "no $signal_file: cannot report $status (no celtic vendordata?)"
         return 0
     fi
     local work rc=0
     work=$(mktemp -d "${TMPDIR:-/tmp}/celtic-signal.XXXXXX")
     chmod 700 "$work"
-    python3 - "$signal_file" "$work" "$status" "$reason" "$(celtic_node_id)" <<'PY' || rc=$?
-import json, os, sys
-signal_file, work, status, reason, node_id = sys.argv[1:6]
+    python3 - "$signal_file" "$work" "$status" "$reason" "$(celtic_node_name)" <<'PY' || rc=$?
+import hashlib, hmac, json, os, sys
+signal_file, work, status, reason, node = sys.argv[1:6]
 with open(signal_file) as f:
     sig = json.load(f)
-if isinstance(sig, str):
-    sig = json.loads(sig)
-def write(name, text):
+def write(name, data):
     fd = os.open(os.path.join(work, name), os.O_WRONLY | os.O_CREAT, 0o600)
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-write('auth.json', json.dumps({'auth': {
-    'identity': {'methods': ['password'],
-                 'password': {'user': {'id': sig['user_id'], 'password': sig['password']}}},
-    'scope': {'project': {'id': sig['project_id']}}}}))
-write('signal.json', json.dumps({'status': status, 'reason': reason[:1000],
-                                 'id': node_id, 'data': reason[:255]}))
-write('auth_url', sig['auth_url'].rstrip('/') + '/auth/tokens')
-write('alarm_url', sig['alarm_url'])
+    with os.fdopen(fd, 'wb') as f:
+        f.write(data)
+body = json.dumps({'cluster_uuid': sig['cluster_uuid'], 'instance_id': sig['instance_id'],
+                   'status': status, 'reason': reason[:1000], 'id': node,
+                   'data': reason[:255]}, sort_keys=True).encode()
+digest = hmac.new(sig['key'].encode(), body, hashlib.sha256).hexdigest()
+write('body.json', body)
+write('headers', ('X-Celtic-Signature: sha256=%s\n' % digest).encode())
+write('url', sig['url'].encode())
 PY
     if [[ $rc -ne 0 ]]; then
         rm -rf "$work"
         celtic_warn "signal credentials in $signal_file are unusable"
         return 1
     fi
-    _celtic_send_signal "$work" || rc=$?
+    celtic_retry -n "${CELTIC_SIGNAL_ATTEMPTS:-8}" -d 2 -m 30 -- _celtic_post_once "$work" || rc=$?
+    if [[ -e "$work/refused" ]]; then
+        rc=1
+    fi
     rm -rf "$work"
     if [[ $rc -eq 0 ]]; then
-        celtic_info "signalled Heat: $status"
+        celtic_info "reported $status"
     else
-        celtic_warn "could not signal Heat ($status)"
+        celtic_warn "could not report $status"
     fi
     return "$rc"
 }
@@ -451,31 +546,26 @@ _celtic_curl_tls_args() {
     fi
 }
 
-_celtic_token_once() {
-    local work=$1 tls
-    mapfile -t tls < <(_celtic_curl_tls_args)
-    curl -sS -f -o /dev/null -D "$work/headers" --max-time 60 "${tls[@]}" \
-        -H 'Content-Type: application/json' --data-binary "@$work/auth.json" \
-        "$(cat "$work/auth_url")" || return 1
-    tr -d '\r' <"$work/headers" | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p' |
-        sed 's/^/X-Auth-Token: /' >"$work/token_header"
-    [[ -s "$work/token_header" ]]
-}
-
+# _celtic_post_once WORK: one POST to the relay. A 4xx answer (a refused signature, a
+# malformed report) is final: retrying sends the same bytes. 5xx and connection errors
+# are retried by the caller.
 _celtic_post_once() {
-    local work=$1 tls
+    local work=$1 tls code
     mapfile -t tls < <(_celtic_curl_tls_args)
-    # A slow answer is not a lost one: Heat keeps handling a signal whose caller gave
-    # up, and a retry is one more signal for a busy engine. Wait long, retry rarely.
-    curl -sS -f -o /dev/null --max-time 120 "${tls[@]}" -H "@$work/token_header" \
-        -H 'Content-Type: application/json' --data-binary "@$work/signal.json" \
-        "$(cat "$work/alarm_url")"
-}
-
-_celtic_send_signal() {
-    local work=$1
-    celtic_retry -n "${CELTIC_SIGNAL_ATTEMPTS:-8}" -d 2 -m 30 -- _celtic_token_once "$work" &&
-        celtic_retry -n "${CELTIC_SIGNAL_ATTEMPTS:-8}" -d 2 -m 30 -- _celtic_post_once "$work"
+    # A slow answer is not a lost one: the relay keeps handling a report whose sender
+    # gave up, and a retry is one more signal for a busy Heat. Wait long, retry rarely.
+    code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 120 "${tls[@]}" \
+        -H "@$work/headers" -H 'Content-Type: application/json' \
+        --data-binary "@$work/body.json" "$(cat "$work/url")") || return 1
+    case "$code" in
+        2??) return 0 ;;
+        4??)
+            celtic_warn "the signal relay refused the report (HTTP $code)"
+            : >"$work/refused"
+            return 0
+            ;;
+        *) return 1 ;;
+    esac
 }
 
 # celtic_run FUNCTION [ARGS...]: run a fragment's main function under the EXIT trap that

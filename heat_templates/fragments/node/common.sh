@@ -13,6 +13,9 @@
 
 # common.sh: set-up every node needs before its role's work, whatever the role.
 #   - read the node parameters
+#   - fetch this node's secrets and signal credentials (celtic-vendordata, through
+#     Nova's metadata service): before any step that needs one, and before anything
+#     whose failure must be reported
 #   - make the hostname resolve locally (kubelet, corosync and glusterd need it)
 #   - route apt through the cluster template's HTTP proxy when it has one
 #   - refresh the package index and install the base tools the fragments use
@@ -75,6 +78,7 @@ common_base_packages() {
 # common_setup: the common steps, in order.
 common_setup() {
     celtic_step params celtic_load_params
+    celtic_step vendordata celtic_fetch_vendordata
     common_proxy_env
     celtic_step hostname common_hostname
     celtic_step apt-proxy common_apt_proxy

@@ -25,6 +25,7 @@ from heat.engine.resources.openstack.nova import server
 from heat.engine.resources.openstack.nova import server_group
 
 from magnum_celtic.lab import cloud as cloud_mod
+from magnum_celtic.lab import metadata
 from magnum_celtic.lab import node
 from magnum_celtic.lab.standins.base import BadRequest
 from magnum_celtic.lab.standins.base import Forbidden
@@ -161,10 +162,23 @@ class StandInServer(StandIn, server.Server):
             # stores for it (standins/heat_software.py, agent.py)
             return True
         cloud = lab_cloud()
-        node.start(cloud.node_dir(handle['name'], handle['id']), handle['name'],
-                   handle['id'], self._first_address(handle['id']) or '',
-                   self._user_data(), behaviour,
-                   cfg.CONF.celtic_lab.node_signal_attempts)
+        root = cloud.node_dir(handle['name'], handle['id'])
+        user_data = self._user_data()
+        body = metadata.request_body(
+            _project(self), handle['id'], record.get('image'), user_data, handle['name'],
+            record.get('metadata') or {}, list(self.context.roles or []))
+        address = self._first_address(handle['id']) or ''
+
+        def boot():
+            # what the guest's first metadata read makes Nova do (every guest at once,
+            # not in the node slots, which stand for the nodes' own CPUs), then cloud-init
+            metadata.write(root, metadata.vendor_data(body))
+            node.in_background(
+                'lab-node-%s' % handle['name'], 0,
+                lambda: node.run(root, handle['name'], handle['id'], address, user_data,
+                                 behaviour, cfg.CONF.celtic_lab.node_signal_attempts))
+        metadata.in_background('lab-metadata-%s' % handle['name'],
+                               float(behaviour.get('configure_seconds') or 0), boot)
         return True
 
     # attributes -----------------------------------------------------------------

@@ -1,0 +1,532 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""celtic-vendordata: the nodes' secrets through Nova's metadata service, and their
+wait-condition signals relayed to Heat. Does I/O (Magnum's database and certificate
+manager, Heat as Magnum's service user).
+
+Two routes (doc/security.md has the design and the threat model):
+
+``POST /v1/vendordata``
+    Nova's DynamicJSON call for every instance that reads its metadata, behind
+    keystonemiddleware (magnum.conf ``[keystone_authtoken]``) and one of
+    ``[celtic_vendordata] allowed_roles``. The instance's user-data names its cluster and
+    role (``/etc/celtic/params.json``), but only as a hint: the answer is the role's
+    secrets only when Heat, read as admin, shows that this instance is a server of
+    that cluster's stacks in the group of that role. Anything else is ``{}`` (Nova
+    then serves no ``celtic`` key) and one WARNING line.
+``POST /v1/signal``
+    A node's SUCCESS or FAILURE, signed with the per-node key vendordata gave it
+    (``pki.signal_key``); relayed to the wait condition handle of the node's group.
+
+Heat is read once per stack tree and kept (:class:`ServerIndex`): a resource listing
+of a tree loads every resource of it, so one listing per booting node would cost a
+900-minion cluster 900 full loads. A server the index does not know yet makes it read
+the tree again, at most once a second per stack.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import gzip
+import hmac
+import json
+import sys
+import threading
+import time
+import urllib.parse
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+from oslo_log import log as logging
+
+from magnum_celtic import conf
+from magnum_celtic import heat as heat_api
+from magnum_celtic import pki
+
+LOG = logging.getLogger(__name__)
+CONF = conf.CONF
+
+VERSION = 1
+#: largest signal body accepted, and the longest reason
+SIGNAL_LIMIT = 64 * 1024
+REASON_LIMIT = 1000
+#: where a node's params.json is written by its user-data (the hint)
+PARAMS_PATH = '/etc/celtic/params.json'
+#: levels below a stack that the listing walks (a master's server is 4 levels down)
+NESTED_DEPTH = 5
+#: the resource of the root stack (or of a nodegroup's stack) a server's group hangs
+#: from -> the role of its servers
+GROUP_ROLES = {'masters': 'master', 'proxies': 'proxy', 'storage': 'storage',
+               'minions': 'minion', 'nodes': 'minion'}
+SERVER_TYPE = 'OS::Nova::Server'
+WAIT_HANDLE = 'wait_handle'
+#: seconds between two reads of one stack tree, however many nodes ask
+MIN_REREAD_SECONDS = 1.0
+MAX_INDEXED_STACKS = 512
+
+
+class Refused(Exception):
+    """The request gets nothing; the message is the reason logged (never a secret)."""
+
+
+# ---- the hint in the user-data ------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Hint:
+    """What an instance's user-data claims: its cluster, role and pool."""
+    cluster_uuid: str
+    role: str
+    pool: str | None
+
+
+def read_hint(user_data: str | None) -> Hint | None:
+    """The celtic params of a user-data (Nova's base64 text); None for any other
+    instance, found without parsing when the user-data does not name params.json."""
+    if not user_data:
+        return None
+    try:
+        raw = base64.b64decode(user_data)
+        if raw[:2] == b'\x1f\x8b':
+            raw = gzip.decompress(raw)
+    except (binascii.Error, ValueError, OSError, EOFError):
+        return None
+    if PARAMS_PATH.encode() not in raw:
+        return None
+    try:
+        doc = yaml.load(raw, Loader=getattr(yaml, 'CSafeLoader', yaml.SafeLoader))
+        entry = next(e for e in doc.get('write_files') or []
+                     if isinstance(e, dict) and e.get('path') == PARAMS_PATH)
+        params = json.loads(entry.get('content') or '')
+    except (yaml.YAMLError, AttributeError, StopIteration, ValueError, TypeError):
+        return None
+    if not isinstance(params, dict):
+        return None
+    uuid, role, pool = params.get('cluster_uuid'), params.get('role'), params.get('pool')
+    if not isinstance(uuid, str) or not isinstance(role, str):
+        return None
+    return Hint(uuid, role, pool if isinstance(pool, str) else None)
+
+
+# ---- where a server is in its stack tree --------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """A server of a celtic stack tree: the role of its group and the group's wait
+    condition handle (stack name, stack id), if it has one."""
+    role: str
+    handle: tuple[str, str] | None
+
+
+def _link(row: Mapping[str, Any], rel: str) -> tuple[str, str] | None:
+    """(stack name, stack id) of a row's ``stack`` or ``nested`` link."""
+    for link in row.get('links') or []:
+        if link.get('rel') == rel:
+            parts = urllib.parse.urlsplit(link.get('href', '')).path.split('/')
+            if 'stacks' in parts and len(parts) >= parts.index('stacks') + 3:
+                at = parts.index('stacks')
+                return (urllib.parse.unquote(parts[at + 1]),
+                        urllib.parse.unquote(parts[at + 2]))
+    return None
+
+
+def placements(rows: Iterable[Mapping[str, Any]]) -> dict[str, Placement]:
+    """instance id -> Placement, from one nested resource listing of a stack tree.
+
+    A server's role comes from the resource of the listed stack its group hangs from
+    (``masters``, ``proxies``, ``storage``, ``minions``; ``nodes`` in a nodegroup's
+    stack), found by walking the nested-stack links up; its handle is the nearest
+    ``wait_handle`` on that walk."""
+    rows = list(rows)
+    parent: dict[str, tuple[str, str]] = {}
+    handles: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        stack, nested = _link(row, 'stack'), _link(row, 'nested')
+        if stack and nested:
+            parent[nested[1]] = (stack[1], row.get('resource_name', ''))
+        if stack and row.get('resource_name') == WAIT_HANDLE:
+            handles[stack[1]] = stack
+    found = {}
+    for row in rows:
+        stack = _link(row, 'stack')
+        instance = row.get('physical_resource_id')
+        if row.get('resource_type') != SERVER_TYPE or not instance or not stack:
+            continue
+        top, handle, at, seen = row.get('resource_name', ''), None, stack[1], set()
+        while at not in seen:
+            seen.add(at)
+            handle = handle or handles.get(at)
+            if at not in parent:
+                break
+            at, top = parent[at]
+        role = GROUP_ROLES.get(top)
+        if role:
+            found[instance] = Placement(role, handle)
+    return found
+
+
+@dataclasses.dataclass
+class _Entry:
+    lock: threading.Lock
+    read_at: float = float('-inf')
+    servers: dict[str, Placement] = dataclasses.field(default_factory=dict)
+
+
+class ServerIndex:
+    """The servers of stack trees, read from Heat once and again only when a server
+    is asked for that the last read, started after the request came, did not show.
+    One read at a time per stack; a request that arrives meanwhile waits for it."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self.reads = 0
+        self._entries: dict[str, _Entry] = {}
+        self._guard = threading.Lock()
+
+    def _entry(self, stack_id: str) -> _Entry:
+        with self._guard:
+            entry = self._entries.pop(stack_id, None) or _Entry(threading.Lock())
+            self._entries[stack_id] = entry          # most recently used last
+            while len(self._entries) > MAX_INDEXED_STACKS:
+                self._entries.pop(next(iter(self._entries)))
+            return entry
+
+    def known(self, stack_id: str, instance_id: str) -> Placement | None:
+        """What the last read of the tree says about the instance, reading nothing."""
+        with self._guard:
+            entry = self._entries.get(stack_id)
+        if entry is None or self.clock() - entry.read_at >= self.seconds:
+            return None
+        return entry.servers.get(instance_id)
+
+    def find(self, stack_id: str, instance_id: str,
+             read: Callable[[], list[Mapping[str, Any]] | None]) -> Placement | None:
+        """Where ``instance_id`` is in the tree of ``stack_id`` (``read()`` lists it)."""
+        asked_at = self.clock()
+        entry = self._entry(stack_id)
+        with entry.lock:
+            fresh = self.clock() - entry.read_at < self.seconds
+            if fresh and (instance_id in entry.servers or entry.read_at >= asked_at):
+                return entry.servers.get(instance_id)
+            wait = entry.read_at + MIN_REREAD_SECONDS - self.clock()
+            if wait > 0:
+                time.sleep(wait)
+            started = self.clock()
+            rows = read()
+            self.reads += 1
+            entry.servers = placements(rows or [])
+            entry.read_at = started
+            return entry.servers.get(instance_id)
+
+
+# ---- the service ---------------------------------------------------------------------
+
+class Service:
+    """The two operations, on Magnum's objects and Heat (as Magnum's service user)."""
+
+    def __init__(self, index: ServerIndex | None = None):
+        self.index = index or ServerIndex(CONF.celtic_vendordata.index_seconds)
+
+    # hooks the lab and the tests do not replace: Magnum itself
+    @staticmethod
+    def _context() -> Any:
+        from magnum.common import context
+        return context.make_admin_context(all_tenants=True)
+
+    @staticmethod
+    def _cluster(context: Any, cluster_uuid: str) -> Any:
+        from magnum.common import exception
+        from magnum import objects
+        try:
+            return objects.Cluster.get_by_uuid(context, cluster_uuid)
+        except (exception.ClusterNotFound, exception.InvalidUUID, ValueError):
+            raise Refused('cluster %s does not exist' % cluster_uuid)
+
+    def _stacks(self, cluster: Any, pool: str | None) -> list[tuple[str, str]]:
+        """(stack id, stack name) of the trees a server of ``pool`` may be in: a
+        nodegroup's own stack, or the cluster's (every other node); all of them when
+        the pool is not known (a signal)."""
+        from magnum_celtic import adapters
+        from magnum_celtic import stack
+        root = [(cluster.stack_id, stack.cluster_stack_name(cluster.name, cluster.uuid))]
+        pools = [(ng.stack_id, stack.pool_stack_name(cluster.name, cluster.uuid, ng.name),
+                  ng.name) for ng in adapters.iter_pool_nodegroups(cluster)]
+        if pool is None:
+            return root + [(sid, name) for sid, name, _ in pools]
+        own = [(sid, name) for sid, name, ng_name in pools if ng_name == pool]
+        return own or root
+
+    def _locate(self, context: Any, cluster: Any, instance_id: str,
+                pool: str | None) -> Placement | None:
+        from magnum_celtic import adapters
+        if not cluster.stack_id:
+            raise Refused('cluster %s has no stack' % cluster.uuid)
+        heat = adapters.heat_client(context, project_id=cluster.project_id)
+        stacks = self._stacks(cluster, pool)
+        for stack_id, _ in stacks:   # a signal: the tree vendordata read already
+            found = self.index.known(stack_id, instance_id)
+            if found:
+                return found
+        for stack_id, name in stacks:
+            found = self.index.find(
+                stack_id, instance_id,
+                lambda: heat.resources(stack_id, name, nested_depth=NESTED_DEPTH))
+            if found:
+                return found
+        return None
+
+    def vendordata(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Nova's DynamicJSON request -> what Nova serves under ``celtic``, or {}."""
+        hint = read_hint(request.get('user-data'))
+        if hint is None:
+            return {}
+        instance_id = str(request.get('instance-id') or '')
+        try:
+            return self._vendordata(request, hint, instance_id)
+        except Refused as refusal:
+            LOG.warning('vendordata for instance %s refused: %s', instance_id, refusal)
+        except heat_api.HeatError as error:
+            LOG.warning('vendordata for instance %s not served: %s', instance_id, error)
+        except Exception as error:  # whatever broke, Nova gets {} and no traceback
+            LOG.warning('vendordata for instance %s failed: %s: %s', instance_id,
+                        type(error).__name__, error)
+        return {}
+
+    def _vendordata(self, request: Mapping[str, Any], hint: Hint,
+                    instance_id: str) -> dict[str, Any]:
+        from magnum_celtic import adapters
+        if hint.role not in pki.ROLES:
+            raise Refused('user-data names an unknown role %r' % hint.role[:40])
+        context = self._context()
+        cluster = self._cluster(context, hint.cluster_uuid)
+        if cluster.project_id != request.get('project-id'):
+            raise Refused('cluster %s is not of project %s'
+                          % (cluster.uuid, request.get('project-id')))
+        placement = self._locate(context, cluster, instance_id,
+                                 hint.pool if hint.role == 'minion' else None)
+        if placement is None:
+            raise Refused('not a server of the stacks of cluster %s' % cluster.uuid)
+        if placement.role != hint.role:
+            raise Refused('user-data says %s, Heat says %s of cluster %s'
+                          % (hint.role, placement.role, cluster.uuid))
+        cluster_pki = adapters.cluster_pki(context, cluster)
+        secrets = pki.role_secrets(cluster_pki)[placement.role]
+        LOG.info('vendordata for instance %s: %s of cluster %s, %d secrets', instance_id,
+                 placement.role, cluster.uuid, len(secrets))
+        return {'version': VERSION, 'cluster_uuid': cluster.uuid, 'role': placement.role,
+                'node': request.get('hostname') or '',
+                'secrets': secrets,
+                'signal': {'url': signal_url(), 'cluster_uuid': cluster.uuid,
+                           'instance_id': instance_id,
+                           'key': pki.signal_key(cluster_pki.seed, instance_id)}}
+
+    def signal(self, body: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
+        """A node's signal -> (HTTP status, JSON answer)."""
+        try:
+            doc = json.loads(body)
+            cluster_uuid, instance_id = doc['cluster_uuid'], doc['instance_id']
+            if not isinstance(cluster_uuid, str) or not isinstance(instance_id, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return 400, {'error': 'the body must be a JSON object with cluster_uuid '
+                                  'and instance_id'}
+        try:
+            context = self._context()
+            cluster = self._cluster(context, cluster_uuid)
+            from magnum_celtic import adapters
+            key = pki.signal_key(adapters.cluster_seed(context, cluster), instance_id)
+        except Refused as refusal:
+            LOG.warning('signal of instance %s refused: %s', instance_id, refusal)
+            return 401, {'error': 'unauthorized'}
+        except Exception as error:
+            LOG.warning('signal of instance %s not checked: %s: %s', instance_id,
+                        type(error).__name__, error)
+            return 503, {'error': 'not relayed, try again'}
+        expected = 'sha256=' + hmac.new(key.encode(), body, 'sha256').hexdigest()
+        if not hmac.compare_digest(expected.encode(), (signature or '').strip().encode()):
+            LOG.warning('signal of instance %s refused: wrong signature', instance_id)
+            return 401, {'error': 'unauthorized'}
+        problem = _signal_problem(doc)
+        if problem:
+            return 400, {'error': problem}
+        data = {'status': doc['status'], 'reason': doc.get('reason') or '',
+                'data': doc.get('data') or '', 'id': doc.get('id') or instance_id}
+        try:
+            placement = self._locate(context, cluster, instance_id, None)
+            if placement is None or placement.handle is None:
+                LOG.warning('signal of instance %s dropped: no wait condition of cluster '
+                            '%s waits for it', instance_id, cluster.uuid)
+                return 404, {'error': 'no wait condition waits for this node'}
+            heat = adapters.heat_client(context, project_id=cluster.project_id)
+            if not heat.signal(placement.handle[0], placement.handle[1], WAIT_HANDLE,
+                               data):
+                return 404, {'error': 'no wait condition waits for this node'}
+        except Refused as refusal:
+            LOG.warning('signal of instance %s dropped: %s', instance_id, refusal)
+            return 404, {'error': 'no wait condition waits for this node'}
+        except heat_api.HeatUnavailable as error:
+            LOG.warning('signal of instance %s not relayed yet: %s', instance_id, error)
+            return 503, {'error': 'Heat is unavailable, try again'}
+        except heat_api.HeatError as error:
+            LOG.warning('signal of instance %s not relayed: %s', instance_id, error)
+            return 409, {'error': 'Heat did not take the signal'}
+        except Exception as error:  # the node retries; no traceback leaves the service
+            LOG.warning('signal of instance %s not relayed: %s: %s', instance_id,
+                        type(error).__name__, error)
+            return 503, {'error': 'not relayed, try again'}
+        LOG.info('signal of instance %s (%s, %s) relayed to cluster %s', instance_id,
+                 data['id'][:64], data['status'], cluster.uuid)
+        return 202, {'status': 'relayed'}
+
+
+def _signal_problem(doc: Mapping[str, Any]) -> str | None:
+    if doc.get('status') not in ('SUCCESS', 'FAILURE'):
+        return 'status must be SUCCESS or FAILURE'
+    for field in ('reason', 'id', 'data'):
+        if not isinstance(doc.get(field, ''), str):
+            return '%s must be a string' % field
+    if len(doc.get('reason') or '') > REASON_LIMIT:
+        return 'reason must be at most %d characters' % REASON_LIMIT
+    return None
+
+
+def signal_url() -> str:
+    """Where nodes send their signals."""
+    return (CONF.celtic_vendordata.public_url or '').rstrip('/') + '/v1/signal'
+
+
+# ---- WSGI ----------------------------------------------------------------------------
+
+def _answer(start_response: Callable, status: int, doc: Any) -> list[bytes]:
+    reasons = {200: 'OK', 202: 'Accepted', 400: 'Bad Request', 401: 'Unauthorized',
+               403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed',
+               409: 'Conflict', 413: 'Payload Too Large', 503: 'Service Unavailable'}
+    body = json.dumps(doc).encode()
+    start_response('%d %s' % (status, reasons.get(status, '')),
+                   [('Content-Type', 'application/json'),
+                    ('Content-Length', str(len(body)))])
+    return [body]
+
+
+def _read_body(environ: Mapping[str, Any]) -> bytes | None:
+    """The request body, or None when it is over SIGNAL_LIMIT."""
+    try:
+        length = int(environ.get('CONTENT_LENGTH') or 0)
+    except ValueError:
+        length = 0
+    if length > SIGNAL_LIMIT:
+        return None
+    body = environ['wsgi.input'].read(length if length else SIGNAL_LIMIT + 1)
+    return None if len(body) > SIGNAL_LIMIT else body
+
+
+class Application:
+    """The WSGI application: keystonemiddleware in front of /v1/vendordata only (the
+    signal relay is authenticated by its signature)."""
+
+    def __init__(self, service: Service | None = None,
+                 auth_conf: Mapping[str, Any] | None = None):
+        from keystonemiddleware import auth_token
+        self.service = service or Service()
+        self._authenticated_vendordata = auth_token.AuthProtocol(
+            self._vendordata, dict(auth_conf or {'oslo_config_config': CONF}))
+
+    def __call__(self, environ: dict, start_response: Callable) -> list[bytes]:
+        path = environ.get('PATH_INFO', '').rstrip('/')
+        method = environ.get('REQUEST_METHOD')
+        routes = {'/v1/vendordata': self._authenticated_vendordata,
+                  '/v1/signal': self._signal}
+        if path in ('', '/v1') and method == 'GET':
+            return _answer(start_response, 200, {'versions': [
+                {'id': 'v1', 'status': 'CURRENT', 'routes': sorted(routes)}]})
+        if path not in routes:
+            return _answer(start_response, 404, {'error': 'not found'})
+        if method != 'POST':
+            return _answer(start_response, 405, {'error': 'POST only'})
+        return routes[path](environ, start_response)
+
+    def _vendordata(self, environ: dict, start_response: Callable) -> list[bytes]:
+        if environ.get('HTTP_X_IDENTITY_STATUS') != 'Confirmed':
+            return _answer(start_response, 401, {'error': 'unauthorized'})
+        roles = {r.strip() for r in (environ.get('HTTP_X_ROLES') or '').split(',')}
+        if not roles & set(CONF.celtic_vendordata.allowed_roles):
+            return _answer(start_response, 403, {'error': 'a role of [celtic_vendordata] '
+                                                          'allowed_roles is needed'})
+        body = _read_body(environ)
+        if body is None:
+            return _answer(start_response, 413, {'error': 'too large'})
+        try:
+            request = json.loads(body)
+            if not isinstance(request, dict):
+                raise ValueError
+        except ValueError:
+            return _answer(start_response, 400, {'error': 'the body must be a JSON '
+                                                          'object'})
+        return _answer(start_response, 200, self.service.vendordata(request))
+
+    def _signal(self, environ: dict, start_response: Callable) -> list[bytes]:
+        body = _read_body(environ)
+        if body is None:
+            return _answer(start_response, 413, {'error': 'a signal is at most %d bytes'
+                                                          % SIGNAL_LIMIT})
+        status, doc = self.service.signal(body, environ.get('HTTP_X_CELTIC_SIGNATURE'))
+        return _answer(start_response, status, doc)
+
+
+def prepare(argv: list[str]) -> None:
+    """magnum.conf and logging, as Magnum's own services set them up."""
+    from magnum.common import service
+    service.prepare_service(argv)
+
+
+def init_application(argv: list[str] | None = None) -> Application:
+    """The WSGI application for uWSGI or mod_wsgi (magnum.conf from
+    CELTIC_VENDORDATA_CONFIG, else /etc/magnum/magnum.conf)."""
+    import os
+    config = os.environ.get('CELTIC_VENDORDATA_CONFIG', '/etc/magnum/magnum.conf')
+    prepare(argv if argv is not None else ['celtic-vendordata', '--config-file', config])
+    return Application()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """celtic-vendordata [--config-file magnum.conf]: serve on bind_host:bind_port."""
+    import socketserver
+    from wsgiref import simple_server
+
+    prepare(['celtic-vendordata'] + list(sys.argv[1:] if argv is None else argv))
+    if not CONF.celtic_vendordata.public_url:
+        LOG.warning('[celtic_vendordata] public_url is not set: nodes cannot signal '
+                    'and the driver refuses to create clusters')
+
+    class Server(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+    class Handler(simple_server.WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            LOG.debug('%s %s', self.address_string(), format % args)
+
+    group = CONF.celtic_vendordata
+    server = simple_server.make_server(group.bind_host, group.bind_port, Application(),
+                                       server_class=Server, handler_class=Handler)
+    LOG.info('celtic-vendordata listening on %s:%d', group.bind_host, group.bind_port)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,354 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""celtic-vendordata on Magnum's real database, objects and certificate manager, with
+Heat and Keystone answered at the HTTP boundary (keystonemiddleware runs for real)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import logging
+
+import fixtures
+import magnum.conf
+import yaml
+from keystoneauth1 import loading as ka_loading
+from keystonemiddleware import auth_token  # noqa: F401  (registers [keystone_authtoken])
+
+from magnum_celtic import adapters
+from magnum_celtic import pki
+from magnum_celtic import vendordata
+from tests.unit import base
+from tests.unit import fake_cloud
+
+NOVA_TOKEN = 'nova-vendordata-token'
+MEMBER_TOKEN = 'member-token'
+PROJECT = 'fake_project'
+
+
+def user_data(role, cluster_uuid=base.CLUSTER_UUID, pool=None):
+    """A role's user-data as Nova stores it: base64 of the #cloud-config Heat built."""
+    params = {'cluster_uuid': cluster_uuid, 'role': role}
+    if pool:
+        params['pool'] = pool
+    doc = {'write_files': [{'path': '/usr/local/lib/celtic/bundle.txz', 'content': 'eHo='},
+                           {'path': '/etc/celtic/params.json', 'permissions': '0644',
+                            'content': json.dumps(params)}]}
+    return base64.b64encode(('#cloud-config\n' + yaml.safe_dump(doc)).encode()).decode()
+
+
+def nova_request(instance_id, data, project=PROJECT, hostname='k1-node'):
+    return {'project-id': project, 'instance-id': instance_id, 'image-id': 'debian-13',
+            'user-data': data, 'hostname': hostname, 'metadata': {},
+            'boot-roles': 'member,reader'}
+
+
+class Tree:
+    """Heat's nested resource listing of a stack tree, row by row as heat-api
+    shows them (links to the containing and the nested stack)."""
+
+    def __init__(self, heat, root_id):
+        self.heat, self.root_id = heat, root_id
+        self.rows = heat.resources.setdefault(root_id, [])
+
+    def href(self, stack_id):
+        stack = self.heat.stacks[stack_id]
+        return '%s/%s/stacks/%s/%s' % (fake_cloud.HEAT_PUBLIC, PROJECT, stack.name,
+                                       stack.id)
+
+    def row(self, stack_id, name, kind, physical='', nested=None):
+        links = [{'rel': 'self', 'href': self.href(stack_id) + '/resources/' + name},
+                 {'rel': 'stack', 'href': self.href(stack_id)}]
+        if nested:
+            links.append({'rel': 'nested', 'href': self.href(nested)})
+        self.rows.append({'resource_name': name, 'resource_type': kind,
+                          'physical_resource_id': nested or physical,
+                          'resource_status': 'CREATE_COMPLETE', 'links': links})
+
+    def nested(self, parent_id, name, kind):
+        child = self.heat.add('%s-%s-abcdefghijkl' % (self.heat.stacks[parent_id].name,
+                                                      name))
+        self.row(parent_id, name, kind, nested=child)
+        return child
+
+    def ha_group(self, resource, template, servers):
+        """masters/proxies/storage: <role>.yaml -> node_group.yaml -> group -> node.yaml"""
+        role_stack = self.nested(self.root_id, resource, template)
+        group = self.nested(role_stack, 'group', 'node_group.yaml')
+        for name, kind in (('server_group', 'OS::Nova::ServerGroup'),
+                           ('wait_handle', 'OS::Heat::WaitConditionHandle'),
+                           ('config', 'OS::Heat::CloudConfig'),
+                           ('wait', 'OS::Heat::WaitCondition')):
+            self.row(group, name, kind, physical=name + '-id')
+        members = self.nested(group, 'nodes', 'OS::Heat::ResourceGroup')
+        for index, server in enumerate(servers):
+            node = self.nested(members, str(index), 'node.yaml')
+            self.row(node, 'server', 'OS::Nova::Server', physical=server)
+        return group
+
+    def pool(self, parent_id, servers, resource='minions'):
+        """minion.yaml (nested under the root, or the root of a nodegroup's stack)"""
+        pool = (parent_id if resource is None
+                else self.nested(parent_id, resource, 'minion.yaml'))
+        for name, kind in (('wait_handle', 'OS::Heat::WaitConditionHandle'),
+                           ('config', 'OS::Heat::CloudConfig'),
+                           ('wait', 'OS::Heat::WaitCondition')):
+            self.row(pool, name, kind, physical=name + '-id')
+        members = self.nested(pool, 'nodes', 'minion_nodes.yaml')
+        self.row(members, 'server_group', 'OS::Nova::ServerGroup', physical='sg')
+        for index, server in enumerate(servers):
+            self.row(members, str(index), 'OS::Nova::Server', physical=server)
+        return pool
+
+
+class VendordataTestCase(base.DriverTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.keystone.valid_tokens.update({NOVA_TOKEN: ('service-project-id', ['service']),
+                                           MEMBER_TOKEN: (PROJECT, ['member'])})
+        self.cluster = self.stored_cluster()
+        tree = Tree(self.heat, self.cluster.stack_id)
+        self.groups = {
+            'master': tree.ha_group('masters', 'master.yaml', ['master-0', 'master-1']),
+            'proxy': tree.ha_group('proxies', 'proxy.yaml', ['proxy-0']),
+            'storage': tree.ha_group('storage', 'storage.yaml', ['storage-0']),
+            'minion': tree.pool(self.cluster.stack_id, ['minion-0', 'minion-1'])}
+        gpu = self.add_pool(self.cluster, name='gpu')
+        self.groups['gpu'] = Tree(self.heat, gpu.stack_id).pool(
+            gpu.stack_id, ['gpu-0'], resource=None)
+        self.service = vendordata.Service()
+        self.pki = adapters.cluster_pki(self.admin_context(), self.cluster)
+        self.warnings = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        # the database fixture's alembic logging config disables loggers made before it
+        logger = logging.getLogger(vendordata.__name__)
+        self.addCleanup(setattr, logger, 'disabled', logger.disabled)
+        logger.disabled = False
+        self._configure_authtoken()
+
+    def _configure_authtoken(self):
+        # magnum.conf's [keystone_authtoken], which keystonemiddleware reads
+        group, conf = 'keystone_authtoken', magnum.conf.CONF
+        opts = ka_loading.get_auth_plugin_conf_options('password')
+        conf.register_opts(opts, group=group)
+
+        def unregister():
+            conf.reset()
+            conf.unregister_opts(opts, group=group)
+        self.addCleanup(unregister)
+        self.config(auth_type='password', auth_url=fake_cloud.KEYSTONE,
+                    username='magnum', password='service-secret',
+                    project_name='service', user_domain_id='default',
+                    project_domain_id='default', group=group)
+        self.config(www_authenticate_uri=fake_cloud.KEYSTONE, group=group)
+
+    def ask(self, instance_id, role, **kwargs):
+        pool = kwargs.pop('pool', None)
+        return self.service.vendordata(nova_request(
+            instance_id, user_data(role, pool=pool, **kwargs)))
+
+    # ---- what each role receives -------------------------------------------------------
+
+    def test_a_master_gets_exactly_the_master_secrets_and_its_signal_key(self):
+        answer = self.ask('master-1', 'master')
+        self.assertEqual({'ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key',
+                          'bootstrap-token', 'ha-secret'}, set(answer['secrets']))
+        # today's contents: what stack.py sends as the masters' hidden parameters
+        self.assertEqual(self.pki.ca.key, answer['secrets']['ca.key'])
+        self.assertEqual(self.pki.service_account_key, answer['secrets']['sa.key'])
+        self.assertEqual(self.pki.bootstrap_token, answer['secrets']['bootstrap-token'])
+        self.assertEqual(self.pki.master_ha_secret, answer['secrets']['ha-secret'])
+        self.assertEqual((1, base.CLUSTER_UUID, 'master', 'k1-node'),
+                         (answer['version'], answer['cluster_uuid'], answer['role'],
+                          answer['node']))
+        self.assertEqual({'url': base.VENDORDATA_URL + '/v1/signal',
+                          'cluster_uuid': base.CLUSTER_UUID, 'instance_id': 'master-1',
+                          'key': pki.signal_key(self.pki.seed, 'master-1')},
+                         answer['signal'])
+
+    def test_a_proxy_gets_the_lb_key_and_its_ha_secret_only(self):
+        answer = self.ask('proxy-0', 'proxy')
+        self.assertEqual({'celtic-lb.key': self.pki.lb_client.key,
+                          'ha-secret': self.pki.proxy_ha_secret}, answer['secrets'])
+
+    def test_a_minion_of_a_nodegroup_gets_only_its_token(self):
+        answer = self.ask('gpu-0', 'minion', pool='gpu')
+        self.assertEqual({'bootstrap-token': self.pki.bootstrap_token}, answer['secrets'])
+        self.assertEqual({'bootstrap-token': self.pki.bootstrap_token},
+                         self.ask('minion-1', 'minion', pool='default-worker')['secrets'])
+
+    def test_a_storage_node_gets_no_secret(self):
+        answer = self.ask('storage-0', 'storage')
+        self.assertEqual({}, answer['secrets'])
+        self.assertEqual('storage', answer['role'])
+
+    # ---- who gets nothing --------------------------------------------------------------
+
+    def test_a_non_celtic_instance_gets_nothing_without_a_database_or_heat_call(self):
+        plain = base64.b64encode(b'#cloud-config\npackages: [nginx]\n').decode()
+        for data in (plain, None, '', 'not base64!'):
+            self.assertEqual({}, self.service.vendordata(nova_request('vm-1', data)))
+        self.assertEqual([], self.heat.calls)
+        self.assertEqual('', self.warnings.output)
+
+    def test_an_instance_of_another_project_gets_nothing(self):
+        answer = self.service.vendordata(nova_request(
+            'master-0', user_data('master'), project='intruder'))
+        self.assertEqual({}, answer)
+        self.assertIn('instance master-0 refused: cluster %s is not of project intruder'
+                      % base.CLUSTER_UUID, self.warnings.output)
+
+    def test_a_server_outside_the_clusters_stacks_gets_nothing(self):
+        self.assertEqual({}, self.ask('copied-user-data', 'master'))
+        self.assertIn('not a server of the stacks of cluster', self.warnings.output)
+        self.assertEqual({}, self.ask('master-0', 'master',
+                                      cluster_uuid='c0ffee00-0000-4000-8000-000000000000'))
+
+    def test_a_forged_role_hint_is_refused(self):
+        self.assertEqual({}, self.ask('minion-0', 'master'))
+        self.assertEqual({}, self.ask('proxy-0', 'master'))
+        self.assertEqual({}, self.ask('gpu-0', 'storage'))
+        self.assertIn('instance minion-0 refused: user-data says master, Heat says minion',
+                      self.warnings.output)
+        for secret in (self.pki.ca.key, self.pki.bootstrap_token):
+            self.assertNotIn(secret, self.warnings.output)
+
+    def test_heat_unreachable_serves_nothing_and_says_why_without_a_traceback(self):
+        self.heat.unreachable()
+        self.assertEqual({}, self.ask('master-0', 'master'))
+        self.assertIn('vendordata for instance master-0 not served: Heat is unavailable',
+                      self.warnings.output)
+        self.assertNotIn('Traceback', self.warnings.output)
+
+    # ---- Heat is read once per stack tree ----------------------------------------------
+
+    def test_many_nodes_of_one_cluster_cost_one_listing(self):
+        for instance, role in (('master-0', 'master'), ('master-1', 'master'),
+                               ('proxy-0', 'proxy'), ('minion-0', 'minion'),
+                               ('minion-1', 'minion')):
+            self.assertEqual(role, self.ask(instance, role)['role'])
+        listings = [c for c in self.heat.calls if c.path.endswith('/resources')]
+        self.assertEqual(1, len(listings))
+        self.assertEqual({'nested_depth': str(vendordata.NESTED_DEPTH)}, listings[0].query)
+
+    def test_a_server_added_later_is_found_by_reading_the_tree_again(self):
+        self.ask('minion-0', 'minion')
+        Tree(self.heat, self.cluster.stack_id).row(
+            self.heat.resources[self.cluster.stack_id][-1]['links'][1]['href']
+            .rsplit('/', 1)[1], '2', 'OS::Nova::Server', physical='minion-2')
+        self.service.index.clock = lambda base=__import__('time').monotonic(): base + 5
+        self.assertEqual('minion', self.ask('minion-2', 'minion')['role'])
+        self.assertEqual(2, self.service.index.reads)
+
+    # ---- the signal relay --------------------------------------------------------------
+
+    def signal(self, instance_id, body=None, key=None, **fields):
+        doc = dict({'cluster_uuid': base.CLUSTER_UUID, 'instance_id': instance_id,
+                    'status': 'SUCCESS', 'reason': 'ready', 'id': 'k1-master-0',
+                    'data': ''}, **fields)
+        raw = body if body is not None else json.dumps(doc).encode()
+        key = key or pki.signal_key(self.pki.seed, instance_id)
+        signature = 'sha256=' + hmac.new(key.encode(), raw, hashlib.sha256).hexdigest()
+        return self.service.signal(raw, signature)
+
+    def test_a_signal_is_relayed_to_the_wait_handle_of_the_nodes_group(self):
+        self.assertEqual((202, {'status': 'relayed'}),
+                         self.signal('master-0', reason='master-0 is ready'))
+        self.assertEqual([(self.groups['master'], 'wait_handle',
+                           {'status': 'SUCCESS', 'reason': 'master-0 is ready',
+                            'data': '', 'id': 'k1-master-0'})], self.heat.signals)
+        self.assertEqual(202, self.signal('gpu-0', status='FAILURE', id='k1-gpu-0')[0])
+        self.assertEqual((self.groups['gpu'], 'wait_handle'), self.heat.signals[1][:2])
+        self.assertEqual('FAILURE', self.heat.signals[1][2]['status'])
+        signal_calls = [c for c in self.heat.calls if c.path.endswith('/signal')]
+        self.assertEqual({PROJECT}, {c.project for c in signal_calls})
+
+    def test_the_signal_of_a_node_vendordata_served_reads_no_tree_again(self):
+        self.ask('gpu-0', 'minion', pool='gpu')
+        self.assertEqual(202, self.signal('gpu-0')[0])
+        listings = [c.path for c in self.heat.calls if c.path.endswith('/resources')]
+        self.assertEqual(['celtic-k1-5d12f6fd-gpu/%s/resources' % self.nodegroup(
+            self.cluster, 'gpu').stack_id], listings)
+
+    def test_a_wrong_signature_is_401_and_nothing_reaches_heat(self):
+        wrong = pki.signal_key(self.pki.seed, 'master-1')
+        self.assertEqual((401, {'error': 'unauthorized'}),
+                         self.signal('master-0', key=wrong))
+        self.assertEqual(401, self.service.signal(b'{"cluster_uuid": "%s", "instance_id":'
+                                                  b' "master-0"}' % base.CLUSTER_UUID.encode(),
+                                                  None)[0])
+        self.assertEqual([], self.heat.signals)
+
+    def test_a_signal_that_is_not_valid_is_refused_naming_the_field(self):
+        self.assertEqual(400, self.signal('master-0', status='DONE')[0])
+        self.assertIn('reason', self.signal('master-0', reason='x' * 1001)[1]['error'])
+        self.assertEqual(400, self.service.signal(b'nonsense', 'sha256=00')[0])
+        self.assertEqual([], self.heat.signals)
+
+    def test_heat_unreachable_makes_the_node_retry(self):
+        self.signal('master-0')      # the index is read
+        self.heat.unreachable('POST')
+        self.assertEqual(503, self.signal('master-0')[0])
+
+    # ---- over HTTP, behind keystonemiddleware -----------------------------------------
+
+    def call(self, path, body, **headers):
+        app = vendordata.Application(self.service)
+        raw = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        environ = {'REQUEST_METHOD': 'POST', 'PATH_INFO': path, 'SERVER_NAME': 'x',
+                   'SERVER_PORT': '9518', 'wsgi.url_scheme': 'http',
+                   'CONTENT_LENGTH': str(len(raw)), 'CONTENT_TYPE': 'application/json',
+                   'wsgi.input': io.BytesIO(raw)}
+        environ.update({'HTTP_' + k.upper().replace('-', '_'): v
+                        for k, v in headers.items()})
+        answer = {}
+
+        def start_response(status, response_headers, exc_info=None):
+            answer['status'] = int(status.split()[0])
+        body = b''.join(app(environ, start_response))
+        return answer['status'], json.loads(body) if body.startswith(b'{') else body
+
+    def test_nova_with_a_service_token_gets_the_answer(self):
+        status, doc = self.call('/v1/vendordata', nova_request('minion-0',
+                                                               user_data('minion')),
+                                x_auth_token=NOVA_TOKEN)
+        self.assertEqual(200, status)
+        self.assertEqual({'bootstrap-token': self.pki.bootstrap_token}, doc['secrets'])
+
+    def test_no_token_a_bad_token_or_a_member_token_gets_nothing(self):
+        request = nova_request('master-0', user_data('master'))
+        self.assertEqual(401, self.call('/v1/vendordata', request)[0])
+        self.assertEqual(401, self.call('/v1/vendordata', request,
+                                        x_auth_token='forged')[0])
+        status, doc = self.call('/v1/vendordata', request, x_auth_token=MEMBER_TOKEN)
+        self.assertEqual(403, status)
+        self.assertNotIn('secrets', doc)
+
+    def test_the_signal_route_needs_no_token_but_its_signature(self):
+        raw = json.dumps({'cluster_uuid': base.CLUSTER_UUID, 'instance_id': 'proxy-0',
+                          'status': 'SUCCESS', 'reason': '', 'id': 'p', 'data': ''}).encode()
+        key = pki.signal_key(self.pki.seed, 'proxy-0')
+        good = 'sha256=' + hmac.new(key.encode(), raw, hashlib.sha256).hexdigest()
+        self.assertEqual(202, self.call('/v1/signal', raw, x_celtic_signature=good)[0])
+        self.assertEqual(401, self.call('/v1/signal', raw, x_celtic_signature='sha256=0')[0])
+        self.assertEqual(413, self.call('/v1/signal', b'x' * (64 * 1024 + 1))[0])
+        self.assertEqual(1, len(self.heat.signals))
+
+
+def test_placements_name_the_role_from_the_group_a_server_hangs_from():
+    assert vendordata.placements([]) == {}
+    assert vendordata.read_hint(base64.b64encode(b'/etc/celtic/params.json: [').decode()) \
+        is None
