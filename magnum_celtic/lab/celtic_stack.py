@@ -17,6 +17,11 @@ built by the driver's own pure modules from a sample cluster (``magnum_celtic.sa
 a ClusterSpec from labels and counts, and throwaway CAs shaped like Magnum's), so the
 Heat-level tests and benchmarks exercise exactly what a cluster create sends, with no
 Magnum in the way.
+
+Nodes get their secrets from celtic-vendordata, which only serves clusters it knows:
+``create_kwargs(name, lab=plane)`` registers the sample cluster (its uuid, the stack's
+name, the project of ``owner``, its PKI) with the lab's celtic-vendordata before the
+stack exists (``ControlPlane.register_celtic_stack``).
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ def templates_dir() -> str:
 
 def request(name: str, masters: int = 3, minions: int = 3, proxies: int = 2,
             storage: int = 3, labels: dict[str, str] | None = None,
-            timeout_mins: int = 30, **parameters: Any):
+            timeout_mins: int = 30, lab: Any = None, owner: str = 'demo',
+            **parameters: Any):
     """The driver's StackRequest for a cluster called name.
 
     Node names are ``<name>-<role>-<index>``; parameters overrides single stack
-    parameters (e.g. ``wait_timeout``)."""
+    parameters (e.g. ``wait_timeout``). With ``lab`` (a ControlPlane without Magnum),
+    the cluster is registered with its celtic-vendordata as ``owner``'s."""
     import dataclasses
     from magnum_celtic import sample
     from magnum_celtic import stack
@@ -47,14 +54,18 @@ def request(name: str, masters: int = 3, minions: int = 3, proxies: int = 2,
     all_labels.update(labels or {})
     spec = sample.sample_spec(labels=all_labels, masters=masters, minions=minions,
                               name=name)
-    built = stack.cluster_request(spec, sample.sample_pki(spec.cluster_uuid),
+    cluster_pki = sample.sample_pki(spec.cluster_uuid)
+    built = stack.cluster_request(spec, cluster_pki,
                                   templates.TemplateSet(templates_dir()), timeout_mins)
+    if lab is not None:
+        lab.register_celtic_stack(spec.cluster_uuid, name, cluster_pki, owner)
     values = dict(built.parameters, name_prefix=name, **parameters)
     return dataclasses.replace(built, stack_name=name, parameters=values)
 
 
 def create_kwargs(name: str, **options: Any) -> dict[str, Any]:
-    """Keyword arguments for heatclient ``stacks.create`` (see ``request``)."""
+    """Keyword arguments for heatclient ``stacks.create`` (see ``request``; pass
+    ``lab=`` for a stack whose nodes must boot)."""
     return request(name, **options).create_kwargs()
 
 

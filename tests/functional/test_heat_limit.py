@@ -71,7 +71,7 @@ def _largest_pool(limit: int) -> int:
 def _create(lab, name: str, minions: int):
     heat = lab.heat('demo')
     created = heat.stacks.create(**celtic_stack.create_kwargs(name, minions=minions,
-                                                              timeout_mins=20))
+                                                              timeout_mins=20, lab=lab))
     return heat, created['stack']['id']
 
 
