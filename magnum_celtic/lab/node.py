@@ -12,26 +12,37 @@
 
 """The node simulator: what a booted server does with its cloud-init payload.
 
-When a stand-in server becomes ACTIVE it hands its RAW ``#cloud-config`` user_data to
-``start()``. The simulator does what cloud-init and the role fragment would do, minus
-the real work:
+When a stand-in server becomes ACTIVE the Nova stand-in writes what Nova's metadata
+service would serve it (``<node dir>/metadata/openstack/latest/vendor_data2.json``,
+celtic-vendordata's answer: lab/metadata.py) and hands its RAW ``#cloud-config``
+user_data to ``run()``. The simulator does what cloud-init and the role fragment would
+do, minus the real work:
 
 1. writes every ``write_files`` entry under a per-node root directory, with its mode
    (content must be text, as cloud-init requires);
 2. unpacks the archives ``runcmd`` unpacks (the role's fragment bundle), finds the role
    script ``runcmd`` starts and checks it and every file it sources were delivered;
-3. checks the node contract (doc/node-contract.md): params.json is a JSON object for this
-   role with the keys the stack provides, signal.json is private, the role has the
-   secrets it needs and none it must not see;
-4. runs the REAL shell library with ``CELTIC_*`` paths pointed at that root:
-   ``celtic_run`` with a ``params`` step (``celtic_load_params``), then either the step
-   the behaviour file says fails (``celtic_die``) or a ``ready`` step. The library's EXIT
-   trap signals Heat exactly as a node does: a Keystone token for the stack-domain user
-   from signal.json, then a POST to the heat-api signal URL, both over loopback.
+3. checks the payload against the node contract (doc/node-contract.md): params.json is
+   a JSON object for this role with the keys the stack provides, the public
+   certificates are there, and the payload carries NO secret at all (no secrets/ file,
+   no signal.json, no private key block, no value celtic-vendordata hands this node);
+4. runs the REAL shell library with ``CELTIC_*`` paths pointed at that root and
+   ``CELTIC_METADATA_URL=file://<node dir>/metadata``: ``celtic_run`` with a ``params``
+   step, the ``vendordata`` step (``celtic_fetch_vendordata``, which writes secrets/
+   and signal.json from vendor_data2.json), a ``node-contract`` step that checks what
+   the node ended up with (each role exactly its secrets, ``pki.role_secrets``, all
+   0600; no CA key off the masters), then either the step the behaviour file says
+   fails (``celtic_die``) or a ``ready`` step. The library's EXIT trap reports exactly
+   as a node does: a signed POST to celtic-vendordata's signal relay over loopback.
 
-A contract violation is reported the same way, as a failure of step ``node-contract``.
-Everything a node writes stays in ``<cloud>/nodes/<name>-<id>/`` (``console.log`` is
-what the serial console would show).
+A node whose payload carries the previous release's library (no vendordata step: its
+secrets and Heat credentials came in the payload) is simulated as that release's node
+was, so a stack the previous release created can be built on the lab and migrated
+(tests/functional/test_secrets_exposure.py).
+
+A contract violation is reported as a failure of step ``node-contract``. Everything a
+node writes stays in ``<cloud>/nodes/<name>-<id>/`` (``console.log`` is what the serial
+console would show).
 """
 
 from __future__ import annotations
@@ -65,17 +76,26 @@ STACK_KEYS = ('cluster_name', 'cluster_uuid', 'api_vip', 'api_vip_fip', 'master_
               'proxy_vip', 'proxy_vip_fip', 'proxy_addresses', 'storage_addresses',
               'fixed_network_cidr', 'role')
 ROLE_KEYS = {'minion': ('pool', 'node_labels', 'node_taints')}
-#: secrets each role must receive, and CA/SA keys only masters may hold (§3)
-ROLE_SECRETS = {
-    'master': ('ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key', 'bootstrap-token',
-               'ha-secret'),
-    'minion': ('bootstrap-token',),
-    'proxy': ('ha-secret',),
-    'storage': (),
-}
+#: CA/SA keys only masters may hold (§3)
 MASTER_ONLY_SECRETS = ('ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key')
 ROLE_PUBLIC = {'master': ('pki/ca.crt', 'pki/etcd-ca.crt', 'pki/front-proxy-ca.crt'),
                'minion': ('pki/ca.crt',), 'proxy': ('pki/ca.crt',), 'storage': ()}
+#: what marks a private key in any text
+PRIVATE_KEY_MARK = 'PRIVATE KEY-----'
+#: the library function a payload of this release runs first (its absence marks a
+#: payload of the previous release, which carried its secrets itself)
+VENDORDATA_STEP = 'celtic_fetch_vendordata'
+
+
+def role_secrets() -> dict[str, tuple[str, ...]]:
+    """role -> the secret files its nodes receive: pki.role_secrets, the one home of
+    that mapping (the proxies' with celtic-lb's key: a proxy exists only with it)."""
+    from magnum_celtic import pki
+    blank = pki.CertPair('', '')
+    shape = pki.ClusterPKI(blank, blank, blank, '', '', '', '', '', blank)
+    return {role: tuple(sorted(files))
+            for role, files in pki.role_secrets(shape, proxies=True).items()}
+
 
 NODE_SCRIPT = r'''
 # The lab's stand-in for a role fragment: the real library, simulated work.
@@ -85,8 +105,25 @@ lab_ready() {
     celtic_info "lab node: $CELTIC_ROLE work simulated"
 }
 
+# what the node ended up with, against doc/node-contract.md §3
+lab_contract() {
+    local problems
+    problems=$("$LAB_PYTHON" -c 'import sys
+from magnum_celtic.lab import node
+print("; ".join(node.check_secrets(sys.argv[1], sys.argv[2], sys.argv[3] == "1")))' \
+        "$CELTIC_ROOT" "$CELTIC_ROLE" "$LAB_LEGACY") || celtic_die "cannot check the node contract"
+    [[ -z "$problems" ]] || celtic_die "$problems"
+}
+
 lab_node_main() {
     celtic_step params celtic_load_params
+    if [[ "$LAB_LEGACY" != 1 ]]; then
+        celtic_step vendordata celtic_fetch_vendordata
+    fi
+    if [[ -n "${LAB_PAYLOAD_PROBLEMS:-}" ]]; then
+        celtic_step node-contract celtic_die "$LAB_PAYLOAD_PROBLEMS"
+    fi
+    celtic_step node-contract lab_contract
     if [[ -n "${LAB_FAIL_STEP:-}" ]]; then
         celtic_step "$LAB_FAIL_STEP" celtic_die "$LAB_FAIL_MESSAGE"
     fi
@@ -213,8 +250,18 @@ def check_delivery(root: str, script: str) -> list[str]:
     return problems
 
 
-def check_contract(root: str, role: str) -> list[str]:
-    """Problems with what this node received, against doc/node-contract.md."""
+def is_legacy(root: str) -> bool:
+    """Whether the delivered library is the previous release's (no vendordata step)."""
+    try:
+        with open(root + '/usr/local/lib/celtic/lib/celtic.sh') as f:
+            return VENDORDATA_STEP not in f.read()
+    except OSError:
+        return False
+
+
+def check_contract(root: str, role: str, user_data: str = '',
+                   legacy: bool = False) -> list[str]:
+    """Problems with the payload this node received, against doc/node-contract.md."""
     etc = root + '/etc/celtic'
     problems = []
     try:
@@ -232,25 +279,74 @@ def check_contract(root: str, role: str) -> list[str]:
     missing = [k for k in STACK_KEYS + ROLE_KEYS.get(role, ()) if k not in params]
     if missing:
         problems.append('params.json lacks %s' % ', '.join(missing))
+    for name in ROLE_PUBLIC.get(role, ()):
+        if not os.path.exists(os.path.join(etc, name)):
+            problems.append('%s is not delivered' % name)
+    if not legacy:
+        problems += payload_secrets(root, user_data)
+    return problems
+
+
+def payload_secrets(root: str, user_data: str) -> list[str]:
+    """Secrets the payload itself carries: every one is a contract failure (they come
+    from celtic-vendordata only; Heat shows a payload to project readers)."""
+    etc = root + '/etc/celtic'
+    found = []
+    secrets_dir = os.path.join(etc, 'secrets')
+    if os.path.isdir(secrets_dir) and os.listdir(secrets_dir):
+        found.append('the payload carries secret files (%s)'
+                     % ', '.join(sorted(os.listdir(secrets_dir))))
+    if os.path.exists(os.path.join(etc, 'signal.json')):
+        found.append('the payload carries signal.json')
+    if PRIVATE_KEY_MARK in (user_data or ''):
+        found.append('the payload carries a private key block')
+    given = _vendordata(root)
+    for name, value in sorted((given.get('secrets') or {}).items()):
+        needles = [line for line in str(value).splitlines() if len(line) >= 12]
+        if any(n in (user_data or '') for n in needles):
+            found.append('the payload carries secret %s' % name)
+    key = (given.get('signal') or {}).get('key')
+    if key and key in (user_data or ''):
+        found.append('the payload carries the signal key')
+    return found
+
+
+def _vendordata(root: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(root, 'metadata', 'openstack', 'latest',
+                               'vendor_data2.json')) as f:
+            return (json.load(f) or {}).get('celtic') or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def check_secrets(root: str, role: str, legacy: bool = False) -> list[str]:
+    """Problems with the secrets and signal credentials this node ended up with: each
+    role exactly its own secret files (pki.role_secrets), all private (0600), no CA or
+    SA key off the masters, a private signal.json."""
+    etc = root + '/etc/celtic'
+    problems = []
     signal = os.path.join(etc, 'signal.json')
     if not os.path.exists(signal):
         problems.append('signal.json is not delivered')
     elif os.stat(signal).st_mode & 0o077:
         problems.append('signal.json is readable by others')
-    for name in ROLE_SECRETS.get(role, ()):
-        path = os.path.join(etc, 'secrets', name)
-        if not os.path.exists(path):
+    expected = role_secrets().get(role, ())
+    secrets_dir = os.path.join(etc, 'secrets')
+    held = sorted(os.listdir(secrets_dir)) if os.path.isdir(secrets_dir) else []
+    for name in expected:
+        path = os.path.join(secrets_dir, name)
+        if name not in held:
             problems.append('secret %s is not delivered' % name)
         elif os.stat(path).st_mode & 0o077:
             problems.append('secret %s is readable by others' % name)
     if role != 'master':
-        leaked = [n for n in MASTER_ONLY_SECRETS
-                  if os.path.exists(os.path.join(etc, 'secrets', n))]
+        leaked = [n for n in MASTER_ONLY_SECRETS if n in held]
         if leaked:
             problems.append('a %s must not receive %s' % (role, ', '.join(leaked)))
-    for name in ROLE_PUBLIC.get(role, ()):
-        if not os.path.exists(os.path.join(etc, name)):
-            problems.append('%s is not delivered' % name)
+    extra = [n for n in held if n not in expected and n not in MASTER_ONLY_SECRETS]
+    if extra and not legacy:
+        problems.append('a %s must not receive %s' % (role, ', '.join(extra)))
     return problems
 
 
@@ -266,19 +362,20 @@ def lab_bin_dir(root: str) -> str:
 
 
 def prepare(user_data: str, root: str) -> tuple[str, list[str]]:
-    """Apply the payload under root. Returns (role, problems)."""
+    """Apply the payload under root. Returns (role, problems with the payload)."""
     doc = parse_cloud_config(user_data)
     write_files(doc, root)
     unpack_archives(doc, root)
     script = role_script(doc)
     role = os.path.basename(script)[:-len('.sh')]
     problems = check_delivery(root, script)
-    problems += check_contract(root, role)
+    problems += check_contract(root, role, user_data, legacy=is_legacy(root))
     return role, problems
 
 
 def node_environment(root: str, name: str, server_id: str, address: str, role: str,
-                     fail: dict | None, signal_attempts: int | None) -> dict[str, str]:
+                     fail: dict | None, signal_attempts: int | None,
+                     payload_problems: list[str] | None = None) -> dict[str, str]:
     """The environment the simulated role script runs with."""
     env = {k: v for k, v in os.environ.items()
            if not k.lower().endswith('_proxy') and not k.startswith('CELTIC_')}
@@ -297,6 +394,12 @@ def node_environment(root: str, name: str, server_id: str, address: str, role: s
         'CELTIC_NODE_IP': address or '',
         'TMPDIR': tmp,
         'no_proxy': '127.0.0.1,localhost',
+        'CELTIC_METADATA_URL': 'file://' + os.path.join(root, 'metadata'),
+        # the metadata service answers at once here: a short, bounded wait
+        'CELTIC_METADATA_ATTEMPTS': '3',
+        'LAB_PYTHON': sys.executable,
+        'LAB_LEGACY': '1' if is_legacy(root) else '0',
+        'LAB_PAYLOAD_PROBLEMS': '; '.join(payload_problems or ()),
         'LAB_ROLE': role,
         'LAB_FAIL_STEP': (fail or {}).get('step', ''),
         'LAB_FAIL_MESSAGE': (fail or {}).get('message', ''),
@@ -321,10 +424,8 @@ def run(root: str, name: str, server_id: str, address: str, user_data: str,
             console.write('cloud-init: %s\n' % exc)
             console.flush()
             role, problems = 'node', ['cloud-init: %s' % exc]
-        fail = behaviour.get('fail')
-        if problems:
-            fail = {'step': 'node-contract', 'message': '; '.join(problems)}
-        env = node_environment(root, name, server_id, address, role, fail, signal_attempts)
+        env = node_environment(root, name, server_id, address, role,
+                               behaviour.get('fail'), signal_attempts, problems)
         script = os.path.join(root, 'lab-node.sh')
         with open(script, 'w') as f:
             f.write(NODE_SCRIPT)

@@ -29,6 +29,7 @@ import threading
 
 import yaml
 
+from magnum_celtic import sample
 from magnum_celtic.lab import cloud as cloud_mod
 from magnum_celtic.lab import node
 
@@ -104,8 +105,13 @@ def test_behaviour_rules_match_by_name_first_rule_wins(tmp_path):
     assert cloud.behaviour('c2-master-0') == {'boot_seconds': 2, 'configure_seconds': 0.0}
 
 
+#: the library of this release fetches its secrets; the previous release's did not
+LIBRARY = 'celtic_fetch_vendordata() { :; }\n'
+OLD_LIBRARY = '# lib\n'
+
+
 def _payload(role: str, secrets: dict[str, str], sources: list[str],
-             bundled: dict[str, str]) -> str:
+             bundled: dict[str, str], signal: bool = False) -> str:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode='w') as tar:
         for name, text in bundled.items():
@@ -118,10 +124,12 @@ def _payload(role: str, secrets: dict[str, str], sources: list[str],
     files = [
         {'path': '/usr/local/lib/celtic/bundle.txz', 'encoding': 'b64', 'content': bundle},
         {'path': '/etc/celtic/params.json', 'content': json.dumps(params)},
-        {'path': '/etc/celtic/signal.json', 'permissions': '0600', 'content': '{}'},
         {'path': '/etc/celtic/pki/ca.crt', 'content': 'cert'},
     ] + [{'path': '/etc/celtic/secrets/' + n, 'permissions': '0600', 'content': c}
          for n, c in secrets.items()]
+    if signal:
+        files.append({'path': '/etc/celtic/signal.json', 'permissions': '0600',
+                      'content': '{}'})
     script = '\n'.join('source "$CELTIC_LIB_DIR/%s"' % s for s in sources)
     files.append({'path': '/usr/local/lib/celtic/%s.sh' % role, 'content': script})
     runcmd = [['bash', '-c', "python3 -c 'x' /usr/local/lib/celtic/bundle.txz "
@@ -130,21 +138,72 @@ def _payload(role: str, secrets: dict[str, str], sources: list[str],
 
 
 def test_a_complete_payload_passes_the_contract(tmp_path):
-    payload = _payload('minion', {'bootstrap-token': 't'}, ['lib/celtic.sh'],
-                       {'lib/celtic.sh': '# lib'})
+    payload = _payload('minion', {}, ['lib/celtic.sh'], {'lib/celtic.sh': LIBRARY})
     role, problems = node.prepare(payload, str(tmp_path))
     assert (role, problems) == ('minion', [])
-    assert (tmp_path / 'usr/local/lib/celtic/lib/celtic.sh').read_text() == '# lib'
+    assert (tmp_path / 'usr/local/lib/celtic/lib/celtic.sh').read_text() == LIBRARY
 
 
-def test_the_contract_finds_missing_files_and_leaked_keys(tmp_path):
-    payload = _payload('minion', {'ca.key': 'k'}, ['lib/celtic.sh', 'node/kubernetes.sh'],
-                       {'lib/celtic.sh': '# lib'})
+def test_a_payload_that_carries_any_secret_fails_the_contract(tmp_path):
+    payload = _payload('minion', {'bootstrap-token': 'abcdef.0123456789abcdef'},
+                       ['lib/celtic.sh', 'node/kubernetes.sh'], {'lib/celtic.sh': LIBRARY},
+                       signal=True)
+    payload += '# -----BEGIN PRIVATE KEY-----\n'
     role, problems = node.prepare(payload, str(tmp_path))
     assert role == 'minion'
     assert 'minion.sh sources node/kubernetes.sh, which is not delivered' in problems
-    assert 'secret bootstrap-token is not delivered' in problems
-    assert 'a minion must not receive ca.key' in problems
+    assert 'the payload carries secret files (bootstrap-token)' in problems
+    assert 'the payload carries signal.json' in problems
+    assert 'the payload carries a private key block' in problems
+
+
+def test_a_payload_that_spells_a_vendordata_secret_fails_the_contract(tmp_path):
+    vendor = tmp_path / 'metadata/openstack/latest/vendor_data2.json'
+    vendor.parent.mkdir(parents=True)
+    vendor.write_text(json.dumps({'celtic': {
+        'secrets': {'bootstrap-token': 'abcdef.0123456789abcdef'},
+        'signal': {'key': 'k' * 64}}}))
+    payload = _payload('minion', {}, ['lib/celtic.sh'], {'lib/celtic.sh': LIBRARY})
+    payload += '# abcdef.0123456789abcdef %s\n' % ('k' * 64)
+    _, problems = node.prepare(payload, str(tmp_path))
+    assert problems == ['the payload carries secret bootstrap-token',
+                        'the payload carries the signal key']
+
+
+def test_a_payload_of_the_previous_release_keeps_its_own_contract(tmp_path):
+    """Its secrets came in the payload: the lab boots it as that release did, so a
+    stack the previous release created can be built and migrated here."""
+    payload = _payload('minion', {'bootstrap-token': 't'}, ['lib/celtic.sh'],
+                       {'lib/celtic.sh': OLD_LIBRARY}, signal=True)
+    assert node.prepare(payload, str(tmp_path)) == ('minion', [])
+    assert node.is_legacy(str(tmp_path))
+    assert node.check_secrets(str(tmp_path), 'minion', legacy=True) == []
+
+
+def test_what_a_node_ends_up_with_is_exactly_its_roles_secrets(tmp_path):
+    from magnum_celtic import pki
+    assert node.role_secrets() == {
+        role: tuple(sorted(files)) for role, files in pki.role_secrets(
+            sample.sample_pki(), proxies=True).items()}
+    secrets = tmp_path / 'etc/celtic/secrets'
+    secrets.mkdir(parents=True)
+    (secrets / 'ca.key').write_text('k')
+    (secrets / 'ha-secret').write_text('h')
+    (secrets / 'ha-secret').chmod(0o644)
+    problems = node.check_secrets(str(tmp_path), 'minion')
+    assert problems == ['signal.json is not delivered',
+                        'secret bootstrap-token is not delivered',
+                        'a minion must not receive ca.key',
+                        'a minion must not receive ha-secret']
+    for name in node.role_secrets()['master']:
+        (secrets / name).write_text('x')
+        (secrets / name).chmod(0o600)
+    (tmp_path / 'etc/celtic/signal.json').write_text('{}')
+    (tmp_path / 'etc/celtic/signal.json').chmod(0o600)
+    assert node.check_secrets(str(tmp_path), 'master') == []
+    (secrets / 'sa.key').chmod(0o640)
+    assert node.check_secrets(str(tmp_path), 'master') == [
+        'secret sa.key is readable by others']
 
 
 def test_non_text_content_is_refused_like_cloud_init(tmp_path):

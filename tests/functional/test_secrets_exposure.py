@@ -86,7 +86,9 @@ def node_secrets(lab, prefix: str) -> dict[str, list[str]]:
         if os.path.exists(signal):
             with open(signal) as f:
                 creds = json.load(f)
-            for key in ('password', 'token'):
+            # the relay key (this release), or a Heat stack-domain password or token
+            # (a node of the previous release)
+            for key in ('key', 'password', 'token'):
                 if creds.get(key):
                     found['signal.json %s (%s)' % (key, server['name'])] = _needles(
                         str(creds[key]))
@@ -257,20 +259,17 @@ def delivered(magnum_lab, secret_cluster):
     # the search is only as good as its ground truth: every secret-holding role is in it
     assert {'master', 'minion', 'proxy'} <= roles, sorted(secrets)
     for name in ('ca.key', 'bootstrap-token', 'ha-secret', 'celtic-lb.key',
-                 'signal.json password'):
+                 'signal.json key'):
         assert any(key.startswith(name) and needles for key, needles in secrets.items()), \
             'no %s among the delivered secrets: %s' % (name, sorted(secrets))
     return secrets
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    'Heat serves every resource property back to project readers (event show: '
-    'resource_properties), the config text (software config show, the `config` '
-    'attribute) and the wait handles\' credentials (the `signal` attribute): see '
-    'doc/security.md. Strict: this test must start passing when the secrets leave Heat, '
-    'and then this marker goes.'))
 @pytest.mark.parametrize('user', USERS)
 def test_no_secret_is_readable_by_project_users(magnum_lab, secret_cluster, delivered, user):
+    """Heat's default policies: every read API of every stack, resource, event,
+    software config and Magnum view, searched for every secret the nodes hold (their
+    secrets/ files and signal keys, which came from celtic-vendordata)."""
     walk = Walk(magnum_lab, user, delivered)
     walk.stacks()
     walk.software()
@@ -323,14 +322,14 @@ def _master_server(heat) -> tuple[str, str]:
     raise AssertionError('no master server resource in the project\'s stacks')
 
 
-def test_nova_server_view_shows_user_data_to_admins_only(magnum_lab, secret_cluster,
-                                                         delivered):
+def test_nova_server_view_shows_user_data_to_admins_only_and_it_holds_no_secret(
+        magnum_lab, secret_cluster, delivered):
     """The server's `show` attribute is Nova's server view for the requester: the
-    project's users get no user_data, an admin gets the payload with the master's keys
-    (so the walk's silence on servers is Nova's policy, not a missing payload)."""
+    project's users get no user_data; an admin gets the payload, which carries the
+    public certificates and no secret at all (the secrets came from celtic-vendordata,
+    which only the node itself reads through the metadata service)."""
     from heatclient import client as heat_client
     ident, name = _master_server(magnum_lab.heat('demo'))
-    needles = [n for key, ns in delivered.items() if key.startswith('ca.key') for n in ns]
     for user in USERS:
         view = magnum_lab.heat(user).resources.get(ident, name).attributes
         assert view.get('name', '').startswith(NAME + '-master-'), view
@@ -342,4 +341,174 @@ def test_nova_server_view_shows_user_data_to_admins_only(magnum_lab, secret_clus
     view = admin.resources.get(ident, name).attributes
     user_data = base64.b64decode(view['OS-EXT-SRV-ATTR:user_data']).decode()
     assert user_data.startswith('#cloud-config')
-    assert any(n in user_data for n in needles), 'the admin view lacks the CA key'
+    assert '/usr/local/lib/celtic/master.sh' in user_data
+    assert PRIVATE_KEY_MARK not in user_data
+    found = sorted(secret for secret, needles in delivered.items()
+                   if any(n in user_data for n in needles))
+    assert found == [], 'the master payload carries %s' % found
+
+
+# ---- a stack the previous release created, migrated by this one --------------------
+
+#: `magnum-celtic render --output-dir` at a4fa34a (the last release that passed the
+#: secrets through Heat) for 1 master, 2 minions, no proxies, no storage: see
+#: tests/functional/data/README.md
+LEGACY_RENDER = os.path.join(os.path.dirname(__file__), 'data', 'render-a4fa34a')
+LEGACY_NAME = 'legacy'
+#: what the lab has, for the old request and the new one alike
+LAB_PARAMETERS = {'ssh_key_name': 'lab', 'fixed_network_cidr': '10.0.9.0/24'}
+
+
+def _legacy_request(pki):
+    """The old request, its masked secrets filled from ``pki`` (the old code derived
+    them exactly as pki.build does)."""
+    files = {}
+    for folder, _, names in os.walk(LEGACY_RENDER):
+        for name in names:
+            path = os.path.join(folder, name)
+            files[os.path.relpath(path, LEGACY_RENDER)] = open(path).read()
+    template = files.pop('celtic.yaml')
+    params = json.loads(files.pop('parameters.json'))
+    files.pop('README.md', None)
+    params.update(LAB_PARAMETERS, ca_cert=pki.ca.cert, ca_key=pki.ca.key,
+                  etcd_ca_cert=pki.etcd_ca.cert, etcd_ca_key=pki.etcd_ca.key,
+                  front_proxy_ca_cert=pki.front_proxy_ca.cert,
+                  front_proxy_ca_key=pki.front_proxy_ca.key,
+                  service_account_key=pki.service_account_key,
+                  bootstrap_token=pki.bootstrap_token, discovery_hash=pki.discovery_hash,
+                  master_ha_secret=pki.master_ha_secret,
+                  proxy_ha_secret=pki.proxy_ha_secret)
+    from magnum_celtic import stack as stack_module
+    assert stack_module.MASK not in json.dumps(params), 'a masked secret left unfilled'
+    return template, files, params
+
+
+def _secret_needles(pki, lab, prefix):
+    """The legacy cluster's secrets: the values it was given, and its nodes'
+    signal.json passwords."""
+    needles = {'ca.key': _needles(pki.ca.key), 'etcd-ca.key': _needles(pki.etcd_ca.key),
+               'front-proxy-ca.key': _needles(pki.front_proxy_ca.key),
+               'sa.key': _needles(pki.service_account_key),
+               'bootstrap-token': _needles(pki.bootstrap_token),
+               'ha-secret': _needles(pki.master_ha_secret)}
+    for key, values in node_secrets(lab, prefix).items():
+        if key.startswith('signal.json'):
+            needles['signal.json password'] = needles.get('signal.json password',
+                                                          []) + values
+    return needles
+
+
+def _searched(heat, needles, ident, what, fetch):
+    text = json.dumps(fetch(), default=_as_data, sort_keys=True)
+    found = {name for name, ns in needles.items() if any(n in text for n in ns)}
+    if PRIVATE_KEY_MARK in text:
+        found.add('a private key block')
+    return {'%s %s -> %s' % (what, ident, name) for name in found}
+
+
+def test_a_stack_from_before_the_vendordata_loses_its_secrets_at_its_next_resize(
+        magnum_lab):
+    """A stack rendered by the previous release's code (secrets in parameters and
+    configs, HEAT_SIGNAL handles whose credentials the nodes hold) is created on the
+    lab; the driver's migration (what Driver._resize sends for such a stack: this
+    release's whole template with signal_transport HEAT_SIGNAL, resized 2 -> 1) then
+    completes without replacing a wait handle or a wait condition, and afterwards no
+    software config, resource attribute, parameter or output holds a secret, except
+    the residue doc/security.md names: the old events (until purged) and the legacy
+    handles' `signal` attribute (their stack-domain user's password)."""
+    from magnum_celtic import heat as heat_api
+    from magnum_celtic import sample
+    from magnum_celtic import stack as stack_module
+    from magnum_celtic import templates as templates_mod
+    from magnum_celtic.lab import heatwatch
+    heat = magnum_lab.heat('demo')
+    spec = sample.sample_spec(name=LEGACY_NAME, masters=1, minions=2, distro='debian',
+                              labels={'proxy_count': '0', 'storage_count': '0'},
+                              template={'image_id': 'debian-12-plain',
+                                        'flavor_id': 'm1.small',
+                                        'master_flavor_id': 'm1.small'})
+    pki = sample.sample_pki(spec.cluster_uuid)
+    template, files, params = _legacy_request(pki)
+    name = stack_module.stack_name(spec)
+    created = heat.stacks.create(
+        stack_name=name, template=template, files=files, parameters=params,
+        environment_files=['environments/' + e
+                           for e in stack_module.environment_files(spec)],
+        disable_rollback=True, timeout_mins=15)
+    stack_id = created['stack']['id']
+    try:
+        final = heatwatch.wait(heat, stack_id, timeout=TIMEOUT)
+        assert final.stack_status == 'CREATE_COMPLETE', final.stack_status_reason
+        before = heatwatch.rows(heat, stack_id)
+        needles = _secret_needles(pki, magnum_lab, spec.name_prefix)
+        assert needles.get('signal.json password'), 'the old nodes hold no password'
+
+        driver_heat = heat_api.Heat(magnum_lab.session('demo'), client=heat)
+        state = driver_heat.get(stack_id, name)
+        assert stack_module.created_with_secrets(state.parameters)
+        templates = templates_mod.TemplateSet(templates_mod.default_dir())
+        scale_params, scale_files = stack_module.scale_request(
+            templates, state.outputs, 1)
+        request = stack_module.cluster_request(spec, pki, templates, 15,
+                                               legacy_signals=True)
+        request = stack_module.migration_request(
+            request, dict(scale_params, **LAB_PARAMETERS), scale_files)
+        driver_heat.replace(stack_id, request)
+        final = heatwatch.wait(heat, stack_id, timeout=TIMEOUT)
+        assert final.stack_status == 'UPDATE_COMPLETE', final.stack_status_reason
+        after = heatwatch.rows(heat, stack_id)
+        change = heatwatch.compare(before, after)
+        waits = ('OS::Heat::WaitConditionHandle', 'OS::Heat::WaitCondition')
+        replaced = [b.name for b, _ in change.replaced if b.type in waits]
+        deleted = [r.name for r in change.deleted if r.type in waits]
+        assert (replaced, deleted) == ([], []), change.summary()
+        assert sum(r.type == 'OS::Heat::WaitCondition' for r in after) == 2
+        # the role configs were replaced: their old text is gone with them
+        assert {b.type for b, _ in change.replaced} >= {'OS::Heat::CloudConfig'}, \
+            change.summary()
+        assert not stack_module.created_with_secrets(
+            driver_heat.get(stack_id, name).parameters)
+
+        leaks = set()
+        residue = set()
+        for row in after:
+            ident = row.stack_id
+            shown = _searched(heat, needles, '%s %s' % (row.name, row.type),
+                              'resource-show', lambda: heat.resources.get(
+                                  ident, row.name).to_dict())
+            if row.type == 'OS::Heat::WaitConditionHandle':
+                residue |= shown
+            else:
+                leaks |= shown
+            if row.type == 'OS::Heat::CloudConfig' and row.physical_id:
+                leaks |= _searched(heat, needles, row.name, 'software-config-show',
+                                   lambda: heat.software_configs.get(
+                                       row.physical_id).to_dict())
+        for each in heat.stacks.list(show_nested=True):
+            if not each.stack_name.startswith(name):
+                continue
+            ident = '%s/%s' % (each.stack_name, each.id)
+            for what, fetch in (
+                    ('stack-show', lambda: heat.stacks.get(ident).to_dict()),
+                    ('stack-environment', lambda: heat.stacks.environment(ident)),
+                    ('stack-template', lambda: heat.stacks.template(ident)),
+                    ('stack-files', lambda: heat.stacks.files(ident)),
+                    ('output-list', lambda: heat.stacks.output_list(ident))):
+                leaks |= _searched(heat, needles, each.stack_name, what, fetch)
+            for event in heat.events.list(ident):
+                residue |= _searched(
+                    heat, needles, '%s %s' % (each.stack_name, event.resource_name),
+                    'event-show', lambda: heat.events.get(
+                        ident, event.resource_name, event.id).to_dict())
+        print('migration: %s\nresidue (doc/security.md): %d reads\n  %s' % (
+            change.summary(), len(residue), '\n  '.join(sorted(residue)[:12])))
+        assert not leaks, '\n'.join(sorted(leaks))
+        # the residue is what the upgrade note says, no less: the old events still
+        # show the old secrets (until purged) and the kept handles their password
+        kinds = {line.split(' -> ')[1] for line in residue}
+        assert {'ca.key', 'signal.json password'} <= kinds, sorted(residue)
+        assert all(line.startswith(('event-show', 'resource-show'))
+                   for line in residue), sorted(residue)
+    finally:
+        heat.stacks.delete(stack_id)
+        heatwatch.wait(heat, stack_id, timeout=TIMEOUT, gone_ok=True)
