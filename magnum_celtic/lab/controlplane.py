@@ -28,7 +28,7 @@
    (the driver's service, same magnum.conf), which the Nova stand-in calls as Nova's
    DynamicJSON vendordata does, with the token of the lab's ``nova`` service user.
    Without Magnum, the lab runs the same celtic-vendordata with its clusters taken from
-   the stacks the lab creates (``heat_clusters``: ``celtic_stack.create_kwargs(...,
+   the stacks the lab creates (``heat_clusters``: ``celtic_stack.create(heat, name,
    lab=plane)`` registers each); ``start_magnum`` replaces it with the real one.
 
 Every service binds a free loopback port and logs into ``<state>/logs``; ``stop()``
@@ -286,14 +286,6 @@ class ControlPlane:
         return magnum_client.Client('1', session=session or self.session(user),
                                     interface='public', region_name=REGION,
                                     api_version='latest')
-
-    def register_celtic_stack(self, cluster_uuid: str, stack_name: str,
-                              cluster_pki: Any, user: str = 'demo') -> None:
-        """Tell the lab's celtic-vendordata (no Magnum) about a celtic stack ``user``
-        is about to create: its nodes get their secrets and relay their signals only
-        then, as a Magnum cluster's do."""
-        project_id = self.session(user).get_project_id()
-        self.clusters.add(cluster_uuid, project_id, stack_name, cluster_pki)
 
     def service(self, name: str) -> process.Service:
         """One of the running services by name."""

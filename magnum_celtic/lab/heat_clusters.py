@@ -18,14 +18,18 @@ celtic-vendordata finds clusters in Magnum's database, which such a lab does not
 so the lab runs the same service with this cluster source instead
 (``vendordata.Service(clusters=Registered(path))``, process
 ``magnum_celtic.lab.services.vendordata``): the lab writes each stack it creates to a
-file under its state directory (``Registry.add``, before the create, so no node can
-boot before its cluster is known), and the service reads it. Everything else the
+file under its state directory (``Registry.add`` before the create, so no node can
+boot before its cluster is known; ``Registry.created`` with the stack's id once Heat
+gave it), and the service reads it. Everything else the
 service does (the hint, the project and role checks against Heat read as admin, the
 role secrets, the signal relay) is its own code, as in the Magnum labs.
 
-The file (0600) holds, per cluster uuid: the project, the root stack's name, and the
-CAs and service-account key the stack's PKI was built from (``pki.build`` derives the
-rest, as it does from Magnum's certificate manager).
+The file (0600) holds, per cluster uuid: the project, the root stack's name and id, and
+the CAs and service-account key the stack's PKI was built from (``pki.build`` derives
+the rest, as it does from Magnum's certificate manager).
+
+The id comes from the lab, not from Heat: heat-api finds a stack by name only in the
+caller's own project, and the service reads Heat as Magnum's service user.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import dataclasses
 import json
 import os
 import threading
-import uuid
+import time
 from typing import Any
 
 from magnum_celtic import pki
@@ -42,6 +46,9 @@ from magnum_celtic import vendordata
 
 #: the file under the lab's state directory
 FILE = os.path.join('vendordata', 'clusters.json')
+#: how long a request for a registered cluster waits for its stack's id (the create
+#: returned, the lab is writing it); below the Nova stand-in's vendordata timeout
+PENDING_SECONDS = 20.0
 
 
 def _pair(pair: pki.CertPair) -> dict[str, str]:
@@ -62,24 +69,35 @@ class Registry:
         except FileNotFoundError:
             return {'clusters': {}}
 
+    def _save(self, doc: dict[str, Any]) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        partial = self.path + '.partial'
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            json.dump(doc, f)
+        os.replace(partial, self.path)
+
     def add(self, cluster_uuid: str, project_id: str, stack_name: str,
             cluster_pki: pki.ClusterPKI) -> None:
-        """Make a stack known to celtic-vendordata (replacing an earlier one of the
-        same cluster uuid)."""
+        """Make a stack about to be created known to celtic-vendordata (replacing an
+        earlier one of the same cluster uuid)."""
         with self._lock:
             doc = self._load()
             doc['clusters'][cluster_uuid] = {
-                'registration': uuid.uuid4().hex,
-                'project_id': project_id, 'stack_name': stack_name,
+                'project_id': project_id, 'stack_name': stack_name, 'stack_id': None,
                 'ca': _pair(cluster_pki.ca), 'etcd_ca': _pair(cluster_pki.etcd_ca),
                 'front_proxy_ca': _pair(cluster_pki.front_proxy_ca),
                 'service_account_key': cluster_pki.service_account_key}
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            partial = self.path + '.partial'
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, 'w') as f:
-                json.dump(doc, f)
-            os.replace(partial, self.path)
+            self._save(doc)
+
+    def created(self, stack_name: str, stack_id: str) -> None:
+        """The id Heat gave the stack ``add`` registered under that name."""
+        with self._lock:
+            doc = self._load()
+            for record in doc['clusters'].values():
+                if record['stack_name'] == stack_name and not record['stack_id']:
+                    record['stack_id'] = stack_id
+            self._save(doc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,16 +111,16 @@ class Cluster:
 
 
 class Registered(vendordata.Clusters):
-    """The service's side: clusters from the lab's file, reread when it changes. The
-    root stack's id is asked from Heat by its name (the lab registers a stack before
-    Heat gives it an id) once per registration."""
+    """The service's side: clusters from the lab's file, reread when it changes. A
+    cluster whose stack has no id yet (its create just returned) is waited for, at
+    most PENDING_SECONDS."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, pending_seconds: float = PENDING_SECONDS):
         self.path = path
+        self.pending_seconds = pending_seconds
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._clusters: dict[str, dict[str, Any]] = {}
-        self._ids: dict[str, str] = {}
 
     def _record(self, cluster_uuid: str) -> dict[str, Any] | None:
         with self._lock:
@@ -118,18 +136,16 @@ class Registered(vendordata.Clusters):
             return self._clusters.get(cluster_uuid)
 
     def cluster(self, context: Any, cluster_uuid: str) -> Cluster:
+        deadline = time.monotonic() + self.pending_seconds
         record = self._record(cluster_uuid)
+        while record is not None and not record['stack_id'] \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+            record = self._record(cluster_uuid)
         if record is None:
             raise vendordata.Refused('cluster %s does not exist' % cluster_uuid)
-        stack_id = self._ids.get(record['registration'])
-        if stack_id is None:
-            stub = Cluster(cluster_uuid, record['project_id'], '', '', record)
-            state = vendordata.Service._heat(context, stub).get(record['stack_name'],
-                                                                outputs=False)
-            if state is None:
-                raise vendordata.Refused('cluster %s has no stack' % cluster_uuid)
-            stack_id = self._ids[record['registration']] = state.id
-        return Cluster(cluster_uuid, record['project_id'], stack_id,
+        # an empty stack id: the service refuses (the cluster has no stack)
+        return Cluster(cluster_uuid, record['project_id'], record['stack_id'] or '',
                        record['stack_name'], record)
 
     def stacks(self, cluster: Cluster, pool: str | None) -> list[tuple[str, str]]:

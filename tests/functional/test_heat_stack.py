@@ -85,7 +85,7 @@ def stack(lab):
     """The module's celtic stack: created by the first test, deleted by the last."""
     heat = lab.heat('demo')
     baseline = lab.cloud.leftovers()
-    created = heat.stacks.create(**celtic_stack.create_kwargs(STACK, lab=lab))
+    created = celtic_stack.create(heat, STACK, lab=lab)
     state = {'id': created['stack']['id'], 'baseline': baseline}
     yield state
     try:
@@ -213,8 +213,8 @@ def test_a_failing_node_fails_the_stack_naming_node_and_step(lab, behaviour):
                         'message': 'the API VIP did not answer on 6443'}})
     heat = lab.heat('demo')
     baseline = lab.cloud.leftovers()
-    created = heat.stacks.create(**celtic_stack.create_kwargs(
-        name, masters=1, minions=2, proxies=0, storage=0, lab=lab))
+    created = celtic_stack.create(heat, name, lab=lab, masters=1, minions=2, proxies=0,
+                                  storage=0)
     final = heatwatch.wait(heat, created['stack']['id'], timeout=TIMEOUT)
     try:
         assert final.stack_status == 'CREATE_FAILED'
