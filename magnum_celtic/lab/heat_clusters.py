@@ -119,7 +119,7 @@ class Registered(vendordata.Clusters):
         self.path = path
         self.pending_seconds = pending_seconds
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._clusters: dict[str, dict[str, Any]] = {}
 
     def _record(self, cluster_uuid: str) -> dict[str, Any] | None:
@@ -128,7 +128,7 @@ class Registered(vendordata.Clusters):
                 info = os.stat(self.path)
             except FileNotFoundError:
                 return None
-            stamp = (info.st_mtime_ns, info.st_size)
+            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
             if stamp != self._stamp:
                 with open(self.path) as f:
                     self._clusters = json.load(f)['clusters']

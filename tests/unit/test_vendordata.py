@@ -310,10 +310,16 @@ class VendordataTestCase(base.DriverTestCase):
         from magnum_celtic.lab import heat_clusters
         path = self.useFixture(fixtures.TempDir()).join('vendordata/clusters.json')
         root = self.heat.stacks[self.cluster.stack_id].name
-        heat_clusters.Registry(path).add(base.CLUSTER_UUID, PROJECT, root, self.pki)
+        registry = heat_clusters.Registry(path)
+        registry.add(base.CLUSTER_UUID, PROJECT, root, self.pki)
         self.assertEqual(0o600, os.stat(path).st_mode & 0o777)
         magnum = self.service
-        self.service = vendordata.Service(clusters=heat_clusters.Registered(path))
+        self.service = vendordata.Service(
+            clusters=heat_clusters.Registered(path, pending_seconds=0))
+        # registered, but Heat has not given the stack an id yet
+        self.assertEqual({}, self.ask('master-1', 'master'))
+        self.assertIn('cluster %s has no stack' % base.CLUSTER_UUID, self.warnings.output)
+        registry.created(root, self.cluster.stack_id)
         for instance, role in (('master-1', 'master'), ('proxy-0', 'proxy'),
                                ('storage-0', 'storage'), ('minion-0', 'minion')):
             request = nova_request(instance, user_data(role))
