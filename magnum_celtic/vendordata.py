@@ -12,7 +12,9 @@
 
 """celtic-vendordata: the nodes' secrets through Nova's metadata service, and their
 wait-condition signals relayed to Heat. Does I/O (Magnum's database and certificate
-manager, Heat as Magnum's service user).
+manager, Heat as Magnum's service user). Clusters are found through one seam,
+:class:`Clusters` (:class:`MagnumClusters` here; the labs without Magnum run this same
+service on the stacks they created, ``magnum_celtic.lab.heat_clusters``).
 
 Two routes (doc/security.md has the design and the threat model):
 
