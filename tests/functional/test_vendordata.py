@@ -14,10 +14,11 @@
 lab process, and the Nova stand-in making Nova's DynamicJSON call for every server.
 
 A cluster with every role (1 master, 2 proxies, 3 storage nodes, 1 minion) and a
-nodegroup of one minion is created by the project member demo on today's templates;
-every node's vendor_data2.json must hold exactly the secrets its user_data delivers
-(the lab keeps both under the node's directory), and a signal relayed by the service
-must reach the wait condition handle of the node's group in Heat.
+nodegroup of one minion is created by the project member demo; every node's
+vendor_data2.json must hold exactly its role's secrets, which the node then holds
+(its vendordata step wrote them: the lab keeps both under the node's directory; its
+user_data carries none), and a signal relayed by the service must reach the wait
+condition handle of the node's group in Heat.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def nodes(lab):
             if s['name'].startswith(NAME + '-')}
 
 
-def delivered_by_user_data(root: str) -> dict[str, str]:
+def held_by_the_node(root: str) -> dict[str, str]:
     secrets = os.path.join(root, 'etc', 'celtic', 'secrets')
     found = {}
     for name in sorted(os.listdir(secrets)) if os.path.isdir(secrets) else ():
@@ -90,7 +91,7 @@ def role_of(name: str) -> str:
     return {'pool2': 'minion'}.get(role, role)
 
 
-def test_every_node_gets_through_vendordata_exactly_what_its_user_data_delivers(
+def test_every_node_gets_through_vendordata_exactly_its_roles_secrets_and_holds_them(
         magnum_lab, cluster):
     found = nodes(magnum_lab)
     assert {role_of(n) for n in found} == {'master', 'proxy', 'storage', 'minion'}, found
@@ -101,12 +102,12 @@ def test_every_node_gets_through_vendordata_exactly_what_its_user_data_delivers(
         answer = document['celtic']
         assert (answer['version'], answer['cluster_uuid'], answer['role'],
                 answer['node']) == (1, cluster, role_of(name), name)
-        assert answer['secrets'] == delivered_by_user_data(root), name
+        assert answer['secrets'] == held_by_the_node(root), name
         signal = answer['signal']
         assert signal['url'] == magnum_lab.vendordata_url + '/v1/signal'
         assert (signal['cluster_uuid'], signal['instance_id']) == (cluster, server['id'])
         assert len(signal['key']) == 64 and int(signal['key'], 16) >= 0
-    by_role = {role_of(n): delivered_by_user_data(r) for n, (_, r) in found.items()}
+    by_role = {role_of(n): held_by_the_node(r) for n, (_, r) in found.items()}
     assert set(by_role['master']) == {'ca.key', 'etcd-ca.key', 'front-proxy-ca.key',
                                       'sa.key', 'bootstrap-token', 'ha-secret'}
     assert set(by_role['proxy']) == {'celtic-lb.key', 'ha-secret'}
