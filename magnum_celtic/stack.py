@@ -47,9 +47,13 @@ PER_STORAGE_NODE = 5           # port, member, server, volume, attachment
 PER_MINION = 1                 # a server
 
 
-#: the wait handles' signal_transport: NO_SIGNAL for the stacks this release creates,
-#: HEAT_SIGNAL kept on a stack an earlier release created (True)
-SIGNAL_TRANSPORTS = {False: 'NO_SIGNAL', True: 'HEAT_SIGNAL'}
+#: the wait handles' signal_transport: TOKEN_SIGNAL for the stacks this release creates
+#: (their `signal` attribute is null; only a token that expires with Keystone's token
+#: lifetime is shown; no node uses it: the relay signals as admin), HEAT_SIGNAL kept on a
+#: stack an earlier release created (True). Never NO_SIGNAL: Heat's NO_SIGNAL handle
+#: signals itself SUCCESS at every status check (SignalResponder._service_signal), so
+#: its wait condition would complete without any node.
+SIGNAL_TRANSPORTS = {False: 'TOKEN_SIGNAL', True: 'HEAT_SIGNAL'}
 #: hidden parameters the stacks of earlier releases had (cluster stack, nodegroup
 #: stack): a stack that still has one holds secrets in its parameters, configs and
 #: events, and its wait handles are HEAT_SIGNAL ones

@@ -33,6 +33,7 @@ import base64
 import collections
 import json
 import os
+import re
 
 import pytest
 import yaml
@@ -48,6 +49,9 @@ USERS = ('demo', 'demo_reader')
 PRIVATE_KEY_MARK = 'PRIVATE KEY-----'
 #: secrets shorter than this are not searched for (none of celtic's are)
 MIN_NEEDLE = 12
+#: a non-empty password or Keystone token in a JSON response (escaped or not)
+PASSWORD = re.compile(r'\\?"password\\?": \\?"[^"\\]+')
+TOKEN = re.compile(r'\\?"token\\?": \\?"[^"\\]+')
 
 
 # ---- ground truth: what the nodes were given ----------------------------------------
@@ -110,6 +114,9 @@ class Walk:
         self.denied: collections.Counter = collections.Counter()
         self.unavailable: collections.Counter = collections.Counter()
         self.leaks: list[tuple[str, str]] = []   # (api call, secret)
+        #: calls that showed a Keystone token (a TOKEN_SIGNAL wait handle's: it expires
+        #: with Keystone's token lifetime and can only signal that handle)
+        self.tokens: list[str] = []
 
     def check(self, call: str, fetch) -> object:
         try:
@@ -125,6 +132,12 @@ class Walk:
         text = json.dumps(response, default=_as_data, sort_keys=True)
         if PRIVATE_KEY_MARK in text:
             self.leaks.append((call, 'a private key block'))
+        # any password at all (a HEAT_SIGNAL handle's would show here), not only the
+        # nodes' secrets
+        if PASSWORD.search(text):
+            self.leaks.append((call, 'a password'))
+        if TOKEN.search(text):
+            self.tokens.append(call)
         for secret, needles in self.secrets.items():
             if any(n in text for n in needles):
                 self.leaks.append((call, secret))
@@ -202,10 +215,12 @@ class Walk:
     def report(self) -> str:
         by_api: collections.Counter = collections.Counter(
             call.split(' ')[0] for call, _ in self.leaks)
-        lines = ['%s: %d reads, %d leaks (%s), denied: %s, unavailable: %s' % (
-            self.user, self.reads, len(self.leaks),
-            ', '.join('%s %d' % kv for kv in sorted(by_api.items())) or 'none',
-            dict(self.denied) or 'none', dict(self.unavailable) or 'none')]
+        lines = ['%s: %d reads, %d leaks (%s), denied: %s, unavailable: %s, '
+                 'wait-handle tokens shown: %d' % (
+                     self.user, self.reads, len(self.leaks),
+                     ', '.join('%s %d' % kv for kv in sorted(by_api.items())) or 'none',
+                     dict(self.denied) or 'none', dict(self.unavailable) or 'none',
+                     len(self.tokens))]
         # one line per API call and resource (events of one resource together), with
         # the kinds of secret it returned
         places: dict[str, set] = collections.OrderedDict()

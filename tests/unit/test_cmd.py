@@ -81,7 +81,7 @@ def test_render_prints_a_request_without_any_secret(capsys):
         assert secret not in params
     assert stack.MASK not in out
     assert 'PRIVATE KEY' not in out
-    assert params['signal_transport'] == 'NO_SIGNAL'
+    assert params['signal_transport'] == 'TOKEN_SIGNAL'
     assert params['ca_cert'].startswith('-----BEGIN CERTIFICATE-----')
     assert (params['master_count'], params['minion_count'], params['storage_count']) == (
         1, 4, 0)

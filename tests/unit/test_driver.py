@@ -120,7 +120,7 @@ class CreateClusterTest(base.DriverTestCase):
                                  params['front_proxy_ca_cert']}))
         self.assertEqual(pki.discovery_hash(params['ca_cert']),
                          params['discovery_hash'])
-        self.assertEqual('NO_SIGNAL', params['signal_transport'])
+        self.assertEqual('TOKEN_SIGNAL', params['signal_transport'])
         secrets = adapters.cluster_pki(self.user_context, stored)
         self.assertNotIn('PRIVATE KEY', sent)
         for value in (secrets.bootstrap_token, secrets.master_ha_secret,
@@ -620,7 +620,7 @@ class NodeGroupTest(base.DriverTestCase):
         params = request['parameters']
         expected = adapters.cluster_pki(self.user_context, cluster)
         self.assertEqual(expected.ca.cert, params['ca_cert'])
-        self.assertEqual('NO_SIGNAL', params['signal_transport'])
+        self.assertEqual('TOKEN_SIGNAL', params['signal_transport'])
         self.assertNotIn(expected.bootstrap_token, json.dumps(request))
         self.assertNotIn('PRIVATE KEY', json.dumps(request))
 

@@ -72,7 +72,7 @@ def test_parameters_come_from_the_spec_and_the_pki(template_set, pki):
     assert params['ca_cert'] == pki.ca.cert
     assert params['discovery_hash'] == pki.discovery_hash
     assert params['lb_client_cert'] == pki.lb_client.cert
-    assert params['signal_transport'] == 'NO_SIGNAL'
+    assert params['signal_transport'] == 'TOKEN_SIGNAL'
 
 
 def test_every_parameter_sent_is_declared_by_celtic_yaml(template_set, pki):
@@ -244,9 +244,19 @@ def test_no_template_writes_a_secret_file_or_hands_out_signal_credentials(templa
             assert not (isinstance(schema, dict) and schema.get('hidden')), (name, pname)
 
 
+def test_no_wait_handle_can_be_no_signal(template_set):
+    """Heat's NO_SIGNAL handle signals itself SUCCESS at every status check, so its
+    wait condition completes without a node: the templates must not allow it."""
+    for name in ('celtic.yaml', 'node_group.yaml', 'minion.yaml'):
+        schema = yaml.safe_load(template_set.read(name))['parameters']['signal_transport']
+        assert schema['default'] == 'TOKEN_SIGNAL', name
+        allowed = [c.get('allowed_values') for c in schema.get('constraints') or []]
+        assert 'NO_SIGNAL' not in json.dumps(allowed) and allowed != [], name
+
+
 def test_signal_transport_reaches_every_wait_handle(template_set, pki):
     """celtic.yaml's signal_transport is passed down to every group that has a handle
-    (an unwired level would fall back to NO_SIGNAL there and replace a legacy stack's
+    (an unwired level would fall back to TOKEN_SIGNAL there and replace a legacy stack's
     handle)."""
     request = request_for(template_set, pki)
     root = yaml.safe_load(request.template)['resources']
@@ -262,7 +272,7 @@ def test_signal_transport_reaches_every_wait_handle(template_set, pki):
 def test_a_stack_of_the_previous_release_keeps_heat_signal(template_set, pki):
     assert stack.created_with_secrets({'ca_key': '******', 'minion_count': '2'})
     assert stack.created_with_secrets({'bootstrap_token': '******', 'count': '1'})
-    assert not stack.created_with_secrets({'ca_cert': 'x', 'signal_transport': 'NO_SIGNAL'})
+    assert not stack.created_with_secrets({'ca_cert': 'x', 'signal_transport': 'TOKEN_SIGNAL'})
     assert not stack.created_with_secrets({})
     legacy = request_for(template_set, pki, legacy_signals=True)
     assert legacy.parameters['signal_transport'] == 'HEAT_SIGNAL'
@@ -381,7 +391,7 @@ def test_pool_request_wires_the_pool_to_the_cluster_network(template_set, pki):
         'gpu', {'a': 'b'})
     assert request.hidden == frozenset()
     assert not OLD_SECRET_PARAMETERS & set(params)
-    assert params['signal_transport'] == 'NO_SIGNAL'
+    assert params['signal_transport'] == 'TOKEN_SIGNAL'
     assert _secret_carriers(request, pki) == set()
     legacy = stack.pool_request(built, pool, pki, OUTPUTS, template_set, 60,
                                 legacy_signals=True)

@@ -226,8 +226,9 @@ celtic_fetch_vendordata() {
 # 4 another role's, 5 malformed. Python reads the URL (http://, or file:// in the lab),
 # never through the HTTP proxy of the cluster template: the metadata service is link-local.
 _celtic_vendordata_once() {
-    local url=$1 rc=0
-    python3 - "$url" "$CELTIC_ETC" "${CELTIC_ROLE:-}" <<'PY' || rc=$?
+    local url=$1
+    # its exit status is the function's (celtic_retry runs it outside errexit)
+    python3 - "$url" "$CELTIC_ETC" "${CELTIC_ROLE:-}" <<'PY'
 import json, os, re, sys, urllib.request
 url, etc, role = sys.argv[1:4]
 def fail(code, message):
@@ -250,8 +251,8 @@ if not isinstance(celtic, dict) or not isinstance(celtic.get('secrets'), dict) \
         or not isinstance(celtic.get('signal'), dict):
     fail(5, 'the celtic part has no secrets or no signal map')
 if role and celtic.get('role') != role:
-    fail(4, 'celtic-vendordata says this node is a %r, it runs the %s script'
-         % (celtic.get('role'), role))
+    fail(4, 'celtic-vendordata says this node is a %r, it runs the %s script' % (
+        celtic.get('role'), role))
 def write(dest, text):
     os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
     tmp = dest + '.tmp'
@@ -260,20 +261,22 @@ def write(dest, text):
         f.write(text)
     os.chmod(tmp, 0o600)
     os.replace(tmp, dest)
-for name, content in sorted(celtic['secrets'].items()):
-    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]*', name) or not isinstance(content, str):
-        fail(5, 'secret name %r is not a plain file name, or its content not text'
-             % name[:40])
-    write(os.path.join(etc, 'secrets', name), content)
+secrets = sorted(celtic['secrets'].items())
+bad = [n for n, c in secrets
+        if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]*', n) or not isinstance(c, str)]
+if bad:
+    fail(5, 'secret name %r is not a plain file name, or its content not text' % (
+        bad[0][:40]))
 signal = celtic['signal']
-for key in ('url', 'cluster_uuid', 'instance_id', 'key'):
-    if not isinstance(signal.get(key), str) or not signal[key]:
-        fail(5, 'the signal map has no %s' % key)
+missing = [k for k in ('url', 'cluster_uuid', 'instance_id', 'key')
+        if not isinstance(signal.get(k), str) or not signal[k]]
+if missing:
+    fail(5, 'the signal map has no %s' % missing[0])
+[write(os.path.join(etc, 'secrets', n), c) for n, c in secrets]
 write(os.path.join(etc, 'signal.json'), json.dumps(signal, sort_keys=True))
 print('celtic vendordata: %d secret file(s) for this %s: %s'
-      % (len(celtic['secrets']), celtic.get('role'), ' '.join(sorted(celtic['secrets']))))
+    % (len(celtic['secrets']), celtic.get('role'), ' '.join(sorted(celtic['secrets']))))
 PY
-    return "$rc"
 }
 
 # celtic_secret NAME: path of a secret file, failing when the role did not receive it.
