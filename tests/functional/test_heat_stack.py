@@ -210,7 +210,7 @@ def test_delete_leaves_nothing_behind(lab, stack):
         final.stack_status, final.stack_status_reason,
         '\n'.join(heatwatch.failures(heatwatch.rows(heat, stack['id']))))
     _assert_nothing_left(lab, STACK, stack['baseline'])
-    # no stack-domain project or user behind the wait-condition handles (NO_SIGNAL)
+    # Heat removed the stack-domain project and users behind the wait-condition handles
     projects, users = _stack_domain(lab)
     assert projects == []
     assert users == ['heat_domain_admin']
