@@ -50,7 +50,6 @@ from typing import Any, Callable
 from magnum_celtic.lab import backend as backend_mod
 from magnum_celtic.lab import cloud as cloud_mod
 from magnum_celtic.lab import gate as gate_mod
-from magnum_celtic.lab import heat_clusters
 from magnum_celtic.lab import magnum_2026_1
 from magnum_celtic.lab import process
 
@@ -179,6 +178,10 @@ class ControlPlane:
         self.started = False
         self._stopped = False
         self.magnum_started = False
+        # here, not at import: heat_clusters imports celtic-vendordata, hence Magnum's
+        # options, which `magnum-celtic validate` (whose parser imports this module)
+        # must not have registered before Heat's
+        from magnum_celtic.lab import heat_clusters
         #: the celtic stacks a lab without Magnum created, for its celtic-vendordata
         self.clusters = heat_clusters.Registry(
             os.path.join(self.state_dir, heat_clusters.FILE))
