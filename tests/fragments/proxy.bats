@@ -154,7 +154,7 @@ run_proxy() {
 @test "no secret reaches the log, the calls or Heat" {
     run_proxy
     assert_success
-    run grep -rl -e lb-key-never-logged -e p4ssw0rd-never-logged -e "$(cat "$CELTIC_ETC/secrets/ha-secret")" \
+    run grep -rl -e lb-key-never-logged -e "$RELAY_KEY" -e "$(cat "$CELTIC_ETC/secrets/ha-secret")" \
         "$CELTIC_LOG_FILE" "$CALLS" "$SIGNALS"
     assert_failure
 }

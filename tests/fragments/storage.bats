@@ -220,6 +220,7 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
 
 @test "the failure reaches Heat with the node and the step" {
     stub_heat_signal
+    write_vendordata storage
     storage_params 3
     printf 'TYPE=ext4\n' >"$DISK/fs"
     run bash "$FRAGMENTS/storage.sh"
@@ -231,6 +232,7 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
 
 @test "storage.sh end to end: common set-up, storage steps, SUCCESS to Heat" {
     stub_heat_signal
+    write_vendordata storage
     storage_params 3
     run bash "$FRAGMENTS/storage.sh"
     assert_success
@@ -238,7 +240,7 @@ MUTATIONS='^(mkfs\.xfs|systemctl (start|restart|daemon-reload)|gluster --mode=sc
     [ "$(signal_field 1 reason)" = "testnode-0: storage ready" ]
     called "apt-get -o DPkg::Lock::Timeout=600 update -q"
     called "gluster --mode=script volume start celtic"
-    run grep -r p4ssw0rd-never-logged "$CELTIC_LOG_FILE" "$CALLS"
+    run grep -r "$RELAY_KEY" "$CELTIC_LOG_FILE" "$CALLS"
     assert_failure
 }
 
