@@ -12,7 +12,9 @@
 
 """celtic-vendordata: the nodes' secrets through Nova's metadata service, and their
 wait-condition signals relayed to Heat. Does I/O (Magnum's database and certificate
-manager, Heat as Magnum's service user).
+manager, Heat as Magnum's service user). Clusters are found through one seam,
+:class:`Clusters` (:class:`MagnumClusters` here; the labs without Magnum run this same
+service on the stacks they created, ``magnum_celtic.lab.heat_clusters``).
 
 Two routes (doc/security.md has the design and the threat model):
 
@@ -231,22 +233,40 @@ class ServerIndex:
             return entry.servers.get(instance_id)
 
 
-# ---- the service ---------------------------------------------------------------------
+# ---- where the clusters come from ----------------------------------------------------
 
-class Service:
-    """The two operations, on Magnum's objects and Heat (as Magnum's service user)."""
+class Clusters:
+    """Where the service finds a cluster, the stacks its servers are in and its PKI:
+    the service's one seam. In production it is Magnum (:class:`MagnumClusters`);
+    the Heat-only labs, which run no Magnum, pass the stacks they created
+    (``magnum_celtic.lab.vendordata``). Everything else (the hint, the project and
+    role checks, Heat read as admin, the secrets of each role, the signal relay) is
+    the service's own and the same for both."""
 
-    def __init__(self, index: ServerIndex | None = None):
-        self.index = index or ServerIndex(CONF.celtic_vendordata.index_seconds)
+    def cluster(self, context: Any, cluster_uuid: str) -> Any:
+        """The cluster (``uuid``, ``project_id``, ``stack_id``); :class:`Refused` when
+        there is none."""
+        raise NotImplementedError
 
-    # hooks the lab and the tests do not replace: Magnum itself
-    @staticmethod
-    def _context() -> Any:
-        from magnum.common import context
-        return context.make_admin_context(all_tenants=True)
+    def stacks(self, cluster: Any, pool: str | None) -> list[tuple[str, str]]:
+        """(stack id, stack name) of the trees a server of ``pool`` may be in: a
+        nodegroup's own stack, or the cluster's (every other node); all of them when
+        the pool is not known (a signal)."""
+        raise NotImplementedError
 
-    @staticmethod
-    def _cluster(context: Any, cluster_uuid: str) -> Any:
+    def pki(self, context: Any, cluster: Any) -> pki.ClusterPKI:
+        """The cluster's CAs and the secrets derived from them."""
+        raise NotImplementedError
+
+    def seed(self, context: Any, cluster: Any) -> bytes:
+        """The cluster's seed (``ClusterPKI.seed``): all a signal key needs."""
+        raise NotImplementedError
+
+
+class MagnumClusters(Clusters):
+    """Magnum's clusters: its database and its certificate manager."""
+
+    def cluster(self, context: Any, cluster_uuid: str) -> Any:
         from magnum.common import exception
         from magnum import objects
         try:
@@ -254,10 +274,7 @@ class Service:
         except (exception.ClusterNotFound, exception.InvalidUUID, ValueError):
             raise Refused('cluster %s does not exist' % cluster_uuid)
 
-    def _stacks(self, cluster: Any, pool: str | None) -> list[tuple[str, str]]:
-        """(stack id, stack name) of the trees a server of ``pool`` may be in: a
-        nodegroup's own stack, or the cluster's (every other node); all of them when
-        the pool is not known (a signal)."""
+    def stacks(self, cluster: Any, pool: str | None) -> list[tuple[str, str]]:
         from magnum_celtic import adapters
         from magnum_celtic import stack
         root = [(cluster.stack_id, stack.cluster_stack_name(cluster.name, cluster.uuid))]
@@ -268,13 +285,42 @@ class Service:
         own = [(sid, name) for sid, name, ng_name in pools if ng_name == pool]
         return own or root
 
+    def pki(self, context: Any, cluster: Any) -> pki.ClusterPKI:
+        from magnum_celtic import adapters
+        return adapters.cluster_pki(context, cluster)
+
+    def seed(self, context: Any, cluster: Any) -> bytes:
+        from magnum_celtic import adapters
+        return adapters.cluster_seed(context, cluster)
+
+
+# ---- the service ---------------------------------------------------------------------
+
+class Service:
+    """The two operations, on the clusters of ``clusters`` (Magnum's by default) and
+    Heat (as Magnum's service user, magnum.conf ``[keystone_auth]``)."""
+
+    def __init__(self, index: ServerIndex | None = None,
+                 clusters: Clusters | None = None):
+        self.index = index or ServerIndex(CONF.celtic_vendordata.index_seconds)
+        self.clusters = clusters or MagnumClusters()
+
+    @staticmethod
+    def _context() -> Any:
+        from magnum.common import context
+        return context.make_admin_context(all_tenants=True)
+
+    @staticmethod
+    def _heat(context: Any, cluster: Any) -> heat_api.Heat:
+        from magnum_celtic import adapters
+        return adapters.heat_client(context, project_id=cluster.project_id)
+
     def _locate(self, context: Any, cluster: Any, instance_id: str,
                 pool: str | None) -> Placement | None:
-        from magnum_celtic import adapters
         if not cluster.stack_id:
             raise Refused('cluster %s has no stack' % cluster.uuid)
-        heat = adapters.heat_client(context, project_id=cluster.project_id)
-        stacks = self._stacks(cluster, pool)
+        heat = self._heat(context, cluster)
+        stacks = self.clusters.stacks(cluster, pool)
         for stack_id, _ in stacks:   # a signal: the tree vendordata read already
             found = self.index.known(stack_id, instance_id)
             if found:
@@ -306,11 +352,10 @@ class Service:
 
     def _vendordata(self, request: Mapping[str, Any], hint: Hint,
                     instance_id: str) -> dict[str, Any]:
-        from magnum_celtic import adapters
         if hint.role not in pki.ROLES:
             raise Refused('user-data names an unknown role %r' % hint.role[:40])
         context = self._context()
-        cluster = self._cluster(context, hint.cluster_uuid)
+        cluster = self.clusters.cluster(context, hint.cluster_uuid)
         if cluster.project_id != request.get('project-id'):
             raise Refused('cluster %s is not of project %s'
                           % (cluster.uuid, request.get('project-id')))
@@ -321,7 +366,7 @@ class Service:
         if placement.role != hint.role:
             raise Refused('user-data says %s, Heat says %s of cluster %s'
                           % (hint.role, placement.role, cluster.uuid))
-        cluster_pki = adapters.cluster_pki(context, cluster)
+        cluster_pki = self.clusters.pki(context, cluster)
         secrets = pki.role_secrets(cluster_pki)[placement.role]
         LOG.info('vendordata for instance %s: %s of cluster %s, %d secrets', instance_id,
                  placement.role, cluster.uuid, len(secrets))
@@ -344,9 +389,8 @@ class Service:
                                   'and instance_id'}
         try:
             context = self._context()
-            cluster = self._cluster(context, cluster_uuid)
-            from magnum_celtic import adapters
-            key = pki.signal_key(adapters.cluster_seed(context, cluster), instance_id)
+            cluster = self.clusters.cluster(context, cluster_uuid)
+            key = pki.signal_key(self.clusters.seed(context, cluster), instance_id)
         except Refused as refusal:
             LOG.warning('signal of instance %s refused: %s', instance_id, refusal)
             return 401, {'error': 'unauthorized'}
@@ -369,7 +413,7 @@ class Service:
                 LOG.warning('signal of instance %s dropped: no wait condition of cluster '
                             '%s waits for it', instance_id, cluster.uuid)
                 return 404, {'error': 'no wait condition waits for this node'}
-            heat = adapters.heat_client(context, project_id=cluster.project_id)
+            heat = self._heat(context, cluster)
             if not heat.signal(placement.handle[0], placement.handle[1], WAIT_HANDLE,
                                data):
                 return 404, {'error': 'no wait condition waits for this node'}
@@ -502,10 +546,16 @@ def init_application(argv: list[str] | None = None) -> Application:
 
 def main(argv: list[str] | None = None) -> None:
     """celtic-vendordata [--config-file magnum.conf]: serve on bind_host:bind_port."""
+    prepare(['celtic-vendordata'] + list(sys.argv[1:] if argv is None else argv))
+    serve(Application())
+
+
+def serve(application: Application) -> None:
+    """Serve ``application`` on ``[celtic_vendordata]`` bind_host:bind_port until
+    stopped (magnum.conf already read: :func:`prepare`)."""
     import socketserver
     from wsgiref import simple_server
 
-    prepare(['celtic-vendordata'] + list(sys.argv[1:] if argv is None else argv))
     if not CONF.celtic_vendordata.public_url:
         LOG.warning('[celtic_vendordata] public_url is not set: nodes cannot signal '
                     'and the driver refuses to create clusters')
@@ -519,7 +569,7 @@ def main(argv: list[str] | None = None) -> None:
             LOG.debug('%s %s', self.address_string(), format % args)
 
     group = CONF.celtic_vendordata
-    server = simple_server.make_server(group.bind_host, group.bind_port, Application(),
+    server = simple_server.make_server(group.bind_host, group.bind_port, application,
                                        server_class=Server, handler_class=Handler)
     LOG.info('celtic-vendordata listening on %s:%d', group.bind_host, group.bind_port)
     try:

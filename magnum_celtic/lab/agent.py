@@ -26,11 +26,12 @@ the server, the signal's handling) is Heat's own code (standins/heat_software.py
 The agent learns of the deployment the moment Heat stores it, which is kind to the
 old design (a real os-collect-config polls every 30 s). The config "runs" for the
 deployment's ``deployment_seconds`` (lab behaviour, default 1 s), then the report is
-sent by the same code a celtic node sends its signal with: the node library's
-``_celtic_send_signal`` (lib/celtic.sh: token, then POST, each retried), run the way
-node.py runs nodes (niced, one of the node slots, killed when the deployment goes
-away). Nothing secret is put on a command line: the Keystone request body and the
-token header are 0600 files.
+sent as heat-config-notify sends it (a Keystone token for the deployment's stack-domain
+user, then a POST to Heat's signal URL, each retried with the node library's
+``celtic_retry``: celtic nodes themselves report through celtic-vendordata's relay
+since issue 23), run the way node.py runs nodes (niced, one of the node slots, killed
+when the deployment goes away). Nothing secret is put on a command line: the Keystone
+request body and the token header are 0600 files.
 """
 
 from __future__ import annotations
@@ -44,11 +45,26 @@ from magnum_celtic.lab import celtic_stack
 from magnum_celtic.lab import node
 
 NOTIFY_SCRIPT = r'''
-# The lab's heat-config-notify: the node library's signal sender, with the deployment's
-# stack-domain user and its outputs (files in this directory, as the library expects).
+# The lab's heat-config-notify: a Keystone token for the deployment's stack-domain user,
+# then its outputs POSTed to Heat's signal URL (files in this directory), with the node
+# library's retry and logging (celtic nodes no longer signal Heat themselves: issue 23).
 set -uo pipefail
 source "$AGENT_LIBRARY"
-_celtic_send_signal "$PWD" && celtic_info "deployment $AGENT_DEPLOYMENT reported"
+agent_token_once() {
+    curl -sS -f -o /dev/null -D headers --max-time 60 \
+        -H 'Content-Type: application/json' --data-binary @auth.json "$(cat auth_url)" ||
+        return 1
+    tr -d '\r' <headers | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: //p' |
+        sed 's/^/X-Auth-Token: /' >token_header
+    [[ -s token_header ]]
+}
+agent_post_once() {
+    curl -sS -f -o /dev/null --max-time 120 -H @token_header \
+        -H 'Content-Type: application/json' --data-binary @signal.json "$(cat alarm_url)"
+}
+celtic_retry -n "${CELTIC_SIGNAL_ATTEMPTS:-8}" -d 2 -m 30 -- agent_token_once &&
+    celtic_retry -n "${CELTIC_SIGNAL_ATTEMPTS:-8}" -d 2 -m 30 -- agent_post_once &&
+    celtic_info "deployment $AGENT_DEPLOYMENT reported"
 '''
 
 
@@ -84,7 +100,7 @@ def report(root: str, deployment_id: str, seconds: float, credentials: dict,
     ``credentials`` is Heat's own for the deployment (SignalResponder's
     ``_get_heat_signal_credentials``: auth_url, user_id, password, project_id)."""
     os.makedirs(root, mode=0o700, exist_ok=True)
-    # the files lib/celtic.sh's _celtic_send_signal reads from its work directory
+    # the files NOTIFY_SCRIPT reads from its work directory
     _private(os.path.join(root, 'auth.json'), json.dumps(auth_request(
         credentials['user_id'], credentials['password'], credentials['project_id'])))
     _private(os.path.join(root, 'auth_url'),

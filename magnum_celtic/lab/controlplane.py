@@ -27,6 +27,9 @@
    magnum-conductor with the celtic driver from its entry point, and celtic-vendordata
    (the driver's service, same magnum.conf), which the Nova stand-in calls as Nova's
    DynamicJSON vendordata does, with the token of the lab's ``nova`` service user.
+   Without Magnum, the lab runs the same celtic-vendordata with its clusters taken from
+   the stacks the lab creates (``heat_clusters``: ``celtic_stack.create(heat, name,
+   lab=plane)`` registers each); ``start_magnum`` replaces it with the real one.
 
 Every service binds a free loopback port and logs into ``<state>/logs``; ``stop()``
 ends them by PID and removes the back end's databases and vhost.
@@ -63,6 +66,9 @@ HEAT_DEFAULTS = {
     'rpc_response_timeout': 300,
     'max_resources_per_stack': 1000,
 }
+
+#: the lab's celtic-vendordata when Magnum does not run (see heat_clusters)
+LAB_VENDORDATA = 'celtic-vendordata-lab'
 
 #: seconds one readiness question to heat-api may take while the engines start
 ENGINE_ASK_TIMEOUT = 5.0
@@ -172,6 +178,13 @@ class ControlPlane:
         self.started = False
         self._stopped = False
         self.magnum_started = False
+        # here, not at import: heat_clusters imports celtic-vendordata, hence Magnum's
+        # options, which `magnum-celtic validate` (whose parser imports this module)
+        # must not have registered before Heat's
+        from magnum_celtic.lab import heat_clusters
+        #: the celtic stacks a lab without Magnum created, for its celtic-vendordata
+        self.clusters = heat_clusters.Registry(
+            os.path.join(self.state_dir, heat_clusters.FILE))
 
     # ------------------------------------------------------------------ public API
 
@@ -215,6 +228,8 @@ class ControlPlane:
             self._step('heat', self._start_heat)
             if self.with_magnum:
                 self._step('magnum', self._start_magnum)
+            else:
+                self._step('celtic-vendordata', self._start_lab_vendordata)
         except BaseException:
             # keep the logs of a control plane that did not come up
             self.keep_state = True
@@ -575,13 +590,25 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ magnum
 
-    def _magnum_conf(self) -> str:
-        base = self._dir('magnum')
+    def _vendordata_sections(self) -> dict[str, dict[str, Any]]:
+        """The magnum.conf sections celtic-vendordata reads: Keystone as Magnum's
+        service user (tokens, Heat), [heat_client] and its own."""
         magnum = self.users['magnum']
         auth = {'auth_type': 'password', 'auth_url': self.keystone_url,
                 'username': magnum.username, 'password': magnum.password,
                 'user_domain_id': 'default', 'project_name': SERVICE_PROJECT,
                 'project_domain_id': 'default'}
+        return {
+            'keystone_authtoken': dict(auth, www_authenticate_uri=self.keystone_url),
+            'keystone_auth': auth,
+            'heat_client': {'region_name': REGION, 'endpoint_type': 'publicURL'},
+            'celtic_vendordata': {'bind_host': '127.0.0.1',
+                                  'bind_port': self.ports['vendordata'],
+                                  'public_url': self.vendordata_url},
+        }
+
+    def _magnum_conf(self) -> str:
+        base = self._dir('magnum')
         paste = _write(os.path.join(base, 'api-paste.ini'),
                        open(_venv_file('etc', 'magnum', 'api-paste.ini')).read(), 0o644)
         return _write(os.path.join(base, 'magnum.conf'), _ini({
@@ -594,14 +621,9 @@ class ControlPlane:
             'api': {'host': '127.0.0.1', 'port': self.ports['magnum'],
                     'api_paste_config': paste, 'workers': 2},
             'conductor': {'workers': 1},
-            'keystone_authtoken': dict(auth, www_authenticate_uri=self.keystone_url),
-            'keystone_auth': auth,
             'certificates': {'cert_manager_type': 'x509keypair'},
             'cluster': {'temp_cache_dir': self._dir('magnum', 'certificate-cache')},
-            'heat_client': {'region_name': REGION, 'endpoint_type': 'publicURL'},
-            'celtic_vendordata': {'bind_host': '127.0.0.1',
-                                  'bind_port': self.ports['vendordata'],
-                                  'public_url': self.vendordata_url},
+            **self._vendordata_sections(),
             'oslo_messaging_notifications': {'driver': 'noop'},
             'oslo_concurrency': {'lock_path': self._dir('magnum', 'locks')},
             **self._magnum_trust(),
@@ -646,11 +668,27 @@ class ControlPlane:
                 ready=ready, env=env)
             service.wait_ready()
         self._wait_for_conductor()
+        # the lab's celtic-vendordata (clusters of the lab's own stacks) gives way to
+        # the real one on the same port, the target the Nova stand-in calls
+        for service in [s for s in self.services if s.name == LAB_VENDORDATA]:
+            service.stop()
+            self.services.remove(service)
         vendordata = self._spawn('celtic-vendordata', [
             _tool('celtic-vendordata'), '--config-file', conf],
             ready=process.http_ready(self.vendordata_url + '/'), env=env)
         vendordata.wait_ready()
         self.magnum_started = True
+
+    def _start_lab_vendordata(self) -> None:
+        """celtic-vendordata without Magnum: the service's code, its clusters from
+        the stacks this lab registers (heat_clusters)."""
+        conf = _write(os.path.join(self._dir('vendordata'), 'vendordata.conf'), _ini({
+            'DEFAULT': {'debug': False, 'use_stderr': False, 'host': 'celtic-lab'},
+            **self._vendordata_sections()}))
+        service = self._spawn(LAB_VENDORDATA, self._python(
+            'magnum_celtic.lab.services.vendordata', conf, self.clusters.path),
+            ready=process.http_ready(self.vendordata_url + '/'))
+        service.wait_ready()
 
     def _wait_for_conductor(self, timeout: float = 60.0) -> None:
         client = self.magnum('admin')

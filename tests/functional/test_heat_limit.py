@@ -70,8 +70,7 @@ def _largest_pool(limit: int) -> int:
 
 def _create(lab, name: str, minions: int):
     heat = lab.heat('demo')
-    created = heat.stacks.create(**celtic_stack.create_kwargs(name, minions=minions,
-                                                              timeout_mins=20))
+    created = celtic_stack.create(heat, name, lab=lab, minions=minions, timeout_mins=20)
     return heat, created['stack']['id']
 
 

@@ -15,10 +15,12 @@
 A celtic stack (3 masters, 2 proxies, 3 minions, 3 storage nodes) is created from the
 templates with python-heatclient on a Keystone session, as an operator would with
 ``openstack stack create``. Every server is a stand-in whose simulated node runs the
-real shell library and reports to Heat through Keystone and heat-api; the stack only
-completes when every node's signal arrived. Then the minion pool grows by one, shrinks
-by a chosen member, and the stack is deleted: nothing may be left in Heat, in the fake
-cloud or in Heat's Keystone stack domain.
+real shell library: it gets its secrets from celtic-vendordata (the service's code, with
+the lab's stacks as its clusters: lab/heat_clusters.py) through the Nova stand-in's
+DynamicJSON call, and reports through the service's signal relay to its group's wait
+condition; the stack only completes when every node's signal arrived. Then the minion
+pool grows by one, shrinks by a chosen member, and the stack is deleted: nothing may be
+left in Heat, in the fake cloud or in Heat's Keystone stack domain.
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ def _console(lab, server: dict) -> str:
         return f.read()
 
 
-def _wait_data(heat, tree) -> dict[str, str]:
-    """Every wait condition's data: server id -> the reason its node sent."""
+def _wait_data(heat, tree) -> dict[str, dict[str, str]]:
+    """Every wait condition's data, by the id of its stack: node name -> the data its
+    node sent (the relay signals with the node's name as the id)."""
     data = {}
     for row in tree:
         if row.type == 'OS::Heat::WaitCondition':
             res = heat.resources.get(row.stack_id, row.name, with_attr=['data'])
-            data.update(json.loads(res.attributes['data'] or '{}'))
+            data[row.stack_id] = json.loads(res.attributes['data'] or '{}')
     return data
 
 
@@ -85,7 +88,7 @@ def stack(lab):
     """The module's celtic stack: created by the first test, deleted by the last."""
     heat = lab.heat('demo')
     baseline = lab.cloud.leftovers()
-    created = heat.stacks.create(**celtic_stack.create_kwargs(STACK))
+    created = celtic_stack.create(heat, STACK, lab=lab)
     state = {'id': created['stack']['id'], 'baseline': baseline}
     yield state
     try:
@@ -126,13 +129,20 @@ def test_create_completes_when_every_node_signalled(lab, stack):
     assert sorted(outputs['minion_server_ids']) == sorted(
         s['id'] for n, s in servers.items() if '-minion-' in n)
 
-    # each node reported through Keystone and heat-api with the real library: its wait
-    # condition holds "<node>: <role> ready" under the node's server id
-    data = _wait_data(heat, tree)
+    # each node got its secrets from celtic-vendordata and reported through its signal
+    # relay with the real library: its wait condition holds "<node>: <role> ready" under
+    # the node's name, and nothing else signalled
+    by_condition = _wait_data(heat, tree)
+    data = {k: v for signals in by_condition.values() for k, v in signals.items()}
+    assert sorted(data) == sorted(servers), by_condition
     for name, server in servers.items():
         role = name.split('-')[-2]
-        assert data.get(server['id']) == '%s: %s ready' % (name, role), (name, data)
-        assert 'signalled Heat: SUCCESS' in _console(lab, server)
+        assert data[name] == '%s: %s ready' % (name, role), (name, by_condition)
+        assert 'reported SUCCESS' in _console(lab, server)
+    relayed = open(os.path.join(lab.log_dir(), 'celtic-vendordata-lab.log')).read()
+    for server in servers.values():
+        assert 'signal of instance %s (%s, SUCCESS) relayed' % (
+            server['id'], server['name']) in relayed
 
 
 def test_each_cloud_object_is_one_heat_resource(lab, stack):
@@ -170,7 +180,7 @@ def test_scale_out_creates_only_the_new_minion(lab, stack):
     outputs = heatwatch.outputs(final, heat)
     assert len(outputs['minion_addresses']) == 4
     new = _servers(lab, STACK)['%s-minion-3' % STACK]
-    assert 'signalled Heat: SUCCESS' in _console(lab, new)
+    assert 'reported SUCCESS' in _console(lab, new)
     stack['outputs'] = outputs
 
 
@@ -213,8 +223,8 @@ def test_a_failing_node_fails_the_stack_naming_node_and_step(lab, behaviour):
                         'message': 'the API VIP did not answer on 6443'}})
     heat = lab.heat('demo')
     baseline = lab.cloud.leftovers()
-    created = heat.stacks.create(**celtic_stack.create_kwargs(
-        name, masters=1, minions=2, proxies=0, storage=0))
+    created = celtic_stack.create(heat, name, lab=lab, masters=1, minions=2, proxies=0,
+                                  storage=0)
     final = heatwatch.wait(heat, created['stack']['id'], timeout=TIMEOUT)
     try:
         assert final.stack_status == 'CREATE_FAILED'

@@ -21,6 +21,7 @@ import hmac
 import io
 import json
 import logging
+import os
 
 import fixtures
 import magnum.conf
@@ -302,6 +303,40 @@ class VendordataTestCase(base.DriverTestCase):
         self.signal('master-0')      # the index is read
         self.heat.unreachable('POST')
         self.assertEqual(503, self.signal('master-0')[0])
+
+    # ---- the cluster source of the labs without Magnum --------------------------------
+
+    def test_the_lab_source_answers_as_magnum_does_for_the_stacks_it_registered(self):
+        from magnum_celtic.lab import heat_clusters
+        path = self.useFixture(fixtures.TempDir()).join('vendordata/clusters.json')
+        root = self.heat.stacks[self.cluster.stack_id].name
+        registry = heat_clusters.Registry(path)
+        registry.add(base.CLUSTER_UUID, PROJECT, root, self.pki)
+        self.assertEqual(0o600, os.stat(path).st_mode & 0o777)
+        magnum = self.service
+        self.service = vendordata.Service(
+            clusters=heat_clusters.Registered(path, pending_seconds=0))
+        # registered, but Heat has not given the stack an id yet
+        self.assertEqual({}, self.ask('master-1', 'master'))
+        self.assertIn('cluster %s has no stack' % base.CLUSTER_UUID, self.warnings.output)
+        registry.created(root, self.cluster.stack_id)
+        for instance, role in (('master-1', 'master'), ('proxy-0', 'proxy'),
+                               ('storage-0', 'storage'), ('minion-0', 'minion')):
+            request = nova_request(instance, user_data(role))
+            self.assertEqual(magnum.vendordata(request), self.service.vendordata(request))
+            self.assertEqual(role, self.service.vendordata(request)['role'])
+        # the same checks refuse the same requests
+        self.assertEqual({}, self.service.vendordata(
+            nova_request('master-0', user_data('master'), project='intruder')))
+        self.assertEqual({}, self.ask('minion-0', 'master'))
+        self.assertEqual({}, self.ask('master-0', 'master',
+                                      cluster_uuid='c0ffee00-0000-4000-8000-000000000000'))
+        self.assertIn('cluster c0ffee00-0000-4000-8000-000000000000 does not exist',
+                      self.warnings.output)
+        # and the signal relay reaches the group's wait handle
+        self.assertEqual(202, self.signal('master-0')[0])
+        self.assertEqual((self.groups['master'], 'wait_handle'), self.heat.signals[-1][:2])
+        self.assertEqual(401, self.signal('master-0', key=pki.signal_key(b'x', 'master-0'))[0])
 
     # ---- over HTTP, behind keystonemiddleware -----------------------------------------
 
