@@ -941,7 +941,7 @@ class ResizeTest(base.DriverTestCase):
         cluster = self.stored_cluster()
         ng = self.add_pool(cluster)
         self.heat.stacks[ng.stack_id].parameters = {'bootstrap_token': '******',
-                                                     'count': '2'}
+                                                    'count': '2'}
         self.resize(cluster, 1, ['gpu-server-0'], nodegroup=ng)
         put = self.heat.calls_of('PUT')[-1]
         self.assertEqual('celtic-k1-5d12f6fd-gpu/%s' % ng.stack_id, put.path)

@@ -33,6 +33,8 @@ from magnum_celtic import stack
 from magnum_celtic import templates
 
 NOVA_USER_DATA_LIMIT = 65535
+
+
 class _Resolver:
     """The few HOT functions the payload templates use, evaluated locally."""
 

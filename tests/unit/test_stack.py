@@ -210,8 +210,8 @@ def _secret_carriers(request, pki):
 
 
 @pytest.mark.parametrize('labels', [{}, {'proxy_count': '0', 'storage_count': '0'}])
-def test_no_parameter_file_or_template_of_the_request_carries_a_secret(template_set, pki,
-                                                                        labels):
+def test_no_parameter_file_or_template_of_the_request_carries_a_secret(
+        template_set, pki, labels):
     request = request_for(template_set, pki, labels)
     assert _secret_carriers(request, pki) == set()
     assert request.hidden == frozenset()

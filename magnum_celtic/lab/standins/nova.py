@@ -172,7 +172,7 @@ class StandInServer(StandIn, server.Server):
         def boot():
             # what the guest's first metadata read makes Nova do (every guest at once,
             # not in the node slots, which stand for the nodes' own CPUs), then cloud-init
-            metadata.write(root, metadata.vendor_data(body))
+            metadata.write(root, metadata.vendor_data_for_boot(body))
             node.in_background(
                 'lab-node-%s' % handle['name'], 0,
                 lambda: node.run(root, handle['name'], handle['id'], address, user_data,
