@@ -87,12 +87,13 @@ celtic_opts = [
                     'disables the check (Heat still enforces its own).'),
     cfg.StrOpt('node_openstack_ca_file',
                default='',
-               help='CA bundle the nodes trust when they report to Heat and '
-                    'Keystone. Empty: [drivers] openstack_ca_file.'),
+               help='CA bundle the nodes trust when they report to '
+                    'celtic-vendordata\'s relay ([celtic_vendordata] public_url). '
+                    'Empty: [drivers] openstack_ca_file.'),
     cfg.BoolOpt('node_insecure',
                 default=False,
-                help='Nodes do not verify the Heat and Keystone certificates '
-                     'when they report (test clouds only).'),
+                help='Nodes do not verify the certificate of celtic-vendordata\'s '
+                     'relay when they report (test clouds only).'),
     cfg.StrOpt('templates_dir',
                default='',
                help='Directory with celtic.yaml and its nested templates. '
