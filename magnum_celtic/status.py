@@ -82,6 +82,31 @@ def _action(status: str) -> str:
 _PATH_STEP = r'resources(?:\.[A-Za-z0-9_\-]+|\[\d+\])'
 
 
+WAIT_TIMEOUT_HELP = (
+    '%(where)s: %(got)s of %(want)s nodes reported before the wait timeout%(seen)s. A node '
+    'that never reports could not finish booting or could not reach celtic-vendordata: '
+    'read its console log (openstack console log show <server>); a line "no celtic '
+    'vendordata" there means Nova\'s metadata service is not set up for celtic '
+    '(magnum-celtic doc/security.md)')
+_WAIT_TIMEOUT = re.compile(r'WaitConditionTimeout: ((?:%s\.?)+): (\d+) of (\d+) received'
+                           r'(?: - (.*))?$' % _PATH_STEP, re.S)
+
+
+def _wait_timeout(reason: str) -> str | None:
+    """Heat's "WaitConditionTimeout: resources.masters...wait: 1 of 3 received - k1-
+    master-0: master ready" as what the user can check: which group, who reported."""
+    match = _WAIT_TIMEOUT.search(reason)
+    if not match:
+        return None
+    groups = re.findall(r'resources\.([A-Za-z0-9_\-]+)', match.group(1))
+    nodes = [r.split(':', 1)[0].strip() for r in (match.group(4) or '').split(';')
+             if r.strip()]
+    return WAIT_TIMEOUT_HELP % {
+        'where': groups[0] if groups else 'nodes', 'got': match.group(2),
+        'want': match.group(3),
+        'seen': ' (reported: %s)' % ', '.join(nodes) if nodes else ''}
+
+
 def failure_reason(stack: StackState) -> str:
     """The failing resource and its reason, from Heat's stack status reason.
 
@@ -93,6 +118,9 @@ def failure_reason(stack: StackState) -> str:
     if not reason:
         return 'Heat stack %s is %s' % (stack.name or stack.id, stack.status)
     reason = friendly(reason)
+    timeout = _wait_timeout(reason)
+    if timeout:
+        return timeout
     match = re.search(r'((?:%s\.?)+): (.*)$' % _PATH_STEP, reason, re.S)
     if match:
         steps = re.findall(r'resources(?:\.([A-Za-z0-9_\-]+)|\[(\d+)\])',

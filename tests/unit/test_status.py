@@ -138,6 +138,22 @@ def test_failure_reason_is_the_failing_resource_and_its_reason(reason, expected)
     assert status.failure_reason(stack('CREATE_FAILED', reason)) == expected
 
 
+def test_a_wait_timeout_says_which_group_who_reported_and_where_to_look():
+    reason = status.failure_reason(stack(
+        'CREATE_FAILED', 'Resource CREATE failed: WaitConditionTimeout: resources.masters.'
+                         'resources.group.resources.wait: 1 of 3 received - k1-master-0: '
+                         'master ready'))
+    assert reason.startswith('masters: 1 of 3 nodes reported before the wait timeout '
+                             '(reported: k1-master-0). ')
+    assert 'openstack console log show' in reason
+    assert 'no celtic vendordata' in reason
+    assert 'WaitConditionTimeout' not in reason
+    none = status.failure_reason(stack(
+        'CREATE_FAILED', 'Resource CREATE failed: WaitConditionTimeout: resources.minions.'
+                         'resources.wait: 0 of 2 received'))
+    assert none.startswith('minions: 0 of 2 nodes reported before the wait timeout. ')
+
+
 def test_heat_resource_limit_reason_says_what_to_raise():
     reason = status.failure_reason(stack(
         'CREATE_FAILED', 'Request limit exceeded: Maximum resources per stack '
