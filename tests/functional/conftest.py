@@ -98,6 +98,43 @@ def magnum_lab(lab):
     return lab
 
 
+#: the name of the cluster ``every_role_cluster`` makes (its nodes are ``roles-<role>-<i>``)
+EVERY_ROLE_CLUSTER = 'roles'
+
+
+@pytest.fixture(scope='session')
+def every_role_cluster(magnum_lab):
+    """The uuid of a cluster with every role (1 master, 2 proxies, 3 storage nodes,
+    1 minion) and a nodegroup ``pool2`` of one minion, created through Magnum by the
+    project member demo; shared by the modules that only read it (the secrets walk,
+    the vendordata checks), deleted with its template at the end of the session."""
+    from magnum_celtic.lab import clusterwatch
+    timeout = 900
+    magnum = magnum_lab.magnum('demo')
+    template = magnum.cluster_templates.create(
+        name='%s-template' % EVERY_ROLE_CLUSTER, image_id='debian-12-plain',
+        driver='celtic', keypair_id='lab', external_network_id='public',
+        flavor_id='m1.small', master_flavor_id='m1.small', coe='kubernetes',
+        network_driver='flannel', master_lb_enabled=True, floating_ip_enabled=True)
+    created = magnum.clusters.create(name=EVERY_ROLE_CLUSTER,
+                                     cluster_template_id=template.uuid,
+                                     master_count=1, node_count=1, keypair='lab')
+    final = clusterwatch.wait(magnum, created.uuid, 'CREATE', timeout=timeout)
+    assert final.status == 'CREATE_COMPLETE', final.status_reason
+    magnum.nodegroups.create(created.uuid, name='pool2', node_count=1, flavor_id='m1.small')
+    group = clusterwatch.wait_nodegroup(magnum, created.uuid, 'pool2', 'CREATE',
+                                        timeout=timeout)
+    assert group.status == 'CREATE_COMPLETE', group.status_reason
+    clusterwatch.wait(magnum, created.uuid, 'UPDATE', timeout=timeout, before=final)
+    yield created.uuid
+    magnum.nodegroups.delete(created.uuid, 'pool2')
+    clusterwatch.wait_nodegroup(magnum, created.uuid, 'pool2', 'DELETE', timeout=timeout)
+    magnum.clusters.delete(created.uuid)
+    gone = clusterwatch.wait(magnum, created.uuid, 'DELETE', timeout=timeout)
+    assert gone is None, '%s: %s' % (gone.status, gone.status_reason)
+    magnum.cluster_templates.delete(template.uuid)
+
+
 @pytest.fixture
 def behaviour(lab):
     """Set per-server behaviour for one test (reset to the defaults afterwards)."""

@@ -41,10 +41,9 @@ import yaml
 from heatclient import exc as heat_exc
 from magnumclient import exceptions as magnum_exc
 
-from magnum_celtic.lab import clusterwatch
 
 TIMEOUT = 900
-NAME = 'seclab'
+NAME = 'roles'   # conftest.EVERY_ROLE_CLUSTER
 USERS = ('demo', 'demo_reader')
 PRIVATE_KEY_MARK = 'PRIVATE KEY-----'
 #: secrets shorter than this are not searched for (none of celtic's are)
@@ -240,31 +239,9 @@ def _as_data(value):
 # ---- the cluster --------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def secret_cluster(magnum_lab):
-    """A cluster with every role (1 master, 2 proxies, 3 storage nodes, 1 minion) and
-    a nodegroup with one minion, created by the project member demo."""
-    magnum = magnum_lab.magnum('demo')
-    template = magnum.cluster_templates.create(
-        name='%s-template' % NAME, image_id='debian-12-plain', driver='celtic',
-        keypair_id='lab', external_network_id='public', flavor_id='m1.small',
-        master_flavor_id='m1.small', coe='kubernetes', network_driver='flannel',
-        master_lb_enabled=True, floating_ip_enabled=True)
-    created = magnum.clusters.create(name=NAME, cluster_template_id=template.uuid,
-                                     master_count=1, node_count=1, keypair='lab')
-    final = clusterwatch.wait(magnum, created.uuid, 'CREATE', timeout=TIMEOUT)
-    assert final.status == 'CREATE_COMPLETE', final.status_reason
-    magnum.nodegroups.create(created.uuid, name='pool2', node_count=1, flavor_id='m1.small')
-    group = clusterwatch.wait_nodegroup(magnum, created.uuid, 'pool2', 'CREATE',
-                                        timeout=TIMEOUT)
-    assert group.status == 'CREATE_COMPLETE', group.status_reason
-    clusterwatch.wait(magnum, created.uuid, 'UPDATE', timeout=TIMEOUT, before=final)
-    yield created.uuid
-    magnum.nodegroups.delete(created.uuid, 'pool2')
-    clusterwatch.wait_nodegroup(magnum, created.uuid, 'pool2', 'DELETE', timeout=TIMEOUT)
-    magnum.clusters.delete(created.uuid)
-    gone = clusterwatch.wait(magnum, created.uuid, 'DELETE', timeout=TIMEOUT)
-    assert gone is None, '%s: %s' % (gone.status, gone.status_reason)
-    magnum.cluster_templates.delete(template.uuid)
+def secret_cluster(every_role_cluster):
+    """The session's cluster with every role and a nodegroup (conftest.py)."""
+    return every_role_cluster
 
 
 @pytest.fixture(scope='module')
