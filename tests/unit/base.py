@@ -77,7 +77,12 @@ class DriverTestCase(db_base.DbTestCase):
 
     def _configure_service_user(self):
         # What an operator writes in [keystone_auth] for Magnum's service user.
-        group, conf = 'keystone_auth', magnum.conf.CONF
+        self.configure_password_auth('keystone_auth')
+
+    def configure_password_auth(self, group: str) -> None:
+        """Magnum's service user (password auth on the fake Keystone) in a magnum.conf
+        group: [keystone_auth] for the driver, [keystone_authtoken] for the services."""
+        conf = magnum.conf.CONF
         opts = ka_loading.get_auth_plugin_conf_options('password')
         conf.register_opts(opts, group=group)
 

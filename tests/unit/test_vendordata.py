@@ -24,9 +24,7 @@ import logging
 import os
 
 import fixtures
-import magnum.conf
 import yaml
-from keystoneauth1 import loading as ka_loading
 from keystonemiddleware import auth_token  # noqa: F401  (registers [keystone_authtoken])
 
 from magnum_celtic import adapters
@@ -142,18 +140,8 @@ class VendordataTestCase(base.DriverTestCase):
 
     def _configure_authtoken(self):
         # magnum.conf's [keystone_authtoken], which keystonemiddleware reads
-        group, conf = 'keystone_authtoken', magnum.conf.CONF
-        opts = ka_loading.get_auth_plugin_conf_options('password')
-        conf.register_opts(opts, group=group)
-
-        def unregister():
-            conf.reset()
-            conf.unregister_opts(opts, group=group)
-        self.addCleanup(unregister)
-        self.config(auth_type='password', auth_url=fake_cloud.KEYSTONE,
-                    username='magnum', password='service-secret',
-                    project_name='service', user_domain_id='default',
-                    project_domain_id='default', group=group)
+        group = 'keystone_authtoken'
+        self.configure_password_auth(group)
         self.config(www_authenticate_uri=fake_cloud.KEYSTONE, group=group)
 
     def ask(self, instance_id, role, **kwargs):
