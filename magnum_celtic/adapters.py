@@ -189,10 +189,15 @@ def template_set() -> templates.TemplateSet:
     return templates.TemplateSet(templates.resolve_dir(CONF.celtic.templates_dir))
 
 
+def keystone_session(context: Any) -> Any:
+    """The Keystone session of the caller of ``context`` (the user, or Magnum's
+    service user)."""
+    return clients.OpenStackClients(context).keystone().session
+
+
 def heat_client(context: Any, project_id: str | None = None) -> heat_api.Heat:
     """Heat as the caller of ``context`` (the user, or Magnum's service user)."""
-    session = clients.OpenStackClients(context).keystone().session
-    return heat_api.Heat(session, project_id=project_id)
+    return heat_api.Heat(keystone_session(context), project_id=project_id)
 
 
 def check_stack_size(spec: spec_mod.ClusterSpec, minions: int | None = None) -> None:

@@ -33,7 +33,10 @@ Two routes (doc/security.md has the design and the threat model):
 Heat is read once per stack tree and kept (:class:`ServerIndex`): a resource listing
 of a tree loads every resource of it, so one listing per booting node would cost a
 900-minion cluster 900 full loads. A server the index does not know yet makes it read
-the tree again, at most once a second per stack.
+the tree again, at most once a second per stack. A cluster's PKI is derived once and
+kept (:class:`PKICache`): deriving it loads the CA key and signs a certificate, tens of
+milliseconds of CPU that every node's two requests would otherwise pay again. Heat is
+read through one Keystone session of Magnum's service user, not a new token per request.
 """
 
 from __future__ import annotations
@@ -233,6 +236,45 @@ class ServerIndex:
             return entry.servers.get(instance_id)
 
 
+class PKICache:
+    """Each cluster's PKI, derived once and kept in this process's memory only, for at
+    most ``seconds`` and MAX_INDEXED_STACKS clusters. An entry is keyed by the cluster
+    and by what changes when its certificates do (``Clusters.pki_version``), so a
+    rotated CA is derived anew at once. A version of None is never kept."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds = seconds
+        self.clock = clock
+        self.builds = 0
+        self._entries: dict[Any, tuple[float, pki.ClusterPKI]] = {}
+        self._guard = threading.Lock()
+
+    def peek(self, version: Any) -> pki.ClusterPKI | None:
+        """The kept PKI of that version, deriving nothing."""
+        if version is None:
+            return None
+        with self._guard:
+            entry = self._entries.get(version)
+        if entry is None or self.clock() - entry[0] >= self.seconds:
+            return None
+        return entry[1]
+
+    def get(self, version: Any, build: Callable[[], pki.ClusterPKI]) -> pki.ClusterPKI:
+        """The PKI of that version: kept, or ``build()`` (then kept)."""
+        found = self.peek(version)
+        if found is not None:
+            return found
+        built = build()
+        self.builds += 1
+        if version is not None and self.seconds > 0:
+            with self._guard:
+                self._entries.pop(version, None)
+                self._entries[version] = (self.clock(), built)   # most recent last
+                while len(self._entries) > MAX_INDEXED_STACKS:
+                    self._entries.pop(next(iter(self._entries)))
+        return built
+
+
 # ---- where the clusters come from ----------------------------------------------------
 
 class Clusters:
@@ -261,6 +303,11 @@ class Clusters:
     def seed(self, context: Any, cluster: Any) -> bytes:
         """The cluster's seed (``ClusterPKI.seed``): all a signal key needs."""
         raise NotImplementedError
+
+    def pki_version(self, cluster: Any) -> Any:
+        """A hashable that names the cluster's certificates: it changes whenever
+        :meth:`pki` would return another PKI. None: never keep this cluster's PKI."""
+        return None
 
 
 class MagnumClusters(Clusters):
@@ -293,6 +340,12 @@ class MagnumClusters(Clusters):
         from magnum_celtic import adapters
         return adapters.cluster_seed(context, cluster)
 
+    def pki_version(self, cluster: Any) -> Any:
+        # Magnum stores each certificate under a new ref when it issues one (a CA
+        # rotation gives new refs), so the refs name the PKI
+        return (cluster.uuid, cluster.ca_cert_ref, cluster.etcd_ca_cert_ref,
+                cluster.front_proxy_ca_cert_ref, cluster.magnum_cert_ref)
+
 
 # ---- the service ---------------------------------------------------------------------
 
@@ -304,16 +357,32 @@ class Service:
                  clusters: Clusters | None = None):
         self.index = index or ServerIndex(CONF.celtic_vendordata.index_seconds)
         self.clusters = clusters or MagnumClusters()
+        self.pkis = PKICache(CONF.celtic_vendordata.index_seconds)
+        self._session: Any = None
+        self._session_lock = threading.Lock()
 
     @staticmethod
     def _context() -> Any:
         from magnum.common import context
         return context.make_admin_context(all_tenants=True)
 
-    @staticmethod
-    def _heat(context: Any, cluster: Any) -> heat_api.Heat:
+    def _heat(self, context: Any, cluster: Any) -> heat_api.Heat:
+        """Heat as Magnum's service user, through one Keystone session (its token is
+        reused until it expires; keystoneauth then fetches another)."""
         from magnum_celtic import adapters
-        return adapters.heat_client(context, project_id=cluster.project_id)
+        with self._session_lock:
+            if self._session is None:
+                self._session = adapters.keystone_session(context)
+            session = self._session
+        return heat_api.Heat(session, project_id=cluster.project_id)
+
+    def _pki(self, context: Any, cluster: Any) -> pki.ClusterPKI:
+        return self.pkis.get(self.clusters.pki_version(cluster),
+                             lambda: self.clusters.pki(context, cluster))
+
+    def _seed(self, context: Any, cluster: Any) -> bytes:
+        kept = self.pkis.peek(self.clusters.pki_version(cluster))
+        return kept.seed if kept is not None else self.clusters.seed(context, cluster)
 
     def _locate(self, context: Any, cluster: Any, instance_id: str,
                 pool: str | None) -> Placement | None:
@@ -366,7 +435,7 @@ class Service:
         if placement.role != hint.role:
             raise Refused('user-data says %s, Heat says %s of cluster %s'
                           % (hint.role, placement.role, cluster.uuid))
-        cluster_pki = self.clusters.pki(context, cluster)
+        cluster_pki = self._pki(context, cluster)
         secrets = pki.role_secrets(cluster_pki)[placement.role]
         LOG.info('vendordata for instance %s: %s of cluster %s, %d secrets', instance_id,
                  placement.role, cluster.uuid, len(secrets))
@@ -390,7 +459,7 @@ class Service:
         try:
             context = self._context()
             cluster = self.clusters.cluster(context, cluster_uuid)
-            key = pki.signal_key(self.clusters.seed(context, cluster), instance_id)
+            key = pki.signal_key(self._seed(context, cluster), instance_id)
         except Refused as refusal:
             LOG.warning('signal of instance %s refused: %s', instance_id, refusal)
             return 401, {'error': 'unauthorized'}

@@ -161,3 +161,7 @@ class Registered(vendordata.Clusters):
 
     def seed(self, context: Any, cluster: Cluster) -> bytes:
         return pki.seed_of(cluster.record['ca']['key'], cluster.uuid)
+
+    def pki_version(self, cluster: Cluster) -> Any:
+        # a cluster registered again (same uuid, a new stack) has new CAs
+        return (cluster.uuid, cluster.stack_id, cluster.record['ca']['cert'])

@@ -48,6 +48,7 @@ console would show).
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import json
 import os
@@ -64,6 +65,8 @@ from typing import Callable
 
 import yaml
 
+from magnum_celtic.lab import node_contract
+
 ROOT_PREFIXES = {
     # node path -> environment variable the library reads it from
     '/etc/celtic': 'CELTIC_ETC',
@@ -77,7 +80,7 @@ STACK_KEYS = ('cluster_name', 'cluster_uuid', 'api_vip', 'api_vip_fip', 'master_
               'fixed_network_cidr', 'role')
 ROLE_KEYS = {'minion': ('pool', 'node_labels', 'node_taints')}
 #: CA/SA keys only masters may hold (§3)
-MASTER_ONLY_SECRETS = ('ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key')
+MASTER_ONLY_SECRETS = node_contract.MASTER_ONLY_SECRETS
 ROLE_PUBLIC = {'master': ('pki/ca.crt', 'pki/etcd-ca.crt', 'pki/front-proxy-ca.crt'),
                'minion': ('pki/ca.crt',), 'proxy': ('pki/ca.crt',), 'storage': ()}
 #: what marks a private key in any text
@@ -87,6 +90,7 @@ PRIVATE_KEY_MARK = 'PRIVATE KEY-----'
 VENDORDATA_STEP = 'celtic_fetch_vendordata'
 
 
+@functools.lru_cache(maxsize=1)
 def role_secrets() -> dict[str, tuple[str, ...]]:
     """role -> the secret files its nodes receive: pki.role_secrets, the one home of
     that mapping (the proxies' with celtic-lb's key: a proxy exists only with it)."""
@@ -108,10 +112,8 @@ lab_ready() {
 # what the node ended up with, against doc/node-contract.md §3
 lab_contract() {
     local problems
-    problems=$("$LAB_PYTHON" -c 'import sys
-from magnum_celtic.lab import node
-print("; ".join(node.check_secrets(sys.argv[1], sys.argv[2], sys.argv[3] == "1")))' \
-        "$CELTIC_ROOT" "$CELTIC_ROLE" "$LAB_LEGACY") || celtic_die "cannot check the node contract"
+    problems=$("$LAB_PYTHON" -S "$LAB_CONTRACT" "$CELTIC_ROOT" "$CELTIC_ROLE" "$LAB_LEGACY" \
+        "$LAB_EXPECTED_SECRETS") || celtic_die "cannot check the node contract"
     [[ -z "$problems" ]] || celtic_die "$problems"
 }
 
@@ -329,33 +331,9 @@ def _vendordata(root: str) -> dict[str, Any]:
 
 
 def check_secrets(root: str, role: str, legacy: bool = False) -> list[str]:
-    """Problems with the secrets and signal credentials this node ended up with: each
-    role exactly its own secret files (pki.role_secrets), all private (0600), no CA or
-    SA key off the masters, a private signal.json."""
-    etc = root + '/etc/celtic'
-    problems = []
-    signal = os.path.join(etc, 'signal.json')
-    if not os.path.exists(signal):
-        problems.append('signal.json is not delivered')
-    elif os.stat(signal).st_mode & 0o077:
-        problems.append('signal.json is readable by others')
-    expected = role_secrets().get(role, ())
-    secrets_dir = os.path.join(etc, 'secrets')
-    held = sorted(os.listdir(secrets_dir)) if os.path.isdir(secrets_dir) else []
-    for name in expected:
-        path = os.path.join(secrets_dir, name)
-        if name not in held:
-            problems.append('secret %s is not delivered' % name)
-        elif os.stat(path).st_mode & 0o077:
-            problems.append('secret %s is readable by others' % name)
-    if role != 'master':
-        leaked = [n for n in MASTER_ONLY_SECRETS if n in held]
-        if leaked:
-            problems.append('a %s must not receive %s' % (role, ', '.join(leaked)))
-    extra = [n for n in held if n not in expected and n not in MASTER_ONLY_SECRETS]
-    if extra and not legacy:
-        problems.append('a %s must not receive %s' % (role, ', '.join(extra)))
-    return problems
+    """Problems with the secrets and signal credentials this node ended up with
+    (``node_contract.check_secrets`` with the role's files from pki.role_secrets)."""
+    return node_contract.check_secrets(root, role, role_secrets().get(role, ()), legacy)
 
 
 def lab_bin_dir(root: str) -> str:
@@ -407,6 +385,8 @@ def node_environment(root: str, name: str, server_id: str, address: str, role: s
         'CELTIC_METADATA_ATTEMPTS': '3',
         'LAB_PYTHON': sys.executable,
         'LAB_LEGACY': '1' if is_legacy(root) else '0',
+        'LAB_CONTRACT': node_contract.__file__,
+        'LAB_EXPECTED_SECRETS': ' '.join(role_secrets().get(role, ())),
         'LAB_PAYLOAD_PROBLEMS': '; '.join(payload_problems or ()),
         'LAB_ROLE': role,
         'LAB_FAIL_STEP': (fail or {}).get('step', ''),

@@ -242,6 +242,42 @@ class VendordataTestCase(base.DriverTestCase):
         self.assertEqual('minion', self.ask('minion-2', 'minion')['role'])
         self.assertEqual(2, self.service.index.reads)
 
+    def test_a_cluster_pki_is_derived_once_and_heat_read_with_one_token(self):
+        derived = []
+        real = self.service.clusters.pki
+        self.service.clusters.pki = lambda context, cluster: derived.append(1) or real(
+            context, cluster)
+        tokens = len(self.keystone.token_requests)
+        for instance, role in (('master-0', 'master'), ('master-1', 'master'),
+                               ('proxy-0', 'proxy'), ('minion-0', 'minion')):
+            self.assertEqual(role, self.ask(instance, role)['role'])
+        self.assertEqual(202, self.signal('master-0')[0])
+        self.assertEqual(1, len(derived))
+        # Magnum's service user: one token for the listing and the signal, not one each
+        self.assertEqual(1, len(self.keystone.token_requests) - tokens)
+
+    def test_new_certificates_are_derived_anew_at_once(self):
+        before = self.ask('master-0', 'master')['secrets']['ca.key']
+        self.assertEqual(self.pki.ca.key, before)
+        # a CA rotation stores the new CA under a new ref
+        self.cluster.ca_cert_ref = None
+        self.cluster.save()
+        adapters.cert_manager.generate_certificates_to_cluster(
+            self.cluster, context=self.admin_context())
+        self.cluster.save()
+        after = self.ask('master-0', 'master')['secrets']['ca.key']
+        self.assertNotEqual(before, after)
+        self.assertEqual(adapters.cluster_pki(self.admin_context(), self.cluster).ca.key,
+                         after)
+        self.assertEqual(2, self.service.pkis.builds)
+
+    def test_a_kept_pki_expires(self):
+        self.ask('master-0', 'master')
+        self.service.pkis.clock = lambda base=__import__('time').monotonic(): (
+            base + vendordata.CONF.celtic_vendordata.index_seconds + 1)
+        self.ask('master-0', 'master')
+        self.assertEqual(2, self.service.pkis.builds)
+
     # ---- the signal relay --------------------------------------------------------------
 
     def signal(self, instance_id, body=None, key=None, **fields):
