@@ -181,22 +181,45 @@ def placements(rows: Iterable[Mapping[str, Any]]) -> dict[str, Placement]:
     return found
 
 
+def pool_stacks(rows: Iterable[Mapping[str, Any]],
+                servers: Mapping[str, Placement]) -> dict[str, tuple[str, Placement]]:
+    """The stacks of a listing that hold minion servers as their own rows (a pool's
+    servers stack, ``minion_nodes.yaml``): stack id -> (stack name, the Placement of
+    every server in it). A minion added later is a new row of that one stack."""
+    found = {}
+    for row in rows:
+        placement = servers.get(row.get('physical_resource_id') or '')
+        stack = _link(row, 'stack')
+        if placement and placement.role == 'minion' and stack:
+            found[stack[1]] = (stack[0], placement)
+    return found
+
+
 @dataclasses.dataclass
 class _Entry:
     lock: threading.Lock
     read_at: float = float('-inf')
     servers: dict[str, Placement] = dataclasses.field(default_factory=dict)
+    pools: dict[str, tuple[str, Placement]] = dataclasses.field(default_factory=dict)
+    pools_read_at: float = float('-inf')
 
 
 class ServerIndex:
     """The servers of stack trees, read from Heat once and again only when a server
     is asked for that the last read, started after the request came, did not show.
-    One read at a time per stack; a request that arrives meanwhile waits for it."""
+    One read at a time per stack; a request that arrives meanwhile waits for it.
+
+    A minion the index does not know is looked for first in the servers stacks of the
+    tree's pools (one stack each, ``nested_depth`` 0): a resize adds its minions there,
+    and listing that one stack costs heat-engine about a third of listing the tree
+    (which loads every nested stack: masters, proxies, storage, addresses...). Only a
+    minion not found there makes the whole tree be read again."""
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
         self.seconds = seconds
         self.clock = clock
         self.reads = 0
+        self.pool_reads = 0
         self._entries: dict[str, _Entry] = {}
         self._guard = threading.Lock()
 
@@ -216,22 +239,55 @@ class ServerIndex:
             return None
         return entry.servers.get(instance_id)
 
+    def _pause(self, entry: _Entry, last: float) -> None:
+        wait = last + MIN_REREAD_SECONDS - self.clock()
+        if wait > 0:
+            time.sleep(wait)
+
+    def _read_pools(self, entry: _Entry, instance_id: str, asked_at: float,
+                    read_pool: Callable[[str, str], list[Mapping[str, Any]] | None]
+                    ) -> Placement | None:
+        """Look for a minion in the pools' servers stacks (each read as a whole: what
+        it lists is every server of that pool now)."""
+        if entry.pools_read_at < asked_at:
+            self._pause(entry, entry.pools_read_at)
+            started = self.clock()
+            for stack_id, (name, placement) in list(entry.pools.items()):
+                rows = read_pool(stack_id, name)
+                self.pool_reads += 1
+                if rows is None:         # the pool is gone: the tree read tells the rest
+                    continue
+                entry.servers = {i: p for i, p in entry.servers.items() if p != placement}
+                for row in rows:
+                    instance = row.get('physical_resource_id')
+                    if row.get('resource_type') == SERVER_TYPE and instance:
+                        entry.servers[instance] = placement
+            entry.pools_read_at = started
+        return entry.servers.get(instance_id)
+
     def find(self, stack_id: str, instance_id: str,
-             read: Callable[[], list[Mapping[str, Any]] | None]) -> Placement | None:
-        """Where ``instance_id`` is in the tree of ``stack_id`` (``read()`` lists it)."""
+             read: Callable[[], list[Mapping[str, Any]] | None],
+             read_pool: Callable[[str, str], list[Mapping[str, Any]] | None] | None = None
+             ) -> Placement | None:
+        """Where ``instance_id`` is in the tree of ``stack_id`` (``read()`` lists it;
+        ``read_pool(stack id, name)``, when given, lists one pool's servers stack: the
+        caller expects a minion)."""
         asked_at = self.clock()
         entry = self._entry(stack_id)
         with entry.lock:
             fresh = self.clock() - entry.read_at < self.seconds
             if fresh and (instance_id in entry.servers or entry.read_at >= asked_at):
                 return entry.servers.get(instance_id)
-            wait = entry.read_at + MIN_REREAD_SECONDS - self.clock()
-            if wait > 0:
-                time.sleep(wait)
+            if read_pool is not None and entry.pools:
+                found = self._read_pools(entry, instance_id, asked_at, read_pool)
+                if found:
+                    return found
+            self._pause(entry, entry.read_at)
             started = self.clock()
-            rows = read()
+            rows = list(read() or [])
             self.reads += 1
-            entry.servers = placements(rows or [])
+            entry.servers = placements(rows)
+            entry.pools = pool_stacks(rows, entry.servers)
             entry.read_at = started
             return entry.servers.get(instance_id)
 
@@ -385,7 +441,9 @@ class Service:
         return kept.seed if kept is not None else self.clusters.seed(context, cluster)
 
     def _locate(self, context: Any, cluster: Any, instance_id: str,
-                pool: str | None) -> Placement | None:
+                pool: str | None, minion: bool = False) -> Placement | None:
+        """Where the instance is in the cluster's stacks; ``minion``: the caller says it
+        is one (then its pool's servers stack is read before the whole tree)."""
         if not cluster.stack_id:
             raise Refused('cluster %s has no stack' % cluster.uuid)
         heat = self._heat(context, cluster)
@@ -394,10 +452,12 @@ class Service:
             found = self.index.known(stack_id, instance_id)
             if found:
                 return found
+        read_pool = (lambda sid, name: heat.resources(sid, name)) if minion else None
         for stack_id, name in stacks:
             found = self.index.find(
                 stack_id, instance_id,
-                lambda: heat.resources(stack_id, name, nested_depth=NESTED_DEPTH))
+                lambda: heat.resources(stack_id, name, nested_depth=NESTED_DEPTH),
+                read_pool)
             if found:
                 return found
         return None
@@ -428,8 +488,9 @@ class Service:
         if cluster.project_id != request.get('project-id'):
             raise Refused('cluster %s is not of project %s'
                           % (cluster.uuid, request.get('project-id')))
+        minion = hint.role == 'minion'
         placement = self._locate(context, cluster, instance_id,
-                                 hint.pool if hint.role == 'minion' else None)
+                                 hint.pool if minion else None, minion)
         if placement is None:
             raise Refused('not a server of the stacks of cluster %s' % cluster.uuid)
         if placement.role != hint.role:

@@ -283,7 +283,8 @@ class FakeHeat:
                 return self._not_found(rest[1], context)
             if len(rest) == 3 and request.method == 'GET':
                 context.status_code = 200
-                return json.dumps({'resources': self.resources.get(stack.id, [])})
+                depth = int((request.qs.get('nested_depth') or ['0'])[0])
+                return json.dumps({'resources': self.listing(stack.id, depth)})
             if len(rest) == 5 and rest[4] == 'signal' and request.method == 'POST':
                 self.signals.append((stack.id, rest[3], body))
                 context.status_code = 200
@@ -295,6 +296,30 @@ class FakeHeat:
             return getattr(self, '_' + request.method.lower())(stack, body, context)
         raise AssertionError('unexpected Heat request %s %s'
                              % (request.method, request.url))
+
+    def listing(self, stack_id: str, depth: int) -> list[dict[str, Any]]:
+        """The rows heat-api lists for a stack and ``nested_depth``: those of the stack
+        itself and of the stacks nested in it, at most ``depth`` levels down. A row is
+        in the stack its ``stack`` link names (else in the one it is stored under)."""
+        def link(row: dict[str, Any], rel: str) -> str | None:
+            for entry in row.get('links') or []:
+                if entry.get('rel') == rel:
+                    return entry['href'].rstrip('/').rsplit('/', 1)[1]
+            return None
+        rows = [(key, row) for key, stored in self.resources.items() for row in stored]
+        parent = {}
+        for key, row in rows:
+            nested = link(row, 'nested')
+            if nested:
+                parent[nested] = link(row, 'stack') or key
+        found = []
+        for key, row in rows:
+            at, level = link(row, 'stack') or key, 0
+            while at != stack_id and at in parent and level < depth:
+                at, level = parent[at], level + 1
+            if at == stack_id:
+                found.append(row)
+        return found
 
     def _not_found(self, name: str, context: Any) -> str:
         context.status_code = 404

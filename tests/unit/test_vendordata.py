@@ -233,14 +233,43 @@ class VendordataTestCase(base.DriverTestCase):
         self.assertEqual(1, len(listings))
         self.assertEqual({'nested_depth': str(vendordata.NESTED_DEPTH)}, listings[0].query)
 
-    def test_a_server_added_later_is_found_by_reading_the_tree_again(self):
+    def add_minion(self, index, server):
+        """A resize: one more server in the default pool's servers stack."""
+        servers_stack = self.heat.resources[self.cluster.stack_id][-1]['links'][1][
+            'href'].rsplit('/', 1)[1]
+        Tree(self.heat, self.cluster.stack_id).row(servers_stack, str(index),
+                                                   'OS::Nova::Server', physical=server)
+        return servers_stack
+
+    def listings(self):
+        return [(c.path.split('/')[-2], c.query.get('nested_depth'))
+                for c in self.heat.calls if c.path.endswith('/resources')]
+
+    def test_a_minion_added_later_is_found_in_its_pool_without_reading_the_tree(self):
         self.ask('minion-0', 'minion')
-        Tree(self.heat, self.cluster.stack_id).row(
-            self.heat.resources[self.cluster.stack_id][-1]['links'][1]['href']
-            .rsplit('/', 1)[1], '2', 'OS::Nova::Server', physical='minion-2')
-        self.service.index.clock = lambda base=__import__('time').monotonic(): base + 5
+        servers_stack = self.add_minion(2, 'minion-2')
         self.assertEqual('minion', self.ask('minion-2', 'minion')['role'])
-        self.assertEqual(2, self.service.index.reads)
+        # the tree once (create), then the pool's servers stack alone (depth 0)
+        self.assertEqual([(self.cluster.stack_id, str(vendordata.NESTED_DEPTH)),
+                          (servers_stack, None)], self.listings())
+        self.assertEqual((1, 1), (self.service.index.reads, self.service.index.pool_reads))
+        # its signal goes to the pool's handle
+        self.assertEqual(202, self.signal('minion-2', id='k1-minion-2')[0])
+        self.assertEqual(self.groups['minion'], self.heat.signals[0][0])
+
+    def test_a_server_outside_the_pools_makes_the_tree_be_read_again(self):
+        self.ask('minion-0', 'minion')
+        self.service.index.clock = lambda base=__import__('time').monotonic(): base + 5
+        # a master added later, and an instance that claims to be a minion but is in
+        # no pool (a master's server): the pools, then the tree, then the refusal
+        master_node = next(r for r in self.heat.resources[self.cluster.stack_id]
+                           if r['physical_resource_id'] == 'master-1')
+        Tree(self.heat, self.cluster.stack_id).row(
+            master_node['links'][1]['href'].rsplit('/', 1)[1], 'spare',
+            'OS::Nova::Server', physical='master-9')
+        self.assertEqual({}, self.ask('master-9', 'minion'))
+        self.assertEqual((2, 1), (self.service.index.reads, self.service.index.pool_reads))
+        self.assertIn('user-data says minion, Heat says master', self.warnings.output)
 
     def test_a_cluster_pki_is_derived_once_and_heat_read_with_one_token(self):
         derived = []
