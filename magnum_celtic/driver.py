@@ -334,12 +334,9 @@ class Driver(driver.Driver):
                 'nodegroup %s' % nodegroup.name)
         except heat_api.HeatError as error:
             raise _user_error(error)
-        request = stack.pool_request(
-            spec, pool, adapters.cluster_pki(context, cluster), outputs,
-            adapters.template_set(), CONF.celtic.create_timeout,
-            openstack_insecure=CONF.celtic.node_insecure)
-        self._update(context, nodegroup.stack_id,
-                     {'params': request.parameters['params']})
+        params = stack.pool_node_params(spec, pool, outputs,
+                                        openstack_insecure=CONF.celtic.node_insecure)
+        self._update(context, nodegroup.stack_id, {'params': params})
 
     def delete_nodegroup(self, context, cluster, nodegroup):
         """Delete the nodegroup's stack; the poll destroys the row when it is gone."""

@@ -248,6 +248,17 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
                         timeout_mins=minutes)
 
 
+def pool_node_params(spec: ClusterSpec, pool: PoolSpec, cluster_outputs: Mapping[str, Any],
+                     openstack_insecure: bool = False) -> dict[str, Any]:
+    """The ``params`` parameter of a nodegroup's own stack: node_settings, the facts
+    the cluster stack published and the pool's own settings. A label or taint update
+    PATCHes this one parameter; the stack keeps the rest (openstack_ca among them)."""
+    node_params = node_settings(spec, openstack_insecure)
+    node_params.update(cluster_outputs.get('cluster_facts') or {})
+    node_params.update(pool.settings())
+    return node_params
+
+
 def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
                  cluster_outputs: Mapping[str, Any], templates: TemplateSet,
                  default_timeout: int, openstack_ca: str = '',
@@ -258,9 +269,7 @@ def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
     template = files.pop(POOL_TEMPLATE)
     files[NODES_TEMPLATE] = render_nodes(files[NODES_TEMPLATE], Members.first(pool.count))
     minutes, seconds = wait_timeout(spec, default_timeout)
-    node_params = node_settings(spec, openstack_insecure)
-    node_params.update(cluster_outputs.get('cluster_facts') or {})
-    node_params.update(pool.settings())
+    node_params = pool_node_params(spec, pool, cluster_outputs, openstack_insecure)
     params = {
         'name_prefix': spec.name_prefix,
         'pool_name': pool.pool_name,

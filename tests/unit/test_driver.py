@@ -714,6 +714,28 @@ class NodeGroupTest(base.DriverTestCase):
         self.assertEqual(Status.UPDATE_IN_PROGRESS,
                          self.nodegroup(cluster, 'gpu').status)
 
+    def test_update_pool_nodegroup_reads_no_certificate_and_keeps_the_nodes_ca(self):
+        # A label update plans its one parameter from the spec and the cluster's
+        # outputs: it used to render the whole pool request (reading the cluster's
+        # CAs from Magnum's certificate manager) and drop openstack_ca from it.
+        bundle = os.path.join(self.useFixture(fixtures.TempDir()).path, 'ca.pem')
+        with open(bundle, 'w') as handle:
+            handle.write('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+        self.config(node_openstack_ca_file=bundle, group='celtic')
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False, status=Status.CREATE_IN_PROGRESS)
+        self.driver.create_nodegroup(self.user_context, cluster, ng)
+        created = self.heat.stacks[ng.stack_id].request['parameters']
+        self.assertIn('MIIB', created['openstack_ca'])
+        self.heat.set(ng.stack_id, 'CREATE_COMPLETE')
+        cert_manager.delete_certificates_from_cluster(cluster, context=self.user_context)
+        ng.node_labels = {'tier': 'batch'}
+        self.driver.update_nodegroup(self.user_context, cluster, ng)
+        patch = self.heat.calls_of('PATCH')[-1]
+        self.assertEqual(['params'], sorted(patch.body['parameters']))
+        expected = dict(created['params'], node_labels={'tier': 'batch'})
+        self.assertEqual(expected, patch.body['parameters']['params'])
+
     def test_update_default_worker_patches_the_minion_pool_settings(self):
         cluster = self.stored_cluster()
         worker = cluster.default_ng_worker
