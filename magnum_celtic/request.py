@@ -12,7 +12,11 @@
 
 """ClusterSpec + ClusterPKI -> the exact Heat stack request the driver sends.
 
-Pure: it reads template files but talks to no service. ``magnum-celtic render`` prints
+Stack names, the feature environments, the parameters of the cluster's stack
+(``celtic.yaml``) and of a nodegroup's own stack (``minion.yaml``), the PATCH of a
+resize, and the whole-template request that moves a stack an earlier release created.
+Pure: it reads template files (through ``TemplateSet``, expanded by
+:mod:`magnum_celtic.expand`) but talks to no service. ``magnum-celtic render`` prints
 what these functions return (secrets masked), and the unit tests assert on it.
 """
 
@@ -20,9 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import urllib.parse
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from magnum_celtic import expand
+from magnum_celtic import outputs as out
 from magnum_celtic import spec as spec_mod
 from magnum_celtic.pki import ClusterPKI
 from magnum_celtic.spec import ClusterSpec, PoolSpec
@@ -33,18 +38,6 @@ from magnum_celtic.templates import TemplateSet
 MASK = '***'
 # WaitCondition accepts at most 12 h.
 MAX_WAIT_SECONDS = 43200
-
-# Heat resources (every nesting level, as Heat counts them against
-# max_resources_per_stack) of the templates. Kept next to the templates' shape and
-# checked against a real Heat by the functional tests.
-FIXED_RESOURCES = 8 + 6 + 1    # celtic.yaml + security.yaml + the pool's group
-NETWORK_RESOURCES = 4          # network.yaml (0 with an existing network)
-VIP_ADDRESSES = 2              # addresses.yaml, per HA role: the VIP port, its floating IP
-NODE_GROUP = 5 + 1             # master/proxy/storage.yaml + node_group.yaml
-POOL = 4                       # minion.yaml: handle, config, wait; the server group
-PER_HA_NODE = 3                # its port, its node.yaml member, its server
-PER_STORAGE_NODE = 5           # port, member, server, volume, attachment
-PER_MINION = 1                 # a server
 
 
 #: the wait handles' signal_transport: TOKEN_SIGNAL for the stacks this release creates
@@ -156,29 +149,6 @@ def wait_timeout(spec: ClusterSpec, default_minutes: int) -> tuple[int, int]:
     return minutes, min(minutes * 60, MAX_WAIT_SECONDS)
 
 
-def resource_count(spec: ClusterSpec, minions: int | None = None) -> int:
-    """How many resources Heat counts in the cluster's stack tree."""
-    n = spec.minion_count if minions is None else minions
-    total = FIXED_RESOURCES + POOL + PER_MINION * n
-    if not spec.uses_existing_network:
-        total += NETWORK_RESOURCES
-    total += VIP_ADDRESSES + NODE_GROUP + spec.master_count * PER_HA_NODE
-    if spec.proxy_count:
-        total += VIP_ADDRESSES + NODE_GROUP + spec.proxy_count * PER_HA_NODE
-    if spec.storage_count:
-        total += NODE_GROUP + spec.storage_count * PER_STORAGE_NODE
-    if n == 0:
-        total -= 1   # the wait condition exists only with minions
-    return total
-
-
-def max_minions(spec: ClusterSpec, limit: int) -> int:
-    """The largest default-pool size whose stack stays within ``limit`` resources."""
-    if limit < resource_count(spec, 1):
-        return 0
-    return (limit - resource_count(spec, 0) - 1) // PER_MINION
-
-
 def node_settings(spec: ClusterSpec, openstack_insecure: bool = False) -> dict[str, Any]:
     """node_settings plus the operator's TLS choice for nodes reporting to Heat."""
     settings = spec.node_settings()
@@ -196,9 +166,9 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
     envs = environment_files(spec)
     files = templates.closure(ROOT_TEMPLATE, envs)
     template = files.pop(ROOT_TEMPLATE)
-    files[NODES_TEMPLATE] = render_nodes(files[NODES_TEMPLATE],
-                                         Members.first(spec.minion_count))
-    files[ADDRESSES_TEMPLATE] = render_addresses(files[ADDRESSES_TEMPLATE], {
+    files[NODES_TEMPLATE] = expand.render_nodes(files[NODES_TEMPLATE],
+                                                expand.Members.first(spec.minion_count))
+    files[ADDRESSES_TEMPLATE] = expand.render_addresses(files[ADDRESSES_TEMPLATE], {
         'master': spec.master_count, 'proxy': spec.proxy_count,
         'storage': spec.storage_count})
     minutes, seconds = wait_timeout(spec, default_timeout)
@@ -254,7 +224,7 @@ def pool_node_params(spec: ClusterSpec, pool: PoolSpec, cluster_outputs: Mapping
     the cluster stack published and the pool's own settings. A label or taint update
     PATCHes this one parameter; the stack keeps the rest (openstack_ca among them)."""
     node_params = node_settings(spec, openstack_insecure)
-    node_params.update(cluster_outputs.get('cluster_facts') or {})
+    node_params.update(cluster_outputs.get(out.CLUSTER_FACTS) or {})
     node_params.update(pool.settings())
     return node_params
 
@@ -267,7 +237,8 @@ def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
     """The request of a non-default worker nodegroup's own stack (minion.yaml)."""
     files = templates.closure(POOL_TEMPLATE, [])
     template = files.pop(POOL_TEMPLATE)
-    files[NODES_TEMPLATE] = render_nodes(files[NODES_TEMPLATE], Members.first(pool.count))
+    files[NODES_TEMPLATE] = expand.render_nodes(files[NODES_TEMPLATE],
+                                                expand.Members.first(pool.count))
     minutes, seconds = wait_timeout(spec, default_timeout)
     node_params = pool_node_params(spec, pool, cluster_outputs, openstack_insecure)
     params = {
@@ -281,9 +252,9 @@ def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
         'server_group_policy': spec.server_group_policy,
         'boot_volume_size': spec.boot_volume_size,
         'boot_volume_type': spec.boot_volume_type,
-        'network': cluster_outputs['fixed_network'],
-        'subnet': cluster_outputs['fixed_subnet'],
-        'security_groups': list(cluster_outputs['minion_security_groups']),
+        'network': cluster_outputs[out.FIXED_NETWORK],
+        'subnet': cluster_outputs[out.FIXED_SUBNET],
+        'security_groups': list(cluster_outputs[out.MINION_SECURITY_GROUPS]),
         'params': node_params,
         'wait_timeout': seconds,
         'openstack_ca': openstack_ca,
@@ -296,208 +267,14 @@ def pool_request(spec: ClusterSpec, pool: PoolSpec, pki: ClusterPKI,
                         hidden=hidden_parameters(template), timeout_mins=minutes)
 
 
-@dataclasses.dataclass(frozen=True)
-class Members:
-    """The members of a rendered minion_nodes.yaml: their indices (resource names and
-    the last part of the server names) and the index the next new member gets."""
-    indices: tuple[int, ...]
-    next_index: int
-
-    @classmethod
-    def first(cls, count: int) -> 'Members':
-        return cls(tuple(range(count)), count)
-
-
-#: the pattern resource of minion_nodes.yaml that the driver repeats once per member
-PATTERN = 'member'
-#: outputs of minion_nodes.yaml as a nodegroup's stack shows them (True) and, in the
-#: cluster stack, the names they have for the default pool (False); see with_pool_outputs
-MEMBER_OUTPUTS = {False: ('minion_members', 'minion_next_index', 'minion_server_ids'),
-                  True: ('members', 'next_index', 'server_ids')}
-#: the output that names a pool's servers stack (minion_nodes.yaml), and the prefix its
-#: outputs take when merged in: in the cluster stack (False) and a nodegroup's (True)
-POOL_STACK_OUTPUTS = {False: ('minion_nodes_stack', 'minion_'), True: ('nodes_stack', '')}
-
-
-def nested_stack_path(reference: str) -> str:
-    """``<name>/<id>`` of a nested stack from its reference (Heat gives a template
-    resource's as an ARN, ``arn:openstack:heat::<project>:stacks/<name>/<id>``)."""
-    _, marker, path = reference.partition(':stacks/')
-    return urllib.parse.unquote(path.strip('/') if marker else reference)
-
-
-def with_pool_outputs(outputs: Mapping[str, Any],
-                      fetch: Callable[[str], Mapping[str, Any] | None]) -> dict[str, Any]:
-    """A cluster's or nodegroup's stack outputs with its pool's member outputs added.
-
-    minion.yaml does not pass on the outputs of its servers stack: any output there that
-    read a member attribute would make heat-engine resolve all of them (loading every
-    server) at each of the pool's wait condition signals, once per node. It names the
-    servers stack instead, and this reads that stack's outputs (``fetch(<name>/<id>)``,
-    one GET) and adds them under the names older templates gave them
-    (MEMBER_OUTPUTS, ``minion_addresses``, ...). Outputs the stack has itself win, so a
-    stack created by an earlier release, which has them directly, reads the same."""
-    merged = dict(outputs)
-    for key, prefix in POOL_STACK_OUTPUTS.values():
-        reference = outputs.get(key)
-        if not isinstance(reference, str) or not reference:
-            continue
-        for name, value in (fetch(nested_stack_path(reference)) or {}).items():
-            merged.setdefault(prefix + name, value)
-    return merged
-
-
-def _with_index(node: Any, index: int) -> Any:
-    if isinstance(node, str):
-        return node.replace('%index%', str(index))
-    if isinstance(node, list):
-        return [_with_index(item, index) for item in node]
-    if isinstance(node, dict):
-        return {key: _with_index(value, index) for key, value in node.items()}
-    return node
-
-
-def _for_member(node: Any, name: str, pattern: str = PATTERN) -> Any:
-    """A pattern output item, pointed at one member instead of the pattern."""
-    if isinstance(node, list):
-        return [_for_member(item, name, pattern) for item in node]
-    if not isinstance(node, dict):
-        return node
-    result = {}
-    for key, value in node.items():
-        if key == 'get_resource' and value == pattern:
-            result[key] = name
-        elif key == 'get_attr' and isinstance(value, list) and value[:1] == [pattern]:
-            result[key] = [name] + value[1:]
-        else:
-            result[key] = _for_member(value, name, pattern)
-    return result
-
-
-def _refers_to(node: Any, pattern: str) -> bool:
-    """Whether a template snippet names the pattern resource."""
-    return _for_member(node, '', pattern) != node
-
-
-def _expand_list_output(output: Mapping[str, Any],
-                        members: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """An output whose value is a one-item list naming a pattern, with one item per
-    member of that pattern instead (``members``: pattern -> member names in order);
-    any other output as it is."""
-    value = output.get('value')
-    if isinstance(value, list) and len(value) == 1:
-        for pattern, names in members.items():
-            if _refers_to(value[0], pattern):
-                return dict(output, value=[_for_member(value[0], n, pattern)
-                                           for n in names])
-    return dict(output)
-
-
-#: the port patterns of addresses.yaml, by role
-PORT_PATTERNS = {'master_port': 'master', 'proxy_port': 'proxy', 'storage_port': 'storage'}
-
-
-def render_addresses(pattern_text: str, counts: Mapping[str, int]) -> str:
-    """addresses.yaml with one copy of each role's port pattern per node of the role
-    (``counts``: role -> nodes), named ``<role>-<index>``, and its list outputs naming
-    them in index order. A role without nodes has no port and empty lists."""
-    import yaml
-    doc = yaml.safe_load(pattern_text)
-    resources: dict[str, Any] = {}
-    members: dict[str, list[str]] = {}
-    for name, definition in doc['resources'].items():
-        role = PORT_PATTERNS.get(name)
-        if role is None:
-            resources[name] = definition
-            continue
-        members[name] = ['%s-%d' % (role, i) for i in range(counts[role])]
-        for index, member in enumerate(members[name]):
-            resources[member] = _with_index(definition, index)
-    outputs = {key: _expand_list_output(output, members)
-               for key, output in (doc.get('outputs') or {}).items()}
-    doc.update(heat_template_version=str(doc['heat_template_version']),
-               resources=resources, outputs=outputs)
-    return json.dumps(doc, indent=1, sort_keys=True) + '\n'
-
-
-def render_nodes(pattern_text: str, members: Members) -> str:
-    """minion_nodes.yaml with one copy of its ``member`` pattern per member.
-
-    The servers share every property but their name, so the first one's properties
-    are a YAML anchor the others merge (``<<: *server``): a 900-member pool stays near
-    200 KB, well within Heat's max_template_size (512 KB by default). Everything is
-    written as JSON flow collections, which YAML reads as they are."""
-    import yaml
-    doc = yaml.safe_load(pattern_text)
-    resources = dict(doc['resources'])
-    pattern = resources.pop(PATTERN)
-    lines = ['heat_template_version: %s' % json.dumps(str(doc['heat_template_version'])),
-             'description: "The servers of a minion pool, rendered by the celtic driver '
-             'from minion_nodes.yaml: %d members."' % len(members.indices),
-             'parameters: %s' % json.dumps(doc.get('parameters') or {}, sort_keys=True),
-             'conditions: %s' % json.dumps(doc.get('conditions') or {}, sort_keys=True),
-             'resources:']
-    for name, definition in resources.items():
-        lines.append('  %s: %s' % (json.dumps(name), json.dumps(definition, sort_keys=True)))
-    properties = pattern.get('properties') or {}
-    for position, index in enumerate(members.indices):
-        if position == 0:
-            body = '&server %s' % json.dumps(_with_index(properties, index), sort_keys=True)
-        else:
-            body = '{<<: *server, "name": %s}' % json.dumps(
-                _with_index(properties.get('name'), index))
-        lines.append('  %s: {"type": %s, "properties": %s}' % (
-            json.dumps(str(index)), json.dumps(pattern['type']), body))
-    outputs = {}
-    names = [str(i) for i in members.indices]
-    for key, output in (doc.get('outputs') or {}).items():
-        output = _expand_list_output(output, {PATTERN: names})
-        if key == 'members':
-            output['value'] = names
-        elif key == 'next_index':
-            output['value'] = members.next_index
-        outputs[key] = output
-    lines.append('outputs: %s' % json.dumps(outputs, sort_keys=True))
-    return '\n'.join(lines) + '\n'
-
-
-def plan_members(outputs: Mapping[str, Any], count: int,
-                 nodes_to_remove: Sequence[str] = (), pool_stack: bool = False) -> Members:
-    """The members a pool has after a resize to ``count``.
-
-    ``nodes_to_remove`` (Nova server UUIDs, or member names) go first; then, like a
-    ResourceGroup, the highest indices go when the pool shrinks further, and new members
-    take fresh indices when it grows (an index is never used twice, so a new node
-    never takes the name of a removed one)."""
-    members_key, next_key, ids_key = MEMBER_OUTPUTS[pool_stack]
-    ids = list(outputs.get(ids_key) or [])
-    names = outputs.get(members_key)
-    if not isinstance(names, list):  # a stack whose pool template never came up
-        names = [str(i) for i in range(len(ids))]
-    indices = [int(n) for n in names if str(n).isdigit()]
-    try:
-        next_index = int(outputs.get(next_key))
-    except (TypeError, ValueError):
-        next_index = 0
-    next_index = max([next_index] + [i + 1 for i in indices])
-    server_of = dict(zip(indices, ids))
-    remove = set(nodes_to_remove)
-    keep = sorted(i for i in indices if str(i) not in remove and server_of.get(i) not in remove)
-    keep = keep[:count]
-    while len(keep) < count:
-        keep.append(next_index)
-        next_index += 1
-    return Members(tuple(keep), next_index)
-
-
 def scale_request(templates: TemplateSet, outputs: Mapping[str, Any], count: int,
                   nodes_to_remove: Sequence[str] = (),
                   pool_stack: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
     """(parameters, files) of the PATCH update that resizes a pool to ``count``: the
     count and minion_nodes.yaml re-rendered for the new members; everything else
     stays as it is."""
-    members = plan_members(outputs, count, nodes_to_remove, pool_stack)
-    files = {NODES_TEMPLATE: render_nodes(templates.read(NODES_TEMPLATE), members)}
+    members = expand.plan_members(outputs, count, nodes_to_remove, pool_stack)
+    files = {NODES_TEMPLATE: expand.render_nodes(templates.read(NODES_TEMPLATE), members)}
     return {('count' if pool_stack else 'minion_count'): count}, files
 
 
