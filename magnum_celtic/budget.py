@@ -41,11 +41,11 @@ def resource_count(spec: ClusterSpec, minions: int | None = None) -> int:
     total = FIXED_RESOURCES + POOL + PER_MINION * n
     if not spec.uses_existing_network:
         total += NETWORK_RESOURCES
-    total += VIP_ADDRESSES + NODE_GROUP + spec.master_count * PER_HA_NODE
-    if spec.proxy_count:
-        total += VIP_ADDRESSES + NODE_GROUP + spec.proxy_count * PER_HA_NODE
-    if spec.storage_count:
-        total += NODE_GROUP + spec.storage_count * PER_STORAGE_NODE
+    total += VIP_ADDRESSES + NODE_GROUP + spec.masters.count * PER_HA_NODE
+    if spec.proxies.count:
+        total += VIP_ADDRESSES + NODE_GROUP + spec.proxies.count * PER_HA_NODE
+    if spec.storage.count:
+        total += NODE_GROUP + spec.storage.count * PER_STORAGE_NODE
     if n == 0:
         total -= 1   # the wait condition exists only with minions
     return total

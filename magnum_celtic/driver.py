@@ -138,8 +138,8 @@ class Driver(driver.Driver):
         except heat_api.HeatError as error:
             raise _user_error(error)
         LOG.info('cluster %s: stack %s for %d masters, %d minions, %d proxies, '
-                 '%d storage nodes', cluster.uuid, cluster.stack_id, spec.master_count,
-                 spec.minion_count, spec.proxy_count, spec.storage_count)
+                 '%d storage nodes', cluster.uuid, cluster.stack_id, spec.masters.count,
+                 spec.minion_count, spec.proxies.count, spec.storage.count)
 
     # ---- status ---------------------------------------------------------------------
 

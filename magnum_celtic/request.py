@@ -136,9 +136,9 @@ def environment_files(spec: ClusterSpec) -> list[str]:
         envs.append('no_floating_ip.yaml')
     if spec.uses_existing_network:
         envs.append('existing_network.yaml')
-    if spec.proxy_count == 0:
+    if spec.proxies.count == 0:
         envs.append('no_proxies.yaml')
-    if spec.storage_count == 0:
+    if spec.storage.count == 0:
         envs.append('no_storage.yaml')
     return envs
 
@@ -168,28 +168,27 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
     template = files.pop(ROOT_TEMPLATE)
     files[NODES_TEMPLATE] = expand.render_nodes(files[NODES_TEMPLATE],
                                                 expand.Members.first(spec.minion_count))
-    files[ADDRESSES_TEMPLATE] = expand.render_addresses(files[ADDRESSES_TEMPLATE], {
-        'master': spec.master_count, 'proxy': spec.proxy_count,
-        'storage': spec.storage_count})
+    files[ADDRESSES_TEMPLATE] = expand.render_addresses(
+        files[ADDRESSES_TEMPLATE], {role: nodes.count for role, nodes in spec.roles.items()})
     minutes, seconds = wait_timeout(spec, default_timeout)
     params = {
         'cluster_name': spec.cluster_name,
         'cluster_uuid': spec.cluster_uuid,
         'name_prefix': spec.name_prefix,
         'image': spec.image,
-        'master_flavor': spec.master_flavor,
+        'master_flavor': spec.masters.flavor,
         'minion_flavor': spec.default_pool.flavor,
-        'proxy_flavor': spec.proxy_flavor,
-        'storage_flavor': spec.storage_flavor,
+        'proxy_flavor': spec.proxies.flavor,
+        'storage_flavor': spec.storage.flavor,
         'ssh_key_name': spec.ssh_key_name,
         'availability_zone': spec.availability_zone,
         'server_group_policy': spec.server_group_policy,
         'boot_volume_size': spec.boot_volume_size,
         'boot_volume_type': spec.boot_volume_type,
-        'master_count': spec.master_count,
+        'master_count': spec.masters.count,
         'minion_count': spec.minion_count,
-        'proxy_count': spec.proxy_count,
-        'storage_count': spec.storage_count,
+        'proxy_count': spec.proxies.count,
+        'storage_count': spec.storage.count,
         'external_network': spec.external_network,
         'fixed_network_cidr': spec.fixed_network_cidr,
         'dns_nameservers': list(spec.dns_nameservers),
@@ -210,7 +209,7 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
         'etcd_ca_cert': pki.etcd_ca.cert,
         'front_proxy_ca_cert': pki.front_proxy_ca.cert,
         'discovery_hash': pki.discovery_hash,
-        'lb_client_cert': pki.lb_client.cert if spec.proxy_count else '',
+        'lb_client_cert': pki.lb_client.cert if spec.proxies.count else '',
     }
     return StackRequest(stack_name=stack_name(spec), template=template, files=files,
                         environment_files=['environments/' + e for e in envs],

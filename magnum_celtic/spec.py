@@ -77,21 +77,38 @@ class PoolSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class RoleSpec:
+    """The nodes of one HA role (masters, proxies, storage): how many, which flavor."""
+    count: int
+    flavor: str
+
+
+#: the roles whose nodes the cluster stack holds besides the default pool, in the
+#: order the templates name them
+HA_ROLES = ('master', 'proxy', 'storage')
+
+
+@dataclasses.dataclass(frozen=True)
 class ClusterSpec:
-    """Everything the stack request needs, resolved and validated."""
+    """Everything the stack request needs, resolved and validated.
+
+    Grouped: identity; the nodes, per role (``masters``, ``proxies``, ``storage``, each
+    a :class:`RoleSpec`, and ``default_pool``); network and access; volumes and
+    placement; the node-bound labels (``node_values``, one entry per ``LABELS`` row
+    with ``node=True``) and the settings derived for the nodes; the operation."""
+    # identity
     cluster_name: str
     cluster_uuid: str
     name_prefix: str
     cluster_distro: str
     image: str
-    master_flavor: str
-    proxy_flavor: str
-    storage_flavor: str
     ssh_key_name: str
-    master_count: int
-    proxy_count: int
-    storage_count: int
+    # nodes, per role
+    masters: RoleSpec
+    proxies: RoleSpec
+    storage: RoleSpec
     default_pool: PoolSpec
+    # network and access
     external_network: str
     existing_network: str
     existing_subnet: str
@@ -107,27 +124,45 @@ class ClusterSpec:
     boot_volume_type: str
     availability_zone: str
     server_group_policy: str
+    # what the nodes run
     network_driver: str
-    kube_tag: str
-    flannel_tag: str
-    calico_tag: str
-    pod_network_cidr: str
-    service_network_cidr: str
-    cluster_domain: str
-    container_infra_prefix: str
+    node_values: Mapping[str, Any]
     http_proxy: str
     https_proxy: str
     no_proxy: str
-    ingress_controller: str
-    ingress_tag: str
-    local_path_provisioner_tag: str
+    # the operation
     create_timeout_minutes: int
     warnings: tuple[str, ...] = ()
+
+    @property
+    def roles(self) -> dict[str, RoleSpec]:
+        """The HA roles' nodes by role name (HA_ROLES order)."""
+        return {'master': self.masters, 'proxy': self.proxies, 'storage': self.storage}
 
     @property
     def minion_count(self) -> int:
         """Minions of the default worker pool."""
         return self.default_pool.count
+
+    @property
+    def kube_tag(self) -> str:
+        return self.node_values['kube_tag']
+
+    @property
+    def pod_network_cidr(self) -> str:
+        return self.node_values['pod_network_cidr']
+
+    @property
+    def service_network_cidr(self) -> str:
+        return self.node_values['service_network_cidr']
+
+    @property
+    def cluster_domain(self) -> str:
+        return self.node_values['cluster_domain']
+
+    @property
+    def ingress_controller(self) -> str:
+        return self.node_values['ingress_controller']
 
     @property
     def kube_minor(self) -> str:
@@ -144,24 +179,16 @@ class ClusterSpec:
         return bool(self.existing_network)
 
     def node_settings(self) -> dict[str, Any]:
-        """The settings every node reads from /etc/celtic/params.json."""
+        """The settings every node reads from /etc/celtic/params.json: the node-bound
+        labels as they are, and what the driver derives for the nodes."""
         return {
-            'kube_tag': self.kube_tag,
+            **self.node_values,
             'kube_minor': self.kube_minor,
             'network_driver': self.network_driver,
-            'flannel_tag': self.flannel_tag,
-            'calico_tag': self.calico_tag,
-            'pod_network_cidr': self.pod_network_cidr,
-            'service_network_cidr': self.service_network_cidr,
             'dns_service_ip': self.dns_service_ip,
-            'cluster_domain': self.cluster_domain,
-            'container_infra_prefix': self.container_infra_prefix,
             'http_proxy': self.http_proxy,
             'https_proxy': self.https_proxy,
             'no_proxy': self.no_proxy,
-            'ingress_controller': self.ingress_controller,
-            'ingress_tag': self.ingress_tag,
-            'local_path_provisioner_tag': self.local_path_provisioner_tag,
             'storage_volume_name': STORAGE_VOLUME_NAME,
             'storage_mount_path': STORAGE_MOUNT_PATH,
             'api_port': API_PORT,
@@ -232,8 +259,10 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
     fixed_cidr = (template.get('existing_subnet_cidr')
                   if existing_network and template.get('existing_subnet_cidr')
                   else resolver.get('fixed_network_cidr'))
-    pod_cidr = resolver.get('pod_network_cidr')
-    service_cidr = resolver.get('service_network_cidr')
+    node_values = {label.name: resolver.get(label.name)
+                   for label in label_table.LABELS if label.node}
+    pod_cidr = node_values['pod_network_cidr']
+    service_cidr = node_values['service_network_cidr']
     _check_networks(fixed_cidr, pod_cidr, service_cidr)
 
     http_proxy = _proxy_url(template.get('http_proxy'), 'http_proxy')
@@ -252,13 +281,12 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         name_prefix=name_prefix(cluster.get('name') or '', cluster['uuid']),
         cluster_distro=str(template.get('cluster_distro')),
         image=image,
-        master_flavor=master_flavor,
-        proxy_flavor=resolver.get('proxy_flavor') or worker_flavor,
-        storage_flavor=resolver.get('storage_flavor') or worker_flavor,
         ssh_key_name=cluster.get('keypair') or template.get('keypair_id') or '',
-        master_count=master_count,
-        proxy_count=resolver.get('proxy_count'),
-        storage_count=resolver.get('storage_count'),
+        masters=RoleSpec(master_count, master_flavor),
+        proxies=RoleSpec(resolver.get('proxy_count'),
+                         resolver.get('proxy_flavor') or worker_flavor),
+        storage=RoleSpec(resolver.get('storage_count'),
+                         resolver.get('storage_flavor') or worker_flavor),
         default_pool=pool,
         external_network=external_network,
         existing_network=existing_network,
@@ -280,23 +308,14 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         server_group_policy=resolver.get('server_group_policy',
                                          defaults.nodes_affinity_policy),
         network_driver=network_driver,
-        kube_tag=resolver.get('kube_tag'),
-        flannel_tag=resolver.get('flannel_tag'),
-        calico_tag=resolver.get('calico_tag'),
-        pod_network_cidr=pod_cidr,
-        service_network_cidr=service_cidr,
-        cluster_domain=resolver.get('cluster_domain'),
-        container_infra_prefix=resolver.get('container_infra_prefix'),
+        node_values=node_values,
         http_proxy=http_proxy,
         https_proxy=https_proxy,
         no_proxy='',
-        ingress_controller=resolver.get('ingress_controller'),
-        ingress_tag=resolver.get('ingress_tag'),
-        local_path_provisioner_tag=resolver.get('local_path_provisioner_tag'),
         create_timeout_minutes=int(cluster.get('create_timeout') or 0),
         warnings=tuple(warnings),
     )
-    if spec.ingress_controller != 'none' and spec.proxy_count == 0:
+    if spec.ingress_controller != 'none' and spec.proxies.count == 0:
         spec = dataclasses.replace(spec, warnings=spec.warnings + (
             'ingress_controller %s is not installed: it is published by the proxies '
             'and proxy_count is 0' % spec.ingress_controller,))

@@ -161,7 +161,7 @@ def test_resource_count_matches_the_drivers_formula(lab, stack):
     from magnum_celtic import budget
     from magnum_celtic import sample
     spec = sample.sample_spec(masters=3, minions=3)
-    assert (spec.proxy_count, spec.storage_count) == (2, 3)
+    assert (spec.proxies.count, spec.storage.count) == (2, 3)
     assert budget.resource_count(spec) == stack['rows']
 
 
