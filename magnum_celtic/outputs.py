@@ -35,37 +35,65 @@ POOL_STACK = 'minion.yaml'
 SERVERS_STACK = 'minion_nodes.yaml'
 
 
-@dataclasses.dataclass(frozen=True)
-class Output:
-    """One stack output the code reads."""
-    name: str
+class Output(str):
+    """One stack output the code reads: its name (the string itself), the stack that
+    declares it and what it feeds in Magnum."""
     stack: str
     feeds: str
 
+    def __new__(cls, name: str, stack: str, feeds: str) -> 'Output':
+        output = super().__new__(cls, name)
+        output.stack = stack
+        output.feeds = feeds
+        return output
+
+    @property
+    def name(self) -> str:
+        return str(self)
+
 
 # ---- the cluster stack (celtic.yaml) ---------------------------------------------------
-API_ADDRESS = 'api_address'
-API_VIP = 'api_vip'
-API_VIP_FIP = 'api_vip_fip'
-MASTER_ADDRESSES = 'master_addresses'
-KUBE_VERSION = 'kube_version'
-PROXY_VIP = 'proxy_vip'
-PROXY_VIP_FIP = 'proxy_vip_fip'
-PROXY_ADDRESSES = 'proxy_addresses'
-STORAGE_ADDRESSES = 'storage_addresses'
-FIXED_NETWORK = 'fixed_network'
-FIXED_SUBNET = 'fixed_subnet'
-MINION_SECURITY_GROUPS = 'minion_security_groups'
-CLUSTER_FACTS = 'cluster_facts'
-MINION_NODES_STACK = 'minion_nodes_stack'
+API_ADDRESS = Output('api_address', CLUSTER_STACK,
+                     'cluster.api_address: https://<API VIP floating IP, else the VIP>:6443')
+#: api_address has no host without a floating IP (yaql keeps the empty address):
+#: status.api_address then builds it from these two
+API_VIP = Output('api_vip', CLUSTER_STACK, 'cluster.api_address; the lab summary')
+API_VIP_FIP = Output('api_vip_fip', CLUSTER_STACK, 'cluster.api_address')
+MASTER_ADDRESSES = Output('master_addresses', CLUSTER_STACK,
+                          'node_addresses of the master nodegroup')
+KUBE_VERSION = Output('kube_version', CLUSTER_STACK, 'cluster.coe_version')
+# read by the lab's summary only, nothing in Magnum
+PROXY_VIP = Output('proxy_vip', CLUSTER_STACK, 'the lab summary')
+PROXY_VIP_FIP = Output('proxy_vip_fip', CLUSTER_STACK, 'the lab summary')
+PROXY_ADDRESSES = Output('proxy_addresses', CLUSTER_STACK, 'the lab summary')
+STORAGE_ADDRESSES = Output('storage_addresses', CLUSTER_STACK, 'the lab summary')
+# what a nodegroup's own stack is wired to (request.pool_request)
+FIXED_NETWORK = Output('fixed_network', CLUSTER_STACK,
+                       'the network parameter of a nodegroup stack')
+FIXED_SUBNET = Output('fixed_subnet', CLUSTER_STACK,
+                      'the subnet parameter of a nodegroup stack')
+MINION_SECURITY_GROUPS = Output('minion_security_groups', CLUSTER_STACK,
+                                'the security_groups parameter of a nodegroup stack')
+CLUSTER_FACTS = Output('cluster_facts', CLUSTER_STACK,
+                       'params of a nodegroup stack: the API VIP, CIDRs, ... its nodes '
+                       'join with')
+MINION_NODES_STACK = Output('minion_nodes_stack', CLUSTER_STACK,
+                            'where the default pool\'s member outputs are read')
 # ---- a nodegroup's own stack (minion.yaml) ---------------------------------------------
-NODES_STACK = 'nodes_stack'
-# ---- a pool's servers stack (minion_nodes.yaml) ----------------------------------------
-MEMBERS = 'members'
-NEXT_INDEX = 'next_index'
-ADDRESSES = 'addresses'
-SERVER_IDS = 'server_ids'
-NAMES = 'names'
+NODES_STACK = Output('nodes_stack', POOL_STACK,
+                     'where a nodegroup\'s member outputs are read')
+# ---- a pool's servers stack (minion_nodes.yaml), merged by with_pool_outputs -----------
+MEMBERS = Output('members', SERVERS_STACK, 'resize planning: the members a pool has')
+NEXT_INDEX = Output('next_index', SERVERS_STACK,
+                    'resize planning: the index the next new member gets')
+ADDRESSES = Output('addresses', SERVERS_STACK, 'node_addresses of a worker nodegroup')
+SERVER_IDS = Output('server_ids', SERVERS_STACK,
+                    'resize: which member a nodes_to_remove server UUID is')
+NAMES = Output('names', SERVERS_STACK, 'nothing in Magnum: server names, for operators')
+
+#: the table: every output the driver reads, in the order above
+OUTPUTS: tuple[Output, ...] = tuple(value for value in list(globals().values())
+                                    if isinstance(value, Output))
 
 #: the prefix a servers-stack output takes once merged into the cluster stack's outputs
 #: (the default pool, False) or a nodegroup stack's (True)
@@ -73,38 +101,6 @@ POOL_PREFIX = {False: 'minion_', True: ''}
 #: the output that names a pool's servers stack, in the cluster stack (False) and in a
 #: nodegroup's (True)
 NODES_STACK_OUTPUT = {False: MINION_NODES_STACK, True: NODES_STACK}
-
-OUTPUTS: tuple[Output, ...] = (
-    Output(API_ADDRESS, CLUSTER_STACK,
-           'cluster.api_address (https://<API VIP floating IP, else the VIP>:6443)'),
-    Output(API_VIP, CLUSTER_STACK,
-           'cluster.api_address when api_address has no host; the lab summary'),
-    Output(API_VIP_FIP, CLUSTER_STACK,
-           'cluster.api_address when api_address has no host (status.api_address)'),
-    Output(MASTER_ADDRESSES, CLUSTER_STACK, 'the master nodegroup\'s node_addresses'),
-    Output(KUBE_VERSION, CLUSTER_STACK, 'cluster.coe_version'),
-    Output(PROXY_VIP, CLUSTER_STACK, 'nothing in Magnum: the lab summary'),
-    Output(PROXY_VIP_FIP, CLUSTER_STACK, 'nothing in Magnum: the lab summary'),
-    Output(PROXY_ADDRESSES, CLUSTER_STACK, 'nothing in Magnum: the lab summary'),
-    Output(STORAGE_ADDRESSES, CLUSTER_STACK, 'nothing in Magnum: the lab summary'),
-    Output(FIXED_NETWORK, CLUSTER_STACK, 'a nodegroup stack\'s network parameter'),
-    Output(FIXED_SUBNET, CLUSTER_STACK, 'a nodegroup stack\'s subnet parameter'),
-    Output(MINION_SECURITY_GROUPS, CLUSTER_STACK,
-           'a nodegroup stack\'s security_groups parameter'),
-    Output(CLUSTER_FACTS, CLUSTER_STACK,
-           'a nodegroup stack\'s params (API VIP, CIDRs, ... its nodes join with)'),
-    Output(MINION_NODES_STACK, CLUSTER_STACK,
-           'where the default pool\'s member outputs are read (with_pool_outputs)'),
-    Output(NODES_STACK, POOL_STACK,
-           'where a nodegroup\'s member outputs are read (with_pool_outputs)'),
-    Output(MEMBERS, SERVERS_STACK, 'resize planning: the members a pool has'),
-    Output(NEXT_INDEX, SERVERS_STACK, 'resize planning: the index a new member gets'),
-    Output(ADDRESSES, SERVERS_STACK, 'a worker nodegroup\'s node_addresses'),
-    Output(SERVER_IDS, SERVERS_STACK,
-           'resize: which member a nodes_to_remove server UUID is'),
-    Output(NAMES, SERVERS_STACK,
-           'nothing in Magnum: the server names in member order, for operators'),
-)
 
 BY_NAME = {output.name: output for output in OUTPUTS}
 

@@ -145,34 +145,14 @@ class ClusterSpec:
         return self.default_pool.count
 
     @property
-    def kube_tag(self) -> str:
-        return self.node_values['kube_tag']
-
-    @property
-    def pod_network_cidr(self) -> str:
-        return self.node_values['pod_network_cidr']
-
-    @property
-    def service_network_cidr(self) -> str:
-        return self.node_values['service_network_cidr']
-
-    @property
-    def cluster_domain(self) -> str:
-        return self.node_values['cluster_domain']
-
-    @property
-    def ingress_controller(self) -> str:
-        return self.node_values['ingress_controller']
-
-    @property
     def kube_minor(self) -> str:
         """The minor of kube_tag (v1.36 for v1.36 and v1.36.3)."""
-        return '.'.join(self.kube_tag.split('.')[:2])
+        return '.'.join(self.node_values['kube_tag'].split('.')[:2])
 
     @property
     def dns_service_ip(self) -> str:
         """The cluster DNS address: the tenth address of the service network."""
-        return str(ipaddress.IPv4Network(self.service_network_cidr)[10])
+        return str(ipaddress.IPv4Network(self.node_values['service_network_cidr'])[10])
 
     @property
     def uses_existing_network(self) -> bool:
@@ -315,10 +295,11 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         create_timeout_minutes=int(cluster.get('create_timeout') or 0),
         warnings=tuple(warnings),
     )
-    if spec.ingress_controller != 'none' and spec.proxies.count == 0:
+    ingress = node_values['ingress_controller']
+    if ingress != 'none' and spec.proxies.count == 0:
         spec = dataclasses.replace(spec, warnings=spec.warnings + (
             'ingress_controller %s is not installed: it is published by the proxies '
-            'and proxy_count is 0' % spec.ingress_controller,))
+            'and proxy_count is 0' % ingress,))
     no_proxy = _full_no_proxy(user_no_proxy, spec) if (http_proxy or https_proxy) else ''
     spec = dataclasses.replace(spec, no_proxy=no_proxy)
     return spec
@@ -560,9 +541,9 @@ def _no_proxy(value: Any) -> tuple[str, ...]:
 def _full_no_proxy(user: Sequence[str], spec: ClusterSpec) -> str:
     """The user's no_proxy plus what must never go through a proxy inside the cluster."""
     entries = list(user) + ['localhost', '127.0.0.1', '169.254.169.254',
-                            spec.fixed_network_cidr, spec.pod_network_cidr,
-                            spec.service_network_cidr, '.svc',
-                            '.' + spec.cluster_domain]
+                            spec.fixed_network_cidr, spec.node_values['pod_network_cidr'],
+                            spec.node_values['service_network_cidr'], '.svc',
+                            '.' + spec.node_values['cluster_domain']]
     seen: list[str] = []
     for entry in entries:
         if entry not in seen:

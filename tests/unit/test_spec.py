@@ -285,10 +285,10 @@ def test_close_match_check_suggests_the_celtic_label():
 
 def test_defaults_of_a_plain_cluster():
     built = build()
-    assert (built.kube_tag, built.network_driver, built.masters.count,
+    assert (built.node_values['kube_tag'], built.network_driver, built.masters.count,
             built.minion_count, built.proxies.count, built.storage.count) == (
         'v1.36', 'flannel', 3, 3, 2, 3)
-    assert (built.pod_network_cidr, built.service_network_cidr,
+    assert (built.node_values['pod_network_cidr'], built.node_values['service_network_cidr'],
             built.fixed_network_cidr) == ('10.100.0.0/16', '10.254.0.0/16',
                                           '10.0.0.0/24')
     assert (built.masters.flavor, built.proxies.flavor, built.storage.flavor) == (
