@@ -255,7 +255,15 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
 
     # Before the spec copies the warnings: unknown labels add theirs.
     resolver.check_unknown()
-    spec = ClusterSpec(
+    proxies = RoleSpec(resolver.get('proxy_count'),
+                       resolver.get('proxy_flavor') or worker_flavor)
+    ingress = node_values['ingress_controller']
+    if ingress != 'none' and proxies.count == 0:
+        warnings.append('ingress_controller %s is not installed: it is published by '
+                        'the proxies and proxy_count is 0' % ingress)
+    no_proxy = (_full_no_proxy(user_no_proxy, fixed_cidr, node_values)
+                if (http_proxy or https_proxy) else '')
+    return ClusterSpec(
         cluster_name=str(cluster.get('name') or cluster['uuid']),
         cluster_uuid=str(cluster['uuid']),
         name_prefix=name_prefix(cluster.get('name') or '', cluster['uuid']),
@@ -263,8 +271,7 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         image=image,
         ssh_key_name=cluster.get('keypair') or template.get('keypair_id') or '',
         masters=RoleSpec(master_count, master_flavor),
-        proxies=RoleSpec(resolver.get('proxy_count'),
-                         resolver.get('proxy_flavor') or worker_flavor),
+        proxies=proxies,
         storage=RoleSpec(resolver.get('storage_count'),
                          resolver.get('storage_flavor') or worker_flavor),
         default_pool=pool,
@@ -291,18 +298,10 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         node_values=node_values,
         http_proxy=http_proxy,
         https_proxy=https_proxy,
-        no_proxy='',
+        no_proxy=no_proxy,
         create_timeout_minutes=int(cluster.get('create_timeout') or 0),
         warnings=tuple(warnings),
     )
-    ingress = node_values['ingress_controller']
-    if ingress != 'none' and spec.proxies.count == 0:
-        spec = dataclasses.replace(spec, warnings=spec.warnings + (
-            'ingress_controller %s is not installed: it is published by the proxies '
-            'and proxy_count is 0' % ingress,))
-    no_proxy = _full_no_proxy(user_no_proxy, spec) if (http_proxy or https_proxy) else ''
-    spec = dataclasses.replace(spec, no_proxy=no_proxy)
-    return spec
 
 
 def build_pool(nodegroup: Mapping[str, Any], image: str) -> PoolSpec:
@@ -538,12 +537,13 @@ def _no_proxy(value: Any) -> tuple[str, ...]:
     return items
 
 
-def _full_no_proxy(user: Sequence[str], spec: ClusterSpec) -> str:
+def _full_no_proxy(user: Sequence[str], fixed_cidr: str,
+                   node_values: Mapping[str, Any]) -> str:
     """The user's no_proxy plus what must never go through a proxy inside the cluster."""
     entries = list(user) + ['localhost', '127.0.0.1', '169.254.169.254',
-                            spec.fixed_network_cidr, spec.node_values['pod_network_cidr'],
-                            spec.node_values['service_network_cidr'], '.svc',
-                            '.' + spec.node_values['cluster_domain']]
+                            fixed_cidr, node_values['pod_network_cidr'],
+                            node_values['service_network_cidr'], '.svc',
+                            '.' + node_values['cluster_domain']]
     seen: list[str] = []
     for entry in entries:
         if entry not in seen:
