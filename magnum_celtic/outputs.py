@@ -53,10 +53,9 @@ class Output(str):
 
 
 # ---- the cluster stack (celtic.yaml) ---------------------------------------------------
-API_ADDRESS = Output('api_address', CLUSTER_STACK,
-                     'cluster.api_address: https://<API VIP floating IP, else the VIP>:6443')
-#: api_address has no host without a floating IP (yaql keeps the empty address):
-#: status.api_address then builds it from these two
+#: cluster.api_address is https://<the API VIP's floating IP, else the VIP>:6443,
+#: worked out by status.api_address; the template's api_address says it to operators
+API_ADDRESS = Output('api_address', CLUSTER_STACK, 'operators only (stack output show)')
 API_VIP = Output('api_vip', CLUSTER_STACK, 'cluster.api_address; the lab summary')
 API_VIP_FIP = Output('api_vip_fip', CLUSTER_STACK, 'cluster.api_address')
 MASTER_ADDRESSES = Output('master_addresses', CLUSTER_STACK,

@@ -212,12 +212,9 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
 
 
 def api_address(cluster_stack: StackState) -> str | None:
-    """``https://<API VIP or its floating IP>:6443`` once Heat knows the address."""
-    api = cluster_stack.outputs.get(out.API_ADDRESS)
-    if isinstance(api, str) and api.startswith('https://') and '://:' not in api:
-        return api
-    # Without a floating IP the template's api_address is "https://:6443" (yaql's
-    # coalesce keeps the empty floating IP); the VIP outputs say it directly.
+    """``https://<the API VIP's floating IP, else the VIP>:6443`` once Heat knows the
+    address. Worked out here only, from the two VIP outputs (every celtic stack has
+    them); the template's ``api_address`` output says the same to operators."""
     for key in (out.API_VIP_FIP, out.API_VIP):
         address = cluster_stack.outputs.get(key)
         if isinstance(address, str) and address:

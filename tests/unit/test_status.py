@@ -201,6 +201,9 @@ def test_api_address_addresses_and_version_from_the_outputs():
       'api_vip': '10.0.0.5'}, 'https://172.24.4.9:6443'),
     ({'api_address': None, 'api_vip': None}, None),
     ({}, None),
+    # worked out once, from the VIP outputs: the template's own api_address is not read
+    ({'api_address': 'https://192.0.2.1:6443', 'api_vip': '10.0.0.5'},
+     'https://10.0.0.5:6443'),
 ])
 def test_api_address_when_the_template_output_has_no_host(outputs, expected):
     result = status.cluster_status('CREATE_IN_PROGRESS',
