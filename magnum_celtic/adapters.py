@@ -10,33 +10,36 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Magnum objects and services -> the plain data the pure modules work on.
+"""Magnum objects -> the plain data the pure modules work on, and status back.
 
-Everything that touches Magnum (its objects, its certificate manager, its Keystone
-session, its Neutron look-ups, magnum.conf) is here, so that ``driver.py`` stays a thin
-adapter and ``spec``, ``stack`` and ``status`` stay pure.
+The one room that reads Magnum's objects (cluster, template, nodegroups; with the
+Neutron look-up an existing network needs and the magnum.conf values a spec needs) and
+writes a status result back onto them; the rule "does this nodegroup have a stack of
+its own" (:func:`has_own_stack`) is here and nowhere else. It also hands out the
+services the driver sends through (Heat on Magnum's Keystone session, the template
+set) and turns the pure size checks (:mod:`budget`) and celtic-vendordata's setup into
+Magnum's errors. Certificates are in :mod:`certs`; ``spec``, ``request``, ``expand``,
+``budget``, ``outputs`` and ``status`` stay pure.
 """
 
 from __future__ import annotations
 
-import threading
 import types
 from typing import Any, Iterator, Mapping
 
 from magnum.common import clients
 from magnum.common import exception
-from magnum.conductor.handlers.common import cert_manager
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
+from magnum_celtic import budget
 from magnum_celtic import conf
 from magnum_celtic import heat as heat_api
 from magnum_celtic import labels
-from magnum_celtic import pki
 from magnum_celtic import spec as spec_mod
-from magnum_celtic import stack
 from magnum_celtic import status
 from magnum_celtic import templates
+from magnum_celtic.outputs import StackState
 
 LOG = logging.getLogger(__name__)
 CONF = conf.CONF
@@ -64,6 +67,24 @@ def nodegroup_data(nodegroup: Any) -> dict[str, Any]:
             'node_labels': getattr(nodegroup, 'node_labels', None) or {},
             'node_taints': getattr(nodegroup, 'node_taints', None) or [],
             'labels': nodegroup.labels or {}}
+
+
+def pool_spec(nodegroup: Any, spec: spec_mod.ClusterSpec) -> spec_mod.PoolSpec:
+    """A worker nodegroup as a PoolSpec; raises InvalidParameterValue on bad input."""
+    try:
+        return spec_mod.build_pool(nodegroup_data(nodegroup), spec.image)
+    except spec_mod.SpecError as error:
+        raise exception.InvalidParameterValue(err=str(error))
+
+
+def check_new_pool_name(cluster: Any, nodegroup: Any) -> None:
+    """Refuse a new nodegroup whose name collides with a role or another nodegroup."""
+    others = [ng.name for ng in cluster.nodegroups
+              if not ng.is_default and ng.uuid != nodegroup.uuid]
+    try:
+        spec_mod.check_pool_name(nodegroup.name, others)
+    except spec_mod.SpecError as error:
+        raise exception.InvalidParameterValue(err=str(error))
 
 
 def operator_labels() -> dict[str, str | None]:
@@ -155,35 +176,6 @@ def _resolve_existing_subnet(context: Any, template: dict, cluster: dict) -> Non
     template['existing_subnet_cidr'] = found[0].cidr
 
 
-def cluster_pki(context: Any, cluster: Any) -> pki.ClusterPKI:
-    """Magnum's CAs and admin key, and the secrets derived from them."""
-    def pair(kind: str | None) -> pki.CertPair:
-        cert = cert_manager.get_cluster_ca_certificate(cluster, context, kind)
-        return pki.CertPair(cert.get_certificate(), cert.get_decrypted_private_key())
-    magnum_cert = cert_manager.get_cluster_magnum_cert(cluster, context)
-    return pki.build(cluster.uuid, pair(None), pair('etcd'), pair('front-proxy'),
-                     magnum_cert.get_decrypted_private_key())
-
-
-def cluster_seed(context: Any, cluster: Any) -> bytes:
-    """The cluster's seed (pki), from Magnum's CA key alone: what a signal key needs."""
-    ca = cert_manager.get_cluster_ca_certificate(cluster, context)
-    return pki.seed_of(ca.get_decrypted_private_key(), cluster.uuid)
-
-
-def node_openstack_ca() -> str:
-    """The CA bundle nodes trust when they report to Heat (may be empty)."""
-    path = CONF.celtic.node_openstack_ca_file or CONF.drivers.openstack_ca_file
-    if not path:
-        return ''
-    try:
-        with open(path, encoding='utf-8') as handle:
-            return handle.read()
-    except OSError as error:
-        raise exception.InvalidParameterValue(
-            err='cannot read the CA bundle for nodes %s: %s' % (path, error.strerror))
-
-
 def template_set() -> templates.TemplateSet:
     """The templates this conductor renders from."""
     return templates.TemplateSet(templates.resolve_dir(CONF.celtic.templates_dir))
@@ -202,19 +194,10 @@ def heat_client(context: Any, project_id: str | None = None) -> heat_api.Heat:
 
 def check_stack_size(spec: spec_mod.ClusterSpec, minions: int | None = None) -> None:
     """Refuse a default pool that would not fit Heat's max_resources_per_stack."""
-    limit = CONF.celtic.heat_max_resources_per_stack
-    if limit is None or limit < 0:
-        return
-    needed = stack.resource_count(spec, minions)
-    if needed > limit:
-        n = spec.minion_count if minions is None else minions
-        raise exception.InvalidParameterValue(
-            err='%d workers in the default nodegroup need %d Heat resources but Heat '
-                'allows %d per stack (max_resources_per_stack; at most %d workers '
-                'fit). Ask the operator to raise max_resources_per_stack in heat.conf '
-                'and [celtic] heat_max_resources_per_stack in magnum.conf, or add '
-                'workers in another nodegroup, which has a stack of its own.'
-                % (n, needed, limit, stack.max_minions(spec, limit)))
+    error = budget.stack_size_error(spec, CONF.celtic.heat_max_resources_per_stack,
+                                    minions)
+    if error:
+        raise exception.InvalidParameterValue(err=error)
 
 
 def check_vendordata() -> None:
@@ -230,67 +213,34 @@ def check_vendordata() -> None:
 
 def check_pool_size(count: int) -> None:
     """Refuse a nodegroup whose own stack would not fit max_resources_per_stack."""
-    limit = CONF.celtic.heat_max_resources_per_stack
-    if limit is None or limit < 0:
-        return
-    needed = stack.POOL + 1 + count * stack.PER_MINION
-    if needed > limit:
-        raise exception.InvalidParameterValue(
-            err='%d workers need %d Heat resources but Heat allows %d per stack '
-                '(max_resources_per_stack); split them into several nodegroups'
-                % (count, needed, limit))
+    error = budget.pool_size_error(count, CONF.celtic.heat_max_resources_per_stack)
+    if error:
+        raise exception.InvalidParameterValue(err=error)
+
+
+def has_own_stack(cluster: Any, nodegroup: Any) -> bool:
+    """Whether a nodegroup lives in a stack of its own (minion.yaml), the one rule.
+
+    The default nodegroups (masters, the default workers) are in the cluster's stack and
+    share its stack id; every other worker nodegroup gets a stack of its own at create.
+    Its ``stack_id`` is None while (or when) that stack was never created."""
+    return not nodegroup.is_default and nodegroup.stack_id != cluster.stack_id
+
+
+def stack_id_of(cluster: Any, nodegroup: Any) -> str | None:
+    """The id of the stack a nodegroup's servers are in (None: it never got one)."""
+    return nodegroup.stack_id if has_own_stack(cluster, nodegroup) else cluster.stack_id
 
 
 def nodegroup_views(cluster: Any) -> list[status.NodeGroupView]:
     """The nodegroups as status.py sees them."""
     views = []
     for ng in cluster.nodegroups:
-        own = None if (ng.is_default or ng.stack_id == cluster.stack_id) else ng.stack_id
+        own = ng.stack_id if has_own_stack(cluster, ng) else None
         views.append(status.NodeGroupView(name=ng.name, role=ng.role,
                                           is_default=bool(ng.is_default),
                                           status=ng.status, stack_id=own))
     return views
-
-
-def delete_leftover_certificates(context: Any, cluster: Any) -> None:
-    """Delete what Magnum's own clean-up leaks: the etcd and front-proxy CA refs and
-    the client files it cached for the health monitor."""
-    backend = None
-    for attribute in ('etcd_ca_cert_ref', 'front_proxy_ca_cert_ref'):
-        ref = getattr(cluster, attribute, None)
-        if not ref:
-            continue
-        try:
-            from magnum.common import cert_manager as cert_backends
-            backend = backend or cert_backends.get_backend().CertManager
-            backend.delete_cert(ref, resource_ref=cluster.uuid, context=context)
-        except Exception as error:  # clean-up must never block the delete
-            LOG.warning('cluster %s: could not delete %s: %s', cluster.uuid,
-                        attribute, error)
-    cert_manager.delete_client_files(cluster, context=context)
-
-
-# Polls of one cluster must not overlap in this process (Magnum has no lock of its
-# own; each poll runs in its own thread).
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-class poll_lock:
-    """Non-blocking per-cluster lock: ``acquired`` is False when a poll is running."""
-
-    def __init__(self, cluster_uuid: str):
-        with _locks_guard:
-            self._lock = _locks.setdefault(cluster_uuid, threading.Lock())
-        self.acquired = False
-
-    def __enter__(self) -> 'poll_lock':
-        self.acquired = self._lock.acquire(blocking=False)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.acquired:
-            self._lock.release()
 
 
 def apply_status(cluster: Any, result: status.ClusterResult) -> list[Any]:
@@ -324,33 +274,14 @@ def apply_status(cluster: Any, result: status.ClusterResult) -> list[Any]:
     return to_destroy
 
 
-def restore_ca_refs(context: Any, cluster: Any) -> None:
-    """Undo Magnum's CA regeneration: delete the new certificates and put the refs
-    the cluster runs on back (rotation is not supported)."""
-    from magnum import objects
-    from magnum.common import cert_manager as cert_backends
-    stored = objects.Cluster.get_by_uuid(context, cluster.uuid)
-    backend = cert_backends.get_backend().CertManager
-    for attribute in ('ca_cert_ref', 'etcd_ca_cert_ref', 'front_proxy_ca_cert_ref',
-                      'magnum_cert_ref'):
-        new, old = getattr(cluster, attribute, None), getattr(stored, attribute, None)
-        if new and new != old:
-            try:
-                backend.delete_cert(new, resource_ref=cluster.uuid, context=context)
-            except Exception as error:
-                LOG.warning('cluster %s: could not delete the new %s: %s',
-                            cluster.uuid, attribute, error)
-            setattr(cluster, attribute, old)
-
-
 def iter_pool_nodegroups(cluster: Any) -> Iterator[Any]:
     """Non-default worker nodegroups that have a stack of their own."""
     for ng in cluster.nodegroups:
-        if not ng.is_default and ng.stack_id and ng.stack_id != cluster.stack_id:
+        if has_own_stack(cluster, ng) and ng.stack_id:
             yield ng
 
 
-def outputs_or_fail(state: heat_api.StackState | None, what: str) -> Mapping[str, Any]:
+def outputs_or_fail(state: StackState | None, what: str) -> Mapping[str, Any]:
     """The outputs of a complete cluster stack, or a clear error."""
     if state is None or not state.status.endswith('_COMPLETE'):
         raise exception.InvalidParameterValue(

@@ -23,8 +23,8 @@ oslo-config-generator through the ``oslo.config.opts`` entry point:
 ``[celtic]``
     Driver settings.
 ``[celtic_cluster_labels]``
-    Operator-wide label defaults: one option per label of the label table in
-    :mod:`magnum_celtic.spec`; a cluster label overrides them.
+    Operator-wide label defaults: one option per row of the label table,
+    :data:`magnum_celtic.labels.LABELS`; a cluster label overrides them.
 ``[celtic_vendordata]``
     celtic-vendordata, the service that hands nodes their secrets through Nova's
     metadata service and relays their wait-condition signals to Heat

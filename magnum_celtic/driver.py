@@ -10,10 +10,14 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The celtic Magnum driver: Magnum's hooks, delegating to the modules below.
+"""The celtic Magnum driver: Magnum's hooks, each one read, plan, send.
 
 Loaded by Magnum through the ``magnum.drivers`` entry point ``celtic``. Construction
 does no I/O (Magnum instantiates drivers in every API and conductor process).
+
+Every hook reads (Magnum's objects through ``adapters``, the certificates through
+``certs``, a stack through ``heat``), plans with pure functions (``spec``, ``request``,
+``expand``, ``budget``, ``status``) and sends (``heat``) or writes back (``adapters``).
 
 One Heat stack per cluster holds the masters, the proxies, the storage nodes and the
 default worker pool; every other worker nodegroup has a stack of its own built from
@@ -22,6 +26,7 @@ default worker pool; every other worker nodegroup has a stack of its own built f
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from magnum.common import exception
@@ -32,10 +37,12 @@ from oslo_log import log as logging
 from oslo_utils import timeutils
 
 from magnum_celtic import adapters
+from magnum_celtic import certs
 from magnum_celtic import conf
+from magnum_celtic import expand
 from magnum_celtic import heat as heat_api
+from magnum_celtic import request as req
 from magnum_celtic import spec as spec_mod
-from magnum_celtic import stack
 from magnum_celtic import status
 
 LOG = logging.getLogger(__name__)
@@ -81,6 +88,29 @@ def _being_submitted(cluster: Any) -> str | None:
     return None
 
 
+# Polls of one cluster must not overlap in this process (Magnum has no lock of its
+# own; each poll runs in its own thread).
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+class poll_lock:
+    """Non-blocking per-cluster lock: ``acquired`` is False when a poll is running."""
+
+    def __init__(self, cluster_uuid: str):
+        with _locks_guard:
+            self._lock = _locks.setdefault(cluster_uuid, threading.Lock())
+        self.acquired = False
+
+    def __enter__(self) -> 'poll_lock':
+        self.acquired = self._lock.acquire(blocking=False)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.acquired:
+            self._lock.release()
+
+
 class Driver(driver.Driver):
     """HA Kubernetes on Heat without Octavia (pacemaker VIPs, HAProxy proxies)."""
 
@@ -98,24 +128,25 @@ class Driver(driver.Driver):
             spec = _with_timeout(spec, cluster_create_timeout)
         adapters.check_stack_size(spec)
         adapters.check_vendordata()
-        request = stack.cluster_request(
-            spec, adapters.cluster_pki(context, cluster), adapters.template_set(),
-            CONF.celtic.create_timeout, adapters.node_openstack_ca(),
+        request = req.cluster_request(
+            spec, certs.cluster_pki(context, cluster), adapters.template_set(),
+            CONF.celtic.create_timeout, certs.node_openstack_ca(),
             openstack_insecure=CONF.celtic.node_insecure)
         try:
-            cluster.stack_id = adapters.heat_client(context).create(request)
+            cluster.stack_id = adapters.heat_client(context).create(
+                request.create_kwargs())
         except heat_api.HeatError as error:
             raise _user_error(error)
         LOG.info('cluster %s: stack %s for %d masters, %d minions, %d proxies, '
-                 '%d storage nodes', cluster.uuid, cluster.stack_id, spec.master_count,
-                 spec.minion_count, spec.proxy_count, spec.storage_count)
+                 '%d storage nodes', cluster.uuid, cluster.stack_id, spec.masters.count,
+                 spec.minion_count, spec.proxies.count, spec.storage.count)
 
     # ---- status ---------------------------------------------------------------------
 
     def update_cluster_status(self, context, cluster, use_admin_ctx=False):
         """One GET per stack (two once Heat is done with it: then with its outputs); map
         it to the cluster and its nodegroups, and save."""
-        with adapters.poll_lock(cluster.uuid) as lock:
+        with poll_lock(cluster.uuid) as lock:
             if not lock.acquired:
                 return
             cluster.refresh()
@@ -129,8 +160,8 @@ class Driver(driver.Driver):
             heat = adapters.heat_client(context, project_id=cluster.project_id)
             try:
                 cluster_stack = heat.poll(
-                    cluster.stack_id, stack.cluster_stack_name(cluster.name, cluster.uuid))
-                pool_stacks = {ng.name: heat.poll(ng.stack_id, stack.pool_stack_name(
+                    cluster.stack_id, req.cluster_stack_name(cluster.name, cluster.uuid))
+                pool_stacks = {ng.name: heat.poll(ng.stack_id, req.pool_stack_name(
                                    cluster.name, cluster.uuid, ng.name))
                                for ng in adapters.iter_pool_nodegroups(cluster)}
             except heat_api.HeatRejected as error:
@@ -146,13 +177,14 @@ class Driver(driver.Driver):
                 return
             result = status.cluster_status(cluster.status, cluster_stack,
                                            adapters.nodegroup_views(cluster),
-                                           pool_stacks)
+                                           pool_stacks,
+                                           CONF.celtic.heat_max_resources_per_stack)
             for nodegroup in adapters.apply_status(cluster, result):
                 LOG.info('cluster %s: nodegroup %s deleted', cluster.uuid,
                          nodegroup.name)
                 nodegroup.destroy()
             if cluster.status == Status.DELETE_COMPLETE:
-                adapters.delete_leftover_certificates(context, cluster)
+                certs.delete_leftover_certificates(context, cluster)
             cluster.save()
 
     # ---- changes --------------------------------------------------------------------
@@ -175,8 +207,8 @@ class Driver(driver.Driver):
         nodegroup = nodegroup or cluster.default_ng_worker
         if nodegroup.role == 'master':
             raise exception.MasterNGResizeNotSupported()
-        pool_stack = not nodegroup.is_default and nodegroup.stack_id != cluster.stack_id
-        stack_id = nodegroup.stack_id if pool_stack else cluster.stack_id
+        pool_stack = adapters.has_own_stack(cluster, nodegroup)
+        stack_id = adapters.stack_id_of(cluster, nodegroup)
         if not stack_id:
             raise exception.InvalidParameterValue(
                 err='nodegroup %s has no Heat stack (its creation failed): delete it '
@@ -207,27 +239,24 @@ class Driver(driver.Driver):
             raise exception.InvalidParameterValue(
                 err='nodegroup %s: its Heat stack %s does not exist' % (nodegroup_name,
                                                                         stack_id))
-        if nodes_to_remove:
-            ids_key = stack.MEMBER_OUTPUTS[pool_stack][2]
-            members = set(state.outputs.get(ids_key) or [])
-            unknown = [n for n in nodes_to_remove if n not in members]
-            if unknown:
-                raise exception.InvalidParameterValue(
-                    err='nodes_to_remove %s are not servers of nodegroup %s (its '
-                        'servers: %s)' % (', '.join(unknown), nodegroup_name,
-                                          ', '.join(sorted(m for m in members if m))
-                                          or 'none'))
-        parameters, files = stack.scale_request(adapters.template_set(), state.outputs,
-                                                count, nodes_to_remove, pool_stack)
+        unknown, servers = expand.unknown_members(state.outputs, nodes_to_remove,
+                                                  pool_stack)
+        if unknown:
+            raise exception.InvalidParameterValue(
+                err='nodes_to_remove %s are not servers of nodegroup %s (its '
+                    'servers: %s)' % (', '.join(unknown), nodegroup_name,
+                                      ', '.join(servers) or 'none'))
+        parameters, files = req.scale_request(adapters.template_set(), state.outputs,
+                                              count, nodes_to_remove, pool_stack)
         try:
-            if stack.created_with_secrets(state.parameters):
-                request = stack.migration_request(
+            if req.created_with_secrets(state.parameters):
+                request = req.migration_request(
                     self._legacy_request(context, cluster, nodegroup, pool_stack, heat),
                     parameters, files)
                 LOG.info('cluster %s: stack %s was created with its secrets in Heat; '
                          'this resize moves it to templates without them',
                          cluster.uuid, stack_id)
-                heat.replace(stack_id, request, rollback)
+                heat.replace(stack_id, request.create_kwargs(), rollback)
             else:
                 heat.update(stack_id, parameters, rollback, files=files)
         except heat_api.HeatError as error:
@@ -237,17 +266,17 @@ class Driver(driver.Driver):
         """This release's whole request for a stack an earlier release created, its
         wait handles staying HEAT_SIGNAL."""
         spec = adapters.cluster_spec(context, cluster)
-        pki = adapters.cluster_pki(context, cluster)
+        pki = certs.cluster_pki(context, cluster)
         if not pool_stack:
-            return stack.cluster_request(
+            return req.cluster_request(
                 spec, pki, adapters.template_set(), CONF.celtic.create_timeout,
-                adapters.node_openstack_ca(), openstack_insecure=CONF.celtic.node_insecure,
+                certs.node_openstack_ca(), openstack_insecure=CONF.celtic.node_insecure,
                 legacy_signals=True)
         outputs = adapters.outputs_or_fail(heat.get(cluster.stack_id),
                                            'nodegroup %s' % nodegroup.name)
-        return stack.pool_request(
-            spec, _pool(nodegroup, spec), pki, outputs, adapters.template_set(),
-            CONF.celtic.create_timeout, adapters.node_openstack_ca(),
+        return req.pool_request(
+            spec, adapters.pool_spec(nodegroup, spec), pki, outputs,
+            adapters.template_set(), CONF.celtic.create_timeout, certs.node_openstack_ca(),
             openstack_insecure=CONF.celtic.node_insecure, legacy_signals=True)
 
     def _update(self, context, stack_id, parameters, rollback=False):
@@ -292,25 +321,20 @@ class Driver(driver.Driver):
         if nodegroup.role == 'master':
             raise exception.NotSupported(operation='Adding a master nodegroup')
         spec = adapters.cluster_spec(context, cluster)
-        pool = _pool(nodegroup, spec)
-        others = [ng.name for ng in cluster.nodegroups
-                  if not ng.is_default and ng.uuid != nodegroup.uuid]
-        try:
-            spec_mod.check_pool_name(nodegroup.name, others)
-        except spec_mod.SpecError as error:
-            raise exception.InvalidParameterValue(err=str(error))
+        pool = adapters.pool_spec(nodegroup, spec)
+        adapters.check_new_pool_name(cluster, nodegroup)
         adapters.check_pool_size(pool.count)
         adapters.check_vendordata()
         heat = adapters.heat_client(context)
         try:
             outputs = adapters.outputs_or_fail(heat.get(cluster.stack_id),
                                                'nodegroup %s' % nodegroup.name)
-            request = stack.pool_request(
-                spec, pool, adapters.cluster_pki(context, cluster), outputs,
+            request = req.pool_request(
+                spec, pool, certs.cluster_pki(context, cluster), outputs,
                 adapters.template_set(), CONF.celtic.create_timeout,
-                adapters.node_openstack_ca(),
+                certs.node_openstack_ca(),
                 openstack_insecure=CONF.celtic.node_insecure)
-            nodegroup.stack_id = heat.create(request)
+            nodegroup.stack_id = heat.create(request.create_kwargs())
         except heat_api.HeatError as error:
             raise _user_error(error)
         nodegroup.save()
@@ -323,8 +347,8 @@ class Driver(driver.Driver):
             # settings must not be overwritten with the masters'.
             return
         spec = adapters.cluster_spec(context, cluster)
-        pool = _pool(nodegroup, spec)
-        if nodegroup.is_default or nodegroup.stack_id == cluster.stack_id:
+        pool = adapters.pool_spec(nodegroup, spec)
+        if not adapters.has_own_stack(cluster, nodegroup):
             self._update(context, cluster.stack_id,
                          {'minion_pool_settings': pool.settings()})
             return
@@ -334,18 +358,15 @@ class Driver(driver.Driver):
                 'nodegroup %s' % nodegroup.name)
         except heat_api.HeatError as error:
             raise _user_error(error)
-        request = stack.pool_request(
-            spec, pool, adapters.cluster_pki(context, cluster), outputs,
-            adapters.template_set(), CONF.celtic.create_timeout,
-            openstack_insecure=CONF.celtic.node_insecure)
-        self._update(context, nodegroup.stack_id,
-                     {'params': request.parameters['params']})
+        params = req.pool_node_params(spec, pool, outputs,
+                                      openstack_insecure=CONF.celtic.node_insecure)
+        self._update(context, nodegroup.stack_id, {'params': params})
 
     def delete_nodegroup(self, context, cluster, nodegroup):
         """Delete the nodegroup's stack; the poll destroys the row when it is gone."""
         nodegroup.status = Status.DELETE_IN_PROGRESS
         nodegroup.save()
-        if nodegroup.stack_id and nodegroup.stack_id != cluster.stack_id:
+        if adapters.has_own_stack(cluster, nodegroup) and nodegroup.stack_id:
             try:
                 adapters.heat_client(context).delete(nodegroup.stack_id)
             except heat_api.HeatError as error:
@@ -356,7 +377,7 @@ class Driver(driver.Driver):
     def rotate_ca_certificate(self, context, cluster):
         """Not supported. Magnum already replaced the CA refs on ``cluster``; put the
         old ones back (and drop the new certificates) so the cluster keeps working."""
-        adapters.restore_ca_refs(context, cluster)
+        certs.restore_ca_refs(context, cluster)
         raise exception.NotSupported(
             operation='Rotating the CA of a celtic cluster')
 
@@ -383,10 +404,3 @@ class Driver(driver.Driver):
 def _with_timeout(spec: spec_mod.ClusterSpec, minutes: int) -> spec_mod.ClusterSpec:
     import dataclasses
     return dataclasses.replace(spec, create_timeout_minutes=int(minutes))
-
-
-def _pool(nodegroup: Any, spec: spec_mod.ClusterSpec) -> spec_mod.PoolSpec:
-    try:
-        return spec_mod.build_pool(adapters.nodegroup_data(nodegroup), spec.image)
-    except spec_mod.SpecError as error:
-        raise exception.InvalidParameterValue(err=str(error))

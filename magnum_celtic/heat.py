@@ -27,7 +27,6 @@ A stack that does not exist is not an error: :meth:`Heat.get` returns None and
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any, Mapping
 
@@ -38,18 +37,11 @@ from keystoneauth1 import session as ks_session
 from oslo_log import log as logging
 
 from magnum_celtic import conf
-from magnum_celtic import stack as stack_mod
-from magnum_celtic.stack import StackRequest
+from magnum_celtic import outputs as outputs_mod
+from magnum_celtic.outputs import StackState
 
 LOG = logging.getLogger(__name__)
 CONF = conf.CONF
-
-MAX_RESOURCES_HELP = (
-    'the cluster needs more Heat resources than Heat allows in one stack '
-    '(max_resources_per_stack, %s). Ask the operator to raise max_resources_per_stack '
-    'in heat.conf (and [celtic] heat_max_resources_per_stack in magnum.conf), or '
-    'put additional workers in a separate nodegroup: each nodegroup has a stack of '
-    'its own')
 
 
 class HeatError(Exception):
@@ -68,26 +60,6 @@ class HeatUnavailable(HeatError):
     """Heat (or Keystone on the way to it) could not be reached."""
 
 
-@dataclasses.dataclass(frozen=True)
-class StackState:
-    """What one ``GET /stacks/<id>`` tells about a stack."""
-    id: str
-    name: str
-    status: str
-    reason: str
-    outputs: Mapping[str, Any]
-    #: the stack's parameters as Heat shows them (hidden ones masked)
-    parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def action(self) -> str:
-        """CREATE, UPDATE, ... (the state may contain '_': IN_PROGRESS)."""
-        for state in ('_IN_PROGRESS', '_COMPLETE', '_FAILED'):
-            if self.status.endswith(state):
-                return self.status[:-len(state)]
-        return self.status
-
-
 def _message(error: Exception) -> str:
     detail = getattr(error, 'error', None)
     if isinstance(detail, dict):
@@ -100,12 +72,9 @@ def _message(error: Exception) -> str:
 
 
 def friendly(message: str) -> str:
-    """Heat's wording made actionable where celtic knows better."""
-    if 'Maximum resources per stack exceeded' in message:
-        limit = CONF.celtic.heat_max_resources_per_stack
-        return MAX_RESOURCES_HELP % ('%d resources as this Magnum is configured' % limit
-                                     if limit > 0 else 'as heat.conf sets it')
-    return message
+    """Heat's wording made actionable (:func:`outputs.friendly` with this Magnum's
+    ``[celtic] heat_max_resources_per_stack``)."""
+    return outputs_mod.friendly(message, CONF.celtic.heat_max_resources_per_stack)
 
 
 def _translate(error: Exception, what: str) -> HeatError:
@@ -182,14 +151,16 @@ class Heat:
                 endpoint_override=endpoint, service_type='orchestration')
         return self._client
 
-    def create(self, request: StackRequest) -> str:
-        """Create a stack; returns its id without waiting for it."""
+    def create(self, create_kwargs: Mapping[str, Any]) -> str:
+        """Create a stack (``create_kwargs``: heatclient's ``stacks.create`` keyword
+        arguments, ``StackRequest.create_kwargs()``); returns its id without waiting."""
+        name = create_kwargs.get('stack_name')
         try:
-            created = self.client.stacks.create(**request.create_kwargs())
+            created = self.client.stacks.create(**create_kwargs)
         except (heat_exc.HTTPException, *_TRANSIENT) as error:
-            raise _translate(error, 'stack %s' % request.stack_name)
+            raise _translate(error, 'stack %s' % name)
         stack_id = created['stack']['id']
-        LOG.info('Heat stack %s (%s) create started', request.stack_name, stack_id)
+        LOG.info('Heat stack %s (%s) create started', name, stack_id)
         return stack_id
 
     def update(self, stack_id: str, parameters: Mapping[str, Any],
@@ -210,13 +181,14 @@ class Heat:
         LOG.info('Heat stack %s update started (%s)', stack_id,
                  ', '.join(sorted(parameters)))
 
-    def replace(self, stack_id: str, request: StackRequest,
+    def replace(self, stack_id: str, create_kwargs: Mapping[str, Any],
                 rollback: bool = False) -> None:
-        """Update a stack to a whole new request: its template, files, environments
-        and every parameter (parameters the new template lacks are dropped, which a
-        PATCH update cannot do)."""
-        kwargs = request.create_kwargs()
-        kwargs.pop('stack_name')
+        """Update a stack to a whole new request (``create_kwargs`` as for
+        :meth:`create`): its template, files, environments and every parameter
+        (parameters the new template lacks are dropped, which a PATCH update cannot
+        do)."""
+        kwargs = dict(create_kwargs)
+        kwargs.pop('stack_name', None)
         kwargs['disable_rollback'] = not rollback
         try:
             self.client.stacks.update(stack_id, **kwargs)
@@ -272,7 +244,7 @@ class Heat:
         values = _output_values(stack)
         if outputs:
             try:
-                values = stack_mod.with_pool_outputs(values, self._outputs_of)
+                values = outputs_mod.with_pool_outputs(values, self._outputs_of)
             except (heat_exc.HTTPException, *_TRANSIENT) as error:
                 raise _translate(error, 'outputs of stack %s' % stack_id)
         return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),

@@ -191,6 +191,9 @@ class Label:
     default: Any
     doc: str
     default_doc: str = ''
+    #: a node setting: its value goes as it is to every node's params.json under the
+    #: label's name (ClusterSpec.node_values); a new such label is this one row
+    node: bool = False
 
     def __post_init__(self):
         if not self.default_doc:
@@ -226,17 +229,19 @@ FROM_CLUSTER = object()
 LABELS: tuple[Label, ...] = (
     Label('kube_tag', _kube_tag, DEFAULT_KUBE_TAG,
           'Kubernetes version: a minor (newest patch of that minor) or an exact '
-          'release'),
+          'release', node=True),
     Label('flannel_tag', _release_tag, DEFAULT_FLANNEL_TAG,
-          'flannel release when network_driver is flannel'),
+          'flannel release when network_driver is flannel', node=True),
     Label('calico_tag', _release_tag, DEFAULT_CALICO_TAG,
-          'Calico release when network_driver is calico'),
+          'Calico release when network_driver is calico', node=True),
     Label('pod_network_cidr', _cidr, '10.100.0.0/16',
-          'Pod network; must not overlap the service network or the fixed network'),
+          'Pod network; must not overlap the service network or the fixed network',
+          node=True),
     Label('service_network_cidr', _cidr, '10.254.0.0/16',
-          'Service (ClusterIP) network; cluster DNS gets its tenth address'),
+          'Service (ClusterIP) network; cluster DNS gets its tenth address',
+          node=True),
     Label('cluster_domain', _dns_domain, 'cluster.local',
-          'Kubernetes cluster DNS domain'),
+          'Kubernetes cluster DNS domain', node=True),
     Label('fixed_network_cidr', _cidr, '10.0.0.0/24',
           'CIDR of the network celtic creates (ignored with an existing fixed '
           'network)'),
@@ -264,14 +269,17 @@ LABELS: tuple[Label, ...] = (
           'Cinder volume type of the bricks',
           '[cinder] default_docker_volume_type'),
     Label('ingress_controller', _choice(*INGRESS_CONTROLLERS), 'traefik',
-          'Ingress controller published on the proxy VIP (ports 80/443)'),
+          'Ingress controller published on the proxy VIP (ports 80/443)',
+          node=True),
     Label('ingress_tag', _release_tag, DEFAULT_INGRESS_TAG,
-          'Ingress controller release'),
+          'Ingress controller release', node=True),
     Label('local_path_provisioner_tag', _release_tag,
           DEFAULT_LOCAL_PATH_PROVISIONER_TAG,
-          'local-path-provisioner release serving the celtic-gluster StorageClass'),
+          'local-path-provisioner release serving the celtic-gluster StorageClass',
+          node=True),
     Label('container_infra_prefix', _registry_prefix, '',
-          'Registry prefix for every image the cluster pulls (private mirror)'),
+          'Registry prefix for every image the cluster pulls (private mirror)',
+          node=True),
     Label('boot_volume_size', _integer(0), FROM_CLUSTER,
           'Boot every node from a Cinder volume of this size in GiB; 0 boots from '
           'the image', '[cinder] default_boot_volume_size'),

@@ -77,21 +77,38 @@ class PoolSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class RoleSpec:
+    """The nodes of one HA role (masters, proxies, storage): how many, which flavor."""
+    count: int
+    flavor: str
+
+
+#: the roles whose nodes the cluster stack holds besides the default pool, in the
+#: order the templates name them
+HA_ROLES = ('master', 'proxy', 'storage')
+
+
+@dataclasses.dataclass(frozen=True)
 class ClusterSpec:
-    """Everything the stack request needs, resolved and validated."""
+    """Everything the stack request needs, resolved and validated.
+
+    Grouped: identity; the nodes, per role (``masters``, ``proxies``, ``storage``, each
+    a :class:`RoleSpec`, and ``default_pool``); network and access; volumes and
+    placement; the node-bound labels (``node_values``, one entry per ``LABELS`` row
+    with ``node=True``) and the settings derived for the nodes; the operation."""
+    # identity
     cluster_name: str
     cluster_uuid: str
     name_prefix: str
     cluster_distro: str
     image: str
-    master_flavor: str
-    proxy_flavor: str
-    storage_flavor: str
     ssh_key_name: str
-    master_count: int
-    proxy_count: int
-    storage_count: int
+    # nodes, per role
+    masters: RoleSpec
+    proxies: RoleSpec
+    storage: RoleSpec
     default_pool: PoolSpec
+    # network and access
     external_network: str
     existing_network: str
     existing_subnet: str
@@ -107,22 +124,20 @@ class ClusterSpec:
     boot_volume_type: str
     availability_zone: str
     server_group_policy: str
+    # what the nodes run
     network_driver: str
-    kube_tag: str
-    flannel_tag: str
-    calico_tag: str
-    pod_network_cidr: str
-    service_network_cidr: str
-    cluster_domain: str
-    container_infra_prefix: str
+    node_values: Mapping[str, Any]
     http_proxy: str
     https_proxy: str
     no_proxy: str
-    ingress_controller: str
-    ingress_tag: str
-    local_path_provisioner_tag: str
+    # the operation
     create_timeout_minutes: int
     warnings: tuple[str, ...] = ()
+
+    @property
+    def roles(self) -> dict[str, RoleSpec]:
+        """The HA roles' nodes by role name (HA_ROLES order)."""
+        return {'master': self.masters, 'proxy': self.proxies, 'storage': self.storage}
 
     @property
     def minion_count(self) -> int:
@@ -132,36 +147,28 @@ class ClusterSpec:
     @property
     def kube_minor(self) -> str:
         """The minor of kube_tag (v1.36 for v1.36 and v1.36.3)."""
-        return '.'.join(self.kube_tag.split('.')[:2])
+        return '.'.join(self.node_values['kube_tag'].split('.')[:2])
 
     @property
     def dns_service_ip(self) -> str:
         """The cluster DNS address: the tenth address of the service network."""
-        return str(ipaddress.IPv4Network(self.service_network_cidr)[10])
+        return str(ipaddress.IPv4Network(self.node_values['service_network_cidr'])[10])
 
     @property
     def uses_existing_network(self) -> bool:
         return bool(self.existing_network)
 
     def node_settings(self) -> dict[str, Any]:
-        """The settings every node reads from /etc/celtic/params.json."""
+        """The settings every node reads from /etc/celtic/params.json: the node-bound
+        labels as they are, and what the driver derives for the nodes."""
         return {
-            'kube_tag': self.kube_tag,
+            **self.node_values,
             'kube_minor': self.kube_minor,
             'network_driver': self.network_driver,
-            'flannel_tag': self.flannel_tag,
-            'calico_tag': self.calico_tag,
-            'pod_network_cidr': self.pod_network_cidr,
-            'service_network_cidr': self.service_network_cidr,
             'dns_service_ip': self.dns_service_ip,
-            'cluster_domain': self.cluster_domain,
-            'container_infra_prefix': self.container_infra_prefix,
             'http_proxy': self.http_proxy,
             'https_proxy': self.https_proxy,
             'no_proxy': self.no_proxy,
-            'ingress_controller': self.ingress_controller,
-            'ingress_tag': self.ingress_tag,
-            'local_path_provisioner_tag': self.local_path_provisioner_tag,
             'storage_volume_name': STORAGE_VOLUME_NAME,
             'storage_mount_path': STORAGE_MOUNT_PATH,
             'api_port': API_PORT,
@@ -232,8 +239,10 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
     fixed_cidr = (template.get('existing_subnet_cidr')
                   if existing_network and template.get('existing_subnet_cidr')
                   else resolver.get('fixed_network_cidr'))
-    pod_cidr = resolver.get('pod_network_cidr')
-    service_cidr = resolver.get('service_network_cidr')
+    node_values = {label.name: resolver.get(label.name)
+                   for label in label_table.LABELS if label.node}
+    pod_cidr = node_values['pod_network_cidr']
+    service_cidr = node_values['service_network_cidr']
     _check_networks(fixed_cidr, pod_cidr, service_cidr)
 
     http_proxy = _proxy_url(template.get('http_proxy'), 'http_proxy')
@@ -246,19 +255,25 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
 
     # Before the spec copies the warnings: unknown labels add theirs.
     resolver.check_unknown()
-    spec = ClusterSpec(
+    proxies = RoleSpec(resolver.get('proxy_count'),
+                       resolver.get('proxy_flavor') or worker_flavor)
+    ingress = node_values['ingress_controller']
+    if ingress != 'none' and proxies.count == 0:
+        warnings.append('ingress_controller %s is not installed: it is published by '
+                        'the proxies and proxy_count is 0' % ingress)
+    no_proxy = (_full_no_proxy(user_no_proxy, fixed_cidr, node_values)
+                if (http_proxy or https_proxy) else '')
+    return ClusterSpec(
         cluster_name=str(cluster.get('name') or cluster['uuid']),
         cluster_uuid=str(cluster['uuid']),
         name_prefix=name_prefix(cluster.get('name') or '', cluster['uuid']),
         cluster_distro=str(template.get('cluster_distro')),
         image=image,
-        master_flavor=master_flavor,
-        proxy_flavor=resolver.get('proxy_flavor') or worker_flavor,
-        storage_flavor=resolver.get('storage_flavor') or worker_flavor,
         ssh_key_name=cluster.get('keypair') or template.get('keypair_id') or '',
-        master_count=master_count,
-        proxy_count=resolver.get('proxy_count'),
-        storage_count=resolver.get('storage_count'),
+        masters=RoleSpec(master_count, master_flavor),
+        proxies=proxies,
+        storage=RoleSpec(resolver.get('storage_count'),
+                         resolver.get('storage_flavor') or worker_flavor),
         default_pool=pool,
         external_network=external_network,
         existing_network=existing_network,
@@ -280,29 +295,13 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         server_group_policy=resolver.get('server_group_policy',
                                          defaults.nodes_affinity_policy),
         network_driver=network_driver,
-        kube_tag=resolver.get('kube_tag'),
-        flannel_tag=resolver.get('flannel_tag'),
-        calico_tag=resolver.get('calico_tag'),
-        pod_network_cidr=pod_cidr,
-        service_network_cidr=service_cidr,
-        cluster_domain=resolver.get('cluster_domain'),
-        container_infra_prefix=resolver.get('container_infra_prefix'),
+        node_values=node_values,
         http_proxy=http_proxy,
         https_proxy=https_proxy,
-        no_proxy='',
-        ingress_controller=resolver.get('ingress_controller'),
-        ingress_tag=resolver.get('ingress_tag'),
-        local_path_provisioner_tag=resolver.get('local_path_provisioner_tag'),
+        no_proxy=no_proxy,
         create_timeout_minutes=int(cluster.get('create_timeout') or 0),
         warnings=tuple(warnings),
     )
-    if spec.ingress_controller != 'none' and spec.proxy_count == 0:
-        spec = dataclasses.replace(spec, warnings=spec.warnings + (
-            'ingress_controller %s is not installed: it is published by the proxies '
-            'and proxy_count is 0' % spec.ingress_controller,))
-    no_proxy = _full_no_proxy(user_no_proxy, spec) if (http_proxy or https_proxy) else ''
-    spec = dataclasses.replace(spec, no_proxy=no_proxy)
-    return spec
 
 
 def build_pool(nodegroup: Mapping[str, Any], image: str) -> PoolSpec:
@@ -538,12 +537,13 @@ def _no_proxy(value: Any) -> tuple[str, ...]:
     return items
 
 
-def _full_no_proxy(user: Sequence[str], spec: ClusterSpec) -> str:
+def _full_no_proxy(user: Sequence[str], fixed_cidr: str,
+                   node_values: Mapping[str, Any]) -> str:
     """The user's no_proxy plus what must never go through a proxy inside the cluster."""
     entries = list(user) + ['localhost', '127.0.0.1', '169.254.169.254',
-                            spec.fixed_network_cidr, spec.pod_network_cidr,
-                            spec.service_network_cidr, '.svc',
-                            '.' + spec.cluster_domain]
+                            fixed_cidr, node_values['pod_network_cidr'],
+                            node_values['service_network_cidr'], '.svc',
+                            '.' + node_values['cluster_domain']]
     seen: list[str] = []
     for entry in entries:
         if entry not in seen:

@@ -12,9 +12,11 @@
 
 """Heat stacks -> the cluster's and its nodegroups' status, reasons and addresses.
 
-Pure functions over plain data, so every transition of the Magnum contract is tested
-without a Heat or a database. The driver feeds them the result of one ``GET`` per stack
-(the cluster's, plus one per non-default nodegroup) and applies the result.
+Pure functions over plain data (no Heat client, no configuration: the one limit a
+reason mentions comes in as an argument), so every transition of the Magnum contract is
+tested without a Heat or a database. The driver feeds them the result of one ``GET`` per
+stack (the cluster's, plus one per non-default nodegroup) and applies the result. The
+outputs read are named in :mod:`magnum_celtic.outputs`.
 
 Only statuses Magnum's periodic job knows how to report are produced: CREATE, UPDATE,
 DELETE and ROLLBACK with IN_PROGRESS, COMPLETE or FAILED.
@@ -26,7 +28,8 @@ import dataclasses
 import re
 from typing import Mapping, Sequence
 
-from magnum_celtic.heat import StackState, friendly
+from magnum_celtic import outputs as out
+from magnum_celtic.outputs import StackState
 
 IN_PROGRESS = 'IN_PROGRESS'
 COMPLETE = 'COMPLETE'
@@ -107,17 +110,18 @@ def _wait_timeout(reason: str) -> str | None:
         'seen': ' (reported: %s)' % ', '.join(nodes) if nodes else ''}
 
 
-def failure_reason(stack: StackState) -> str:
+def failure_reason(stack: StackState, max_resources: int | None = 0) -> str:
     """The failing resource and its reason, from Heat's stack status reason.
 
     Heat says e.g. ``Resource CREATE failed: WaitConditionFailure: resources.minions.
     resources.wait: k1-minion-2: step kubeadm-join failed: ...``; the user needs the
-    role, the resource and the node's own words.
+    role, the resource and the node's own words. ``max_resources``: ``[celtic]
+    heat_max_resources_per_stack``, named when Heat's resource limit is the reason.
     """
     reason = (stack.reason or '').strip()
     if not reason:
         return 'Heat stack %s is %s' % (stack.name or stack.id, stack.status)
-    reason = friendly(reason)
+    reason = out.friendly(reason, max_resources)
     timeout = _wait_timeout(reason)
     if timeout:
         return timeout
@@ -141,8 +145,8 @@ def addresses(stack: StackState | None, key: str) -> list[str] | None:
     return None
 
 
-def _nodegroup_status(current: str, stack: StackState | None,
-                      deleting_cluster: bool) -> tuple[str, str]:
+def _nodegroup_status(current: str, stack: StackState | None, deleting_cluster: bool,
+                      max_resources: int | None) -> tuple[str, str]:
     """New (status, reason) of an in-progress nodegroup from its stack."""
     if stack is None:
         if _action(current) == 'DELETE' or deleting_cluster:
@@ -155,25 +159,27 @@ def _nodegroup_status(current: str, stack: StackState | None,
         # A resize that Heat has not picked up yet reads CREATE_COMPLETE.
         return current, ''
     status = '%s_%s' % (action, state)
-    reason = failure_reason(stack) if state == FAILED else ''
+    reason = failure_reason(stack, max_resources) if state == FAILED else ''
     return status, reason
 
 
 def cluster_status(cluster_status: str, cluster_stack: StackState | None,
                    nodegroups: Sequence[NodeGroupView],
-                   pool_stacks: Mapping[str, StackState | None]) -> ClusterResult:
+                   pool_stacks: Mapping[str, StackState | None],
+                   max_resources: int | None = 0) -> ClusterResult:
     """Map the stacks of a cluster to the cluster's and nodegroups' new state.
 
     :param cluster_status: the cluster's current (Magnum) status
     :param cluster_stack: the cluster's stack, None when Heat has no such stack
     :param nodegroups: every nodegroup of the cluster
     :param pool_stacks: the stack of each non-default nodegroup, by nodegroup name
+    :param max_resources: ``[celtic] heat_max_resources_per_stack`` (for reasons)
     """
     deleting = cluster_status == 'DELETE_IN_PROGRESS'
     result = ClusterResult(status=cluster_status)
     if cluster_stack is not None:
         result.api_address = api_address(cluster_stack)
-        version = cluster_stack.outputs.get('kube_version')
+        version = cluster_stack.outputs.get(out.KUBE_VERSION)
         if isinstance(version, str) and version:
             result.coe_version = version
 
@@ -187,7 +193,7 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
         if not ng.status.endswith(IN_PROGRESS) and not deleting:
             result.nodegroups[ng.name] = NodeGroupResult(ng.status, None, addrs)
             continue
-        status, reason = _nodegroup_status(ng.status, stack, deleting)
+        status, reason = _nodegroup_status(ng.status, stack, deleting, max_resources)
         if not ng.is_default and status == 'DELETE_COMPLETE':
             result.destroy.append(ng.name)
         # A success clears the reason an earlier failure left.
@@ -201,18 +207,15 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
             failures.append('%s: %s' % (ng.name, reason or status))
 
     result.status, result.reason = _aggregate(cluster_status, cluster_stack, states,
-                                              failures)
+                                              failures, max_resources)
     return result
 
 
 def api_address(cluster_stack: StackState) -> str | None:
-    """``https://<API VIP or its floating IP>:6443`` once Heat knows the address."""
-    api = cluster_stack.outputs.get('api_address')
-    if isinstance(api, str) and api.startswith('https://') and '://:' not in api:
-        return api
-    # Without a floating IP the template's api_address is "https://:6443" (yaql's
-    # coalesce keeps the empty floating IP); the VIP outputs say it directly.
-    for key in ('api_vip_fip', 'api_vip'):
+    """``https://<the API VIP's floating IP, else the VIP>:6443`` once Heat knows the
+    address. Worked out here only, from the two VIP outputs (every celtic stack has
+    them); the template's ``api_address`` output says the same to operators."""
+    for key in (out.API_VIP_FIP, out.API_VIP):
         address = cluster_stack.outputs.get(key)
         if isinstance(address, str) and address:
             return 'https://%s:6443' % address
@@ -222,20 +225,20 @@ def api_address(cluster_stack: StackState) -> str | None:
 def _nodegroup_addresses(ng: NodeGroupView, cluster_stack: StackState | None,
                          stack: StackState | None) -> list[str] | None:
     if ng.role == 'master':
-        return addresses(cluster_stack, 'master_addresses')
+        return addresses(cluster_stack, out.MASTER_ADDRESSES)
     if ng.is_default:
-        return addresses(cluster_stack, 'minion_addresses')
-    return addresses(stack, 'addresses')
+        return addresses(cluster_stack, out.pool_output(out.ADDRESSES, False))
+    return addresses(stack, out.pool_output(out.ADDRESSES, True))
 
 
 def _aggregate(current: str, cluster_stack: StackState | None, states: list[str],
-               failures: list[str]) -> tuple[str, str | None]:
+               failures: list[str], max_resources: int | None) -> tuple[str, str | None]:
     action = _action(current)
     if action == 'DELETE':
         if cluster_stack is None and all(s == 'DELETE_COMPLETE' for s in states):
             return 'DELETE_COMPLETE', 'deleted'
         if cluster_stack is not None and cluster_stack.status == 'DELETE_FAILED':
-            return 'DELETE_FAILED', failure_reason(cluster_stack)
+            return 'DELETE_FAILED', failure_reason(cluster_stack, max_resources)
         if failures:
             return 'DELETE_FAILED', '; '.join(failures)
         return 'DELETE_IN_PROGRESS', None
@@ -244,7 +247,7 @@ def _aggregate(current: str, cluster_stack: StackState | None, states: list[str]
             return 'CREATE_FAILED', 'the cluster\'s Heat stack does not exist'
         stack_action, state = _action(cluster_stack.status), _state(cluster_stack.status)
         if stack_action == 'CREATE' and state == FAILED:
-            return 'CREATE_FAILED', failure_reason(cluster_stack)
+            return 'CREATE_FAILED', failure_reason(cluster_stack, max_resources)
         if stack_action == 'CREATE' and state == COMPLETE:
             return 'CREATE_COMPLETE', 'Stack CREATE completed successfully'
         return 'CREATE_IN_PROGRESS', None
@@ -262,7 +265,7 @@ def _aggregate(current: str, cluster_stack: StackState | None, states: list[str]
             failed = 'ROLLBACK_FAILED' if 'ROLLBACK_FAILED' in states else 'UPDATE_FAILED'
             return failed, '; '.join(failures)
         if 'ROLLBACK_COMPLETE' in states:
-            return 'ROLLBACK_COMPLETE', (failure_reason(cluster_stack)
+            return 'ROLLBACK_COMPLETE', (failure_reason(cluster_stack, max_resources)
                                          if cluster_stack is not None else None)
         return 'UPDATE_COMPLETE', 'Stack UPDATE completed successfully'
     return current, None

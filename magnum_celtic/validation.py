@@ -36,16 +36,18 @@ from typing import Any, Iterator
 import yaml
 
 from magnum_celtic import sample
-from magnum_celtic import stack
-from magnum_celtic.stack import StackRequest
+from magnum_celtic import outputs as out
+from magnum_celtic import request as req
+from magnum_celtic.request import StackRequest
 from magnum_celtic.templates import TemplateSet
 
 GROUP_ATTRIBUTES = {'refs', 'refs_map', 'attributes', 'removed_rsrc_list', 'show',
                     'OS::stack_id'}
-SAMPLE_OUTPUTS = {'fixed_network': 'net-id', 'fixed_subnet': 'subnet-id',
-                  'minion_security_groups': ['sg-cluster', 'sg-k8s', 'sg-minion'],
-                  'cluster_facts': {'api_vip': '10.0.0.5', 'master_addresses':
-                                    ['10.0.0.11', '10.0.0.12', '10.0.0.13']}}
+SAMPLE_OUTPUTS = {out.FIXED_NETWORK: 'net-id', out.FIXED_SUBNET: 'subnet-id',
+                  out.MINION_SECURITY_GROUPS: ['sg-cluster', 'sg-k8s', 'sg-minion'],
+                  # cluster_facts is a node settings document, not outputs
+                  out.CLUSTER_FACTS: {'api_vip': '10.0.0.5', 'master_addresses':
+                                      ['10.0.0.11', '10.0.0.12', '10.0.0.13']}}
 
 
 @dataclasses.dataclass
@@ -80,14 +82,14 @@ def combinations(templates: TemplateSet) -> Iterator[Combination]:
             spec = dataclasses.replace(spec, ssh_key_name='')
         name = '%s fip=%s existing_network=%s proxies=%d storage=%d' % (
             'variant' if variant else 'base', fip, existing, proxies, storage)
-        yield Combination(name, stack.cluster_request(spec, pki, templates, 60))
+        yield Combination(name, req.cluster_request(spec, pki, templates, 60))
     spec = sample.sample_spec()
     for count in (2, 0):
         pool = dataclasses.replace(spec.default_pool, nodegroup='gpu', pool_name='gpu',
                                    count=count)
         yield Combination('nodegroup stack count=%d' % count,
-                          stack.pool_request(spec, pool, pki, SAMPLE_OUTPUTS,
-                                             templates, 60))
+                          req.pool_request(spec, pool, pki, SAMPLE_OUTPUTS,
+                                           templates, 60))
 
 
 class HeatValidator:

@@ -379,7 +379,7 @@ class MagnumClusters(Clusters):
 
     def stacks(self, cluster: Any, pool: str | None) -> list[tuple[str, str]]:
         from magnum_celtic import adapters
-        from magnum_celtic import stack
+        from magnum_celtic import request as stack
         root = [(cluster.stack_id, stack.cluster_stack_name(cluster.name, cluster.uuid))]
         pools = [(ng.stack_id, stack.pool_stack_name(cluster.name, cluster.uuid, ng.name),
                   ng.name) for ng in adapters.iter_pool_nodegroups(cluster)]
@@ -389,12 +389,12 @@ class MagnumClusters(Clusters):
         return own or root
 
     def pki(self, context: Any, cluster: Any) -> pki.ClusterPKI:
-        from magnum_celtic import adapters
-        return adapters.cluster_pki(context, cluster)
+        from magnum_celtic import certs
+        return certs.cluster_pki(context, cluster)
 
     def seed(self, context: Any, cluster: Any) -> bytes:
-        from magnum_celtic import adapters
-        return adapters.cluster_seed(context, cluster)
+        from magnum_celtic import certs
+        return certs.cluster_seed(context, cluster)
 
     def pki_version(self, cluster: Any) -> Any:
         # Magnum stores each certificate under a new ref when it issues one (a CA

@@ -78,14 +78,14 @@ def _templates(args: argparse.Namespace):
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from magnum_celtic import sample, stack
+    from magnum_celtic import budget, request as req, sample
     labels = _pairs(args.labels, '--labels')
     fields = _pairs(args.template_fields, '--template-fields')
     spec = sample.sample_spec(labels=labels, masters=args.masters,
                               minions=args.minions, name=args.name,
                               distro=args.distro, template=fields)
-    request = stack.cluster_request(spec, sample.sample_pki(spec.cluster_uuid),
-                                    _templates(args), 60)
+    request = req.cluster_request(spec, sample.sample_pki(spec.cluster_uuid),
+                                  _templates(args), 60)
     for warning in spec.warnings:
         print('warning: %s' % warning, file=sys.stderr)
     if args.output_dir:
@@ -94,8 +94,8 @@ def cmd_render(args: argparse.Namespace) -> int:
               % args.output_dir)
         return 0
     document = request.masked()
-    document['heat_resources'] = stack.resource_count(spec)
-    document['max_minions_under_1000'] = stack.max_minions(spec, 1000)
+    document['heat_resources'] = budget.resource_count(spec)
+    document['max_minions_under_1000'] = budget.max_minions(spec, 1000)
     print(json.dumps(document, indent=2, sort_keys=True))
     return 0
 

@@ -50,8 +50,8 @@ def request(name: str, masters: int = 3, minions: int = 3, proxies: int = 2,
     the cluster is registered with its celtic-vendordata as ``project_id``'s (see
     ``create``)."""
     import dataclasses
+    from magnum_celtic import request as stack
     from magnum_celtic import sample
-    from magnum_celtic import stack
     from magnum_celtic import templates
     all_labels = {'proxy_count': str(proxies), 'storage_count': str(storage)}
     all_labels.update(labels or {})
@@ -91,12 +91,12 @@ def create(heat, name: str, lab: Any, **options: Any) -> dict[str, Any]:
 def resource_count(masters: int = 3, minions: int = 3, proxies: int = 2,
                    storage: int = 3) -> int:
     """What the driver predicts Heat will count for such a stack."""
+    from magnum_celtic import budget
     from magnum_celtic import sample
-    from magnum_celtic import stack
     spec = sample.sample_spec(labels={'proxy_count': str(proxies),
                                       'storage_count': str(storage)},
                               masters=masters, minions=minions, name='count')
-    return stack.resource_count(spec)
+    return budget.resource_count(spec)
 
 
 def scale_kwargs(heat, stack_id: str, minions: int, remove=(),
@@ -104,7 +104,7 @@ def scale_kwargs(heat, stack_id: str, minions: int, remove=(),
     """heatclient ``stacks.update`` keyword arguments for the resize the driver sends
     (a PATCH of the count and the re-rendered minion_nodes.yaml), from the stack's
     current outputs."""
-    from magnum_celtic import stack
+    from magnum_celtic import request as stack
     from magnum_celtic import templates
     from magnum_celtic.lab import heatwatch
     outputs = heatwatch.outputs(heat.stacks.get(stack_id, resolve_outputs=True), heat)

@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 
+from magnum_celtic import outputs as out
 from magnum_celtic.lab import backend as backend_mod
 from magnum_celtic.lab import clusterwatch
 from magnum_celtic.lab import controlplane
@@ -303,13 +304,14 @@ class Lab:
             per_role[role] = per_role.get(role, 0) + 1
         addresses = {'master': cluster.master_addresses or [],
                      'minion': cluster.node_addresses or [],
-                     'proxy': outputs.get('proxy_addresses') or [],
-                     'storage': outputs.get('storage_addresses') or []}
+                     'proxy': outputs.get(out.PROXY_ADDRESSES) or [],
+                     'storage': outputs.get(out.STORAGE_ADDRESSES) or []}
         self.screen.line('  API address  %s   (VIP %s)' % (cluster.api_address,
-                                                           outputs.get('api_vip')))
-        if outputs.get('proxy_vip'):
+                                                           outputs.get(out.API_VIP)))
+        if outputs.get(out.PROXY_VIP):
             self.screen.line('  proxy VIP    %s   (floating %s)'
-                             % (outputs.get('proxy_vip'), outputs.get('proxy_vip_fip') or '-'))
+                             % (outputs.get(out.PROXY_VIP),
+                                outputs.get(out.PROXY_VIP_FIP) or '-'))
         self.screen.line('  Kubernetes   %s' % (cluster.coe_version or '-'))
         rows = [['role', 'nodes', 'addresses', 'Heat resources']]
         for role in ROLES:

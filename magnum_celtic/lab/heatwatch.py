@@ -91,7 +91,7 @@ def outputs(stack, heat=None) -> dict:
 
     With ``heat``, a celtic stack's also include its pool's member outputs
     (``minion_addresses``, ...), read from the servers stack as the driver reads them
-    (magnum_celtic.stack.with_pool_outputs)."""
+    (magnum_celtic.outputs.with_pool_outputs)."""
     result = {}
     for out in getattr(stack, 'outputs', None) or []:
         if out.get('output_error'):
@@ -100,8 +100,8 @@ def outputs(stack, heat=None) -> dict:
             result[out['output_key']] = out.get('output_value')
     if heat is None:
         return result
-    from magnum_celtic import stack as stack_mod
-    return stack_mod.with_pool_outputs(
+    from magnum_celtic import outputs as outputs_mod
+    return outputs_mod.with_pool_outputs(
         result, lambda path: outputs(heat.stacks.get(path, resolve_outputs=True)))
 
 

@@ -45,7 +45,7 @@ import statistics
 import sys
 import time
 
-from magnum_celtic import stack
+from magnum_celtic import request as req
 from magnum_celtic.lab import clusterwatch
 from magnum_celtic.lab import controlplane
 from magnum_celtic.lab import heatwatch
@@ -124,7 +124,7 @@ def create_cluster(plane, magnum, template, name: str, minions: int, boot: float
     if cluster.status != 'CREATE_COMPLETE':
         raise RuntimeError('%s: %s: %s' % (name, cluster.status, cluster.status_reason))
     found = polls(plane.heat_gate.requests, _stack_id(cluster), started, time.time(),
-                  stack.cluster_stack_name(cluster.name, cluster.uuid))
+                  req.cluster_stack_name(cluster.name, cluster.uuid))
     if not found:
         raise RuntimeError('%s: no status poll reached Heat during the create' % name)
     _say('%s: created; %d polls, requests per poll %s; one poll: %s' % (

@@ -47,6 +47,8 @@ import time
 import urllib.parse
 import uuid
 
+from magnum_celtic.lab import plumbing
+
 try:
     from tests.functional import rootfs
 except ImportError:
@@ -71,15 +73,9 @@ def missing_requirements() -> list:
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = 'condition'):
-    """Poll `predicate` until it returns a true value (returned) or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out after %.1fs waiting for %s' % (timeout, what))
-        time.sleep(interval)
+    """Poll `predicate` until it returns a true value (returned) or fail after `timeout`
+    (the shared lab plumbing, failing as a test assertion)."""
+    return plumbing.wait_until(predicate, timeout, interval, what, error=AssertionError)
 
 
 # --------------------------------------------------------------------------------------

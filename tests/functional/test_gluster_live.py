@@ -58,6 +58,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from magnum_celtic.lab import plumbing
+
 try:
     from tests.functional import rootfs
 except ImportError:
@@ -180,17 +182,8 @@ def run(cmd, timeout=60, check=True, **kw):
                           text=True, **kw)
 
 
-def proc_state(pid):
-    """The state letter of a process, '' when it is gone."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            return f.read().rsplit(') ', 1)[1][:1]
-    except (OSError, IndexError):
-        return ''
-
-
-def alive(pid):
-    return proc_state(pid) not in ('', 'Z')
+proc_state = plumbing.proc_state
+alive = plumbing.alive
 
 
 def reap(keep=()):
@@ -434,19 +427,8 @@ class Lab:
         return {p.pid for p in self.holders.values()} | self.started
 
     def _stop(self, pids):
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                reap(self.popen_pids())
-                pids = [p for p in pids if alive(p)]
-                if not pids:
-                    return
-                time.sleep(0.1)
+        plumbing.kill_pids(pids, grace=5, kill_wait=5,
+                           poll=lambda: reap(self.popen_pids()))
 
     def keep_logs(self, dest):
         """Copy every host's logs to dest (set CGLAB_LOGS=<dir> to look at a run)."""

@@ -117,7 +117,7 @@ def test_heat_refuses_a_pool_over_the_cap_and_the_driver_says_what_to_raise(lab)
     # sends it, through its Heat client
     oversized = celtic_stack.request('lim-over', minions=limit + 1, timeout_mins=20)
     with pytest.raises(heat_api.HeatRejected) as refused:
-        heat_api.Heat(lab.session('demo')).create(oversized)
+        heat_api.Heat(lab.session('demo')).create(oversized.create_kwargs())
     message = str(refused.value)
     assert 'max_resources_per_stack' in message
     assert 'heat.conf' in message

@@ -158,11 +158,11 @@ def test_each_cloud_object_is_one_heat_resource(lab, stack):
 
 
 def test_resource_count_matches_the_drivers_formula(lab, stack):
+    from magnum_celtic import budget
     from magnum_celtic import sample
-    from magnum_celtic import stack as stack_mod
     spec = sample.sample_spec(masters=3, minions=3)
-    assert (spec.proxy_count, spec.storage_count) == (2, 3)
-    assert stack_mod.resource_count(spec) == stack['rows']
+    assert (spec.proxies.count, spec.storage.count) == (2, 3)
+    assert budget.resource_count(spec) == stack['rows']
 
 
 def test_scale_out_creates_only_the_new_minion(lab, stack):

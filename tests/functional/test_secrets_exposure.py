@@ -370,7 +370,7 @@ def _legacy_request(pki):
                   bootstrap_token=pki.bootstrap_token, discovery_hash=pki.discovery_hash,
                   master_ha_secret=pki.master_ha_secret,
                   proxy_ha_secret=pki.proxy_ha_secret)
-    from magnum_celtic import stack as stack_module
+    from magnum_celtic import request as stack_module
     assert stack_module.MASK not in json.dumps(params), 'a masked secret left unfilled'
     return template, files, params
 
@@ -409,8 +409,8 @@ def test_a_stack_from_before_the_vendordata_loses_its_secrets_at_its_next_resize
     the residue doc/security.md names: the old events (until purged) and the legacy
     handles' `signal` attribute (their stack-domain user's password)."""
     from magnum_celtic import heat as heat_api
+    from magnum_celtic import request as stack_module
     from magnum_celtic import sample
-    from magnum_celtic import stack as stack_module
     from magnum_celtic import templates as templates_mod
     from magnum_celtic.lab import heatwatch
     heat = magnum_lab.heat('demo')
@@ -445,7 +445,7 @@ def test_a_stack_from_before_the_vendordata_loses_its_secrets_at_its_next_resize
                                                legacy_signals=True)
         request = stack_module.migration_request(
             request, dict(scale_params, **LAB_PARAMETERS), scale_files)
-        driver_heat.replace(stack_id, request)
+        driver_heat.replace(stack_id, request.create_kwargs())
         final = heatwatch.wait(heat, stack_id, timeout=TIMEOUT)
         assert final.stack_status == 'UPDATE_COMPLETE', final.stack_status_reason
         after = heatwatch.rows(heat, stack_id)

@@ -49,7 +49,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+
+if __name__ != "__main__":
+    # The harness side: the plumbing every lab shares (run, wait, stop by PID,
+    # namespaces). The node-side commands (`python3 vip_lab.py apiserver ...`) run on a
+    # node's own python3, without the driver's wheel, and need none of it.
+    from magnum_celtic.lab.plumbing import destroy_netns, kill_pids  # noqa: F401
+    from magnum_celtic.lab.plumbing import netns_list, netns_pids  # noqa: F401
+    from magnum_celtic.lab.plumbing import sh, wait_until  # noqa: F401
 
 try:
     from tests.functional import rootfs
@@ -126,74 +133,14 @@ def missing_requirements() -> list[str]:
     return missing
 
 
-def sh(cmd: list[str], timeout: float = 30, check: bool = True,
-       **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, timeout=timeout, capture_output=True, text=True, **kwargs)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}): "
-                           f"{result.stderr.strip()[-2000:]}")
-    return result
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.2,
-               what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def netns_pids(name: str) -> list[int]:
-    result = sh(["ip", "netns", "pids", name], check=False, timeout=10)
-    return [int(p) for p in result.stdout.split()]
-
-
-def kill_pids(pids: list[int], grace: float = 3.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds, each PID."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        alive = [p for p in alive if _alive(p)]
-        time.sleep(0.1)
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return False
-
-
 def lab_namespaces() -> list[str]:
-    result = sh(["ip", "netns", "list"], check=False)
-    names = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
     ours = {HUB, CLIENT} | {ns_name(i) for i in NODES}
-    return [n for n in names if n in ours]
+    return [n for n in netns_list() if n in ours]
 
 
 def destroy_namespaces() -> None:
     """Stop every process in the lab's namespaces by PID, then delete the namespaces."""
-    names = lab_namespaces()
-    pids = sorted({p for n in names for p in netns_pids(n)})
-    if pids:
-        kill_pids(pids)
-    for name in names:
-        sh(["ip", "netns", "del", name], check=False)
+    destroy_netns(lab_namespaces())
 
 
 class Lab:

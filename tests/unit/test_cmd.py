@@ -29,7 +29,7 @@ import sys
 import pytest
 
 from magnum_celtic import sample
-from magnum_celtic import stack
+from magnum_celtic import request as req
 from magnum_celtic import templates
 from magnum_celtic import validation
 from magnum_celtic.cmd import main as cli
@@ -75,11 +75,11 @@ def test_render_prints_a_request_without_any_secret(capsys):
     out = capsys.readouterr().out
     document = json.loads(out)
     params = document['parameters']
-    for secret in stack.LEGACY_SECRET_PARAMETERS + (
+    for secret in req.LEGACY_SECRET_PARAMETERS + (
             'etcd_ca_key', 'front_proxy_ca_key', 'service_account_key', 'master_ha_secret',
             'proxy_ha_secret', 'lb_client_key'):
         assert secret not in params
-    assert stack.MASK not in out
+    assert req.MASK not in out
     assert 'PRIVATE KEY' not in out
     assert params['signal_transport'] == 'TOKEN_SIGNAL'
     assert params['ca_cert'].startswith('-----BEGIN CERTIFICATE-----')
@@ -256,8 +256,8 @@ def test_static_check_accepts_the_real_templates(combos):
 def test_static_check_catches_a_get_attr_on_a_missing_template_output(tmp_path):
     broken = runs.broken_copy(str(tmp_path / 't'), 'celtic.yaml', lambda text: text.replace(
         'value: {get_attr: [network, network]}', 'value: {get_attr: [network, netwrk]}'))
-    request = stack.cluster_request(sample.sample_spec(), sample.sample_pki(),
-                                    templates.TemplateSet(broken), 60)
+    request = req.cluster_request(sample.sample_spec(), sample.sample_pki(),
+                                  templates.TemplateSet(broken), 60)
     with pytest.raises(ValueError) as error:
         validation.static_check(request)
     assert str(error.value) == ("root template: get_attr ['network', 'netwrk']: "

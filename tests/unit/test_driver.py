@@ -37,10 +37,10 @@ from magnum import objects
 from magnum.tests import fake_notifier
 from magnum.tests.unit.objects import utils as obj_utils
 
-from magnum_celtic import adapters
+from magnum_celtic import certs
 from magnum_celtic import driver
 from magnum_celtic import pki
-from magnum_celtic import stack
+from magnum_celtic import request as req
 from tests.unit import base
 from tests.unit import fake_cloud
 
@@ -121,7 +121,7 @@ class CreateClusterTest(base.DriverTestCase):
         self.assertEqual(pki.discovery_hash(params['ca_cert']),
                          params['discovery_hash'])
         self.assertEqual('TOKEN_SIGNAL', params['signal_transport'])
-        secrets = adapters.cluster_pki(self.user_context, stored)
+        secrets = certs.cluster_pki(self.user_context, stored)
         self.assertNotIn('PRIVATE KEY', sent)
         for value in (secrets.bootstrap_token, secrets.master_ha_secret,
                       secrets.proxy_ha_secret):
@@ -530,7 +530,7 @@ class StatusTest(base.DriverTestCase):
 
     def test_overlapping_polls_of_one_cluster_do_not_both_run(self):
         cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
-        with adapters.poll_lock(cluster.uuid) as held:
+        with driver.poll_lock(cluster.uuid) as held:
             self.assertTrue(held.acquired)
             self.driver.update_cluster_status(self.admin_context(), self.reload())
         self.assertEqual([], self.heat.calls)
@@ -618,7 +618,7 @@ class NodeGroupTest(base.DriverTestCase):
         self.driver.create_nodegroup(self.user_context, cluster, ng)
         request = self.heat.stacks[ng.stack_id].request
         params = request['parameters']
-        expected = adapters.cluster_pki(self.user_context, cluster)
+        expected = certs.cluster_pki(self.user_context, cluster)
         self.assertEqual(expected.ca.cert, params['ca_cert'])
         self.assertEqual('TOKEN_SIGNAL', params['signal_transport'])
         self.assertNotIn(expected.bootstrap_token, json.dumps(request))
@@ -713,6 +713,28 @@ class NodeGroupTest(base.DriverTestCase):
                          patch.body['parameters']['params']['node_labels'])
         self.assertEqual(Status.UPDATE_IN_PROGRESS,
                          self.nodegroup(cluster, 'gpu').status)
+
+    def test_update_pool_nodegroup_reads_no_certificate_and_keeps_the_nodes_ca(self):
+        # A label update plans its one parameter from the spec and the cluster's
+        # outputs: it used to render the whole pool request (reading the cluster's
+        # CAs from Magnum's certificate manager) and drop openstack_ca from it.
+        bundle = os.path.join(self.useFixture(fixtures.TempDir()).path, 'ca.pem')
+        with open(bundle, 'w') as handle:
+            handle.write('-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+        self.config(node_openstack_ca_file=bundle, group='celtic')
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False, status=Status.CREATE_IN_PROGRESS)
+        self.driver.create_nodegroup(self.user_context, cluster, ng)
+        created = self.heat.stacks[ng.stack_id].request['parameters']
+        self.assertIn('MIIB', created['openstack_ca'])
+        self.heat.set(ng.stack_id, 'CREATE_COMPLETE')
+        cert_manager.delete_certificates_from_cluster(cluster, context=self.user_context)
+        ng.node_labels = {'tier': 'batch'}
+        self.driver.update_nodegroup(self.user_context, cluster, ng)
+        patch = self.heat.calls_of('PATCH')[-1]
+        self.assertEqual(['params'], sorted(patch.body['parameters']))
+        expected = dict(created['params'], node_labels={'tier': 'batch'})
+        self.assertEqual(expected, patch.body['parameters']['params'])
 
     def test_update_default_worker_patches_the_minion_pool_settings(self):
         cluster = self.stored_cluster()
@@ -925,7 +947,7 @@ class ResizeTest(base.DriverTestCase):
         self.assertEqual('HEAT_SIGNAL', params['signal_transport'])
         self.assertEqual(1, params['minion_count'])
         self.assertEqual((['0'], 2), rendered_members(put))
-        self.assertFalse(stack.LEGACY_SECRET_PARAMETERS[0] in params)
+        self.assertFalse(req.LEGACY_SECRET_PARAMETERS[0] in params)
         self.assertIn('signal_transport', put.body['template'])
         self.assertNotIn('PRIVATE KEY', json.dumps(put.body))
         self.assertTrue(put.body['disable_rollback'])

@@ -23,7 +23,7 @@ from keystoneauth1.identity import v3
 
 from magnum_celtic import conf
 from magnum_celtic import heat
-from magnum_celtic.stack import StackRequest
+from magnum_celtic.request import StackRequest
 from tests.unit import fake_cloud
 
 CONF = conf.CONF
@@ -68,7 +68,7 @@ def request(name='celtic-k1-5d12f6fd'):
 # ---- the happy paths -------------------------------------------------------------------
 
 def test_create_posts_the_request_and_returns_the_stack_id(fake_heat):
-    stack_id = heat.Heat(user_session()).create(request())
+    stack_id = heat.Heat(user_session()).create(request().create_kwargs())
     created = fake_heat.stacks[stack_id]
     assert created.name == 'celtic-k1-5d12f6fd'
     assert created.request['timeout_mins'] == 30
@@ -241,7 +241,7 @@ def test_bad_request_is_rejected_with_heats_message(fake_heat):
                    'Parameter \'master_count\' is invalid: 2 is not an allowed value '
                    '[1, 3, 5, 7]')
     with pytest.raises(heat.HeatRejected) as error:
-        heat.Heat(user_session()).create(request())
+        heat.Heat(user_session()).create(request().create_kwargs())
     assert str(error.value) == ("Heat rejected the stack celtic-k1-5d12f6fd: Parameter "
                                 "'master_count' is invalid: 2 is not an allowed value "
                                 "[1, 3, 5, 7]")
@@ -251,7 +251,7 @@ def test_maximum_resources_per_stack_names_the_settings_to_raise(fake_heat):
     fake_heat.fail('POST', 400, 'RequestLimitExceeded',
                    'Request limit exceeded: Maximum resources per stack exceeded.')
     with pytest.raises(heat.HeatRejected) as error:
-        heat.Heat(user_session()).create(request())
+        heat.Heat(user_session()).create(request().create_kwargs())
     message = str(error.value)
     assert 'max_resources_per_stack' in message
     assert 'raise max_resources_per_stack in heat.conf' in message
@@ -286,7 +286,7 @@ def test_a_connection_error_is_heat_unavailable(fake_heat):
     fake_heat.unreachable()
     with pytest.raises(heat.HeatUnavailable, match='Heat is unavailable for the stack '
                                                    'celtic-k1-5d12f6fd'):
-        heat.Heat(user_session()).create(request())
+        heat.Heat(user_session()).create(request().create_kwargs())
 
 
 def test_an_error_page_that_is_not_json_is_still_reported(http):
@@ -294,7 +294,7 @@ def test_an_error_page_that_is_not_json_is_still_reported(http):
                       status_code=400, text='<html>Bad Request</html>',
                       headers={'Content-Type': 'text/html'})
     with pytest.raises(heat.HeatRejected, match='<html>Bad Request</html>'):
-        heat.Heat(user_session()).create(request())
+        heat.Heat(user_session()).create(request().create_kwargs())
 
 
 def test_error_message_of_a_plain_exception():

@@ -29,7 +29,7 @@ import unittest
 import yaml
 
 from magnum_celtic import sample
-from magnum_celtic import stack
+from magnum_celtic import request as req
 from magnum_celtic import templates
 
 NOVA_USER_DATA_LIMIT = 65535
@@ -85,7 +85,7 @@ class PayloadSizeTest(unittest.TestCase):
         cls.spec = sample.sample_spec(labels={'container_infra_prefix':
                                               'registry.example.com:5000/mirror/k8s/'})
         cls.pki = sample.sample_pki()
-        cls.request = stack.cluster_request(cls.spec, cls.pki, cls.templates, 60)
+        cls.request = req.cluster_request(cls.spec, cls.pki, cls.templates, 60)
         cls.facts = {'cluster_name': 'x' * 64, 'api_vip': '10.0.0.100',
                      'master_addresses': ['10.0.0.%d' % i for i in range(7)],
                      'proxy_addresses': ['10.0.0.%d' % i for i in range(16)],

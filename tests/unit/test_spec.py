@@ -213,26 +213,26 @@ def test_spec_errors_are_label_errors_the_driver_translates():
 # ---- precedence: cluster label > [celtic_cluster_labels] > built-in default ----------
 
 def test_built_in_default_applies_when_nobody_sets_a_label():
-    assert build().proxy_count == 2
+    assert build().proxies.count == 2
 
 
 def test_operator_default_overrides_the_built_in_default():
-    assert build(operator={'proxy_count': '4'}).proxy_count == 4
+    assert build(operator={'proxy_count': '4'}).proxies.count == 4
 
 
 def test_cluster_label_overrides_the_operator_default():
     assert build(labels={'proxy_count': '1'},
-                 operator={'proxy_count': '4'}).proxy_count == 1
+                 operator={'proxy_count': '4'}).proxies.count == 1
 
 
 def test_an_empty_or_unset_operator_option_means_the_built_in_default():
-    assert build(operator={'proxy_count': '', 'storage_count': None}).storage_count == 3
-    assert build(operator={'proxy_count': ''}).proxy_count == 2
+    assert build(operator={'proxy_count': '', 'storage_count': None}).storage.count == 3
+    assert build(operator={'proxy_count': ''}).proxies.count == 2
 
 
 def test_a_cluster_label_of_none_falls_through_to_the_operator_default():
     assert build(labels={'proxy_count': None},
-                 operator={'proxy_count': '5'}).proxy_count == 5
+                 operator={'proxy_count': '5'}).proxies.count == 5
 
 
 def test_operator_default_overrides_magnum_conf_for_labels_defaulting_from_it():
@@ -285,13 +285,13 @@ def test_close_match_check_suggests_the_celtic_label():
 
 def test_defaults_of_a_plain_cluster():
     built = build()
-    assert (built.kube_tag, built.network_driver, built.master_count,
-            built.minion_count, built.proxy_count, built.storage_count) == (
+    assert (built.node_values['kube_tag'], built.network_driver, built.masters.count,
+            built.minion_count, built.proxies.count, built.storage.count) == (
         'v1.36', 'flannel', 3, 3, 2, 3)
-    assert (built.pod_network_cidr, built.service_network_cidr,
+    assert (built.node_values['pod_network_cidr'], built.node_values['service_network_cidr'],
             built.fixed_network_cidr) == ('10.100.0.0/16', '10.254.0.0/16',
                                           '10.0.0.0/24')
-    assert (built.master_flavor, built.proxy_flavor, built.storage_flavor) == (
+    assert (built.masters.flavor, built.proxies.flavor, built.storage.flavor) == (
         'm1.large', 'm1.medium', 'm1.medium')
     assert built.dns_nameservers == ('192.0.2.53',)
     assert built.api_allowed_cidrs == ('0.0.0.0/0',)
@@ -325,7 +325,7 @@ def test_kube_minor_of_a_release_and_of_a_minor():
 
 
 def test_master_flavor_falls_back_to_the_worker_flavor():
-    assert build(template={'master_flavor_id': None}).master_flavor == 'm1.medium'
+    assert build(template={'master_flavor_id': None}).masters.flavor == 'm1.medium'
 
 
 def test_proxy_settings_add_everything_that_must_bypass_the_proxy():
@@ -375,6 +375,30 @@ def test_node_settings_carry_what_the_nodes_read():
     assert settings['lb_reserved_ports'] == [22, 2224]
     assert settings['storage_volume_name'] == 'celtic'
     assert settings['kube_minor'] == 'v1.36'
+
+
+def test_every_node_bound_label_reaches_the_nodes_as_it_is():
+    # a LABELS row with node=True is all a new node setting needs
+    from magnum_celtic.labels import LABELS
+    node_labels = [label for label in LABELS if label.node]
+    assert {'kube_tag', 'ingress_tag', 'container_infra_prefix'} <= {
+        label.name for label in node_labels}
+    built = build(labels={'kube_tag': 'v1.35.2', 'ingress_tag': 'v3.7.1',
+                          'container_infra_prefix': 'mirror.example/celtic/'})
+    settings = built.node_settings()
+    for label in node_labels:
+        assert settings[label.name] == built.node_values[label.name]
+    assert (settings['kube_tag'], settings['kube_minor'], settings['ingress_tag'],
+            settings['container_infra_prefix']) == (
+        'v1.35.2', 'v1.35', 'v3.7.1', 'mirror.example/celtic/')
+
+
+def test_the_nodes_of_each_role_are_grouped():
+    built = build(labels={'proxy_count': '3', 'storage_flavor': 's1'})
+    assert built.roles == {'master': spec.RoleSpec(3, 'm1.large'),
+                           'proxy': spec.RoleSpec(3, 'm1.medium'),
+                           'storage': spec.RoleSpec(3, 's1')}
+    assert list(built.roles) == list(spec.HA_ROLES)
 
 
 def test_build_pool_of_a_non_default_nodegroup():

@@ -23,7 +23,10 @@ import yaml
 
 from magnum_celtic import sample
 from magnum_celtic import spec as spec_mod
-from magnum_celtic import stack
+from magnum_celtic import budget
+from magnum_celtic import expand
+from magnum_celtic import outputs as out
+from magnum_celtic import request as req
 from magnum_celtic import templates
 
 #: the hidden parameters the previous release sent (doc/security.md): none may come back
@@ -47,8 +50,8 @@ def spec(labels=None, **kwargs):
 
 
 def request_for(template_set, pki, labels=None, template=None, **kwargs):
-    return stack.cluster_request(spec(labels, template=template), pki, template_set,
-                                 60, **kwargs)
+    return req.cluster_request(spec(labels, template=template), pki, template_set,
+                               60, **kwargs)
 
 
 # ---- parameters --------------------------------------------------------------------
@@ -56,8 +59,8 @@ def request_for(template_set, pki, labels=None, template=None, **kwargs):
 def test_parameters_come_from_the_spec_and_the_pki(template_set, pki):
     built = spec({'proxy_count': '3', 'storage_volume_size': '80',
                   'master_lb_allowed_cidrs': '192.0.2.0/24'})
-    params = stack.cluster_request(built, pki, template_set, 60,
-                                   openstack_ca='CA-BUNDLE').parameters
+    params = req.cluster_request(built, pki, template_set, 60,
+                                 openstack_ca='CA-BUNDLE').parameters
     assert (params['master_count'], params['minion_count'], params['proxy_count'],
             params['storage_count']) == (3, 3, 3, 3)
     assert params['storage_volume_size'] == 80
@@ -102,11 +105,11 @@ def test_create_kwargs_are_what_heatclient_posts(template_set, pki):
 
 def test_timeouts_follow_the_cluster_and_cap_the_wait_condition():
     built = spec()
-    assert stack.wait_timeout(built, 60) == (60, 3600)
+    assert req.wait_timeout(built, 60) == (60, 3600)
     long = dataclasses.replace(built, create_timeout_minutes=1000)
-    assert stack.wait_timeout(long, 60) == (1000, stack.MAX_WAIT_SECONDS)
-    assert stack.wait_timeout(dataclasses.replace(built, create_timeout_minutes=0),
-                              25) == (25, 1500)
+    assert req.wait_timeout(long, 60) == (1000, req.MAX_WAIT_SECONDS)
+    assert req.wait_timeout(dataclasses.replace(built, create_timeout_minutes=0),
+                            25) == (25, 1500)
 
 
 def _members(text: str) -> tuple[list[str], int]:
@@ -115,7 +118,7 @@ def _members(text: str) -> tuple[list[str], int]:
 
 
 def test_the_pool_is_rendered_with_one_member_per_minion(template_set, pki):
-    request = stack.cluster_request(spec(), pki, template_set, 60)
+    request = req.cluster_request(spec(), pki, template_set, 60)
     nodes = yaml.safe_load(request.files[templates.NODES_TEMPLATE])
     assert sorted(nodes['resources']) == ['0', '1', '2', 'server_group']
     assert _members(request.files[templates.NODES_TEMPLATE]) == (['0', '1', '2'], 3)
@@ -134,8 +137,8 @@ def test_the_pool_is_rendered_with_one_member_per_minion(template_set, pki):
 
 
 def test_a_big_pool_stays_within_heats_template_size(template_set):
-    text = stack.render_nodes(template_set.read(templates.NODES_TEMPLATE),
-                              stack.Members.first(1000))
+    text = expand.render_nodes(template_set.read(templates.NODES_TEMPLATE),
+                               expand.Members.first(1000))
     assert len(text) < 512 * 1024       # Heat's default max_template_size
     assert len(yaml.safe_load(text)['resources']) == 1001
 
@@ -153,25 +156,25 @@ OUTPUTS_3 = {'minion_members': ['0', '1', '2'], 'minion_next_index': 3,
     (0, (), (), 3),
 ])
 def test_plan_members(count, remove, members, next_index):
-    assert stack.plan_members(OUTPUTS_3, count, remove) == stack.Members(members,
-                                                                         next_index)
+    assert expand.plan_members(OUTPUTS_3, count, remove) == expand.Members(members,
+                                                                           next_index)
 
 
 def test_plan_members_never_reuses_an_index_and_copes_without_outputs():
     after_removal = {'members': ['0', '2'], 'next_index': 3, 'server_ids': ['a', 'c']}
-    assert stack.plan_members(after_removal, 3, pool_stack=True) == stack.Members(
+    assert expand.plan_members(after_removal, 3, pool_stack=True) == expand.Members(
         (0, 2, 3), 4)
     # a stack whose pool never came up: the server list is all there is
-    assert stack.plan_members({'minion_server_ids': ['a', None]}, 3) == stack.Members(
+    assert expand.plan_members({'minion_server_ids': ['a', None]}, 3) == expand.Members(
         (0, 1, 2), 3)
-    assert stack.plan_members({}, 2) == stack.Members((0, 1), 2)
+    assert expand.plan_members({}, 2) == expand.Members((0, 1), 2)
 
 
 def test_scale_request_patches_the_count_and_the_rendered_pool(template_set):
-    params, files = stack.scale_request(template_set, OUTPUTS_3, 2, ('s0',))
+    params, files = req.scale_request(template_set, OUTPUTS_3, 2, ('s0',))
     assert params == {'minion_count': 2}
     assert _members(files[templates.NODES_TEMPLATE]) == (['1', '2'], 3)
-    params, files = stack.scale_request(
+    params, files = req.scale_request(
         template_set, {'members': ['0'], 'next_index': 1, 'server_ids': ['x']}, 2,
         pool_stack=True)
     assert params == {'count': 2}
@@ -216,7 +219,7 @@ def test_no_parameter_file_or_template_of_the_request_carries_a_secret(
     assert _secret_carriers(request, pki) == set()
     assert request.hidden == frozenset()
     assert not OLD_SECRET_PARAMETERS & set(request.parameters)
-    assert stack.MASK not in stack.to_json(request)
+    assert req.MASK not in req.to_json(request)
 
 
 def test_the_secret_search_finds_a_secret_put_back(template_set, pki):
@@ -270,17 +273,17 @@ def test_signal_transport_reaches_every_wait_handle(template_set, pki):
 
 
 def test_a_stack_of_the_previous_release_keeps_heat_signal(template_set, pki):
-    assert stack.created_with_secrets({'ca_key': '******', 'minion_count': '2'})
-    assert stack.created_with_secrets({'bootstrap_token': '******', 'count': '1'})
-    assert not stack.created_with_secrets({'ca_cert': 'x', 'signal_transport': 'TOKEN_SIGNAL'})
-    assert not stack.created_with_secrets({})
+    assert req.created_with_secrets({'ca_key': '******', 'minion_count': '2'})
+    assert req.created_with_secrets({'bootstrap_token': '******', 'count': '1'})
+    assert not req.created_with_secrets({'ca_cert': 'x', 'signal_transport': 'TOKEN_SIGNAL'})
+    assert not req.created_with_secrets({})
     legacy = request_for(template_set, pki, legacy_signals=True)
     assert legacy.parameters['signal_transport'] == 'HEAT_SIGNAL'
     assert _secret_carriers(legacy, pki) == set()
-    params, files = stack.scale_request(template_set, {'minion_members': ['0', '2'],
-                                                       'minion_next_index': 3,
-                                                       'minion_server_ids': ['a', 'b']}, 1)
-    merged = stack.migration_request(legacy, params, files)
+    params, files = req.scale_request(template_set, {'minion_members': ['0', '2'],
+                                                     'minion_next_index': 3,
+                                                     'minion_server_ids': ['a', 'b']}, 1)
+    merged = req.migration_request(legacy, params, files)
     assert merged.parameters['minion_count'] == 1
     assert merged.parameters['signal_transport'] == 'HEAT_SIGNAL'
     assert _members(merged.files[templates.NODES_TEMPLATE]) == (['0'], 3)
@@ -306,8 +309,8 @@ def test_a_stack_of_the_previous_release_keeps_heat_signal(template_set, pki):
         'no storage', 'everything off'])
 def test_environment_per_toggle(template_set, pki, labels, template, expected):
     built = spec(labels, template=template)
-    assert stack.environment_files(built) == expected
-    request = stack.cluster_request(built, pki, template_set, 60)
+    assert req.environment_files(built) == expected
+    request = req.cluster_request(built, pki, template_set, 60)
     assert request.environment_files == ['environments/' + e for e in expected]
     for env in expected:
         assert 'environments/' + env in request.files
@@ -361,7 +364,7 @@ def test_files_closure_holds_every_file_the_templates_use(pki, labels):
 
 def test_rendering_twice_sends_the_same_request(pki):
     # Fresh template sets: a node added later gets exactly the same stack.
-    first, second = (stack.cluster_request(
+    first, second = (req.cluster_request(
         spec(), pki, templates.TemplateSet(templates.default_dir()), 60)
         for _ in range(2))
     assert first == second
@@ -378,9 +381,9 @@ def test_pool_request_wires_the_pool_to_the_cluster_network(template_set, pki):
     built = spec()
     pool = dataclasses.replace(built.default_pool, nodegroup='gpu', pool_name='gpu',
                                count=2, flavor='g1', node_labels={'a': 'b'})
-    request = stack.pool_request(built, pool, pki, OUTPUTS, template_set, 60)
+    request = req.pool_request(built, pool, pki, OUTPUTS, template_set, 60)
     params = request.parameters
-    assert request.stack_name == stack.stack_name(built) + '-gpu'
+    assert request.stack_name == req.stack_name(built) + '-gpu'
     assert (params['network'], params['subnet'], params['security_groups']) == (
         'net-1', 'sub-1', ['sg-a', 'sg-b'])
     assert (params['count'], params['flavor']) == (2, 'g1')
@@ -393,8 +396,8 @@ def test_pool_request_wires_the_pool_to_the_cluster_network(template_set, pki):
     assert not OLD_SECRET_PARAMETERS & set(params)
     assert params['signal_transport'] == 'TOKEN_SIGNAL'
     assert _secret_carriers(request, pki) == set()
-    legacy = stack.pool_request(built, pool, pki, OUTPUTS, template_set, 60,
-                                legacy_signals=True)
+    legacy = req.pool_request(built, pool, pki, OUTPUTS, template_set, 60,
+                              legacy_signals=True)
     assert legacy.parameters['signal_transport'] == 'HEAT_SIGNAL'
     assert set(params) <= set(yaml.safe_load(request.template)['parameters'])
     assert request.environment_files == []
@@ -404,34 +407,34 @@ def test_pool_request_wires_the_pool_to_the_cluster_network(template_set, pki):
 
 def test_each_minion_costs_one_resource_and_the_first_adds_the_wait_condition():
     built = spec()
-    assert stack.resource_count(built, 1) == stack.resource_count(built, 0) + 2
+    assert budget.resource_count(built, 1) == budget.resource_count(built, 0) + 2
     for n in (1, 5, 50):
-        assert stack.resource_count(built, n + 1) == stack.resource_count(built, n) + 1
-    assert stack.resource_count(built) == stack.resource_count(built, built.minion_count)
+        assert budget.resource_count(built, n + 1) == budget.resource_count(built, n) + 1
+    assert budget.resource_count(built) == budget.resource_count(built, built.minion_count)
 
 
 def test_optional_roles_and_network_change_the_count():
     full = spec()
     bare = spec({'proxy_count': '0', 'storage_count': '0'},
                 template={'fixed_network': 'n', 'fixed_subnet': 's'})
-    assert stack.resource_count(full, 3) - stack.resource_count(bare, 3) == (
-        stack.NETWORK_RESOURCES
-        + stack.VIP_ADDRESSES + stack.NODE_GROUP + 2 * stack.PER_HA_NODE
-        + stack.NODE_GROUP + 3 * stack.PER_STORAGE_NODE)
+    assert budget.resource_count(full, 3) - budget.resource_count(bare, 3) == (
+        budget.NETWORK_RESOURCES
+        + budget.VIP_ADDRESSES + budget.NODE_GROUP + 2 * budget.PER_HA_NODE
+        + budget.NODE_GROUP + 3 * budget.PER_STORAGE_NODE)
 
 
 @pytest.mark.parametrize('limit', [50, 83, 84, 200, 1000])
 def test_max_minions_is_the_largest_pool_within_the_limit(limit):
     built = spec()
-    most = stack.max_minions(built, limit)
+    most = budget.max_minions(built, limit)
     if most:
-        assert stack.resource_count(built, most) <= limit
-    assert stack.resource_count(built, most + 1) > limit
+        assert budget.resource_count(built, most) <= limit
+    assert budget.resource_count(built, most + 1) > limit
 
 
 def test_no_minion_fits_below_the_fixed_cost():
     built = spec()
-    assert stack.max_minions(built, stack.resource_count(built, 1) - 1) == 0
+    assert budget.max_minions(built, budget.resource_count(built, 1) - 1) == 0
 
 
 def _resources(template_set, name):
@@ -440,24 +443,24 @@ def _resources(template_set, name):
 
 def test_resource_constants_match_the_templates(template_set):
     assert len(_resources(template_set, 'celtic.yaml')) + len(
-        _resources(template_set, 'security.yaml')) + 1 == stack.FIXED_RESOURCES
-    assert len(_resources(template_set, 'network.yaml')) == stack.NETWORK_RESOURCES
+        _resources(template_set, 'security.yaml')) + 1 == budget.FIXED_RESOURCES
+    assert len(_resources(template_set, 'network.yaml')) == budget.NETWORK_RESOURCES
     # addresses.yaml: a VIP port and its floating IP per HA role, and the port patterns
     addresses = _resources(template_set, 'addresses.yaml')
-    assert set(addresses) - set(stack.PORT_PATTERNS) == {
+    assert set(addresses) - set(expand.PORT_PATTERNS) == {
         'master_vip', 'master_vip_floating_ip', 'proxy_vip', 'proxy_vip_floating_ip'}
-    assert stack.VIP_ADDRESSES == 2
+    assert budget.VIP_ADDRESSES == 2
     assert len(_resources(template_set, 'master.yaml')) + len(
-        _resources(template_set, 'node_group.yaml')) == stack.NODE_GROUP
+        _resources(template_set, 'node_group.yaml')) == budget.NODE_GROUP
     # minion.yaml: everything but the nodes (counted in FIXED_RESOURCES), plus the
     # server group of minion_nodes.yaml; a member is PER_MINION.
     nodes = _resources(template_set, templates.NODES_TEMPLATE)
-    assert len(_resources(template_set, 'minion.yaml')) - 1 + len(nodes) - 1 == stack.POOL
+    assert len(_resources(template_set, 'minion.yaml')) - 1 + len(nodes) - 1 == budget.POOL
     minion = _resources(template_set, 'minion.yaml')
     assert minion['nodes']['type'] == templates.NODES_TEMPLATE
-    assert nodes['member']['type'] == 'OS::Nova::Server' and stack.PER_MINION == 1
+    assert nodes['member']['type'] == 'OS::Nova::Server' and budget.PER_MINION == 1
     node = _resources(template_set, 'node.yaml')
-    assert len(node) == stack.PER_STORAGE_NODE - 2
+    assert len(node) == budget.PER_STORAGE_NODE - 2
     conditional = {r for r, d in node.items() if d.get('condition')}
     assert conditional == {'volume', 'attachment'}
 
@@ -470,15 +473,15 @@ def test_the_status_poll_names_the_stacks_the_driver_creates():
         if not name:
             spec = dataclasses.replace(spec, name_prefix=spec_mod.name_prefix(
                 '', spec.cluster_uuid))
-        assert stack.cluster_stack_name(name, spec.cluster_uuid) == stack.stack_name(spec)
-        assert stack.pool_stack_name(name, spec.cluster_uuid, 'GPU pool') == '%s-%s' % (
-            stack.stack_name(spec), spec_mod.pool_name('GPU pool'))
+        assert req.cluster_stack_name(name, spec.cluster_uuid) == req.stack_name(spec)
+        assert req.pool_stack_name(name, spec.cluster_uuid, 'GPU pool') == '%s-%s' % (
+            req.stack_name(spec), spec_mod.pool_name('GPU pool'))
 
 
 def test_a_nested_stack_reference_becomes_its_name_and_id():
-    assert stack.nested_stack_path(
+    assert out.nested_stack_path(
         'arn:openstack:heat::p1:stacks/k1-minions-x-nodes-y/0f0e') == 'k1-minions-x-nodes-y/0f0e'
-    assert stack.nested_stack_path('k1-nodes/0f0e') == 'k1-nodes/0f0e'
+    assert out.nested_stack_path('k1-nodes/0f0e') == 'k1-nodes/0f0e'
 
 
 def test_pool_outputs_are_merged_under_the_names_the_driver_reads():
@@ -488,17 +491,17 @@ def test_pool_outputs_are_merged_under_the_names_the_driver_reads():
         fetched.append(path)
         return {'members': ['0'], 'next_index': 1, 'server_ids': ['s-0']}
 
-    cluster = stack.with_pool_outputs(
+    cluster = out.with_pool_outputs(
         {'api_vip': 'v', 'minion_nodes_stack': 'arn:openstack:heat::p:stacks/n/1'}, fetch)
     assert cluster['minion_members'] == ['0'] and cluster['minion_next_index'] == 1
-    pool = stack.with_pool_outputs({'nodes_stack': 'arn:openstack:heat::p:stacks/m/2'},
-                                   fetch)
-    assert [pool[k] for k in stack.MEMBER_OUTPUTS[True]] == [['0'], 1, ['s-0']]
+    pool = out.with_pool_outputs({'nodes_stack': 'arn:openstack:heat::p:stacks/m/2'},
+                                 fetch)
+    assert [pool[k] for k in ('members', 'next_index', 'server_ids')] == [['0'], 1, ['s-0']]
     assert fetched == ['n/1', 'm/2']
     # no servers stack named (an older stack, or one that failed early): nothing fetched
-    assert stack.with_pool_outputs({'minion_members': ['3']}, fetch) == {
+    assert out.with_pool_outputs({'minion_members': ['3']}, fetch) == {
         'minion_members': ['3']}
-    assert stack.with_pool_outputs({'minion_nodes_stack': None}, fetch) == {
+    assert out.with_pool_outputs({'minion_nodes_stack': None}, fetch) == {
         'minion_nodes_stack': None}
     assert len(fetched) == 2
 
@@ -506,7 +509,7 @@ def test_pool_outputs_are_merged_under_the_names_the_driver_reads():
 @pytest.mark.parametrize('counts', [{'master': 3, 'proxy': 2, 'storage': 3},
                                     {'master': 1, 'proxy': 0, 'storage': 0}])
 def test_addresses_are_rendered_with_one_port_per_node_and_one_leaf(template_set, counts):
-    doc = json.loads(stack.render_addresses(template_set.read('addresses.yaml'), counts))
+    doc = json.loads(expand.render_addresses(template_set.read('addresses.yaml'), counts))
     resources = doc['resources']
     for role, count in counts.items():
         names = ['%s-%d' % (role, i) for i in range(count)]
@@ -518,7 +521,7 @@ def test_addresses_are_rendered_with_one_port_per_node_and_one_leaf(template_set
         for i, name in enumerate(names):
             assert resources[name]['properties']['name']['list_join'][1][-2:] == [
                 role, str(i)]
-    assert not set(stack.PORT_PATTERNS) & set(resources)
+    assert not set(expand.PORT_PATTERNS) & set(resources)
     # every port waits for the master VIP (Heat starts a stack's leaves 1 s apart)
     for name, definition in resources.items():
         if name != 'master_vip':

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from magnum_celtic import status
-from magnum_celtic.heat import StackState
+from magnum_celtic.outputs import StackState
 
 OUTPUTS = {'api_address': 'https://172.24.4.10:6443', 'api_vip': '10.0.0.5',
            'api_vip_fip': '172.24.4.10', 'kube_version': 'v1.36',
@@ -155,11 +155,15 @@ def test_a_wait_timeout_says_which_group_who_reported_and_where_to_look():
 
 
 def test_heat_resource_limit_reason_says_what_to_raise():
-    reason = status.failure_reason(stack(
-        'CREATE_FAILED', 'Request limit exceeded: Maximum resources per stack '
-                         'exceeded.'))
+    failed = stack('CREATE_FAILED', 'Request limit exceeded: Maximum resources per '
+                   'stack exceeded.')
+    reason = status.failure_reason(failed, 1000)
     assert 'max_resources_per_stack, 1000 resources' in reason
     assert '[celtic] heat_max_resources_per_stack in magnum.conf' in reason
+    # the limit comes in as an argument (status reads no configuration)
+    assert 'as heat.conf sets it' in status.failure_reason(failed, -1)
+    result = status.cluster_status('CREATE_IN_PROGRESS', failed, [], {}, 800)
+    assert 'max_resources_per_stack, 800 resources' in result.reason
 
 
 def test_every_failed_nodegroup_is_named_in_the_cluster_reason():
@@ -197,6 +201,9 @@ def test_api_address_addresses_and_version_from_the_outputs():
       'api_vip': '10.0.0.5'}, 'https://172.24.4.9:6443'),
     ({'api_address': None, 'api_vip': None}, None),
     ({}, None),
+    # worked out once, from the VIP outputs: the template's own api_address is not read
+    ({'api_address': 'https://192.0.2.1:6443', 'api_vip': '10.0.0.5'},
+     'https://10.0.0.5:6443'),
 ])
 def test_api_address_when_the_template_output_has_no_host(outputs, expected):
     result = status.cluster_status('CREATE_IN_PROGRESS',

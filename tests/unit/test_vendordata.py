@@ -27,7 +27,7 @@ import fixtures
 import yaml
 from keystonemiddleware import auth_token  # noqa: F401  (registers [keystone_authtoken])
 
-from magnum_celtic import adapters
+from magnum_celtic import certs
 from magnum_celtic import pki
 from magnum_celtic import vendordata
 from tests.unit import base
@@ -130,7 +130,7 @@ class VendordataTestCase(base.DriverTestCase):
         self.groups['gpu'] = Tree(self.heat, gpu.stack_id).pool(
             gpu.stack_id, ['gpu-0'], resource=None)
         self.service = vendordata.Service()
-        self.pki = adapters.cluster_pki(self.admin_context(), self.cluster)
+        self.pki = certs.cluster_pki(self.admin_context(), self.cluster)
         self.warnings = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
         # the database fixture's alembic logging config disables loggers made before it
         logger = logging.getLogger(vendordata.__name__)
@@ -155,7 +155,7 @@ class VendordataTestCase(base.DriverTestCase):
         answer = self.ask('master-1', 'master')
         self.assertEqual({'ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key',
                           'bootstrap-token', 'ha-secret'}, set(answer['secrets']))
-        # today's contents: what stack.py sends as the masters' hidden parameters
+        # today's contents: what request.py sent as the masters' hidden parameters
         self.assertEqual(self.pki.ca.key, answer['secrets']['ca.key'])
         self.assertEqual(self.pki.service_account_key, answer['secrets']['sa.key'])
         self.assertEqual(self.pki.bootstrap_token, answer['secrets']['bootstrap-token'])
