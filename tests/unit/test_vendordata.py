@@ -291,12 +291,12 @@ class VendordataTestCase(base.DriverTestCase):
         # a CA rotation stores the new CA under a new ref
         self.cluster.ca_cert_ref = None
         self.cluster.save()
-        adapters.cert_manager.generate_certificates_to_cluster(
+        certs.cert_manager.generate_certificates_to_cluster(
             self.cluster, context=self.admin_context())
         self.cluster.save()
         after = self.ask('master-0', 'master')['secrets']['ca.key']
         self.assertNotEqual(before, after)
-        self.assertEqual(adapters.cluster_pki(self.admin_context(), self.cluster).ca.key,
+        self.assertEqual(certs.cluster_pki(self.admin_context(), self.cluster).ca.key,
                          after)
         self.assertEqual(2, self.service.pkis.builds)
 
