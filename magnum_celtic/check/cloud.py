@@ -90,15 +90,36 @@ class Cloud:
     def cluster(self) -> Any:
         return self.magnum.clusters.get(self.cluster_uuid)
 
+    def _poll_cluster(self, since: list[float]) -> Any:
+        """The cluster, riding out transient API errors for up to 120 s in a row:
+        magnum-api answers 400 on a cluster whose nodegroups the conductor has not
+        stored yet (master_count is not valid then), and a real cloud has its 503s.
+        ``since`` holds when the current run of errors began."""
+        from magnumclient import exceptions as magnum_exc
+        try:
+            found = self.cluster()
+        except magnum_exc.NotFound:
+            raise
+        except Exception as error:
+            if not since:
+                since.append(time.monotonic())
+            if time.monotonic() - since[0] > 120:
+                raise StepFailed('Magnum keeps failing to show the cluster: %s' % error,
+                                 cluster=self.cluster_uuid)
+            return None
+        since.clear()
+        return found
+
     def wait_cluster(self, action: str, gone_ok: bool = False) -> Any:
         """Wait for <action>_COMPLETE (or, with gone_ok, for the cluster to vanish)."""
         from magnumclient import exceptions as magnum_exc
         t0 = time.monotonic()
         deadline = t0 + self.timeout
         seen = None
+        errors: list[float] = []
         while time.monotonic() < deadline:
             try:
-                seen = self.cluster()
+                now = self._poll_cluster(errors)
             except magnum_exc.NotFound:
                 if gone_ok:
                     return None
@@ -108,6 +129,10 @@ class Cloud:
                     continue
                 raise StepFailed('the cluster disappeared during %s' % action,
                                  cluster=self.cluster_uuid)
+            if now is None:
+                time.sleep(POLL_SECONDS)
+                continue
+            seen = now
             if seen.status == '%s_COMPLETE' % action:
                 return seen
             if seen.status.endswith('_FAILED'):
@@ -127,20 +152,34 @@ class Cloud:
                                     nodes_to_remove=nodes_to_remove or None)
         # wait for the update to begin (the status is still the previous *_COMPLETE)
         deadline = time.monotonic() + 60
+        errors: list[float] = []
         while time.monotonic() < deadline:
-            now = self.cluster()
-            if now.status != before.status or now.updated_at != before.updated_at:
+            now = self._poll_cluster(errors)
+            if now is not None and (now.status != before.status or
+                                    now.updated_at != before.updated_at):
                 break
             time.sleep(0.5)
         return self.wait_cluster('UPDATE')
 
-    def delete_cluster(self) -> None:
+    def delete_cluster(self) -> list[str]:
+        """Delete the cluster and wait until Magnum no longer has it; a DELETE_FAILED
+        is retried once (what an operator does first). Returns the failures seen."""
         from magnumclient import exceptions as magnum_exc
-        try:
-            self.magnum.clusters.delete(self.cluster_uuid)
-        except magnum_exc.NotFound:
-            return
-        self.wait_cluster('DELETE', gone_ok=True)
+        failures: list[str] = []
+        for attempt in range(2):
+            try:
+                self.magnum.clusters.delete(self.cluster_uuid)
+            except magnum_exc.NotFound:
+                return failures
+            try:
+                self.wait_cluster('DELETE', gone_ok=True)
+                return failures
+            except StepFailed as failure:
+                failures.append(str(failure))
+                if attempt:
+                    failure.evidence['earlier_attempts'] = failures[:-1]
+                    raise
+        return failures
 
     def delete_own_template(self) -> None:
         if self.own_template and self.template_uuid:

@@ -278,8 +278,8 @@ class Check:
             evidence['note'] = ('Kubernetes requests went to --kube-api, not to the '
                                 'cluster\'s API address')
         self.kube.ensure_namespace()
-        return 'Magnum-signed %s answered by %s' % (self.kubeconfig['subject'],
-                                                     version), evidence
+        summary = 'Magnum-signed %s answered by %s' % (self.kubeconfig['subject'], version)
+        return summary, evidence
 
     def _expected_nodes(self) -> int:
         return self.args.masters + self.args.minions + self.facts.get('extra_minions', 0)
@@ -323,8 +323,9 @@ class Check:
             raise StepFailed('http://%s:%d/ did not answer (%s: %s)' % (
                 address, kube_mod.LB_PORT, code, body[:80]), **evidence)
         self.facts['lb'] = (address, kube_mod.LB_PORT)
-        return 'http://%s:%d/ answers (pod %s)' % (address, kube_mod.LB_PORT,
-                                                    body.strip()[:40]), evidence
+        summary = 'http://%s:%d/ answers (pod %s)' % (
+            address, kube_mod.LB_PORT, body.strip()[:40])
+        return summary, evidence
 
     def _answer(self, address: str, port: int, path: str,
                 host: str | None = None) -> tuple[int | None, str]:
@@ -458,9 +459,10 @@ class Check:
     def step_delete(self):
         if self.kube is not None:
             self.kube.delete_namespace()
-        self.cloud.delete_cluster()
+        retried = self.cloud.delete_cluster()
         self.cloud.delete_own_template()
-        return 'cluster %s deleted' % self.name, {'cluster': self.facts.get('cluster')}
+        return ('cluster %s deleted%s' % (self.name, ' (after a retry)' if retried else ''),
+                {'cluster': self.cloud.cluster_uuid, 'retried_after': retried})
 
     def step_leftovers(self):
         left = self.cloud.leftovers()
@@ -519,6 +521,9 @@ class Check:
         self.say('cloud %s, cluster %s: %d masters, %d proxies, %d minions, %d storage'
                  % (self.args.os_cloud, self.name, self.args.masters, self.args.proxies,
                     self.args.minions, self.args.storage))
+        if self.args.kube_api:
+            self.say('--kube-api: Kubernetes and cluster-address requests go to %s, not '
+                     'to the cluster (test and diagnosis only)' % self.args.kube_api)
         try:
             self.cloud = cloud_mod.Cloud(self.args.os_cloud, timeout=self.args.timeout)
         except Exception as error:

@@ -97,8 +97,8 @@ class OpenStackAPI:
                     {'addr': fixed['ip_address'], 'version': 4,
                      'OS-EXT-IPS:type': 'fixed'})
         return {'id': record['id'], 'name': record['name'], 'status': record['status'],
-                'tenant_id': record.get('tenant_id'), 'metadata': record.get('metadata',
-                                                                            {}),
+                'tenant_id': record.get('tenant_id'),
+                'metadata': record.get('metadata', {}),
                 'addresses': addresses, 'flavor': {'original_name': record.get('flavor')},
                 'image': {'id': record.get('image')}, 'key_name': record.get('key_name'),
                 'OS-EXT-STS:power_state': 1 if record['status'] == 'ACTIVE' else 4,

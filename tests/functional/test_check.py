@@ -118,8 +118,8 @@ def test_check_help_documents_every_option():
     ([], '--os-cloud is required'),
     (['--os-cloud', 'x'], 'without --template, --image, --flavor, --external-network are'),
     (['--os-cloud', 'x', '--template', 't', '--masters', '2'], '--masters must be odd'),
-    (['--os-cloud', 'x', '--template', 't', '--skip', 'delete'], '--skip: unknown or '
-                                                                    'mandatory steps: delete'),
+    (['--os-cloud', 'x', '--template', 't', '--skip', 'delete'],
+     '--skip: unknown or mandatory steps: delete'),
     (['--os-cloud', 'x', '--template', 't', '--name', 'Bad_Name'], '--name must be a DNS'),
 ])
 def test_check_refuses_bad_options_naming_them(argv, message):
