@@ -223,3 +223,44 @@ def test_check_reports_injected_failures_with_evidence(magnum_lab, clouds_yaml, 
     left = magnum_lab.cloud.leftovers()
     assert not any(name + '-' in n for names in left.values() for n in names), left
     _no_secret(magnum_lab, done.stdout, done.stderr, json.dumps(report))
+
+
+def test_check_keeps_a_failed_cluster_with_keep(magnum_lab, clouds_yaml, behaviour, tmp_path):
+    """An OpenStack-side failure (a node that fails its join step, so Magnum reports
+    CREATE_FAILED naming it): the create step fails with Magnum's reason, nothing that
+    needs the cluster runs, and --keep leaves the cluster (and the template the check
+    made for it) for the operator."""
+    from magnum_celtic.lab import clusterwatch
+    name = 'chkkeep'
+    behaviour({'match': '%s-minion-0' % name,
+               'fail': {'step': 'kubeadm-join', 'message': 'the API VIP did not answer'}})
+    done, report, elapsed = _run(
+        clouds_yaml, str(tmp_path / 'report.json'), '--name', name, '--masters', '1',
+        '--proxies', '0', '--minions', '1', '--storage', '0', '--keep', '--timeout', '600')
+    magnum = magnum_lab.magnum('demo')
+    uuid = report['cluster']['uuid']
+    try:
+        assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+        steps = _steps(report)
+        create = steps['create']
+        assert create['status'] == 'fail'
+        assert create['evidence']['status'] == 'CREATE_FAILED'
+        assert ('%s-minion-0: step kubeadm-join failed: the API VIP did not answer' % name
+                in create['summary']), create['summary']
+        assert 'Troubleshooting a failed create' in create['where_to_look']['docs']
+        assert all(steps[n]['status'] == 'skip' for n in EVERY_STEP[1:-2])
+        assert steps['delete']['status'] == 'skip'
+        assert 'kept by --keep' in steps['delete']['summary'] and uuid in steps[
+            'delete']['summary']
+        assert 'leftovers' not in steps
+        assert report['cluster']['kept'] is True
+        kept = magnum.clusters.get(uuid)
+        assert kept.status == 'CREATE_FAILED'
+        _no_secret(magnum_lab, done.stdout, done.stderr, json.dumps(report))
+    finally:
+        if uuid:
+            magnum.clusters.delete(uuid)
+            clusterwatch.wait(magnum, uuid, 'DELETE', timeout=600)
+        for template in magnum.cluster_templates.list():
+            if template.name == '%s-template' % name:
+                magnum.cluster_templates.delete(template.uuid)
