@@ -149,7 +149,10 @@ class Kube:
         pod = client.V1Pod(
             metadata=client.V1ObjectMeta(name=name, labels={'app': 'celtic-check'}),
             spec=client.V1PodSpec(
-                restart_policy='Never', node_name=node, volumes=volumes or None,
+                # a node selector, not nodeName: a WaitForFirstConsumer claim binds only
+                # for a pod the scheduler places
+                restart_policy='Never', volumes=volumes or None,
+                node_selector={'kubernetes.io/hostname': node} if node else None,
                 containers=[client.V1Container(
                     name='check', image=IMAGE_BUSYBOX, command=['sh', '-c', command],
                     env=[client.V1EnvVar(name=k, value=v) for k, v in (env or {}).items()]

@@ -423,10 +423,12 @@ class Check:
         return self._failover('master', lambda: bool(poller.version(timeout=1.0)), healthy)
 
     def step_proxy_failover(self):
+        from magnum_celtic.check import kube as kube_mod
         address, port = self.facts['lb']
+        fast = kube_mod.Probe(self.args.kube_api, timeout=1.0)
 
         def poll():
-            return self.probe.get(address, port, '/hostname')[0] == 200
+            return fast.get(address, port, '/hostname')[0] == 200
 
         def healthy():
             code, _ = self._answer(address, port, '/hostname')

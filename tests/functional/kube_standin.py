@@ -138,7 +138,7 @@ class KubeStandIn:
         env = {e['name']: e.get('value', '') for e in container.get('env') or []}
         claims = [v['persistentVolumeClaim']['claimName'] for v in spec.get('volumes') or []
                   if v.get('persistentVolumeClaim')]
-        node = spec.get('nodeName')
+        node = (spec.get('nodeSelector') or {}).get('kubernetes.io/hostname')
         if name.startswith('dns-'):
             return 'Succeeded', ('Server:\t\t10.254.0.10\nAddress:\t10.254.0.10:53\n\n'
                                  'Name:\tkubernetes.default.svc.cluster.local\n'

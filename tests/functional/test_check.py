@@ -173,6 +173,11 @@ def test_check_passes_on_the_lab(magnum_lab, clouds_yaml, openstack_api, tmp_pat
         worst = max(r['longest_outage_seconds'] for r in runs)
         assert 0.6 <= worst <= 10, runs
     assert kube.api_vip.moves and kube.proxy_vip.moves
+    # the shared claim: written on one minion, read on the other (pods placed by the
+    # scheduler through a node selector)
+    rwx = steps['rwx-storage']['evidence']
+    assert rwx['writer']['node'] != rwx['reader']['node']
+    assert rwx['token'] in rwx['reader']['log']
     # resize: one minion added, then that one removed
     resize = steps['resize']['evidence']
     assert resize['node_count_up'] == 3 and resize['node_count_down'] == 2
