@@ -104,3 +104,11 @@ def test_outage_is_the_longest_run_of_failed_polls():
     assert 0.04 <= outage.longest() <= 0.2
     assert outage.failures() == 4
     assert outage.last_ok()
+
+
+def test_check_without_its_extra_says_what_to_install(monkeypatch, capsys):
+    from magnum_celtic.cmd import main as cli
+    monkeypatch.setitem(__import__('sys').modules, 'kubernetes', None)
+    assert cli.main(['check', '--os-cloud', 'c', '--template', 't']) == 2
+    err = capsys.readouterr().err
+    assert "module kubernetes is not installed): pip install 'magnum-celtic[check]'" in err
