@@ -20,6 +20,9 @@
               combination the driver can render.
 ``lab``       the whole control plane (Keystone, Heat, Magnum) on this machine and a
               celtic cluster through it; see ``magnum-celtic lab --help``.
+``check``     a celtic cluster on your own cloud, proven step by step (create, nodes,
+              DNS, LoadBalancer, ingress, RWX storage, failovers, resize, delete, no
+              leftovers); see ``magnum-celtic check --help``.
 """
 
 from __future__ import annotations
@@ -125,6 +128,23 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return cli.run_lab(args)
 
 
+#: what to install for ``check`` (openstacksdk, python-magnumclient, kubernetes)
+CHECK_EXTRA = "pip install 'magnum-celtic[check]'"
+CHECK_MODULES = ('openstack', 'magnumclient', 'kubernetes')
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    for module in CHECK_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError:
+            print('error: magnum-celtic check needs the check extra (module %s is not '
+                  'installed): %s' % (module, CHECK_EXTRA), file=sys.stderr)
+            return 2
+    from magnum_celtic.check import steps
+    return steps.run(args)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line's argument parser."""
     top = argparse.ArgumentParser(prog='magnum-celtic', description=__doc__,
@@ -156,6 +176,11 @@ def parser() -> argparse.ArgumentParser:
     except ImportError:
         pass
     lab.set_defaults(func=cmd_lab)
+
+    from magnum_celtic.check import steps as check_steps
+    check = subs.add_parser('check', help='prove celtic on your own cloud, step by step')
+    check_steps.add_arguments(check)
+    check.set_defaults(func=cmd_check)
     return top
 
 
