@@ -341,9 +341,11 @@ def lab_bin_dir(root: str) -> str:
     path = os.path.join(root, 'lab-bin')
     os.makedirs(path, exist_ok=True)
     logger = os.path.join(path, 'logger')
-    with open(logger, 'w') as f:
-        f.write('#!/bin/sh\ncat >/dev/null 2>&1\nexit 0\n')
-    os.chmod(logger, 0o755)
+    if os.path.lexists(logger):
+        os.unlink(logger)
+    # the library passes every message as arguments: `true` takes them, one process
+    # per line instead of a shell and a cat (the nodes share the lab's two cores)
+    os.symlink(shutil.which('true') or '/bin/true', logger)
     return path
 
 

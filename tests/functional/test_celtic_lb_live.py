@@ -122,6 +122,10 @@ def test_a_not_ready_minion_leaves_the_backends_and_comes_back_without_a_reload(
 
 
 def test_one_health_check_per_node_on_kube_proxy_shared_by_all_services(lab):
+    # run alone (-k), the module's lab has no Service yet: give it the one the tests
+    # before leave (idempotent), so the check lines are there to count
+    lab.kube.put_service('web', [(18081, 18302)])
+    served_by(lab, 18081, {'%s:18302' % n for n in NODES}, 'web')
     config = lab.config()
     checks = [ln.split()[1] for ln in config.splitlines()
               if ln.strip().startswith('server ') and ' check' in ln]
