@@ -27,16 +27,17 @@ Heat and Magnum through the real catalog.
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 from typing import Any
 
 import requests
 
+from tests.functional.loopback_http import JSONHandler
+from tests.functional.loopback_http import LoopbackServer
 
-class OpenStackAPI:
+
+class OpenStackAPI(LoopbackServer):
     """A threaded HTTP server on a free loopback port; ``url(service)`` for clouds.yaml."""
 
     def __init__(self, lab):
@@ -45,18 +46,7 @@ class OpenStackAPI:
         self._admin = lab.session('admin')
         self._tokens: dict[str, str] = {}
         self.requests: list[str] = []
-        handler = self._handler()
-        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> 'OpenStackAPI':
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._listen(self._handler())
 
     def url(self, service: str) -> str:
         return {'compute': 'http://127.0.0.1:%d/compute/v2.1' % self.port,
@@ -127,19 +117,7 @@ class OpenStackAPI:
     def _handler(self):
         api = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, body: Any = None) -> None:
-                data = b'' if body is None else json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JSONHandler):
 
             def _versions(self, path: str) -> Any:
                 base = 'http://127.0.0.1:%d' % api.port

@@ -30,12 +30,14 @@ itself (against the cluster CA), not by this server.
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import threading
 import time
 from typing import Any, Callable
+
+from tests.functional.loopback_http import JSONHandler
+from tests.functional.loopback_http import LoopbackServer
 
 
 class Vip:
@@ -71,7 +73,7 @@ class Vip:
             return True
 
 
-class KubeStandIn:
+class KubeStandIn(LoopbackServer):
     """The stand-in API on a free loopback port (``url``)."""
 
     def __init__(self, cloud, cluster_name: Callable[[], str | None],
@@ -86,17 +88,8 @@ class KubeStandIn:
         self.requests: list[str] = []
         self.api_vip = Vip(lambda: self._servers('master'), failover_seconds)
         self.proxy_vip = Vip(lambda: self._servers('proxy'), failover_seconds)
-        self.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), self._handler())
-        self.url = 'http://127.0.0.1:%d' % self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> 'KubeStandIn':
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._listen(self._handler())
+        self.url = 'http://127.0.0.1:%d' % self.port
 
     # ------------------------------------------------------------------ the cluster
 
@@ -176,20 +169,7 @@ class KubeStandIn:
     def _handler(self):
         api = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, body: Any, text: bool = False) -> None:
-                data = (body if text else json.dumps(body)).encode()
-                self.send_response(code)
-                self.send_header('Content-Type', 'text/plain' if text
-                                 else 'application/json')
-                self.send_header('Content-Length', str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JSONHandler):
 
             def _status(self, code: int, message: str) -> None:
                 self._send(code, {'kind': 'Status', 'apiVersion': 'v1', 'status': 'Failure',
