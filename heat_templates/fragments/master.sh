@@ -70,10 +70,10 @@ master_render_init() {
     local names
     KUBE_VERSION=$(kubeadm version -o short) || celtic_die "kubeadm is not installed"
     KUBE_IMAGE_REPOSITORY=$(kube_image_repository)
-    KUBE_CLUSTER_NAME=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' \
+    KUBE_CLUSTER_NAME=$(celtic_python -c 'import json, sys; print(json.dumps(sys.argv[1]))' \
         "${CELTIC_CLUSTER_NAME:-kubernetes}")
     names=("$CELTIC_API_VIP" "${CELTIC_API_VIP_FIP:-}" "${MASTERS[@]}")
-    KUBE_CERT_SANS=$(python3 - "$CELTIC_CLUSTER_DOMAIN" "${names[@]}" <<'PY'
+    KUBE_CERT_SANS=$(celtic_python - "$CELTIC_CLUSTER_DOMAIN" "${names[@]}" <<'PY'
 import json, sys
 domain, names = sys.argv[1], [n for n in sys.argv[2:] if n]
 names += ['127.0.0.1', 'localhost', 'kubernetes', 'kubernetes.default',

@@ -221,6 +221,53 @@ master_vendordata() {
     [ -s "$CELTIC_ETC/secrets/ca.key" ]
 }
 
+# serve_metadata: Nova's metadata service over real HTTP on loopback (the directory the
+# other tests read as file://), stopped by its PID in the test's teardown
+serve_metadata() {
+    local i
+    python3 -m http.server 0 --bind 127.0.0.1 --directory "$ROOT/metadata" \
+        >"$BATS_TEST_TMPDIR/http.log" 2>&1 &
+    HTTP_PID=$!
+    for i in $(seq 1 50); do
+        METADATA_PORT=$(sed -n 's/.* port \([0-9][0-9]*\) .*/\1/p' "$BATS_TEST_TMPDIR/http.log")
+        [[ -n "$METADATA_PORT" ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+teardown() {
+    if [[ -n "${HTTP_PID:-}" ]]; then
+        kill "$HTTP_PID" 2>/dev/null || true
+        wait "$HTTP_PID" 2>/dev/null || true
+    fi
+}
+
+@test "over HTTP the metadata service is read directly, never through the template's proxy" {
+    master_vendordata
+    rm -rf "$CELTIC_ETC/secrets"
+    serve_metadata
+    # a proxy that does not exist: going through it would fail every attempt
+    export http_proxy=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9
+    CELTIC_METADATA_URL=http://127.0.0.1:$METADATA_PORT CELTIC_ROLE=master
+    CELTIC_METADATA_ATTEMPTS=1
+    run celtic_fetch_vendordata
+    assert_success
+    assert_output --partial 'celtic vendordata: 3 secret file(s) for this master'
+    cmp "$BATS_TEST_TMPDIR/given/ca.key" "$CELTIC_ETC/secrets/ca.key"
+    grep -q 'GET /openstack/latest/vendor_data2.json' "$BATS_TEST_TMPDIR/http.log"
+}
+
+@test "an HTTP error from the metadata service is retried, then fails the step" {
+    master_vendordata
+    serve_metadata
+    CELTIC_METADATA_URL=http://127.0.0.1:$METADATA_PORT/nothing-here CELTIC_METADATA_ATTEMPTS=2
+    run celtic_fetch_vendordata
+    assert_failure
+    assert_output --partial "celtic vendordata: cannot read http://127.0.0.1:$METADATA_PORT/nothing-here/openstack/latest/vendor_data2.json: HTTP 404"
+    assert_output --partial "failed 2 times"
+}
+
 @test "an unreachable metadata service fails the step after the bounded attempts" {
     CELTIC_METADATA_URL=http://127.0.0.1:9/none CELTIC_METADATA_ATTEMPTS=2
     run celtic_fetch_vendordata

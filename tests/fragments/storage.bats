@@ -538,15 +538,16 @@ PY
 }
 
 @test "auth.allow matches exactly the fixed network for every prefix the labels accept (/0../28)" {
-    python3 - "$FRAGMENTS/node/gluster.sh" <<'PY'
+    python3 - "$FRAGMENTS/node/gluster.sh" "$FRAGMENTS/lib/celtic.sh" <<'PY'
 import fnmatch, ipaddress, random, re, subprocess, sys
-script = sys.argv[1]
+script, lib = sys.argv[1:3]
 rng = random.Random(25)
 for prefix in range(0, 29):
     base = rng.getrandbits(32) & ~((1 << (32 - prefix)) - 1) if prefix else 0
     net = ipaddress.IPv4Network((base, prefix))
-    allow = subprocess.run(['bash', '-c', 'source "$0"; gluster_auth_patterns "$1"', script,
-                            str(net)], capture_output=True, text=True, check=True).stdout.strip()
+    allow = subprocess.run(['bash', '-c', 'source "$2"; source "$0"; gluster_auth_patterns "$1"',
+                            script, str(net), lib],
+                           capture_output=True, text=True, check=True).stdout.strip()
     entries = allow.split(',')
     assert len(entries) <= 128 and all('/' not in e for e in entries), (net, len(entries))
     first, last = int(net.network_address), int(net.broadcast_address)

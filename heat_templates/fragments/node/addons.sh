@@ -22,7 +22,7 @@ KUBE_MANIFEST_DIR=$CELTIC_ETC/manifests
 # in that CNI's manifest, any MODE points image: lines at the registry prefix (the
 # prefix replaces registry and path, name:tag stays: a flat mirror, as kubeadm expects).
 kube_manifest_filter() {
-    python3 - "$1" "$2" "${CELTIC_POD_NETWORK_CIDR:-}" "${CELTIC_CONTAINER_INFRA_PREFIX:-}" <<'PY'
+    celtic_python - "$1" "$2" "${CELTIC_POD_NETWORK_CIDR:-}" "${CELTIC_CONTAINER_INFRA_PREFIX:-}" <<'PY'
 import re, sys
 mode, path, cidr, prefix = sys.argv[1:5]
 with open(path) as f:

@@ -84,7 +84,7 @@ gluster_change() {
 #   peers:  "peer HOSTNAME STATE CONNECTED" for every name of every peer (STATE without
 #           spaces, CONNECTED 1 or 0)
 _gluster_xml() {
-    python3 - "$1" "$2" <<'PY'
+    celtic_python - "$1" "$2" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
 kind = sys.argv[1]
@@ -249,7 +249,7 @@ gluster_brick_volume_id() {
     fi
     meta=$(celtic_retry -n 6 -d 2 -- curl -sS -f --noproxy '*' --max-time 10 "$GLUSTER_METADATA_URL") ||
         celtic_die "cannot read the server metadata at $GLUSTER_METADATA_URL (it names the brick volume)"
-    GLUSTER_VOLUME_ID=$(python3 -c '
+    GLUSTER_VOLUME_ID=$(celtic_python -c '
 import json, sys
 print(json.load(sys.stdin).get("meta", {}).get("celtic_volume", ""))' <<<"$meta") ||
         celtic_die "the server metadata at $GLUSTER_METADATA_URL is not JSON"
@@ -541,7 +541,7 @@ gluster_grow_volume() {
 # fixed_network_cidr is /28 or larger, and the most entries (128) come from a /1, /9,
 # /17 or /25.
 gluster_auth_patterns() {
-    python3 - "$1" <<'PY'
+    celtic_python - "$1" <<'PY'
 import ipaddress, sys
 try:
     net = ipaddress.IPv4Network(sys.argv[1], strict=False)

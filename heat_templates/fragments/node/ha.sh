@@ -144,7 +144,7 @@ ha_write_keys() {
 # ha_derive WHAT SECRET_FILE: authkey (256 bytes, binary) or hacluster-password (a
 # chpasswd line), from sha512/sha256 of a purpose label and the secret.
 ha_derive() {
-    python3 - "$1" "$2" <<'PY'
+    celtic_python - "$1" "$2" <<'PY'
 import hashlib, sys
 what, path = sys.argv[1], sys.argv[2]
 with open(path) as f:
@@ -368,7 +368,7 @@ ha_build_vip_cib() {
 
 # ha_same_configuration LIVE NEW: true when both CIB files hold the same configuration.
 ha_same_configuration() {
-    python3 - "$1" "$2" <<'PY'
+    celtic_python - "$1" "$2" <<'PY'
 import sys
 import xml.etree.ElementTree as ET
 

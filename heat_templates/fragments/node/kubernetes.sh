@@ -324,7 +324,7 @@ kube_api_version() {
     local body
     body=$(curl -fsS --max-time 5 --cacert "$CELTIC_ETC/pki/ca.crt" \
         "https://$CELTIC_API_VIP:$CELTIC_API_PORT/version" 2>/dev/null) || return 1
-    python3 -c 'import json, sys; print(json.loads(sys.argv[1])["gitVersion"])' "$body" \
+    celtic_python -c 'import json, sys; print(json.loads(sys.argv[1])["gitVersion"])' "$body" \
         2>/dev/null
 }
 
@@ -361,7 +361,7 @@ kube_kubeadm() {
 # worker (the pool's node_labels and node_taints) or control-plane.
 kube_registration() {
     local out
-    out=$(python3 - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" <<'PY'
+    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" <<'PY'
 import json, sys
 role, ip, params_file = sys.argv[1:4]
 params = {}
