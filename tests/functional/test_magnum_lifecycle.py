@@ -204,14 +204,20 @@ def test_resize_down_removes_the_chosen_node(magnum_lab, magnum, cluster):
 
 
 def test_nodegroup_create_and_delete(magnum_lab, magnum, cluster):
+    """Two nodegroups at once; pool2 is deleted here, pool3 stays for the cluster's
+    delete (a cluster deleted with a nodegroup of its own must leave nothing either)."""
     _require_complete(cluster)
     old = magnum.clusters.get(cluster['uuid'])
-    magnum.nodegroups.create(cluster['uuid'], name='pool2', node_count=1,
-                             flavor_id='m1.small')
-    group = clusterwatch.wait_nodegroup(magnum, cluster['uuid'], 'pool2', 'CREATE',
-                                        timeout=TIMEOUT)
-    assert group.status == 'CREATE_COMPLETE', '%s: %s' % (group.status, group.status_reason)
-    assert len(group.node_addresses) == 1
+    for name in ('pool2', 'pool3'):
+        magnum.nodegroups.create(cluster['uuid'], name=name, node_count=1,
+                                 flavor_id='m1.small')
+    for name in ('pool2', 'pool3'):
+        group = clusterwatch.wait_nodegroup(magnum, cluster['uuid'], name, 'CREATE',
+                                            timeout=TIMEOUT)
+        assert group.status == 'CREATE_COMPLETE', '%s %s: %s' % (
+            name, group.status, group.status_reason)
+        assert len(group.node_addresses) == 1
+    cluster['kept_nodegroups'] = ['pool3']
     final = clusterwatch.wait(magnum, cluster['uuid'], 'UPDATE', timeout=TIMEOUT, before=old)
     assert final.status == 'UPDATE_COMPLETE', _describe(final)
 
@@ -225,6 +231,9 @@ def test_nodegroup_create_and_delete(magnum_lab, magnum, cluster):
 
 def test_cluster_delete_leaves_nothing(magnum_lab, magnum, cluster):
     _require_complete(cluster)
+    # the nodegroup test left pool3: its own stack goes with the cluster
+    for name in cluster.get('kept_nodegroups', []):
+        assert any('-%s' % name in s for s in _stacks(magnum_lab, cluster['uuid'])), name
     magnum.clusters.delete(cluster['uuid'])
     final = clusterwatch.wait(magnum, cluster['uuid'], 'DELETE', timeout=TIMEOUT)
     assert _deleted(final), _describe(final)
