@@ -206,7 +206,8 @@ class Driver(driver.Driver):
         """Resize a worker nodegroup; nodes_to_remove are Nova server UUIDs."""
         nodegroup = nodegroup or cluster.default_ng_worker
         if nodegroup.role == 'master':
-            raise exception.MasterNGResizeNotSupported()
+            self._resize_masters(context, cluster, node_count)
+            return
         pool_stack = adapters.has_own_stack(cluster, nodegroup)
         stack_id = adapters.stack_id_of(cluster, nodegroup)
         if not stack_id:
@@ -220,6 +221,47 @@ class Driver(driver.Driver):
                                       node_count)
         self._resize(context, cluster, stack_id, node_count, nodes_to_remove or (),
                      nodegroup, pool_stack=pool_stack)
+
+    def validate_master_resize(self, node_count):
+        """Magnum's API asks this before it accepts a master resize: a count celtic
+        offers, or refused naming the field and what is allowed (nothing changed)."""
+        error = spec_mod.master_resize_error(node_count)
+        if error:
+            raise exception.InvalidParameterValue(err=error)
+
+    def _resize_masters(self, context, cluster, count):
+        """Change the master count: PATCH the cluster's stack with the count and one
+        address port per master (doc/master-resize.md). Only growth: the new masters
+        join the control plane, the running ones take them into corosync and HAProxy
+        when Heat updates their server metadata."""
+        heat = adapters.heat_client(context)
+        try:
+            state = heat.get(cluster.stack_id)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        if state is None:
+            raise exception.InvalidParameterValue(
+                err='the masters\' Heat stack %s does not exist' % cluster.stack_id)
+        try:
+            current = int(state.parameters.get('master_count'))
+        except (TypeError, ValueError):
+            current = None
+        error = spec_mod.master_resize_error(count, current)
+        if error:
+            raise exception.InvalidParameterValue(err=error)
+        if req.created_with_secrets(state.parameters):
+            raise exception.InvalidParameterValue(
+                err='this cluster was created by an earlier celtic release: resize its '
+                    'default worker nodegroup once (its stack then moves to this '
+                    'release\'s templates), then change the master count')
+        spec = adapters.cluster_spec(context, cluster)
+        adapters.check_stack_size(spec)
+        parameters, files = req.master_resize_request(spec, adapters.template_set())
+        try:
+            heat.update(cluster.stack_id, parameters, files=files)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        LOG.info('cluster %s: masters %s -> %d', cluster.uuid, current, count)
 
     def _resize(self, context, cluster, stack_id, count, nodes_to_remove, nodegroup,
                 pool_stack, rollback=False):

@@ -72,9 +72,9 @@ cluster() {
     : >"$CALLS"
 }
 
-# wanted ADDRESS...: the server metadata Heat set (celtic_masters)
+# wanted ADDRESS...: the server metadata Heat set (celtic_members)
 wanted() {
-    printf '{"uuid": "x", "meta": {"celtic_role": "master", "celtic_masters": "%s"}}\n' "$*" \
+    printf '{"uuid": "x", "meta": {"celtic_role": "master", "celtic_members": "%s"}}\n' "$*" \
         >"$ROOT/metadata/openstack/latest/meta_data.json"
 }
 

@@ -14,7 +14,7 @@
 # members.sh: a master count change on the running masters (doc/master-resize.md).
 #
 # Heat cannot run anything on a server it does not create, so the running masters learn
-# the new member list from their own Nova server metadata (celtic_masters: the masters'
+# the new member list from their own Nova server metadata (celtic_members: the masters'
 # addresses in index order), which Heat updates in place at a master resize, and
 # celtic-members.timer runs `master.sh members` every MEMBERS_INTERVAL seconds:
 #   every remaining master: HAProxy backends, corosync nodelist (reloaded), VIP (api_vip.sh)
@@ -31,7 +31,7 @@ MEMBERS_UNIT_DIR=${MEMBERS_UNIT_DIR:-${CELTIC_ROOT:-}/etc/systemd/system}
 MEMBERS_INTERVAL=${MEMBERS_INTERVAL:-30}
 
 # members_desired: the masters' addresses this cluster should have now, one a line in
-# index order: the celtic_masters metadata of this server (current after a resize),
+# index order: the celtic_members metadata of this server (current after a resize),
 # else params.json's master_addresses (the same at first boot).
 members_desired() {
     local url=${CELTIC_METADATA_URL:-http://169.254.169.254}/openstack/latest/meta_data.json
@@ -52,7 +52,7 @@ try:
         if answer.status != 200:
             sys.exit(0)
         data = answer.read()
-    print(json.loads(data).get('meta', {}).get('celtic_masters', ''))
+    print(json.loads(data).get('meta', {}).get('celtic_members', ''))
 except (OSError, ValueError):
     sys.exit(0)
 PY
@@ -132,7 +132,7 @@ members_reconcile() {
     local desired=() current=() leaving=() address index i
     mapfile -t desired < <(members_desired)
     mapfile -t current < <(members_current)
-    [[ ${#desired[@]} -ge 1 ]] || celtic_die "no master addresses (metadata celtic_masters, params.json)"
+    [[ ${#desired[@]} -ge 1 ]] || celtic_die "no master addresses (metadata celtic_members, params.json)"
     if ! index=$(celtic_index_of "$(celtic_node_ip)" "${desired[@]}"); then
         celtic_info "this master is not in the member list (${desired[*]}): it is leaving," \
             "master 0 removes it"
