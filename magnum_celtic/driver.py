@@ -41,6 +41,7 @@ from magnum_celtic import certs
 from magnum_celtic import conf
 from magnum_celtic import expand
 from magnum_celtic import heat as heat_api
+from magnum_celtic import outputs as out
 from magnum_celtic import request as req
 from magnum_celtic import spec as spec_mod
 from magnum_celtic import status
@@ -249,11 +250,11 @@ class Driver(driver.Driver):
         error = spec_mod.master_resize_error(count, current)
         if error:
             raise exception.InvalidParameterValue(err=error)
-        if req.created_with_secrets(state.parameters):
+        if out.MASTER_MEMBERS not in (state.outputs or {}):
             raise exception.InvalidParameterValue(
-                err='this cluster was created by an earlier celtic release: resize its '
-                    'default worker nodegroup once (its stack then moves to this '
-                    'release\'s templates), then change the master count')
+                err='the master count of this cluster cannot change: it was created by '
+                    'an earlier celtic release, whose masters do not take new members '
+                    '(create a new cluster with the master count it needs)')
         spec = adapters.cluster_spec(context, cluster)
         adapters.check_stack_size(spec)
         parameters, files = req.master_resize_request(spec, adapters.template_set())

@@ -1024,9 +1024,9 @@ class ResizeTest(base.DriverTestCase):
         self.assertIn('needs master_lb_enabled', str(error))
         self.assertEqual([], self.heat.calls_of('PATCH'))
 
-    def test_masters_of_a_stack_from_before_the_vendordata_are_refused(self):
+    def test_masters_of_a_stack_from_an_earlier_release_are_refused(self):
         cluster = self.master_cluster(1)
-        self.heat.stacks[cluster.stack_id].parameters['ca_key'] = '******'
+        self.heat.stacks[cluster.stack_id].outputs.pop('master_members')
         error = self.assertRaises(exception.InvalidParameterValue, self.resize,
                                   cluster, 3, None, cluster.default_ng_master)
         self.assertIn('created by an earlier celtic release', str(error))
