@@ -41,6 +41,7 @@ from magnum_celtic import certs
 from magnum_celtic import conf
 from magnum_celtic import expand
 from magnum_celtic import heat as heat_api
+from magnum_celtic import outputs as out
 from magnum_celtic import request as req
 from magnum_celtic import spec as spec_mod
 from magnum_celtic import status
@@ -206,7 +207,8 @@ class Driver(driver.Driver):
         """Resize a worker nodegroup; nodes_to_remove are Nova server UUIDs."""
         nodegroup = nodegroup or cluster.default_ng_worker
         if nodegroup.role == 'master':
-            raise exception.MasterNGResizeNotSupported()
+            self._resize_masters(context, cluster, node_count)
+            return
         pool_stack = adapters.has_own_stack(cluster, nodegroup)
         stack_id = adapters.stack_id_of(cluster, nodegroup)
         if not stack_id:
@@ -220,6 +222,47 @@ class Driver(driver.Driver):
                                       node_count)
         self._resize(context, cluster, stack_id, node_count, nodes_to_remove or (),
                      nodegroup, pool_stack=pool_stack)
+
+    def validate_master_resize(self, node_count):
+        """Magnum's API asks this before it accepts a master resize: a count celtic
+        offers, or refused naming the field and what is allowed (nothing changed)."""
+        error = spec_mod.master_resize_error(node_count)
+        if error:
+            raise exception.InvalidParameterValue(err=error)
+
+    def _resize_masters(self, context, cluster, count):
+        """Change the master count: PATCH the cluster's stack with the count and one
+        address port per master (doc/master-resize.md). Only growth: the new masters
+        join the control plane, the running ones take them into corosync and HAProxy
+        when Heat updates their server metadata."""
+        heat = adapters.heat_client(context)
+        try:
+            state = heat.get(cluster.stack_id)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        if state is None:
+            raise exception.InvalidParameterValue(
+                err='the masters\' Heat stack %s does not exist' % cluster.stack_id)
+        try:
+            current = int(state.parameters.get('master_count'))
+        except (TypeError, ValueError):
+            current = None
+        error = spec_mod.master_resize_error(count, current)
+        if error:
+            raise exception.InvalidParameterValue(err=error)
+        if out.MASTER_MEMBERS not in (state.outputs or {}):
+            raise exception.InvalidParameterValue(
+                err='the master count of this cluster cannot change: it was created by '
+                    'an earlier celtic release, whose masters do not take new members '
+                    '(create a new cluster with the master count it needs)')
+        spec = adapters.cluster_spec(context, cluster)
+        adapters.check_stack_size(spec)
+        parameters, files = req.master_resize_request(spec, adapters.template_set())
+        try:
+            heat.update(cluster.stack_id, parameters, files=files)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        LOG.info('cluster %s: masters %s -> %d', cluster.uuid, current, count)
 
     def _resize(self, context, cluster, stack_id, count, nodes_to_remove, nodegroup,
                 pool_stack, rollback=False):

@@ -60,6 +60,9 @@ API_VIP = Output('api_vip', CLUSTER_STACK, 'cluster.api_address; the lab summary
 API_VIP_FIP = Output('api_vip_fip', CLUSTER_STACK, 'cluster.api_address')
 MASTER_ADDRESSES = Output('master_addresses', CLUSTER_STACK,
                           'node_addresses of the master nodegroup')
+MASTER_MEMBERS = Output('master_members', CLUSTER_STACK,
+                        'master resize: present when the masters are told the member '
+                        'list (celtic_members) and run celtic-members.timer')
 KUBE_VERSION = Output('kube_version', CLUSTER_STACK, 'cluster.coe_version')
 # read by the lab's summary only, nothing in Magnum
 PROXY_VIP = Output('proxy_vip', CLUSTER_STACK, 'the lab summary')

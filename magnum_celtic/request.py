@@ -277,6 +277,21 @@ def scale_request(templates: TemplateSet, outputs: Mapping[str, Any], count: int
     return {('count' if pool_stack else 'minion_count'): count}, files
 
 
+def master_resize_request(spec: ClusterSpec, templates: TemplateSet
+                          ) -> tuple[dict[str, Any], dict[str, str]]:
+    """(parameters, files) of the PATCH update that changes the master count to
+    ``spec.masters.count``: the count and addresses.yaml re-rendered with one port per
+    master (the ports of the masters that stay are the same resources, so every
+    master keeps its address). Heat then updates every running master's server
+    metadata (celtic_members) in place and boots the new ones, which join the control
+    plane; node/members.sh on the running masters takes the new members into corosync
+    and HAProxy (doc/master-resize.md)."""
+    counts = {role: nodes.count for role, nodes in spec.roles.items()}
+    files = {ADDRESSES_TEMPLATE: expand.render_addresses(templates.read(ADDRESSES_TEMPLATE),
+                                                         counts)}
+    return {'master_count': spec.masters.count}, files
+
+
 def hidden_parameters(template_text: str) -> frozenset[str]:
     """Names of the parameters a template declares ``hidden: true``."""
     import yaml

@@ -86,6 +86,27 @@ class RoleSpec:
 #: the roles whose nodes the cluster stack holds besides the default pool, in the
 #: order the templates name them
 HA_ROLES = ('master', 'proxy', 'storage')
+#: the master counts celtic.yaml takes (its master_count allowed_values): odd, so etcd
+#: and corosync keep quorum with a majority of the masters
+MASTER_COUNTS = (1, 3, 5, 7)
+
+
+def master_resize_error(requested: Any, current: int | None = None) -> str | None:
+    """Why the master nodegroup cannot be resized to ``requested`` masters (from
+    ``current``, when known), or None. Only growth is offered: a master that leaves
+    must leave etcd and corosync before Heat deletes its server, which the stack
+    cannot sequence yet (doc/master-resize.md)."""
+    allowed = [n for n in MASTER_COUNTS if current is None or n >= current]
+    if isinstance(requested, int) and requested in allowed:
+        return None
+    shown = ', '.join(str(n) for n in allowed)
+    if (isinstance(requested, int) and current is not None and requested < current
+            and requested in MASTER_COUNTS):
+        return ('node_count of the master nodegroup: %d -> %d is refused: removing '
+                'masters is not supported yet; allowed: %s' % (current, requested, shown))
+    return ('node_count of the master nodegroup must be one of %s (an odd number: '
+            'etcd and corosync keep quorum with a majority of the masters), got %s'
+            % (shown, requested))
 
 
 @dataclasses.dataclass(frozen=True)

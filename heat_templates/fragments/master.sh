@@ -18,7 +18,9 @@
 #   master 0:     packages at kube_tag, kubeadm init, CNI, addons
 #   the others:   wait for the VIP, packages at the apiserver's version, join
 #                 --control-plane (the shared certificates came from Heat)
-#   every master: wait until Ready. doc/nodes.md explains each step.
+#   every master: wait until Ready, then celtic-members.timer, which applies a later
+#                 master count change (`master.sh members`, node/members.sh,
+#                 doc/master-resize.md). doc/nodes.md explains each step.
 
 CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
 # shellcheck source=lib/celtic.sh
@@ -33,6 +35,8 @@ source "$CELTIC_LIB_DIR/node/addons.sh"
 source "$CELTIC_LIB_DIR/node/ha.sh"
 # shellcheck source=node/api_vip.sh disable=SC1091
 source "$CELTIC_LIB_DIR/node/api_vip.sh"
+# shellcheck source=node/members.sh disable=SC1091
+source "$CELTIC_LIB_DIR/node/members.sh"
 
 MASTER_INDEX=
 MASTERS=()
@@ -158,10 +162,23 @@ master_main() {
         celtic_step kubeadm-join kube_join master_pki
     fi
     celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"
+    celtic_step members-timer members_timer
+}
+
+# master_members_main: what celtic-members.timer runs (no report to Heat: the stack is
+# not waiting for this node; a failure is in the log and the journal).
+master_members_main() {
+    celtic_load_params "$CELTIC_ETC/params.json"
+    kube_defaults
+    members_reconcile
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     set -euo pipefail
     CELTIC_ROLE=master
-    celtic_run master_main "$@"
+    if [[ "${1:-}" == members ]]; then
+        master_members_main
+    else
+        celtic_run master_main "$@"
+    fi
 fi

@@ -218,3 +218,27 @@ line_of() {
         declare -F ha_cluster_setup api_vip_setup kube_cni master_main"
     assert_success
 }
+
+@test "every master ends its boot with celtic-members.timer, after the node is Ready" {
+    kube_with_heat
+    export MEMBERS_UNIT_DIR="$ROOT/etc/systemd/system"
+    run_master
+    assert_success
+    assert_called 'systemctl enable --now celtic-members.timer'
+    [ "$(line_of 'kubectl --kubeconfig .*admin.conf get node testnode-0')" -lt \
+        "$(line_of 'systemctl enable --now celtic-members.timer')" ]
+    grep -q "ExecStart=/bin/bash $CELTIC_LIB_DIR/master.sh members" \
+        "$MEMBERS_UNIT_DIR/celtic-members.service"
+}
+
+@test "master.sh members: the timer's run applies the member list and reports nothing to Heat" {
+    kube_with_heat
+    export HA_COROSYNC_DIR="$ROOT/etc/corosync"
+    mkdir -p "$HA_COROSYNC_DIR"
+    printf 'ring0_addr: 10.0.0.11\n' >"$HA_COROSYNC_DIR/corosync.conf"
+    run bash "$FRAGMENTS/master.sh" members
+    assert_success
+    assert_called 'api_vip_setup '
+    refute_called 'kubeadm .*'
+    [ ! -s "$SIGNALS" ]
+}

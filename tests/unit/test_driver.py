@@ -982,11 +982,63 @@ class ResizeTest(base.DriverTestCase):
         self.assertIn('max_resources_per_stack', str(error))
         self.assertEqual([], self.heat.calls_of('PATCH'))
 
-    def test_resizing_the_masters_is_refused(self):
-        cluster = self.stored_cluster()
-        self.assertRaises(exception.MasterNGResizeNotSupported, self.resize,
-                          cluster, 5, None, cluster.default_ng_master)
-        self.assertEqual([], self.heat.calls)
+    def master_cluster(self, masters):
+        cluster = self.stored_cluster(master_count=masters)
+        self.heat.stacks[cluster.stack_id].parameters['master_count'] = str(masters)
+        return cluster
+
+    def test_growing_the_masters_patches_the_count_and_one_port_per_master(self):
+        cluster = self.master_cluster(1)
+        self.resize(cluster, 3, None, cluster.default_ng_master)
+        patch = self.heat.calls_of('PATCH')
+        self.assertEqual('celtic-k1-5d12f6fd/%s' % cluster.stack_id, patch[-1].path)
+        self.assertEqual({'master_count': 3}, patch[-1].body['parameters'])
+        resources = json.loads(patch[-1].body['files']['addresses.yaml'])['resources']
+        self.assertEqual(['master-0', 'master-1', 'master-2'],
+                         sorted(r for r in resources if r.startswith('master-')))
+        self.assertEqual(['proxy-0', 'proxy-1'],
+                         sorted(r for r in resources if r.startswith('proxy-')))
+        self.assertEqual(['files', 'parameters'],
+                         sorted(k for k in patch[-1].body if k in ('files', 'parameters',
+                                                                   'template')))
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, 3, Status.UPDATE_IN_PROGRESS),
+                         (stored.status, stored.default_ng_master.node_count,
+                          stored.default_ng_master.status))
+
+    def test_removing_masters_is_refused_naming_what_is_allowed(self):
+        cluster = self.master_cluster(5)
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 3, None, cluster.default_ng_master)
+        self.assertEqual('node_count of the master nodegroup: 5 -> 3 is refused: removing '
+                         'masters is not supported yet; allowed: 5, 7', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+        self.assertEqual(5, self.reload().default_ng_master.node_count)
+
+    def test_more_masters_need_master_lb_enabled(self):
+        cluster = self.master_cluster(1)
+        cluster.master_lb_enabled = False
+        cluster.save()
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 3, None, cluster.default_ng_master)
+        self.assertIn('needs master_lb_enabled', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+
+    def test_masters_of_a_stack_from_an_earlier_release_are_refused(self):
+        cluster = self.master_cluster(1)
+        self.heat.stacks[cluster.stack_id].outputs.pop('master_members')
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 3, None, cluster.default_ng_master)
+        self.assertIn('created by an earlier celtic release', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+
+    def test_a_master_resize_of_a_missing_stack_is_refused(self):
+        cluster = self.master_cluster(1)
+        self.heat.stacks.pop(cluster.stack_id)
+        error = self.assertRaises(exception.InvalidParameterValue,
+                                  self.driver.resize_cluster, self.user_context, cluster,
+                                  None, 3, [], cluster.default_ng_master)
+        self.assertIn('does not exist', str(error))
 
     def test_resize_while_heat_is_busy_says_the_stack_is_busy(self):
         cluster = self.stored_cluster(stack_status='UPDATE_IN_PROGRESS')
@@ -1154,9 +1206,15 @@ class CertificateTest(base.DriverTestCase):
             self.assertRaises(exception.MasterNGSizeInvalid,
                               self.driver.validate_master_size, size)
 
-    def test_master_resize_is_refused_at_the_api(self):
-        self.assertRaises(exception.MasterNGResizeNotSupported,
-                          self.driver.validate_master_resize, 5)
+    def test_master_resize_takes_odd_counts_up_to_seven_at_the_api(self):
+        for size in (1, 3, 5, 7):
+            self.driver.validate_master_resize(size)
+        for size in (0, 2, 4, 9, -1):
+            error = self.assertRaises(exception.InvalidParameterValue,
+                                      self.driver.validate_master_resize, size)
+            self.assertEqual('node_count of the master nodegroup must be one of 1, 3, 5, '
+                             '7 (an odd number: etcd and corosync keep quorum with a '
+                             'majority of the masters), got %d' % size, str(error))
 
 
 class LookupTest(base.DriverTestCase):

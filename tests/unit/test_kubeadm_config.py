@@ -91,7 +91,7 @@ def render(tmp_path: pathlib.Path, what: str, node_ip: str = MASTERS[0],
     (lib / 'node').mkdir(parents=True)
     for entry in ('lib', 'templates', 'master.sh'):
         (lib / entry).symlink_to(FRAGMENTS / entry)
-    for module in ('common', 'kubernetes', 'addons'):
+    for module in ('common', 'kubernetes', 'addons', 'members'):
         (lib / 'node' / f'{module}.sh').symlink_to(FRAGMENTS / 'node' / f'{module}.sh')
     for module in ('ha', 'api_vip'):  # other engineers' modules, not needed to render
         (lib / 'node' / f'{module}.sh').write_text('')

@@ -1,0 +1,184 @@
+#!/bin/bash
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+# members.sh: a master count change on the running masters (doc/master-resize.md).
+#
+# Heat cannot run anything on a server it does not create, so the running masters learn
+# the new member list from their own Nova server metadata (celtic_members: the masters'
+# addresses in index order), which Heat updates in place at a master resize, and
+# celtic-members.timer runs `master.sh members` every MEMBERS_INTERVAL seconds:
+#   every remaining master: HAProxy backends, corosync nodelist (reloaded), VIP (api_vip.sh)
+#   master 0 only, for each leaving master (highest index first): drain, etcd member
+#     remove, Node deleted; after the corosync reload, crm_node --remove
+# A new master needs nothing from here: its first boot joins with the new list
+# (kubeadm join --control-plane adds its etcd member). A run with nothing to change
+# changes nothing.
+#
+# Needs lib/celtic.sh, node/ha.sh, node/api_vip.sh and kube_defaults (KUBE_ETC).
+
+MEMBERS_DRAIN_TIMEOUT=${MEMBERS_DRAIN_TIMEOUT:-300}
+MEMBERS_UNIT_DIR=${MEMBERS_UNIT_DIR:-${CELTIC_ROOT:-}/etc/systemd/system}
+MEMBERS_INTERVAL=${MEMBERS_INTERVAL:-30}
+
+# members_desired: the masters' addresses this cluster should have now, one a line in
+# index order: the celtic_members metadata of this server (current after a resize),
+# else params.json's master_addresses (the same at first boot).
+members_desired() {
+    local url=${CELTIC_METADATA_URL:-http://169.254.169.254}/openstack/latest/meta_data.json
+    local listed=''
+    listed=$(celtic_python - "$url" <<'PY'
+import json, sys
+url = sys.argv[1]
+try:
+    if url.startswith('file://'):
+        with open(url[len('file://'):], 'rb') as f:
+            data = f.read()
+    else:
+        import http.client
+        host, _, path = url[len('http://'):].partition('/')
+        conn = http.client.HTTPConnection(host, timeout=30)
+        conn.request('GET', '/' + path)
+        answer = conn.getresponse()
+        if answer.status != 200:
+            sys.exit(0)
+        data = answer.read()
+    print(json.loads(data).get('meta', {}).get('celtic_members', ''))
+except (OSError, ValueError):
+    sys.exit(0)
+PY
+) || listed=''
+    [[ -n "$listed" ]] || listed=${CELTIC_MASTER_ADDRESSES:-}
+    local words=()
+    read -ra words <<<"$listed"
+    if [[ ${#words[@]} -gt 0 ]]; then
+        printf '%s\n' "${words[@]}"
+    fi
+}
+
+# members_current: the addresses of this node's corosync nodelist, in nodeid order.
+members_current() {
+    local conf=$HA_COROSYNC_DIR/corosync.conf
+    [[ -r "$conf" ]] || return 0
+    awk '$1 == "ring0_addr:" {print $2}' "$conf"
+}
+
+# members_kubectl ARGS...: kubectl as cluster admin on this master.
+members_kubectl() {
+    kubectl --kubeconfig "$KUBE_ETC/admin.conf" "$@"
+}
+
+# members_node_of ADDRESS: the Kubernetes Node whose InternalIP is ADDRESS (or nothing).
+members_node_of() {
+    members_kubectl get nodes -o \
+        'jsonpath={range .items[*]}{.metadata.name}{" "}{.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}' |
+        awk -v ip="$1" '$2 == ip {print $1; exit}'
+}
+
+# members_etcdctl ARGS...: etcdctl in this master's etcd static pod, with kubeadm's
+# health-check client certificate.
+members_etcdctl() {
+    local pki=/etc/kubernetes/pki/etcd
+    members_kubectl -n kube-system exec "etcd-$(celtic_node_name)" -- etcdctl \
+        --endpoints=https://127.0.0.1:2379 --cacert="$pki/ca.crt" \
+        --cert="$pki/healthcheck-client.crt" --key="$pki/healthcheck-client.key" "$@"
+}
+
+# members_etcd_remove ADDRESS: remove the etcd member whose peer URL is ADDRESS:2380;
+# already gone is fine.
+members_etcd_remove() {
+    local address=$1 list id
+    list=$(members_etcdctl member list -w simple) ||
+        celtic_die "cannot list the etcd members (is etcd on this master healthy?)"
+    id=$(awk -F', ' -v peer="https://$address:2380" '$4 == peer {print $1; exit}' <<<"$list")
+    if [[ -z "$id" ]]; then
+        celtic_info "$address is not an etcd member (already removed)"
+        return 0
+    fi
+    members_etcdctl member remove "$id" >/dev/null ||
+        celtic_die "etcd refused to remove member $id ($address)"
+}
+
+# members_remove ADDRESS: take a leaving master out of Kubernetes and etcd, in that
+# order: its Node drained (workloads moved, bounded), its etcd member removed, the Node
+# deleted. Its corosync membership ends with the nodelist reload that follows.
+members_remove() {
+    local address=$1 node
+    node=$(members_node_of "$address") || node=''
+    if [[ -n "$node" ]]; then
+        members_kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data \
+            --timeout="${MEMBERS_DRAIN_TIMEOUT}s" >/dev/null ||
+            celtic_die "cannot drain master $node ($address) in ${MEMBERS_DRAIN_TIMEOUT}s:" \
+                "a PodDisruptionBudget may block it"
+    fi
+    members_etcd_remove "$address"
+    if [[ -n "$node" ]]; then
+        members_kubectl delete node "$node" --ignore-not-found >/dev/null ||
+            celtic_die "cannot delete Node $node"
+    fi
+}
+
+# members_reconcile: bring this master in line with the member list (see the top).
+members_reconcile() {
+    local desired=() current=() leaving=() address index i
+    mapfile -t desired < <(members_desired)
+    mapfile -t current < <(members_current)
+    [[ ${#desired[@]} -ge 1 ]] || celtic_die "no master addresses (metadata celtic_members, params.json)"
+    if ! index=$(celtic_index_of "$(celtic_node_ip)" "${desired[@]}"); then
+        celtic_info "this master is not in the member list (${desired[*]}): it is leaving," \
+            "master 0 removes it"
+        return 0
+    fi
+    if [[ "${current[*]}" == "${desired[*]}" ]]; then
+        return 0
+    fi
+    # the leaving members, highest index first
+    for ((i = ${#current[@]} - 1; i >= 0; i--)); do
+        if ! celtic_index_of "${current[$i]}" "${desired[@]}" >/dev/null; then
+            leaving+=("$i:${current[$i]}")
+        fi
+    done
+    celtic_info "masters: ${current[*]} -> ${desired[*]}"
+    if [[ "$index" == 0 ]]; then
+        for address in "${leaving[@]}"; do
+            celtic_step "leave-master-${address%%:*}" members_remove "${address#*:}"
+        done
+    fi
+    CELTIC_MASTER_ADDRESSES="${desired[*]}"
+    export CELTIC_MASTER_ADDRESSES
+    celtic_step members-vip api_vip_setup
+    if [[ "$index" == 0 ]]; then
+        for address in "${leaving[@]}"; do
+            crm_node --force --remove "master-${address%%:*}" >/dev/null 2>&1 || true
+        done
+    fi
+}
+
+# members_timer: celtic-members.timer, which runs `master.sh members` on this master.
+members_timer() {
+    local before=$CELTIC_CHANGED
+    CELTIC_CHANGED=0
+    MEMBERS_SCRIPT=${CELTIC_LIB_DIR#"${CELTIC_ROOT:-}"}/master.sh celtic_render \
+        "$CELTIC_LIB_DIR/templates/celtic-members.service.tmpl" \
+        "$MEMBERS_UNIT_DIR/celtic-members.service" 0644
+    MEMBERS_INTERVAL=$MEMBERS_INTERVAL celtic_render \
+        "$CELTIC_LIB_DIR/templates/celtic-members.timer.tmpl" \
+        "$MEMBERS_UNIT_DIR/celtic-members.timer" 0644
+    if [[ $CELTIC_CHANGED -eq 1 ]]; then
+        systemctl daemon-reload
+    fi
+    systemctl enable --now celtic-members.timer >/dev/null ||
+        celtic_die "cannot start celtic-members.timer"
+    if [[ $before -eq 1 ]]; then
+        CELTIC_CHANGED=1
+    fi
+}
