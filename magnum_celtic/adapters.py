@@ -103,8 +103,10 @@ def magnum_defaults() -> spec_mod.Defaults:
         heat_max_resources_per_stack=CONF.celtic.heat_max_resources_per_stack)
 
 
-def cluster_spec(context: Any, cluster: Any, template: Any = None) -> spec_mod.ClusterSpec:
-    """Validate and resolve a cluster; raises InvalidParameterValue on bad input."""
+def cluster_spec(context: Any, cluster: Any, template: Any = None,
+                 warn: bool = True) -> spec_mod.ClusterSpec:
+    """Validate and resolve a cluster; raises InvalidParameterValue on bad input
+    (``warn``: log the spec's warnings, once per operation)."""
     template = template or cluster.cluster_template
     template_data = _fields(template, _TEMPLATE_FIELDS)
     cluster_data = _fields(cluster, _CLUSTER_FIELDS)
@@ -116,7 +118,7 @@ def cluster_spec(context: Any, cluster: Any, template: Any = None) -> spec_mod.C
                               operator_labels(), magnum_defaults())
     except labels.LabelError as error:
         raise exception.InvalidParameterValue(err=str(error))
-    for warning in spec.warnings:
+    for warning in spec.warnings if warn else ():
         LOG.warning('cluster %s: %s', cluster.uuid, warning)
     return spec
 
