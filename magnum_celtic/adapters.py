@@ -35,6 +35,7 @@ from oslo_utils import uuidutils
 from magnum_celtic import budget
 from magnum_celtic import conf
 from magnum_celtic import heat as heat_api
+from magnum_celtic import inventory
 from magnum_celtic import labels
 from magnum_celtic import spec as spec_mod
 from magnum_celtic import status
@@ -117,7 +118,7 @@ def cluster_spec(context: Any, cluster: Any, template: Any = None,
                               nodegroup_data(cluster.default_ng_worker),
                               operator_labels(), magnum_defaults())
     except labels.LabelError as error:
-        raise exception.InvalidParameterValue(err=str(error))
+        raise inventory.refused('cluster %s' % cluster.uuid, str(error))
     for warning in spec.warnings if warn else ():
         LOG.warning('cluster %s: %s', cluster.uuid, warning)
     return spec

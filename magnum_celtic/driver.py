@@ -255,8 +255,7 @@ class Driver(driver.Driver):
                        'was changed)'
                        % (', '.join(unknown), 'is not a node' if len(unknown) == 1
                           else 'are not nodes', nodegroup_name, ', '.join(valid) or 'none'))
-            LOG.warning('cluster %s: resize refused: %s', cluster.uuid, message)
-            raise exception.InvalidParameterValue(err=message)
+            raise inventory.refused('cluster %s: resize refused' % cluster.uuid, message)
         current = expand.server_count(state.outputs, pool_stack)
         if count > current:
             spec = adapters.cluster_spec(context, cluster, warn=False)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+import oslo_messaging
 from magnum.common import clients
 from magnum.common import exception
 from oslo_log import log as logging
@@ -35,6 +36,23 @@ from magnum_celtic import preflight
 from magnum_celtic.spec import ClusterSpec
 
 LOG = logging.getLogger(__name__)
+
+
+class Refused(oslo_messaging.ExpectedException, exception.InvalidParameterValue):
+    """An ordinary user mistake (Magnum's InvalidParameterValue): the driver logs it as
+    one WARNING line, and Magnum's RPC server, which logs any other exception from a
+    conductor handler as an ERROR with its traceback, passes it on quietly (it is
+    oslo.messaging's "expected exception"). Magnum still writes it to status_reason."""
+
+    def __init__(self, message: str):
+        exception.InvalidParameterValue.__init__(self, err=message)
+        self.exc_info = (type(self), self, None)
+
+
+def refused(what: str, message: str) -> Refused:
+    """The error to raise for a user mistake, logged as one WARNING line."""
+    LOG.warning('%s: %s', what, message)
+    return Refused(message)
 
 
 class _Reader:
@@ -185,11 +203,6 @@ def read(context: Any, spec: ClusterSpec, what: str, image: str | None = None,
 
 # ---- the checks the driver's hooks call ----------------------------------------------
 
-def _refuse(what: str, found: list[str], kind: str) -> None:
-    message = preflight.refusal(found, kind)
-    # an ordinary user mistake: one line, no traceback
-    LOG.warning('%s: %s', what, message)
-    raise exception.InvalidParameterValue(err=message)
 
 
 def check_cluster(context: Any, cluster: Any, spec: ClusterSpec, osc: Any = None) -> None:
@@ -202,7 +215,7 @@ def check_cluster(context: Any, cluster: Any, spec: ClusterSpec, osc: Any = None
              ', '.join('%s %d' % (k, v) for k, v in need.items() if v))
     found = preflight.problems(spec, cloud, need)
     if found:
-        _refuse(what, found, 'cluster')
+        raise refused(what, preflight.refusal(found, 'cluster'))
 
 
 def check_workers(context: Any, cluster: Any, spec: ClusterSpec, pool: Any, added: int,
@@ -219,7 +232,7 @@ def check_workers(context: Any, cluster: Any, spec: ClusterSpec, pool: Any, adde
     found = preflight.problems(spec, cloud, need, groups,
                                verb='this %s needs' % kind)
     if found:
-        _refuse(what, found, kind)
+        raise refused(what, preflight.refusal(found, kind))
 
 
 def completion_notes(context: Any, cluster: Any, reason: str, spec_of: Callable) -> str:

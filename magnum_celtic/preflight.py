@@ -242,9 +242,8 @@ def _flavor_problems(groups: Sequence[Nodes], cloud: Cloud) -> list[str]:
         if group.count and group.flavor not in index:
             missing.setdefault(group.flavor, []).append(group.field)
     names = ', '.join(sorted({f.name for f in cloud.flavors})) or 'none'
-    return ['flavor: %s %s does not exist (flavors: %s)' % (' and '.join(fields), flavor,
-                                                          names)
-            for flavor, fields in missing.items()]
+    return ['flavor: %s %s does not exist (flavors: %s)'
+            % (' and '.join(fields), flavor, names) for flavor, fields in missing.items()]
 
 
 def _image_problems(spec: ClusterSpec, cloud: Cloud, groups: Sequence[Nodes]) -> list[str]:

@@ -71,8 +71,8 @@ def clients(calls, used_instances=1, **overrides):
             'maxTotalCores': -1, 'totalCoresUsed': 3, 'maxTotalRAMSize': 100000,
             'totalRAMUsed': 0, 'maxServerGroups': 10, 'totalServerGroupsUsed': 0}))
     neutron = dict(
-        networks=lambda: iter([network.Network(id='n-1', name='public',
-                                                is_router_external=True)]),
+        networks=lambda: iter([
+            network.Network(id='n-1', name='public', is_router_external=True)]),
         subnets=lambda: iter([subnet.Subnet(id='s-1', name='sub', network_id='n-1')]),
         extensions=lambda: iter([extension.Extension(alias='port-security')]),
         get_quota=lambda project, details=False: quota.QuotaDetails(
@@ -182,3 +182,13 @@ def test_completion_notes_are_a_courtesy():
     def broken(context, cluster):
         raise ValueError('gone')
     assert inventory.completion_notes(CONTEXT, CLUSTER, 'done', broken) == 'done'
+
+
+def test_a_refusal_is_magnums_error_and_an_expected_rpc_exception():
+    import oslo_messaging
+    with pytest.raises(inventory.Refused) as error:
+        raise inventory.refused('cluster c-1', 'label proxy_count must be an integer')
+    assert isinstance(error.value, exception.InvalidParameterValue)
+    assert isinstance(error.value, oslo_messaging.ExpectedException)
+    assert str(error.value) == 'label proxy_count must be an integer'
+    assert error.value.exc_info[1] is error.value
