@@ -65,8 +65,10 @@ class _Reader:
         self.calls = 0
         self.skipped: list[str] = []
 
-    def read(self, kind: str, call: Callable[[], Any]) -> Any:
-        self.calls += 1
+    def read(self, kind: str, call: Callable[[], Any], api: bool = True) -> Any:
+        """``call()``, or None (logged) when it fails; ``api``: it is an API call (a
+        client's construction is not)."""
+        self.calls += int(api)
         try:
             return call()
         except Exception as error:  # noqa: B902 - any client, any failure: skip the kind
@@ -151,9 +153,9 @@ def read(context: Any, spec: ClusterSpec, what: str, image: str | None = None,
     :param osc: the clients (default: Magnum's ``OpenStackClients`` of ``context``)"""
     started = time.monotonic()
     reader = _Reader(context, what, osc)
-    nova = reader.read('Nova', reader.osc.nova)
-    neutron = reader.read('Neutron', reader.osc.neutron)
-    glance = reader.read('Glance', reader.osc.glance)
+    nova = reader.read('Nova', reader.osc.nova, api=False)
+    neutron = reader.read('Neutron', reader.osc.neutron, api=False)
+    glance = reader.read('Glance', reader.osc.glance, api=False)
     values: dict[str, Any] = {}
     left: dict[str, int | None] = {}
     if nova is not None:
@@ -188,7 +190,7 @@ def read(context: Any, spec: ClusterSpec, what: str, image: str | None = None,
     wants_types = ((spec.storage.count and spec.storage_volume_type)
                    or (spec.boot_volume_size and spec.boot_volume_type))
     if volumes and (wants_types or spec.storage.count or spec.boot_volume_size):
-        cinder = reader.read('Cinder', reader.osc.cinder)
+        cinder = reader.read('Cinder', reader.osc.cinder, api=False)
         if cinder is not None:
             if wants_types:
                 values['volume_types'] = reader.read('volume types', lambda: frozenset(

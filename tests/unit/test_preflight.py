@@ -99,9 +99,9 @@ def test_nothing_read_means_nothing_checked():
     ({'proxy_flavor': 'nope-flavor'}, {}, {},
      'flavor: proxy_flavor nope-flavor does not exist (flavors: m1.large, m1.medium, '
      'm1.small)'),
-    ({}, {'master_flavor_id': 'gone', 'flavor_id': 'gone'}, {},
-     'flavor: master_flavor_id and flavor_id and proxy_flavor and storage_flavor gone '
-     'does not exist'),
+    ({}, {'master_flavor_id': 'gone'}, {},
+     'flavor: master_flavor_id gone does not exist (flavors: m1.large, m1.medium, '
+     'm1.small)'),
     ({}, {}, {'image': Image('i-1', 'debian-13', 'fedora', None)},
      'image debian-13: property os_distro must be one of ubuntu, debian, got "fedora"'),
     ({}, {}, {'image': Image('i-1', 'debian-13', 'debian', 'k8s_capi_helm_v1')},
@@ -147,6 +147,13 @@ def test_each_problem_is_named(labels, template, changes, message):
     spec = build(labels, template=template)
     found = preflight.problems(spec, cloud(**changes), need(spec))
     assert any(message in p for p in found), found
+
+
+def test_a_flavor_every_role_uses_is_one_problem_naming_every_field():
+    spec = build(template={'master_flavor_id': 'gone'}, worker={'flavor_id': 'gone'})
+    assert preflight.problems(spec, GOOD, need(spec)) == [
+        'flavor: master_flavor_id and flavor_id and proxy_flavor and storage_flavor gone '
+        'does not exist (flavors: m1.large, m1.medium, m1.small)']
 
 
 def test_the_existing_subnet_is_not_checked_without_the_subnet_list():
