@@ -205,8 +205,6 @@ def read(context: Any, spec: ClusterSpec, what: str, image: str | None = None,
 
 # ---- the checks the driver's hooks call ----------------------------------------------
 
-
-
 def check_cluster(context: Any, cluster: Any, spec: ClusterSpec, osc: Any = None) -> None:
     """Refuse, before Heat is called, a cluster the cloud cannot hold (every reason in
     one message)."""
