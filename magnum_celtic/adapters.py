@@ -35,6 +35,7 @@ from oslo_utils import uuidutils
 from magnum_celtic import budget
 from magnum_celtic import conf
 from magnum_celtic import heat as heat_api
+from magnum_celtic import inventory
 from magnum_celtic import labels
 from magnum_celtic import spec as spec_mod
 from magnum_celtic import status
@@ -103,8 +104,10 @@ def magnum_defaults() -> spec_mod.Defaults:
         heat_max_resources_per_stack=CONF.celtic.heat_max_resources_per_stack)
 
 
-def cluster_spec(context: Any, cluster: Any, template: Any = None) -> spec_mod.ClusterSpec:
-    """Validate and resolve a cluster; raises InvalidParameterValue on bad input."""
+def cluster_spec(context: Any, cluster: Any, template: Any = None,
+                 warn: bool = True) -> spec_mod.ClusterSpec:
+    """Validate and resolve a cluster; raises InvalidParameterValue on bad input
+    (``warn``: log the spec's warnings, once per operation)."""
     template = template or cluster.cluster_template
     template_data = _fields(template, _TEMPLATE_FIELDS)
     cluster_data = _fields(cluster, _CLUSTER_FIELDS)
@@ -115,8 +118,8 @@ def cluster_spec(context: Any, cluster: Any, template: Any = None) -> spec_mod.C
                               nodegroup_data(cluster.default_ng_worker),
                               operator_labels(), magnum_defaults())
     except labels.LabelError as error:
-        raise exception.InvalidParameterValue(err=str(error))
-    for warning in spec.warnings:
+        raise inventory.refused('cluster %s' % cluster.uuid, str(error))
+    for warning in spec.warnings if warn else ():
         LOG.warning('cluster %s: %s', cluster.uuid, warning)
     return spec
 

@@ -41,7 +41,9 @@ from magnum_celtic import certs
 from magnum_celtic import conf
 from magnum_celtic import expand
 from magnum_celtic import heat as heat_api
+from magnum_celtic import inventory
 from magnum_celtic import outputs as out
+from magnum_celtic import preflight
 from magnum_celtic import request as req
 from magnum_celtic import spec as spec_mod
 from magnum_celtic import status
@@ -129,6 +131,7 @@ class Driver(driver.Driver):
             spec = _with_timeout(spec, cluster_create_timeout)
         adapters.check_stack_size(spec)
         adapters.check_vendordata()
+        inventory.check_cluster(context, cluster, spec)
         request = req.cluster_request(
             spec, certs.cluster_pki(context, cluster), adapters.template_set(),
             CONF.celtic.create_timeout, certs.node_openstack_ca(),
@@ -138,6 +141,7 @@ class Driver(driver.Driver):
                 request.create_kwargs())
         except heat_api.HeatError as error:
             raise _user_error(error)
+        cluster.status_reason = preflight.describe_build(spec)
         LOG.info('cluster %s: stack %s for %d masters, %d minions, %d proxies, '
                  '%d storage nodes', cluster.uuid, cluster.stack_id, spec.masters.count,
                  spec.minion_count, spec.proxies.count, spec.storage.count)
@@ -184,6 +188,11 @@ class Driver(driver.Driver):
                 LOG.info('cluster %s: nodegroup %s deleted', cluster.uuid,
                          nodegroup.name)
                 nodegroup.destroy()
+            if result.reason and result.status in (Status.CREATE_COMPLETE,
+                                                   Status.UPDATE_COMPLETE):
+                # what was ignored or switched off stays visible (cluster show)
+                cluster.status_reason = inventory.completion_notes(
+                    context, cluster, result.reason, _quiet_spec)
             if cluster.status == Status.DELETE_COMPLETE:
                 certs.delete_leftover_certificates(context, cluster)
             cluster.save()
@@ -282,13 +291,21 @@ class Driver(driver.Driver):
             raise exception.InvalidParameterValue(
                 err='nodegroup %s: its Heat stack %s does not exist' % (nodegroup_name,
                                                                         stack_id))
-        unknown, servers = expand.unknown_members(state.outputs, nodes_to_remove,
-                                                  pool_stack)
+        nodes_to_remove, unknown, valid = expand.resolve_members(
+            state.outputs, nodes_to_remove, pool_stack)
         if unknown:
-            raise exception.InvalidParameterValue(
-                err='nodes_to_remove %s are not servers of nodegroup %s (its '
-                    'servers: %s)' % (', '.join(unknown), nodegroup_name,
-                                      ', '.join(servers) or 'none'))
+            message = ('nodes_to_remove: %s %s of nodegroup %s (its nodes: %s; nothing '
+                       'was changed)'
+                       % (', '.join(unknown), 'is not a node' if len(unknown) == 1
+                          else 'are not nodes', nodegroup_name, ', '.join(valid) or 'none'))
+            raise inventory.refused('cluster %s: resize refused' % cluster.uuid, message)
+        current = expand.server_count(state.outputs, pool_stack)
+        if count > current:
+            spec = adapters.cluster_spec(context, cluster, warn=False)
+            pool = (adapters.pool_spec(nodegroup, spec) if pool_stack
+                    else spec.default_pool)
+            inventory.check_workers(context, cluster, spec, pool, count - current,
+                                    new_pool=False)
         parameters, files = req.scale_request(adapters.template_set(), state.outputs,
                                               count, nodes_to_remove, pool_stack)
         try:
@@ -368,6 +385,7 @@ class Driver(driver.Driver):
         adapters.check_new_pool_name(cluster, nodegroup)
         adapters.check_pool_size(pool.count)
         adapters.check_vendordata()
+        inventory.check_workers(context, cluster, spec, pool, pool.count, new_pool=True)
         heat = adapters.heat_client(context)
         try:
             outputs = adapters.outputs_or_fail(heat.get(cluster.stack_id),
@@ -442,6 +460,10 @@ class Driver(driver.Driver):
 
     def delete_federation(self, context, federation):
         raise NotImplementedError('celtic does not support federations')
+
+
+def _quiet_spec(context, cluster):
+    return adapters.cluster_spec(context, cluster, warn=False)
 
 
 def _with_timeout(spec: spec_mod.ClusterSpec, minutes: int) -> spec_mod.ClusterSpec:

@@ -204,11 +204,28 @@ def plan_members(outputs: Mapping[str, Any], count: int,
     return Members(tuple(keep), next_index)
 
 
-def unknown_members(outputs: Mapping[str, Any], nodes_to_remove: Sequence[str],
-                    pool_stack: bool = False) -> tuple[list[str], list[str]]:
-    """(the nodes_to_remove that are no server of the pool, the pool's server ids):
-    a resize names servers by their Nova UUID, which the servers stack's
-    ``server_ids`` output lists."""
-    servers = [s for s in outputs.get(out.pool_output(out.SERVER_IDS, pool_stack)) or []]
-    known = set(servers)
-    return [n for n in nodes_to_remove if n not in known], sorted(s for s in known if s)
+def resolve_members(outputs: Mapping[str, Any], nodes_to_remove: Sequence[str],
+                    pool_stack: bool = False) -> tuple[list[str], list[str], list[str]]:
+    """(the nodes_to_remove as server ids, the entries that are no node of the pool, the
+    pool's node names): a resize names a node by its Nova server UUID or by its server
+    name (what ``kubectl get nodes`` shows), which the servers stack's ``server_ids``
+    and ``names`` outputs list in the same order."""
+    ids = [str(s) for s in outputs.get(out.pool_output(out.SERVER_IDS, pool_stack)) or []]
+    names = outputs.get(out.pool_output(out.NAMES, pool_stack))
+    names = [str(n) for n in names] if isinstance(names, list) else []
+    by_name = dict(zip(names, ids)) if len(names) == len(ids) else {}
+    resolved, unknown = [], []
+    for entry in nodes_to_remove:
+        if entry in ids:
+            resolved.append(entry)
+        elif entry in by_name:
+            resolved.append(by_name[entry])
+        else:
+            unknown.append(entry)
+    valid = sorted(n for n in by_name if n) or sorted(s for s in ids if s)
+    return resolved, unknown, valid
+
+
+def server_count(outputs: Mapping[str, Any], pool_stack: bool = False) -> int:
+    """How many servers a pool has now (its ``server_ids``)."""
+    return len(outputs.get(out.pool_output(out.SERVER_IDS, pool_stack)) or [])

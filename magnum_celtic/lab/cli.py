@@ -54,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--storage', type=int, default=3)
     parser.add_argument('--distro', choices=('ubuntu', 'debian'), default='ubuntu')
     parser.add_argument('--labels', default='',
-                        help='more cluster labels, e.g. network_driver=calico')
+                        help='more cluster labels, e.g. kube_tag=v1.36,proxy_count=0 (the '
+                             'network driver is a template field, not a label)')
     parser.add_argument('--boot-seconds', type=float, default=2.0,
                         help='how long each stand-in server takes to boot')
     parser.add_argument('--keep', action='store_true',

@@ -33,12 +33,22 @@ class ClusterTimeout(AssertionError):
     """The cluster did not settle in time."""
 
 
-def get(magnum, cluster_id: str):
-    """The cluster, or None when Magnum has no such cluster (any more, or yet)."""
-    try:
-        return magnum.clusters.get(cluster_id)
-    except NOT_FOUND:
-        return None
+def get(magnum, cluster_id: str, attempts: int = 20):
+    """The cluster, or None when Magnum has no such cluster (any more, or yet).
+
+    Between the cluster's row and its default nodegroups (just after a create, late in
+    a delete) Magnum's API answers 400 "Invalid input for field/attribute master_count"
+    (it counts the masters from the nodegroups): asked again, twice a second."""
+    for attempt in range(attempts):
+        try:
+            return magnum.clusters.get(cluster_id)
+        except NOT_FOUND:
+            return None
+        except magnum_exc.BadRequest as error:
+            if 'master_count' not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+    return None
 
 
 def wait(magnum, cluster_id: str, action: str, timeout: float = 900.0,

@@ -25,15 +25,21 @@ from __future__ import annotations
 import os
 
 from openstack import exceptions as sdk_exceptions
+from openstack.block_storage.v3 import limits as sdk_volume_limits
 from openstack.block_storage.v3 import type as sdk_volume_type
+from openstack.compute.v2 import availability_zone as sdk_zone
 from openstack.compute.v2 import flavor as sdk_flavor
 from openstack.compute.v2 import keypair as sdk_keypair
+from openstack.compute.v2 import limits as sdk_limits
 from openstack.image.v2 import image as sdk_image
+from openstack.network.v2 import extension as sdk_extension
 from openstack.network.v2 import floating_ip as sdk_floating_ip
 from openstack.network.v2 import network as sdk_network
+from openstack.network.v2 import quota as sdk_quota
 from openstack.network.v2 import subnet as sdk_subnet
 
 from magnum_celtic.lab import cloud as cloud_mod
+from magnum_celtic.lab import quotas
 
 CLOUD_DIR_ENV = 'CELTIC_LAB_CLOUD_DIR'
 
@@ -103,7 +109,7 @@ class FakeGlance(_Proxy):
 
 
 class FakeNova(_Proxy):
-    """Flavors and keypairs of the lab cloud."""
+    """Flavors, keypairs, availability zones and limits of the lab cloud."""
 
     service = 'nova'
 
@@ -128,6 +134,25 @@ class FakeNova(_Proxy):
         except cloud_mod.NotFound:
             raise sdk_exceptions.NotFoundException('Keypair %s not found' % name)
 
+    def keypairs(self, **query):
+        for record in _cloud().snapshot()['keypairs'].values():
+            yield sdk_keypair.Keypair(**_public(record))
+
+    def availability_zones(self, details=False):
+        for name in quotas.availability_zones(_cloud().snapshot()):
+            yield sdk_zone.AvailabilityZone(zoneName=name, zoneState={'available': True})
+
+    def get_limits(self, **query):
+        left = quotas.left(_cloud().snapshot())
+        absolute = {}
+        for kind, limit_key, used_key in (
+                ('instances', 'maxTotalInstances', 'totalInstancesUsed'),
+                ('cores', 'maxTotalCores', 'totalCoresUsed'),
+                ('ram', 'maxTotalRAMSize', 'totalRAMUsed'),
+                ('server_groups', 'maxServerGroups', 'totalServerGroupsUsed')):
+            absolute[limit_key], absolute[used_key] = left[kind]
+        return sdk_limits.Limits(absolute=absolute)
+
     def find_keypair(self, name_or_id, ignore_missing=True, **kwargs):
         try:
             return self.get_keypair(name_or_id)
@@ -138,7 +163,7 @@ class FakeNova(_Proxy):
 
 
 class FakeNeutron(_Proxy):
-    """Networks, subnets and floating IPs of the lab cloud."""
+    """Networks, subnets, floating IPs, extensions and quotas of the lab cloud."""
 
     service = 'neutron'
 
@@ -176,6 +201,18 @@ class FakeNeutron(_Proxy):
     def get_subnet(self, subnet):
         return self.find_subnet(getattr(subnet, 'id', subnet), ignore_missing=False)
 
+    def extensions(self, **query):
+        for alias in quotas.extensions(_cloud().snapshot()):
+            yield sdk_extension.Extension(alias=alias, name=alias)
+
+    def get_quota(self, project, details=False):
+        left = quotas.left(_cloud().snapshot())
+        fields = {name: {'limit': left[kind][0], 'used': left[kind][1], 'reserved': 0}
+                  for kind, name in (('ports', 'port'), ('floating_ips', 'floatingip'),
+                                     ('security_groups', 'security_group'),
+                                     ('security_group_rules', 'security_group_rule'))}
+        return sdk_quota.QuotaDetails(project_id=getattr(project, 'id', project), **fields)
+
     def ips(self, **filters):
         for record in _cloud().snapshot()['floating_ips'].values():
             fields = {k: v for k, v in _public(record).items() if k != 'created_at'}
@@ -185,13 +222,20 @@ class FakeNeutron(_Proxy):
 
 
 class FakeCinder(_Proxy):
-    """Volume types of the lab cloud."""
+    """Volume types and limits of the lab cloud."""
 
     service = 'cinder'
 
     def types(self, **filters):
         for record in _cloud().snapshot()['volume_types'].values():
             yield sdk_volume_type.Type(id=record['id'], name=record['name'])
+
+    def get_limits(self, project=None):
+        left = quotas.left(_cloud().snapshot())
+        return sdk_volume_limits.Limits(absolute={
+            'maxTotalVolumes': left['volumes'][0], 'totalVolumesUsed': left['volumes'][1],
+            'maxTotalVolumeGigabytes': left['gigabytes'][0],
+            'totalGigabytesUsed': left['gigabytes'][1]})
 
 
 def install(cloud_dir: str | None = None) -> None:

@@ -80,6 +80,11 @@ class CreateClusterTest(base.DriverTestCase):
         self.assertEqual(['POST'], [c.method for c in self.heat.calls])
         self.assertEqual({stack.id}, {ng.stack_id for ng in stored.nodegroups})
 
+    def test_create_says_what_is_being_built(self):
+        stored = self.create()
+        self.assertEqual('creating 3 masters, 2 minions, 2 proxies, 3 storage nodes: '
+                         '10 servers, 3 volumes of 50 GiB', stored.status_reason)
+
     def test_create_honours_the_requested_create_timeout(self):
         self.create(timeout=45)
         request = self.heat.only_stack().request
@@ -241,7 +246,9 @@ class ExistingNetworkTest(base.DriverTestCase):
 
     def test_the_ipv4_subnet_of_the_named_network_is_used(self):
         self.neutron.networks = [{'id': 'net-1', 'name': 'private'},
-                                 {'id': 'net-2', 'name': 'private-2'}]
+                                 {'id': 'net-2', 'name': 'private-2'},
+                                 {'id': base.EXTERNAL_NETWORK, 'name': 'public',
+                                  'router:external': True}]
         self.neutron.subnets = [{'id': 'sub-6', 'network_id': 'net-1', 'ip_version': 6},
                                 {'id': 'sub-4', 'network_id': 'net-1', 'ip_version': 4}]
         self.create()
@@ -881,14 +888,33 @@ class ResizeTest(base.DriverTestCase):
                          (stored.status, stored.default_ng_worker.node_count,
                           stored.default_ng_worker.status))
 
+    def test_nodes_to_remove_may_name_the_server(self):
+        outputs = fake_cloud.cluster_outputs(minion_ids=['6f1e-aaaa', '6f1e-bbbb'])
+        outputs['minion_names'] = ['k1-minion-0', 'k1-minion-1']
+        cluster = self.stored_cluster(stack_outputs=outputs)
+        self.resize(cluster, 1, ['k1-minion-1'])
+        patch = self.heat.calls_of('PATCH')
+        self.assertEqual((['0'], 2), rendered_members(patch[-1]))
+
+    def test_a_wrong_node_name_is_refused_listing_the_names(self):
+        outputs = fake_cloud.cluster_outputs(minion_ids=['6f1e-aaaa', '6f1e-bbbb'])
+        outputs['minion_names'] = ['k1-minion-0', 'k1-minion-1']
+        cluster = self.stored_cluster(stack_outputs=outputs)
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 1, ['k1-minion-7', 'x'])
+        self.assertEqual('nodes_to_remove: k1-minion-7, x are not nodes of nodegroup '
+                         'default-worker (its nodes: k1-minion-0, k1-minion-1; nothing '
+                         'was changed)', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+
     def test_unknown_servers_to_remove_are_refused_before_any_heat_update(self):
         cluster = self.stored_cluster(stack_outputs=fake_cloud.cluster_outputs(
             minion_ids=['6f1e-aaaa', '6f1e-bbbb']))
         error = self.assertRaises(exception.InvalidParameterValue, self.resize,
                                   cluster, 1, ['no-such-server'])
-        self.assertEqual('nodes_to_remove no-such-server are not servers of nodegroup '
-                         'default-worker (its servers: 6f1e-aaaa, 6f1e-bbbb)',
-                         str(error))
+        self.assertEqual('nodes_to_remove: no-such-server is not a node of nodegroup '
+                         'default-worker (its nodes: 6f1e-aaaa, 6f1e-bbbb; nothing was '
+                         'changed)', str(error))
         self.assertEqual([], self.heat.calls_of('PATCH'))
         stored = self.reload()
         self.assertEqual((Status.UPDATE_FAILED, 2),

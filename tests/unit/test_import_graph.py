@@ -26,11 +26,12 @@ import magnum_celtic
 PACKAGE = os.path.dirname(magnum_celtic.__file__)
 #: modules that do no I/O: plain data in, plain data out (templates reads files)
 PURE = ('labels', 'spec', 'pki', 'request', 'expand', 'budget', 'outputs', 'status',
-        'templates')
+        'templates', 'preflight')
 #: what may never be imported by a pure module: Magnum, clients, configuration
 IMPURE = ('magnum', 'heatclient', 'keystoneauth1', 'oslo_config', 'oslo_log',
           'magnum_celtic.conf', 'magnum_celtic.heat', 'magnum_celtic.adapters',
-          'magnum_celtic.certs', 'magnum_celtic.driver', 'magnum_celtic.vendordata')
+          'magnum_celtic.certs', 'magnum_celtic.driver', 'magnum_celtic.vendordata',
+          'magnum_celtic.inventory')
 
 
 def imports(module: str) -> set[str]:
@@ -49,6 +50,13 @@ def imports(module: str) -> set[str]:
 
 def test_status_reads_neither_heat_nor_configuration():
     assert not {'magnum_celtic.heat', 'magnum_celtic.conf'} & imports('status')
+
+
+def test_the_preflight_reads_the_cloud_only_through_inventory():
+    assert imports('preflight') & {'magnum_celtic.spec'}
+    assert 'magnum_celtic.preflight' in imports('inventory')
+    assert not {'magnum_celtic.heat', 'magnum_celtic.adapters',
+                'magnum_celtic.driver'} & imports('inventory')
 
 
 def test_the_heat_client_does_not_import_the_request_builders():

@@ -24,6 +24,7 @@ from oslo_utils import excutils
 from heat.common import exception
 
 from magnum_celtic.lab import cloud as cloud_mod
+from magnum_celtic.lab import quotas
 
 LOG = logging.getLogger(__name__)
 
@@ -228,11 +229,18 @@ class StandIn:
     def handle_create(self):
         record_id = cloud_mod.new_id()
         with lab_cloud().transaction() as doc:
+            before = quotas.usage(doc) if doc.get('quotas') else None
             record = self._create_record(doc, record_id)
             record.setdefault('id', record_id)
             record.setdefault('created_at', time.strftime('%Y-%m-%dT%H:%M:%SZ',
                                                           time.gmtime()))
             doc.setdefault(self.kind, {})[record['id']] = record
+            if before is not None:
+                try:
+                    quotas.enforce(doc, before)
+                except quotas.OverQuota as error:
+                    # raised inside the transaction: nothing is stored
+                    raise Forbidden(str(error))
         self.resource_id_set(record['id'])
         return record['id']
 

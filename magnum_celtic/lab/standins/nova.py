@@ -108,9 +108,12 @@ class StandInServer(StandIn, server.Server):
                              'bytes once base64 encoded. Your data is %d bytes'
                              % (NOVA_USER_DATA_LIMIT, encoded))
         image = props[self.IMAGE]
-        if not image:
-            for bdm in props[self.BLOCK_DEVICE_MAPPING_V2] or []:
-                image = bdm.get(self.BLOCK_DEVICE_MAPPING_IMAGE) or image
+        boot_volume_size = 0
+        for bdm in props[self.BLOCK_DEVICE_MAPPING_V2] or []:
+            image = image or bdm.get(self.BLOCK_DEVICE_MAPPING_IMAGE)
+            if bdm.get(self.BLOCK_DEVICE_MAPPING_BOOT_INDEX) == 0:
+                # Nova creates the boot volume: it counts against Cinder's quota
+                boot_volume_size = int(bdm.get(self.BLOCK_DEVICE_MAPPING_VOLUME_SIZE) or 0)
         hints = props[self.SCHEDULER_HINTS] or {}
         group_id = hints.get('group')
         if group_id:
@@ -124,7 +127,8 @@ class StandInServer(StandIn, server.Server):
                 'flavor': props[self.FLAVOR], 'key_name': props[self.KEY_NAME],
                 'availability_zone': props[self.AVAILABILITY_ZONE], 'metadata': metadata,
                 'server_group': group_id, 'ports': self._nics(doc, record_id, name),
-                'user_data_bytes': encoded, 'tenant_id': _project(self)}
+                'user_data_bytes': encoded, 'tenant_id': _project(self),
+                'boot_volume_size': boot_volume_size}
 
     def handle_create(self):
         name = self._server_name()
