@@ -264,8 +264,10 @@ class Driver(driver.Driver):
                 err='the master count of this cluster cannot change: it was created by '
                     'an earlier celtic release, whose masters do not take new members '
                     '(create a new cluster with the master count it needs)')
-        spec = adapters.cluster_spec(context, cluster)
+        spec = adapters.cluster_spec(context, cluster, warn=False)
         adapters.check_stack_size(spec)
+        if current is not None and count > current:
+            inventory.check_masters(context, cluster, spec, count - current)
         parameters, files = req.master_resize_request(spec, adapters.template_set())
         try:
             heat.update(cluster.stack_id, parameters, files=files)

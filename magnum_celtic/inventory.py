@@ -24,6 +24,7 @@ still checks it, later.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable
 
@@ -222,15 +223,29 @@ def check_workers(context: Any, cluster: Any, spec: ClusterSpec, pool: Any, adde
                   new_pool: bool, osc: Any = None) -> None:
     """Refuse ``added`` more workers of ``pool`` (a ``spec.PoolSpec``: a resize, or a
     new nodegroup when ``new_pool``) that the cloud cannot hold."""
-    what = 'cluster %s nodegroup %s' % (cluster.uuid, pool.nodegroup)
-    cloud = read(context, spec, what, image=pool.image, volumes=bool(
-        spec.boot_volume_size), osc=osc)
-    need = preflight.pool_need(spec, preflight.flavor_index(cloud.flavors), pool.flavor,
-                               added, new_pool)
-    groups = [preflight.Nodes('minion', 'flavor_id', max(added, 1), pool.flavor)]
-    kind = 'nodegroup' if new_pool else 'resize'
-    found = preflight.problems(spec, cloud, need, groups,
-                               verb='this %s needs' % kind)
+    _check_added(context, cluster, spec, 'nodegroup %s' % pool.nodegroup,
+                 preflight.Nodes('minion', 'flavor_id', added, pool.flavor), pool.image,
+                 'nodegroup' if new_pool else 'resize', new_pool, osc)
+
+
+def check_masters(context: Any, cluster: Any, spec: ClusterSpec, added: int,
+                  osc: Any = None) -> None:
+    """Refuse ``added`` more masters (a master resize) that the cloud cannot hold."""
+    _check_added(context, cluster, spec, 'masters',
+                 preflight.Nodes('master', 'master_flavor_id', added, spec.masters.flavor),
+                 None, 'resize', False, osc)
+
+
+def _check_added(context: Any, cluster: Any, spec: ClusterSpec, part: str,
+                 group: preflight.Nodes, image: str | None, kind: str, new_group: bool,
+                 osc: Any) -> None:
+    what = 'cluster %s %s' % (cluster.uuid, part)
+    cloud = read(context, spec, what, image=image, volumes=bool(spec.boot_volume_size),
+                 osc=osc)
+    need = preflight.added_need(spec, preflight.flavor_index(cloud.flavors), group,
+                                new_group)
+    checked = dataclasses.replace(group, count=max(group.count, 1))
+    found = preflight.problems(spec, cloud, need, [checked], verb='this %s needs' % kind)
     if found:
         raise refused(what, preflight.refusal(found, kind))
 

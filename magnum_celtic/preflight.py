@@ -206,9 +206,16 @@ def pool_need(spec: ClusterSpec, flavors: Mapping[str, Flavor], flavor: str,
               added: int, new_pool: bool = False) -> dict[str, int]:
     """What ``added`` more workers of ``flavor`` take (a resize, a new nodegroup: then
     ``new_pool`` adds its server group)."""
-    need = _servers_need([Nodes('minion', 'flavor_id', max(added, 0), flavor)], flavors,
+    return added_need(spec, flavors, Nodes('minion', 'flavor_id', added, flavor), new_pool)
+
+
+def added_need(spec: ClusterSpec, flavors: Mapping[str, Flavor], group: Nodes,
+               new_group: bool = False) -> dict[str, int]:
+    """What the servers of ``group`` take when they are added to a running cluster
+    (more workers, more masters; ``new_group`` adds a server group: a new nodegroup)."""
+    need = _servers_need([dataclasses.replace(group, count=max(group.count, 0))], flavors,
                          spec.boot_volume_size)
-    need['server_groups'] = int(new_pool)
+    need['server_groups'] = int(new_group)
     return need
 
 

@@ -192,3 +192,17 @@ def test_a_refusal_is_magnums_error_and_an_expected_rpc_exception():
     assert isinstance(error.value, oslo_messaging.ExpectedException)
     assert str(error.value) == 'label proxy_count must be an integer'
     assert error.value.exc_info[1] is error.value
+
+
+def test_check_masters_counts_the_added_masters_with_the_master_flavor():
+    spec = build({'storage_count': '0'})
+    osc = clients([], used_instances=18,
+                  neutron__extensions=lambda: iter([
+                      extension.Extension(alias='port-security'),
+                      extension.Extension(alias='allowed-address-pairs')]))
+    inventory.check_masters(CONTEXT, CLUSTER, spec, 2, osc=osc)
+    with pytest.raises(exception.InvalidParameterValue) as error:
+        inventory.check_masters(CONTEXT, CLUSTER, spec, 4, osc=osc)
+    assert str(error.value) == (
+        'preflight: the resize cannot be built, nothing was created: quota: '
+        'instances: this resize needs 4, the project has 2 left')
