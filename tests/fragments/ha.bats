@@ -112,6 +112,25 @@ locate() {
     refute grep -q '{{' "$conf"
 }
 
+@test "corosync.conf: a paused member's knet link outlives the token and consensus" {
+    # knet drops every packet to a peer whose link it holds down and needs answered pings
+    # to bring it up again: a link that went down during a pause the cluster would have
+    # tolerated costs that tolerance (doc/vip-ha.md, section 4).
+    ha_write_corosync_conf master "${MASTERS[@]}"
+    conf="$HA_COROSYNC_DIR/corosync.conf"
+    value() { sed -n "s/^ *$1: \([0-9]*\)$/\1/p" "$conf"; }
+    token=$(value token) consensus=$(value consensus)
+    ping_timeout=$(value knet_ping_timeout) ping_interval=$(value knet_ping_interval)
+    [ -n "$token" ] && [ -n "$consensus" ] && [ -n "$ping_timeout" ] && [ -n "$ping_interval" ]
+    [ "$ping_timeout" -gt $((token + consensus)) ]
+    [ "$ping_interval" -lt "$token" ]
+    # corosync's minimum consensus, and the token resent several times before it is lost
+    [ $((consensus * 10)) -ge $((token * 12)) ]
+    [ "$(value token_retransmits_before_loss_const)" -ge 4 ]
+    run grep -A4 '^    interface {' "$conf"
+    assert_line --index 1 '        linknumber: 0'
+}
+
 @test "two members keep quorum when one fails (two_node), one or three do not need it" {
     ha_write_corosync_conf proxy 10.0.1.5 10.0.1.6
     grep -q '^    two_node: 1$' "$HA_COROSYNC_DIR/corosync.conf"

@@ -15,7 +15,10 @@
 The nodes run what a celtic master runs for its API VIP, with the files the fragments
 write: node/api_vip.sh and node/ha.sh are sourced and run inside each node, so
 corosync.conf comes from templates/corosync.conf.tmpl, the pacemaker resources from the
-pcs commands of ha_vip_setup, haproxy.cfg from templates/haproxy-api.cfg.tmpl. Only the
+pcs commands of ha_vip_setup, haproxy.cfg from templates/haproxy-api.cfg.tmpl. Those
+files are the master's bundle as the installed driver packs it for Nova (node_bundle():
+the wheel's copies, comments stripped), not the checkout's, so the corosync and
+pacemaker settings under test are the ones a master receives. Only the
 service manager is replaced (vip_lab_bin/systemctl: no systemd here), and pacemaker runs
 HAProxy through the haproxy package's LSB init script instead of its systemd unit
 (HA_SERVICE_CLASS=lsb, the one lab-only setting; see doc/vip-ha.md).
@@ -36,8 +39,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import http.server
+import io
 import json
+import lzma
 import os
 import random
 import re
@@ -47,6 +53,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -57,6 +64,7 @@ if __name__ != "__main__":
     from magnum_celtic.lab.plumbing import destroy_netns, kill_pids  # noqa: F401
     from magnum_celtic.lab.plumbing import netns_list, netns_pids  # noqa: F401
     from magnum_celtic.lab.plumbing import sh, wait_until  # noqa: F401
+    from magnum_celtic import templates
 
 try:
     from tests.functional import rootfs
@@ -64,7 +72,6 @@ except ImportError:  # run as a script (probe, apiserver) or imported as a top-l
     import rootfs  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[2]
-FRAGMENTS = REPO / "heat_templates" / "fragments"
 LAB_BIN = Path(__file__).resolve().parent / "vip_lab_bin"
 THIS = Path(__file__).resolve()
 
@@ -88,10 +95,13 @@ SUITE = "bookworm"
 ROOT_STEPS = ("base-packages", "api-haproxy-package", "ha-packages")
 
 # keepalived, the comparison: VRRPv2, advert_int 1, priorities 100/99/98, preemptive
-# (the configuration of reference/anchor-vip-failover.md). Not a celtic setting.
+# (the configuration of reference/anchor-vip-failover.md). Not a celtic setting. A
+# sub-second advert_int (the comparison at equal pause tolerance) needs VRRPv3, which
+# counts it in centiseconds; VRRPv2 only takes whole seconds.
+KEEPALIVED_ADVERT = 1.0
 KEEPALIVED_CONF = """global_defs {{
     router_id ka-n{index}
-    vrrp_version 2
+    vrrp_version {version}
     script_user root
     enable_script_security
 }}
@@ -101,7 +111,7 @@ vrrp_instance VI_1 {{
     interface eth0
     virtual_router_id 51
     priority {priority}
-    advert_int 1
+    advert_int {advert}
     virtual_ipaddress {{
         {vip}/{prefix} dev eth0
     }}
@@ -166,6 +176,7 @@ class Lab:
         self.root = rootfs.lab_root(("master",), SUITE, ROOT_STEPS)
         destroy_namespaces()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.fragments = node_bundle(self.workdir / "fragments")
         self._network()
         self._certificates()
         for index in NODES:
@@ -294,7 +305,7 @@ class Lab:
             "PATH": f"{LAB_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/root", "LANG": "C.UTF-8",
             "LAB_NODE_DIR": str(root),
-            "CELTIC_LIB_DIR": str(FRAGMENTS),
+            "CELTIC_LIB_DIR": str(self.fragments),
             "CELTIC_ETC": str(root / "celtic-etc"),
             "CELTIC_STATE_DIR": str(root / "celtic-state"),
             "CELTIC_LOG_FILE": str(root / "celtic.log"),
@@ -361,18 +372,19 @@ class Lab:
         for index in NODES:
             wait_until(lambda i=index: self.node_sh(
                 i, ["bash", "-c", f"exec 3<>/dev/tcp/{node_ip(i)}/{API_PORT}"],
-                check=False).returncode == 0, 20, 0.2, f"apiserver on node {index}")
+                check=False).returncode == 0, 60, 0.2, f"apiserver on node {index}")
 
     def start_celtic(self, timeout: float = 240) -> None:
         """The masters' API VIP exactly as master.sh sets it up (api_vip_setup)."""
         self.start_apiservers()
         self.run_fragments("api_vip_setup", timeout)
 
-    def start_keepalived(self) -> None:
+    def start_keepalived(self, advert: float = KEEPALIVED_ADVERT) -> None:
         """The comparison stack: the same HAProxy and apiservers, keepalived moving the
         VIP instead of pacemaker. HAProxy's config and the nonlocal bind come from the
         same fragment functions; HAProxy starts through the same init script. keepalived
-        is no celtic package: the comparison installs it into the nodes' root itself."""
+        is no celtic package: the comparison installs it into the nodes' root itself.
+        ADVERT is its advert_int in seconds (VRRPv3 when it is not a whole number)."""
         install_comparison(self.root)
         self.start_apiservers()
         self.run_fragments(
@@ -381,9 +393,7 @@ class Lab:
         for index in NODES:
             self.node_sh(index, ["/etc/init.d/haproxy", "start"])
             conf = self.node_dir(index) / "keepalived.conf"
-            conf.write_text(KEEPALIVED_CONF.format(
-                index=index, state="MASTER" if index == 1 else "BACKUP",
-                priority=101 - index, vip=VIP, prefix=PREFIX_LEN))
+            conf.write_text(keepalived_conf(index, advert))
             self.spawn(index, ["keepalived", "-n", "-l", "-D", "-f", str(conf),
                                "-p", "/run/keepalived.pid", "-r", "/run/vrrp.pid"],
                        "keepalived.out")
@@ -462,6 +472,43 @@ class Lab:
         sh(["ip", "-n", ns_name(index), "link", "set", "eth0", "down"])
         return t0
 
+    def freeze(self, index: int, seconds: float) -> tuple[float, float]:
+        """Pause the node as a live migration pauses a guest: SIGSTOP every process of
+        its stack (by PID, also those forked while stopping), SIGCONT after SECONDS.
+        Returns (paused, resumed) in time.monotonic()."""
+        stopped: list[int] = []
+        t0 = time.monotonic()
+        try:
+            for _ in range(3):
+                pids = [p for p in netns_pids(ns_name(index))
+                        if p not in self.keep[index] and p not in stopped]
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGSTOP)
+                        stopped.append(pid)
+                    except ProcessLookupError:
+                        pass
+            time.sleep(max(0.0, t0 + seconds - time.monotonic()))
+        finally:
+            for pid in stopped:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        return t0, time.monotonic()
+
+    def watch_addresses(self, index: int, name: str) -> tuple[subprocess.Popen, Path]:
+        """`ip monitor address` in node INDEX's network namespace (netlink events: an
+        address added and removed between two polls is still seen)."""
+        out = self.workdir / f"addresses-{name}-n{index}.log"
+        log = open(out, "w")
+        proc = subprocess.Popen(["ip", "-n", ns_name(index), "monitor", "address"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.started.append(proc)
+        return proc, out
+
     def kill_named(self, index: int, name: str) -> float:
         """SIGKILL the node's processes called NAME (its HAProxy, its apiserver)."""
         pids = [p for p in netns_pids(ns_name(index)) if _comm(p) == name
@@ -500,6 +547,28 @@ class Lab:
             start_new_session=True)
         self.started.append(proc)
         return proc, out
+
+
+def node_bundle(directory: Path, role: str = "master") -> Path:
+    """Unpack ROLE's fragment bundle, as the installed driver sends it to the nodes
+    (magnum_celtic.templates: the wheel's data files), into DIRECTORY."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    packed = templates.TemplateSet(templates.default_dir()).bundle(role)
+    raw = lzma.decompress(base64.b64decode(packed))
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        tar.extractall(directory, filter="data")
+    return directory
+
+
+def keepalived_conf(index: int, advert: float = KEEPALIVED_ADVERT) -> str:
+    """keepalived.conf of node INDEX with advert_int ADVERT seconds."""
+    whole = float(advert).is_integer()
+    return KEEPALIVED_CONF.format(
+        index=index, state="MASTER" if index == 1 else "BACKUP", priority=101 - index,
+        vip=VIP, prefix=PREFIX_LEN, version=2 if whole else 3,
+        advert=f"{int(advert)}" if whole else f"{advert:.2f}")
 
 
 def install_comparison(root: "rootfs.Root") -> None:
@@ -592,6 +661,39 @@ def measure_crash(lab: Lab, rng: random.Random, window: float = 30) -> dict:
     new_holder = lab.vip_holders(survivors)
     return {"victim": holder, "seconds": seconds, "vip_seconds": vip_seconds,
             "new_holder": new_holder, "records": len(read_probe(out))}
+
+
+def vip_added(lines: str) -> bool:
+    """Whether `ip monitor address` output shows the VIP added (not only removed)."""
+    return any(f" {VIP}/" in line and not line.startswith("Deleted")
+               for line in lines.splitlines())
+
+
+def measure_freeze(lab: Lab, seconds: float, rng: random.Random, after: float = 4.0) -> dict:
+    """Pause the VIP holder for SECONDS (every process SIGSTOPped, then SIGCONT), after
+    a random phase against timers and adverts, and watch the other nodes' addresses
+    from before the pause until AFTER seconds past its end: did the VIP move?"""
+    holder = lab.wait_vip()
+    others = tuple(i for i in NODES if i != holder)
+    tag = f"freeze-{time.monotonic_ns()}"
+    watches = [lab.watch_addresses(i, tag) for i in others]
+    sizes = {i: lab.log_size(i, "var-log-corosync/corosync.log") for i in others}
+    try:
+        time.sleep(0.5 + rng.random())  # the watches are listening; a random phase
+        t0, t1 = lab.freeze(holder, seconds)
+        time.sleep(after)
+    finally:
+        for proc, _ in watches:
+            kill_pids([proc.pid], grace=1)
+            proc.wait(timeout=5)
+    moved = [i for i, (_, out) in zip(others, watches) if vip_added(out.read_text())]
+    memberships = set()
+    for index in others:
+        memberships |= set(re.findall(
+            r"A new membership \(([0-9a-f.]+)\)",
+            lab.log_since(index, "var-log-corosync/corosync.log", sizes[index])))
+    return {"holder": holder, "seconds": seconds, "paused": t1 - t0, "moved_to": moved,
+            "moved": bool(moved), "memberships": len(memberships)}
 
 
 # ---------------------------------------------------------------------------------------
