@@ -87,7 +87,27 @@ def _translate(error: Exception, what: str) -> HeatError:
         return HeatBusy('Heat stack is busy: %s' % _message(error))
     if isinstance(error, (heat_exc.HTTPForbidden, heat_exc.HTTPUnauthorized)):
         return HeatRejected('Heat refused the %s: %s' % (what, _message(error)))
-    return HeatUnavailable('Heat is unavailable for the %s: %s' % (what, error))
+    LOG.warning('Heat is unavailable for the %s: %s', what, error)
+    return HeatUnavailable('Heat is unavailable for the %s: %s' % (what, _why(error)))
+
+
+def _why(error: Exception) -> str:
+    """Why Heat could not answer, in words (the exception's own text, with its
+    addresses and library internals, goes to the log only)."""
+    if isinstance(error, (ks_exc.ConnectFailure, ks_exc.ConnectTimeout,
+                          heat_exc.CommunicationError)):
+        return 'it could not be reached'
+    if isinstance(error, ks_exc.Unauthorized):
+        return 'Keystone did not accept Magnum\'s credentials'
+    if isinstance(error, (ks_exc.DiscoveryFailure, ks_exc.EndpointNotFound)):
+        return 'Keystone could not be reached or lists no Heat endpoint'
+    if isinstance(error, (heat_exc.HTTPInternalServerError,
+                          ks_exc.InternalServerError)):
+        return 'it failed on an internal error (%s)' % outputs_mod.scrub(
+            _message(error), 'heat-api')
+    if isinstance(error, (heat_exc.HTTPException, ks_exc.HttpError)):
+        return 'it answered %s' % outputs_mod.scrub(_message(error), 'heat-api')
+    return 'it could not be reached'
 
 
 _TRANSIENT = (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFailure,
@@ -145,7 +165,10 @@ class Heat:
             try:
                 endpoint = orchestration_endpoint(self._session, self._project_id)
             except _TRANSIENT as error:
-                raise HeatUnavailable('cannot find Heat: %s' % error)
+                LOG.warning('cannot find Heat: %s', error)
+                raise HeatUnavailable('cannot find Heat: %s' % (
+                    error if isinstance(error, ks_exc.EndpointNotFound)
+                    else _why(error)))
             self._client = heat_client.Client(
                 CONF.heat_client.api_version, session=self._session,
                 endpoint_override=endpoint, service_type='orchestration')
@@ -252,6 +275,24 @@ class Heat:
                           reason=getattr(stack, 'stack_status_reason', '') or '',
                           outputs=values,
                           parameters=dict(getattr(stack, 'parameters', None) or {}))
+
+    def find(self, name: str) -> StackState | None:
+        """The stack called ``name`` (without outputs); None when there is none.
+
+        For a stack whose id Magnum never stored: the conductor that created it died
+        between Heat's answer and saving the id."""
+        try:
+            stack = self.client.stacks.get(name, resolve_outputs=False)
+        except heat_exc.HTTPNotFound:
+            return None
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'look-up of stack %s' % name)
+        if getattr(stack, 'stack_status', '') == 'DELETE_COMPLETE':
+            return None
+        return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
+                          status=stack.stack_status,
+                          reason=getattr(stack, 'stack_status_reason', '') or '',
+                          outputs={}, parameters={})
 
     def _outputs_of(self, path: str) -> dict[str, Any] | None:
         """The resolved outputs of a nested stack (``<name>/<id>``); None when gone."""

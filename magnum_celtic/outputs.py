@@ -24,6 +24,7 @@ made actionable (:func:`friendly`). Pure: plain data in, plain data out; ``heat.
 from __future__ import annotations
 
 import dataclasses
+import re
 import urllib.parse
 from typing import Any, Callable, Mapping
 
@@ -168,6 +169,32 @@ MAX_RESOURCES_HELP = (
     'its own')
 
 
+# Text that is a program's, not a person's: an SQL error as SQLAlchemy words it, a
+# Python traceback, an exception's repr. Never shown as a status_reason.
+_RAW = re.compile(r'\((?:sqlite3|pymysql|psycopg2?|MySQLdb|oslo_db)[.\w]*\)|\[SQL: |'
+                  r'Traceback \(most recent call last\)|<[\w.]+ object at 0x[0-9a-f]+>|'
+                  r'\b\w+(?:Error|Exception)\(\'')
+
+
+def scrub(reason: str, log: str = 'heat-engine') -> str:
+    """A reason with any raw program text (SQL errors, tracebacks, exception reprs)
+    cut off and replaced by where to read it."""
+    raw = _RAW.search(reason)
+    if not raw:
+        return reason
+    head = reason[:raw.start()].rstrip(' :-([')
+    return '%s%sinternal error (the details are in the %s log)' % (
+        head, ': ' if head else '', log)
+
+
+#: Heat's reason for a stack whose heat-engine died mid-operation (it marks the stack
+#: FAILED when an engine starts again), and what a user does about it
+ENGINE_DOWN_HELP = (
+    'heat-engine stopped while it was working on the stack (Heat: "%s"). Nothing '
+    'resumes it: %s')
+_ENGINE_DOWN = re.compile(r'Engine went down during (?:stack|resource) (\w+)')
+
+
 def friendly(message: str, max_resources: int | None = 0) -> str:
     """Heat's wording made actionable where celtic knows better (``max_resources``:
     ``[celtic] heat_max_resources_per_stack``, which the caller reads)."""
@@ -175,4 +202,11 @@ def friendly(message: str, max_resources: int | None = 0) -> str:
         return MAX_RESOURCES_HELP % ('%d resources as this Magnum is configured'
                                      % max_resources if (max_resources or 0) > 0
                                      else 'as heat.conf sets it')
+    engine_down = _ENGINE_DOWN.search(message)
+    if engine_down:
+        action = engine_down.group(1).upper()
+        todo = {'CREATE': 'delete the cluster (or nodegroup) and create it again',
+                'DELETE': 'run the delete again'}.get(
+                    action, 'run the resize again, or delete the cluster')
+        return ENGINE_DOWN_HELP % (engine_down.group(0), todo)
     return message

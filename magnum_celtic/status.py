@@ -110,6 +110,40 @@ def _wait_timeout(reason: str) -> str | None:
         'seen': ' (reported: %s)' % ', '.join(nodes) if nodes else ''}
 
 
+#: what failed, by the module of the exception a driver hook met
+_ORIGINS = (
+    (('oslo_db', 'sqlalchemy', 'pymysql', 'sqlite3', 'psycopg', 'MySQLdb'),
+     'Magnum\'s database was busy or could not be reached', 'run it again'),
+    (('keystoneauth1', 'keystoneclient'),
+     'Keystone could not be reached or refused Magnum\'s service credentials',
+     'run it again once Keystone answers'),
+    (('oslo_messaging', 'kombu', 'amqp'),
+     'Magnum\'s message bus could not be reached', 'run it again'),
+)
+
+
+def error_reason(operation: str, origin: str) -> str:
+    """The status_reason of a driver hook that failed on an unexpected exception.
+
+    :param operation: what the user asked for ("cluster delete", "resize", ...)
+    :param origin: the module of the exception's class (``oslo_db.exception``...);
+        its message is for the log only: it may hold SQL, addresses, internals
+    """
+    for prefixes, what, todo in _ORIGINS:
+        if origin.split('.')[0] in prefixes:
+            return '%s failed: %s (details in the magnum-conductor log); %s' % (
+                operation, what, todo)
+    return ('%s failed on an unexpected error in the celtic driver (details in the '
+            'magnum-conductor log, under the cluster\'s uuid); run it again, and tell '
+            'the operator if it keeps failing' % operation)
+
+
+def busy_reason(operation: str, seconds: float) -> str:
+    """An operation that waited too long for another conductor's work on the cluster."""
+    return ('%s not started: another Magnum conductor has been working on this cluster '
+            'for %.0f s; run it again in a moment' % (operation, seconds))
+
+
 def failure_reason(stack: StackState, max_resources: int | None = 0) -> str:
     """The failing resource and its reason, from Heat's stack status reason.
 
@@ -118,7 +152,7 @@ def failure_reason(stack: StackState, max_resources: int | None = 0) -> str:
     role, the resource and the node's own words. ``max_resources``: ``[celtic]
     heat_max_resources_per_stack``, named when Heat's resource limit is the reason.
     """
-    reason = (stack.reason or '').strip()
+    reason = out.scrub((stack.reason or '').strip())
     if not reason:
         return 'Heat stack %s is %s' % (stack.name or stack.id, stack.status)
     reason = out.friendly(reason, max_resources)
