@@ -349,6 +349,18 @@ class ControlPlane:
         service.wait_ready(timeout=3)
         return service
 
+    def magnum_rows(self, table: str) -> int:
+        """How many rows one of Magnum's tables holds (x509keypair: the certificate
+        refs of clusters; cluster, nodegroup): what a delete must leave at zero."""
+        import sqlalchemy as sa
+        engine = sa.create_engine(self.backend.database_url('magnum'))
+        try:
+            with engine.connect() as connection:
+                return int(connection.execute(
+                    sa.text('SELECT COUNT(*) FROM %s' % table)).scalar())
+        finally:
+            engine.dispose()
+
     def remove_service(self, name: str) -> None:
         """Stop a service by PID and forget it (a conductor add_conductor started)."""
         service = self.service(name)
