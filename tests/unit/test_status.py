@@ -297,3 +297,40 @@ def test_a_stack_in_an_action_magnum_cannot_report_leaves_nodegroups_alone():
                                    ngs('CREATE_COMPLETE', 'UPDATE_IN_PROGRESS'), {})
     assert result.nodegroups['default-worker'].status == 'UPDATE_IN_PROGRESS'
     assert result.status == 'UPDATE_IN_PROGRESS'
+
+
+# ---- reasons of faults: never raw program text ---------------------------------------
+
+@pytest.mark.parametrize('origin, words', [
+    ('oslo_db.exception', "Magnum's database was busy or could not be reached"),
+    ('sqlalchemy.exc', "Magnum's database was busy or could not be reached"),
+    ('keystoneauth1.exceptions.connection', 'Keystone could not be reached'),
+    ('oslo_messaging.exceptions', "Magnum's message bus could not be reached"),
+    ('builtins', 'unexpected error in the celtic driver'),
+])
+def test_an_unexpected_error_is_named_by_what_failed(origin, words):
+    reason = status.error_reason('cluster delete', origin)
+    assert reason.startswith('cluster delete failed')
+    assert words in reason and 'magnum-conductor log' in reason
+
+
+def test_a_busy_cluster_says_who_and_what_to_do():
+    reason = status.busy_reason('cluster resize', 120)
+    assert 'another Magnum conductor' in reason and '120 s' in reason
+    assert 'run it again' in reason
+
+
+def test_a_stack_reason_with_sql_is_cut_where_the_sql_starts():
+    stack = StackState(id='s1', name='k1', status='CREATE_FAILED',
+                       reason='Resource CREATE failed: (pymysql.err.OperationalError) '
+                              '(2013, Lost connection) [SQL: SELECT 1]', outputs={})
+    reason = status.failure_reason(stack)
+    assert reason == ('Resource CREATE failed: internal error (the details are in the '
+                      'heat-engine log)')
+
+
+def test_a_stack_whose_engine_went_down_says_what_to_do():
+    stack = StackState(id='s1', name='k1', status='DELETE_FAILED',
+                       reason='Engine went down during stack DELETE', outputs={})
+    reason = status.failure_reason(stack)
+    assert 'heat-engine stopped' in reason and 'run the delete again' in reason
