@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from typing import Any, Callable
 
 from magnum.common import exception
@@ -237,7 +238,8 @@ class Driver(driver.Driver):
         result = status.cluster_status(cluster.status, cluster_stack,
                                        adapters.nodegroup_views(cluster),
                                        pool_stacks,
-                                       CONF.celtic.heat_max_resources_per_stack)
+                                       CONF.celtic.heat_max_resources_per_stack,
+                                       now=time.time())
         for nodegroup in adapters.apply_status(cluster, result):
             if adapters.destroy_nodegroup(nodegroup):
                 LOG.info('cluster %s: nodegroup %s deleted', cluster.uuid,

@@ -27,6 +27,7 @@ A stack that does not exist is not an error: :meth:`Heat.get` returns None and
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any, Mapping
 
@@ -115,6 +116,31 @@ _TRANSIENT = (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFail
               ks_exc.BadGateway, ks_exc.InternalServerError, ks_exc.Unauthorized,
               heat_exc.CommunicationError, heat_exc.HTTPServiceUnavailable,
               heat_exc.HTTPInternalServerError, heat_exc.HTTPBadGateway)
+
+
+def _epoch(text: Any) -> float | None:
+    """Heat's ``2026-12-07T06:49:25Z`` (UTC) as seconds since the epoch."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.datetime.strptime(text.rstrip('Z')[:19], '%Y-%m-%dT%H:%M:%S')
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def _timing(stack: Any) -> dict[str, Any]:
+    """When the stack's current operation started (an update's or delete's
+    updated_time, else its creation_time) and its timeout."""
+    status = getattr(stack, 'stack_status', '') or ''
+    started = None
+    if not status.startswith('CREATE'):
+        started = _epoch(getattr(stack, 'updated_time', None))
+    started = started or _epoch(getattr(stack, 'creation_time', None))
+    timeout = getattr(stack, 'timeout_mins', None)
+    return {'started': started,
+            'timeout_minutes': int(timeout) if isinstance(timeout, (int, float))
+            and timeout > 0 else None}
 
 
 def _output_values(stack: Any) -> dict[str, Any]:
@@ -274,7 +300,8 @@ class Heat:
                           status=stack.stack_status,
                           reason=getattr(stack, 'stack_status_reason', '') or '',
                           outputs=values,
-                          parameters=dict(getattr(stack, 'parameters', None) or {}))
+                          parameters=dict(getattr(stack, 'parameters', None) or {}),
+                          **_timing(stack))
 
     def find(self, name: str) -> StackState | None:
         """The stack called ``name`` (without outputs); None when there is none.

@@ -123,6 +123,10 @@ class StackState:
     outputs: Mapping[str, Any]
     #: the stack's parameters as Heat shows them (hidden ones masked)
     parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: when Heat started the stack's current operation (seconds since the epoch)
+    started: float | None = None
+    #: the stack's timeout (Heat's timeout_mins), None when it has none
+    timeout_minutes: int | None = None
 
     @property
     def action(self) -> str:
@@ -187,6 +191,20 @@ def scrub(reason: str, log: str = 'heat-engine') -> str:
         head, ': ' if head else '', log)
 
 
+#: what a stack whose operation outlived its timeout tells the user
+STALLED_HELP = (
+    'Heat has been working on the stack\'s %(action)s for longer than its '
+    '%(minutes)d-minute timeout and does not end it: its heat-engine probably stopped '
+    'in the middle (the heat-engine log says). Nothing resumes it: %(todo)s')
+
+
+def what_to_do(action: str) -> str:
+    """What a user does about an operation Heat gave up on (CREATE, UPDATE, DELETE)."""
+    return {'CREATE': 'delete the cluster (or nodegroup) and create it again',
+            'DELETE': 'run the delete again'}.get(
+                action, 'run the resize again, or delete the cluster')
+
+
 #: Heat's reason for a stack whose heat-engine died mid-operation (it marks the stack
 #: FAILED when an engine starts again), and what a user does about it
 ENGINE_DOWN_HELP = (
@@ -204,9 +222,6 @@ def friendly(message: str, max_resources: int | None = 0) -> str:
                                      else 'as heat.conf sets it')
     engine_down = _ENGINE_DOWN.search(message)
     if engine_down:
-        action = engine_down.group(1).upper()
-        todo = {'CREATE': 'delete the cluster (or nodegroup) and create it again',
-                'DELETE': 'run the delete again'}.get(
-                    action, 'run the resize again, or delete the cluster')
-        return ENGINE_DOWN_HELP % (engine_down.group(0), todo)
+        return ENGINE_DOWN_HELP % (engine_down.group(0),
+                                   what_to_do(engine_down.group(1).upper()))
     return message

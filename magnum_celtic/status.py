@@ -197,10 +197,34 @@ def _nodegroup_status(current: str, stack: StackState | None, deleting_cluster: 
     return status, reason
 
 
+#: seconds past a stack's own timeout before celtic stops waiting for Heat to end it
+STALL_GRACE = 30
+
+
+def settled(stack: StackState | None, now: float | None) -> StackState | None:
+    """The stack, or, when its operation outlived its timeout (plus STALL_GRACE)
+    and Heat still says IN_PROGRESS, the same stack FAILED with the reason why.
+
+    Heat's convergence engine ends an operation at its timeout only while an engine
+    works on it: an engine killed in the middle leaves the stack IN_PROGRESS for
+    good, and the cluster with it. A new delete of such a stack works (Heat starts
+    over), so the user gets a FAILED status and what to do."""
+    if (stack is None or now is None or not stack.status.endswith('_' + IN_PROGRESS)
+            or stack.started is None or not stack.timeout_minutes):
+        return stack
+    if now - stack.started <= stack.timeout_minutes * 60 + STALL_GRACE:
+        return stack
+    action = _action(stack.status)
+    return dataclasses.replace(stack, status=action + '_' + FAILED, reason=(
+        out.STALLED_HELP % {'action': action, 'minutes': stack.timeout_minutes,
+                            'todo': out.what_to_do(action)}))
+
+
 def cluster_status(cluster_status: str, cluster_stack: StackState | None,
                    nodegroups: Sequence[NodeGroupView],
                    pool_stacks: Mapping[str, StackState | None],
-                   max_resources: int | None = 0) -> ClusterResult:
+                   max_resources: int | None = 0, now: float | None = None
+                   ) -> ClusterResult:
     """Map the stacks of a cluster to the cluster's and nodegroups' new state.
 
     :param cluster_status: the cluster's current (Magnum) status
@@ -208,8 +232,12 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
     :param nodegroups: every nodegroup of the cluster
     :param pool_stacks: the stack of each non-default nodegroup, by nodegroup name
     :param max_resources: ``[celtic] heat_max_resources_per_stack`` (for reasons)
+    :param now: the time (seconds since the epoch), to fail a stack whose operation
+        outlived its timeout (:func:`settled`); None: never
     """
     deleting = cluster_status == 'DELETE_IN_PROGRESS'
+    cluster_stack = settled(cluster_stack, now)
+    pool_stacks = {name: settled(stack, now) for name, stack in pool_stacks.items()}
     result = ClusterResult(status=cluster_status)
     if cluster_stack is not None:
         result.api_address = api_address(cluster_stack)

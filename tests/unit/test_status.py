@@ -334,3 +334,37 @@ def test_a_stack_whose_engine_went_down_says_what_to_do():
                        reason='Engine went down during stack DELETE', outputs={})
     reason = status.failure_reason(stack)
     assert 'heat-engine stopped' in reason and 'run the delete again' in reason
+
+
+def _stalled(status, started, minutes=1):
+    return StackState(id='s1', name='k1', status=status, reason='Stack CREATE started',
+                      outputs={}, started=started, timeout_minutes=minutes)
+
+
+def test_a_stack_past_its_timeout_that_heat_never_ended_fails_saying_why():
+    stack = _stalled('CREATE_IN_PROGRESS', 1000.0)
+    views = [status.NodeGroupView('default-master', 'master', True,
+                                  'CREATE_IN_PROGRESS', None)]
+    waiting = status.cluster_status('CREATE_IN_PROGRESS', stack, views, {},
+                                    now=1000.0 + 60 + status.STALL_GRACE)
+    assert waiting.status == 'CREATE_IN_PROGRESS'
+    failed = status.cluster_status('CREATE_IN_PROGRESS', stack, views, {},
+                                   now=1000.0 + 61 + status.STALL_GRACE)
+    assert failed.status == 'CREATE_FAILED'
+    assert 'heat-engine probably stopped' in failed.reason
+    assert '1-minute timeout' in failed.reason and 'create it again' in failed.reason
+
+
+def test_a_stalled_delete_asks_for_the_delete_again():
+    stack = _stalled('DELETE_IN_PROGRESS', 0.0, minutes=2)
+    assert status.settled(stack, 1000.0).status == 'DELETE_FAILED'
+    assert 'run the delete again' in status.settled(stack, 1000.0).reason
+
+
+@pytest.mark.parametrize('stack', [
+    _stalled('CREATE_COMPLETE', 0.0), _stalled('CREATE_IN_PROGRESS', None),
+    _stalled('CREATE_IN_PROGRESS', 0.0, minutes=None), None])
+def test_only_an_in_progress_stack_with_a_timeout_can_stall(stack):
+    assert status.settled(stack, 10 ** 9) is stack
+    assert status.settled(_stalled('CREATE_IN_PROGRESS', 0.0), None).status == (
+        'CREATE_IN_PROGRESS')
