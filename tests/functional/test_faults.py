@@ -116,10 +116,17 @@ def _stacks(lab, uuid: str) -> list[str]:
 def _delete_until_gone(lab, magnum, uuid: str) -> None:
     """Delete as a user does after a failure: again while it ends DELETE_FAILED."""
     for _ in range(3):
+        before = clusterwatch.get(magnum, uuid)
+        if before is None:
+            return
         try:
             magnum.clusters.delete(uuid)
         except magnum_exc.NotFound:
             return
+        # the API answers before the conductor marks the delete: a DELETE_FAILED
+        # seen now is the earlier one
+        _until('the delete of %s to start' % uuid, lambda: _delete_started(
+            magnum, uuid, before), timeout=60)
         final = clusterwatch.wait(magnum, uuid, 'DELETE', timeout=TIMEOUT)
         if final is None or final.status == 'DELETE_COMPLETE':
             return
@@ -127,6 +134,12 @@ def _delete_until_gone(lab, magnum, uuid: str) -> None:
         assert final.status_reason and not RAW.search(final.status_reason), (
             _describe(final))
     raise AssertionError('cluster %s not deleted after three deletes' % uuid)
+
+
+def _delete_started(magnum, uuid, before) -> bool:
+    now = clusterwatch.get(magnum, uuid)
+    return (now is None or now.status == 'DELETE_IN_PROGRESS'
+            or now.updated_at != before.updated_at)
 
 
 def _nothing_left(lab, baseline, uuids) -> None:
@@ -154,8 +167,8 @@ def _log_lines(lab, name: str, pattern: str) -> list[str]:
 
 # ---- magnum-conductor killed during create, resize and delete ------------------------
 
-def test_crash_magnum_conductor_during_create_resize_delete(magnum_lab, magnum, template,
-                                                           behaviour, baseline):
+def test_crash_magnum_conductor_during_create_resize_delete(
+        magnum_lab, magnum, template, behaviour, baseline):
     lab = magnum_lab
     behaviour({'match': 'kc-*', 'configure_seconds': 4})
     created = _small(magnum, template, 'kc')
