@@ -171,6 +171,17 @@ class Churn:
                 return
             time.sleep(0.3)
 
+    def _delete_started(self, magnum, uuid, before) -> None:
+        """The API answers before the conductor marks a delete: wait for the mark (a
+        DELETE_FAILED seen before it is the earlier delete's)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = self._get(magnum, uuid)
+            if (now is None or now.status == 'DELETE_IN_PROGRESS'
+                    or now.updated_at != before.updated_at):
+                return
+            time.sleep(0.3)
+
     # ---- one cycle ----------------------------------------------------------------------
 
     def cycle(self, index: int, fault: str) -> None:
@@ -205,11 +216,15 @@ class Churn:
             self._wait(magnum, uuid, 'UPDATE', before=final)
         started = time.monotonic()
         for attempt in range(3):
+            before = self._get(magnum, uuid)
+            if before is None:
+                break
             try:
                 self._call(magnum.clusters.delete, uuid)
             except Exception as error:
                 if type(error).__name__ not in ('NotFound', 'HTTPNotFound'):
                     raise
+            self._delete_started(magnum, uuid, before)
             if fault == 'conductor_killed_delete' and attempt == 0:
                 self._until_in_progress(magnum, uuid, 'DELETE_IN_PROGRESS')
                 self._kill_conductor()
