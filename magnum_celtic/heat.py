@@ -107,7 +107,11 @@ def _why(error: Exception) -> str:
         return 'it failed on an internal error (%s)' % outputs_mod.scrub(
             _message(error), 'heat-api')
     if isinstance(error, (heat_exc.HTTPException, ks_exc.HttpError)):
-        return 'it answered %s' % outputs_mod.scrub(_message(error), 'heat-api')
+        message = _message(error)
+        code = getattr(error, 'code', None) or getattr(error, 'http_status', None)
+        if not message or message == 'None':
+            return 'it answered HTTP %s' % (code or 'an error')
+        return 'it answered %s' % outputs_mod.scrub(message, 'heat-api')
     return 'it could not be reached'
 
 

@@ -180,9 +180,20 @@ _RAW = re.compile(r'\((?:sqlite3|pymysql|psycopg2?|MySQLdb|oslo_db)[.\w]*\)|\[SQ
                   r'\b\w+(?:Error|Exception)\(\'')
 
 
+# A connection library's account of a failed connection (keystoneauth, requests,
+# urllib3): the address before it is worth keeping, the rest is not.
+_CONNECTION = re.compile(r'(?::\s*)?(?:HTTPConnectionPool|HTTPSConnectionPool|Max retries '
+                         r'exceeded|\(Caused by|NewConnectionError|ConnectionRefusedError)')
+
+
 def scrub(reason: str, log: str = 'heat-engine') -> str:
-    """A reason with any raw program text (SQL errors, tracebacks, exception reprs)
-    cut off and replaced by where to read it."""
+    """A reason with any raw program text (SQL errors, tracebacks, exception reprs,
+    a connection library's internals) cut off and replaced by where to read it."""
+    connection = _CONNECTION.search(reason)
+    if connection:
+        head = reason[:connection.start()].rstrip(' :-([')
+        return '%s (connection refused or timed out; the details are in the %s log)' % (
+            head, log)
     raw = _RAW.search(reason)
     if not raw:
         return reason

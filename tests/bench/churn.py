@@ -123,7 +123,10 @@ class Churn:
         while time.monotonic() < deadline:
             cluster = self._get(magnum, uuid)
             if cluster is None:
-                return None if action == 'DELETE' else 'stuck'
+                if action == 'DELETE':
+                    return None
+                time.sleep(1)   # the API answers before the conductor writes the row
+                continue
             status = cluster.status
             if status.endswith('IN_PROGRESS'):
                 seen_progress = True

@@ -126,3 +126,13 @@ def test_scrub_leaves_a_persons_words_alone():
 def test_an_engine_that_went_down_is_worded_for_users(action, todo):
     text = out.friendly('Engine went down during stack %s' % action)
     assert text.startswith('heat-engine stopped') and todo in text
+
+
+def test_scrub_keeps_the_address_of_a_failed_connection_only():
+    text = out.scrub('minions.wait_handle failed: Unable to establish connection to '
+                     'http://127.0.0.1:5000/v3/auth/tokens: HTTPConnectionPool(host='
+                     "'127.0.0.1', port=5000): Max retries exceeded with url: /v3 (Caused "
+                     'by NewConnectionError(...))')
+    assert text == ('minions.wait_handle failed: Unable to establish connection to '
+                    'http://127.0.0.1:5000/v3/auth/tokens (connection refused or timed '
+                    'out; the details are in the heat-engine log)')
