@@ -231,6 +231,10 @@ def friendly(message: str, max_resources: int | None = 0) -> str:
         return MAX_RESOURCES_HELP % ('%d resources as this Magnum is configured'
                                      % max_resources if (max_resources or 0) > 0
                                      else 'as heat.conf sets it')
+    if message.strip() == 'Timed out':
+        return ('Heat stopped the operation at the stack\'s timeout (the cluster\'s '
+                'create_timeout): run it again (a delete starts over where it stopped), '
+                'or create the cluster with a longer create_timeout')
     engine_down = _ENGINE_DOWN.search(message)
     if engine_down:
         return ENGINE_DOWN_HELP % (engine_down.group(0),

@@ -136,3 +136,7 @@ def test_scrub_keeps_the_address_of_a_failed_connection_only():
     assert text == ('minions.wait_handle failed: Unable to establish connection to '
                     'http://127.0.0.1:5000/v3/auth/tokens (connection refused or timed '
                     'out; the details are in the heat-engine log)')
+
+
+def test_heats_bare_timed_out_says_what_to_do():
+    assert 'create_timeout' in out.friendly('Timed out')
