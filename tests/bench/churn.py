@@ -98,7 +98,7 @@ class Churn:
     def _call(self, fn, *args, **kwargs):
         """magnum-api may be down for seconds while a killed conductor restarts (on
         the embedded back end they share a process): ask again, bounded."""
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             try:
                 return fn(*args, **kwargs)
@@ -174,12 +174,22 @@ class Churn:
         with self.kill_lock:
             self.plane.kill(self.plane.conductor_name)
             time.sleep(1)
-            self.plane.restart(self.plane.conductor_name)
+            for attempt in range(3):   # a loaded machine may start it slowly
+                try:
+                    self.plane.restart(self.plane.conductor_name, timeout=240)
+                    return
+                except Exception as error:
+                    _say('restart %d of %s failed: %s' % (
+                        attempt + 1, self.plane.conductor_name, error))
+            raise RuntimeError('%s did not start again' % self.plane.conductor_name)
 
     def _until_in_progress(self, magnum, uuid, status: str) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             cluster = self._get(magnum, uuid)
+            if cluster is None and status != 'DELETE_IN_PROGRESS':
+                time.sleep(0.3)   # the API answers before the conductor writes the row
+                continue
             if cluster is None or cluster.status == status:
                 return
             time.sleep(0.3)
