@@ -32,8 +32,15 @@ Prints one ``name: value`` line each:
 
 Faults, one per cycle at most, drawn with the seed: a minion that fails its step, a
 minion whose server goes to ERROR, a quota refusal at the third minion of a resize to 3,
-magnum-conductor killed with SIGKILL (then started again) during the create, the resize
-or the delete. Clusters: 1 master, 1 minion, no proxies, no storage, 1 s boots, through
+magnum-conductor killed with SIGKILL (then started again) during the create (once Heat
+has the stack), the resize or the delete. Not drawn: a kill inside Magnum's own
+certificate step of a create, before any driver runs: Magnum 23 stores the cluster's
+certificates one by one and saves their refs on the cluster only afterwards, so such a
+kill leaves up to three certificates nothing refers to (seen in a run of this
+benchmark; a Magnum defect no driver can clean up safely: nothing links them to the
+cluster but their subject, the cluster's name).
+
+Clusters: 1 master, 1 minion, no proxies, no storage, 1 s boots, through
 real Keystone, Heat and Magnum (the embedded back end unless CELTIC_HARNESS_BACKEND
 says otherwise). Cycles run ``PARALLEL`` at a time (5; 3 in the quick variant);
 after each round every cluster of the round is gone and the leftovers are counted
@@ -183,6 +190,16 @@ class Churn:
                         attempt + 1, self.plane.conductor_name, error))
             raise RuntimeError('%s did not start again' % self.plane.conductor_name)
 
+    def _until_stack(self, magnum, uuid) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            cluster = self._get(magnum, uuid)
+            if cluster is not None and (getattr(cluster, 'cluster_id', None)
+                                        or getattr(cluster, 'stack_id', None)
+                                        or not cluster.status.endswith('IN_PROGRESS')):
+                return
+            time.sleep(0.3)
+
     def _until_in_progress(self, magnum, uuid, status: str) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -237,7 +254,11 @@ class Churn:
             labels={'proxy_count': '0', 'storage_count': '0'}, merge_labels=True)
         uuid = created.uuid
         if fault == 'conductor_killed_create':
-            self._until_in_progress(magnum, uuid, 'CREATE_IN_PROGRESS')
+            # once Heat has the stack: the driver's part of the create. Killed
+            # earlier, in Magnum's own certificate step (before any driver runs),
+            # Magnum leaves the certificates it stored so far unreferenced (see the
+            # module's docstring)
+            self._until_stack(magnum, uuid)
             self._kill_conductor()
         final = self._wait(magnum, uuid, 'CREATE')
         if final != 'stuck' and final is not None and final.status == 'CREATE_COMPLETE':
