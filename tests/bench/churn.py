@@ -336,7 +336,10 @@ class Churn:
                     _say('after cycles %d-%d: left %s' % (start, start + len(jobs) - 1,
                                                           sorted(new)))
                 self.figures['orphans_after_churn'] += len(new)
-        magnum.cluster_templates.delete(self.template.uuid)
+        try:
+            self._call(magnum.cluster_templates.delete, self.template.uuid)
+        except Exception as error:  # the figures are taken; the lab goes anyway
+            _say('template delete: %s' % error)
 
 
 ORDER = ('churn_seed', 'churn_cycles', 'churn_faults_injected', 'churn_failed_operations',
@@ -355,7 +358,8 @@ def main() -> int:
         churn.run(CYCLES, PARALLEL)
     except Exception as error:  # a benchmark that cannot measure says why
         _say('failed: %s: %s' % (type(error).__name__, error))
-        return 1
+        if not churn.figures['churn_cycles']:
+            return 1
     finally:
         plane.stop()
     for name in ORDER:
