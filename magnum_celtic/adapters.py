@@ -24,6 +24,11 @@ Magnum's errors. Certificates are in :mod:`certs`; ``spec``, ``request``, ``expa
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
+import time
 import types
 from typing import Any, Iterator, Mapping
 
@@ -275,6 +280,114 @@ def apply_status(cluster: Any, result: status.ClusterResult) -> list[Any]:
     if result.reason is not None:
         cluster.status_reason = result.reason
     return to_destroy
+
+
+# ---- one conductor at a time per cluster ----------------------------------------------
+
+#: the prefix of a cluster's lock name (MySQL allows 64 characters: 15 + a uuid's 36)
+LOCK_PREFIX = 'celtic-cluster-'
+_local_locks: dict[str, threading.Lock] = {}
+_local_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def cluster_lock(cluster_uuid: str, wait: float = 0.0) -> Iterator[bool]:
+    """Hold the cluster's lock, shared by every conductor of this Magnum, for the
+    block; yields False when it could not be had within ``wait`` seconds.
+
+    Magnum runs the status poll of every cluster in every conductor, with no lock,
+    and hands operations to any conductor: two of them can map the same stack at
+    once (a status going back, a nodegroup destroyed twice) or resize a stack the
+    other is deleting. The lock is the database's, so it needs no other service:
+    MySQL/MariaDB's named lock (``GET_LOCK``; the server drops it when the holding
+    connection dies, so a conductor killed mid-poll leaves nothing held),
+    PostgreSQL's advisory lock, and on sqlite (one host) a file lock beside the
+    database file. An in-memory database (tests) gets a lock of this process."""
+    from oslo_db.sqlalchemy import enginefacade
+    engine = enginefacade.writer.get_engine()
+    name = LOCK_PREFIX + cluster_uuid
+    dialect = engine.dialect.name
+    if dialect in ('mysql', 'postgresql'):
+        with _database_lock(engine, dialect, name, wait) as held:
+            yield held
+        return
+    path = engine.url.database if dialect == 'sqlite' else None
+    if path and path != ':memory:':
+        with _file_lock(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                     'celtic-locks', name), wait) as held:
+            yield held
+        return
+    with _local_guard:
+        lock = _local_locks.setdefault(name, threading.Lock())
+    held = lock.acquire(timeout=wait) if wait > 0 else lock.acquire(blocking=False)
+    try:
+        yield held
+    finally:
+        if held:
+            lock.release()
+
+
+@contextlib.contextmanager
+def _database_lock(engine: Any, dialect: str, name: str, wait: float) -> Iterator[bool]:
+    import sqlalchemy as sa
+    if dialect == 'mysql':
+        take = sa.text('SELECT GET_LOCK(:name, :wait)')
+        give = sa.text('SELECT RELEASE_LOCK(:name)')
+        key: Any = name
+    else:
+        take = sa.text('SELECT pg_try_advisory_lock(hashtext(:name))')
+        give = sa.text('SELECT pg_advisory_unlock(hashtext(:name))')
+        key = name
+    connection = engine.connect()
+    held = False
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            held = bool(connection.execute(take, {'name': key, 'wait': wait}).scalar())
+            connection.commit()
+            if held or dialect == 'mysql' or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        yield held
+    finally:
+        try:
+            if held:
+                connection.execute(give, {'name': key})
+                connection.commit()
+        finally:
+            connection.close()
+
+
+@contextlib.contextmanager
+def _file_lock(path: str, wait: float) -> Iterator[bool]:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'a') as handle:
+        deadline = time.monotonic() + wait
+        held = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.1)
+        try:
+            yield held
+        finally:
+            if held:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def destroy_nodegroup(nodegroup: Any) -> bool:
+    """Destroy a nodegroup's record; False when it was already gone (another
+    conductor, or Magnum's own clean-up, got there first)."""
+    try:
+        nodegroup.destroy()
+    except exception.NodeGroupNotFound:
+        return False
+    return True
 
 
 def iter_pool_nodegroups(cluster: Any) -> Iterator[Any]:

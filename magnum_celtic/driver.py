@@ -26,8 +26,10 @@ default worker pool; every other worker nodegroup has a stack of its own built f
 
 from __future__ import annotations
 
+import functools
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
 from magnum.common import exception
 from magnum.drivers.common import driver
@@ -54,6 +56,9 @@ Status = fields.ClusterStatus
 
 #: seconds a cluster or nodegroup being created may be without a stack id
 SUBMIT_GRACE = 300
+
+#: seconds an operation waits for another conductor's work on the same cluster
+OPERATION_LOCK_WAIT = 120
 
 POLLED = (Status.CREATE_IN_PROGRESS, Status.UPDATE_IN_PROGRESS,
           Status.DELETE_IN_PROGRESS, Status.ROLLBACK_IN_PROGRESS)
@@ -114,6 +119,34 @@ class poll_lock:
             self._lock.release()
 
 
+def _operation(name: str) -> Callable:
+    """A hook that changes a cluster: it runs holding the cluster's lock (shared by
+    every conductor: ``adapters.cluster_lock``), so it never overlaps a status poll
+    or another operation on the same cluster; and whatever it raises becomes words a
+    user can act on. Magnum writes ``str()`` of a hook's exception into the
+    status_reason: a Magnum error (celtic's own, already worded for users) passes
+    as it is, anything else (a database, Keystone or programming error, whose text
+    may hold SQL, addresses or internals) is logged whole and replaced by what
+    failed and what to do (``status.error_reason``)."""
+    def decorate(hook: Callable) -> Callable:
+        @functools.wraps(hook)
+        def run(self, context, cluster, *args, **kwargs):
+            try:
+                with adapters.cluster_lock(cluster.uuid, OPERATION_LOCK_WAIT) as held:
+                    if not held:
+                        raise exception.MagnumException(
+                            message=status.busy_reason(name, OPERATION_LOCK_WAIT))
+                    return hook(self, context, cluster, *args, **kwargs)
+            except exception.MagnumException:
+                raise
+            except Exception as error:
+                LOG.exception('cluster %s: %s failed', cluster.uuid, name)
+                raise exception.MagnumException(message=status.error_reason(
+                    name, type(error).__module__ or ''))
+        return run
+    return decorate
+
+
 class Driver(driver.Driver):
     """HA Kubernetes on Heat without Octavia (pacemaker VIPs, HAProxy proxies)."""
 
@@ -124,6 +157,7 @@ class Driver(driver.Driver):
 
     # ---- create -------------------------------------------------------------------
 
+    @_operation('cluster create')
     def create_cluster(self, context, cluster, cluster_create_timeout):
         """Validate everything, then start the cluster's stack (does not wait)."""
         spec = adapters.cluster_spec(context, cluster)
@@ -142,6 +176,9 @@ class Driver(driver.Driver):
         except heat_api.HeatError as error:
             raise _user_error(error)
         cluster.status_reason = preflight.describe_build(spec)
+        # saved at once (Magnum saves it again after this hook): a poll by another
+        # conductor then finds the stack, and so does a delete after a crash here
+        cluster.save()
         LOG.info('cluster %s: stack %s for %d masters, %d minions, %d proxies, '
                  '%d storage nodes', cluster.uuid, cluster.stack_id, spec.masters.count,
                  spec.minion_count, spec.proxies.count, spec.storage.count)
@@ -154,51 +191,101 @@ class Driver(driver.Driver):
         with poll_lock(cluster.uuid) as lock:
             if not lock.acquired:
                 return
+            with adapters.cluster_lock(cluster.uuid) as held:
+                if not held:
+                    LOG.debug('cluster %s: another conductor is polling it or changing '
+                              'it; not polled', cluster.uuid)
+                    return
+                self._poll(context, cluster)
+
+    def _poll(self, context, cluster):
+        """One poll, holding the cluster's lock."""
+        found = cluster.status
+        try:
             cluster.refresh()
-            if cluster.status not in POLLED:
-                return
-            submitting = _being_submitted(cluster)
-            if submitting:
-                LOG.debug('cluster %s: %s is still being sent to Heat; not polled',
-                          cluster.uuid, submitting)
-                return
-            heat = adapters.heat_client(context, project_id=cluster.project_id)
-            try:
-                cluster_stack = heat.poll(
-                    cluster.stack_id, req.cluster_stack_name(cluster.name, cluster.uuid))
-                pool_stacks = {ng.name: heat.poll(ng.stack_id, req.pool_stack_name(
-                                   cluster.name, cluster.uuid, ng.name))
-                               for ng in adapters.iter_pool_nodegroups(cluster)}
-            except heat_api.HeatRejected as error:
-                # Not transient (a missing role, a wrong region): say so on the
-                # cluster, whose status stays as it is.
-                LOG.error('cluster %s: status unknown, %s', cluster.uuid, error)
-                cluster.status_reason = ('status unknown: Magnum\'s service user '
-                                         'cannot read the stack: %s' % error)
-                cluster.save()
-                return
-            except heat_api.HeatError as error:
-                LOG.warning('cluster %s: status unchanged, %s', cluster.uuid, error)
-                return
-            result = status.cluster_status(cluster.status, cluster_stack,
-                                           adapters.nodegroup_views(cluster),
-                                           pool_stacks,
-                                           CONF.celtic.heat_max_resources_per_stack)
-            for nodegroup in adapters.apply_status(cluster, result):
+        except exception.ClusterNotFound:
+            # another conductor finished the delete and Magnum removed the record
+            return
+        if cluster.status not in POLLED:
+            # Another conductor ended this operation (and Magnum there reported it,
+            # removed a deleted cluster's certificates and records): leave this
+            # conductor's copy as the job found it, so its job does none of it again.
+            cluster.status = found
+            return
+        heat = adapters.heat_client(context, project_id=cluster.project_id)
+        try:
+            self._adopt_stacks(cluster, heat)
+        except heat_api.HeatError as error:
+            LOG.warning('cluster %s: status unchanged, %s', cluster.uuid, error)
+            return
+        submitting = _being_submitted(cluster)
+        if submitting:
+            LOG.debug('cluster %s: %s is still being sent to Heat; not polled',
+                      cluster.uuid, submitting)
+            return
+        try:
+            cluster_stack = heat.poll(
+                cluster.stack_id, req.cluster_stack_name(cluster.name, cluster.uuid))
+            pool_stacks = {ng.name: heat.poll(ng.stack_id, req.pool_stack_name(
+                               cluster.name, cluster.uuid, ng.name))
+                           for ng in adapters.iter_pool_nodegroups(cluster)}
+        except heat_api.HeatRejected as error:
+            # Not transient (a missing role, a wrong region): say so on the
+            # cluster, whose status stays as it is.
+            LOG.error('cluster %s: status unknown, %s', cluster.uuid, error)
+            cluster.status_reason = ('status unknown: Magnum\'s service user '
+                                     'cannot read the stack: %s' % error)
+            cluster.save()
+            return
+        except heat_api.HeatError as error:
+            LOG.warning('cluster %s: status unchanged, %s', cluster.uuid, error)
+            return
+        result = status.cluster_status(cluster.status, cluster_stack,
+                                       adapters.nodegroup_views(cluster),
+                                       pool_stacks,
+                                       CONF.celtic.heat_max_resources_per_stack,
+                                       now=time.time())
+        for nodegroup in adapters.apply_status(cluster, result):
+            if adapters.destroy_nodegroup(nodegroup):
                 LOG.info('cluster %s: nodegroup %s deleted', cluster.uuid,
                          nodegroup.name)
-                nodegroup.destroy()
-            if result.reason and result.status in (Status.CREATE_COMPLETE,
-                                                   Status.UPDATE_COMPLETE):
-                # what was ignored or switched off stays visible (cluster show)
-                cluster.status_reason = inventory.completion_notes(
-                    context, cluster, result.reason, _quiet_spec)
-            if cluster.status == Status.DELETE_COMPLETE:
-                certs.delete_leftover_certificates(context, cluster)
-            cluster.save()
+        if result.reason and result.status in (Status.CREATE_COMPLETE,
+                                               Status.UPDATE_COMPLETE):
+            # what was ignored or switched off stays visible (cluster show)
+            cluster.status_reason = inventory.completion_notes(
+                context, cluster, result.reason, _quiet_spec)
+        if cluster.status == Status.DELETE_COMPLETE:
+            certs.delete_leftover_certificates(context, cluster)
+        cluster.save()
+
+    @staticmethod
+    def _adopt_stacks(cluster, heat) -> None:
+        """Find by name the stacks whose ids Magnum never stored (a conductor that
+        died between Heat's answer and saving the id), and store them."""
+        if not cluster.stack_id:
+            found = heat.find(req.cluster_stack_name(cluster.name, cluster.uuid))
+            if found is not None:
+                LOG.info('cluster %s: its stack %s found by name', cluster.uuid,
+                         found.id)
+                cluster.stack_id = found.id
+                cluster.save()
+                for ng in cluster.nodegroups:
+                    if ng.is_default and not ng.stack_id:
+                        ng.stack_id = found.id
+                        ng.save()
+        for ng in cluster.nodegroups:
+            if ng.is_default or ng.stack_id:
+                continue
+            found = heat.find(req.pool_stack_name(cluster.name, cluster.uuid, ng.name))
+            if found is not None:
+                LOG.info('cluster %s: the stack %s of nodegroup %s found by name',
+                         cluster.uuid, found.id, ng.name)
+                ng.stack_id = found.id
+                ng.save()
 
     # ---- changes --------------------------------------------------------------------
 
+    @_operation('cluster update')
     def update_cluster(self, context, cluster, scale_manager=None, rollback=False):
         """Legacy node_count PATCH: resize the default worker pool."""
         worker = cluster.default_ng_worker
@@ -210,13 +297,16 @@ class Driver(driver.Driver):
         # restores node_count, but would leave this status behind.
         worker.status = Status.UPDATE_IN_PROGRESS
         worker.save()
+        _in_progress(cluster, Status.UPDATE_IN_PROGRESS)
 
+    @_operation('cluster resize')
     def resize_cluster(self, context, cluster, resize_manager, node_count,
                        nodes_to_remove, nodegroup=None):
         """Resize a worker nodegroup; nodes_to_remove are Nova server UUIDs."""
         nodegroup = nodegroup or cluster.default_ng_worker
         if nodegroup.role == 'master':
             self._resize_masters(context, cluster, node_count)
+            _in_progress(cluster, Status.UPDATE_IN_PROGRESS)
             return
         pool_stack = adapters.has_own_stack(cluster, nodegroup)
         stack_id = adapters.stack_id_of(cluster, nodegroup)
@@ -231,6 +321,7 @@ class Driver(driver.Driver):
                                       node_count)
         self._resize(context, cluster, stack_id, node_count, nodes_to_remove or (),
                      nodegroup, pool_stack=pool_stack)
+        _in_progress(cluster, Status.UPDATE_IN_PROGRESS)
 
     def validate_master_resize(self, node_count):
         """Magnum's API asks this before it accepts a master resize: a count celtic
@@ -361,23 +452,30 @@ class Driver(driver.Driver):
         proxies that serve LoadBalancer Services are in the cluster's stack."""
         return None
 
+    @_operation('cluster delete')
     def delete_cluster(self, context, cluster):
-        """Start deleting every stack of the cluster; polling finishes the job."""
+        """Start deleting every stack of the cluster; polling finishes the job.
+
+        A stack whose id Magnum never stored (its conductor died right after Heat
+        took it) is found by its name, so it is not left behind."""
         self.pre_delete_cluster(context, cluster)
         for nodegroup in cluster.nodegroups:
             nodegroup.status = Status.DELETE_IN_PROGRESS
             nodegroup.save()
         heat = adapters.heat_client(context)
         try:
+            self._adopt_stacks(cluster, heat)
             for nodegroup in adapters.iter_pool_nodegroups(cluster):
                 heat.delete(nodegroup.stack_id)
             if not heat.delete(cluster.stack_id):
                 LOG.info('cluster %s: no Heat stack to delete', cluster.uuid)
         except heat_api.HeatError as error:
             raise _user_error(error)
+        _in_progress(cluster, Status.DELETE_IN_PROGRESS)
 
     # ---- nodegroups -----------------------------------------------------------------
 
+    @_operation('nodegroup create')
     def create_nodegroup(self, context, cluster, nodegroup):
         """A worker nodegroup gets a stack of its own (minion.yaml)."""
         if nodegroup.role == 'master':
@@ -402,6 +500,7 @@ class Driver(driver.Driver):
             raise _user_error(error)
         nodegroup.save()
 
+    @_operation('nodegroup update')
     def update_nodegroup(self, context, cluster, nodegroup):
         """Labels and taints for the pool's future nodes (min/max are Magnum's own)."""
         if nodegroup.role == 'master':
@@ -425,6 +524,7 @@ class Driver(driver.Driver):
                                       openstack_insecure=CONF.celtic.node_insecure)
         self._update(context, nodegroup.stack_id, {'params': params})
 
+    @_operation('nodegroup delete')
     def delete_nodegroup(self, context, cluster, nodegroup):
         """Delete the nodegroup's stack; the poll destroys the row when it is gone."""
         nodegroup.status = Status.DELETE_IN_PROGRESS
@@ -466,6 +566,15 @@ class Driver(driver.Driver):
 
 def _quiet_spec(context, cluster):
     return adapters.cluster_spec(context, cluster, warn=False)
+
+
+def _in_progress(cluster: Any, new_status: str) -> None:
+    """Save the status Magnum sets after the hook returns, while the hook still holds
+    the cluster's lock: a poll by another conductor in between would otherwise map
+    the stack against the old status and write that back over the new one."""
+    cluster.status = new_status
+    cluster.status_reason = None
+    cluster.save()
 
 
 def _with_timeout(spec: spec_mod.ClusterSpec, minutes: int) -> spec_mod.ClusterSpec:

@@ -27,6 +27,7 @@ A stack that does not exist is not an error: :meth:`Heat.get` returns None and
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any, Mapping
 
@@ -87,7 +88,31 @@ def _translate(error: Exception, what: str) -> HeatError:
         return HeatBusy('Heat stack is busy: %s' % _message(error))
     if isinstance(error, (heat_exc.HTTPForbidden, heat_exc.HTTPUnauthorized)):
         return HeatRejected('Heat refused the %s: %s' % (what, _message(error)))
-    return HeatUnavailable('Heat is unavailable for the %s: %s' % (what, error))
+    LOG.warning('Heat is unavailable for the %s: %s', what, error)
+    return HeatUnavailable('Heat is unavailable for the %s: %s' % (what, _why(error)))
+
+
+def _why(error: Exception) -> str:
+    """Why Heat could not answer, in words (the exception's own text, with its
+    addresses and library internals, goes to the log only)."""
+    if isinstance(error, (ks_exc.ConnectFailure, ks_exc.ConnectTimeout,
+                          heat_exc.CommunicationError)):
+        return 'it could not be reached'
+    if isinstance(error, ks_exc.Unauthorized):
+        return 'Keystone did not accept Magnum\'s credentials'
+    if isinstance(error, (ks_exc.DiscoveryFailure, ks_exc.EndpointNotFound)):
+        return 'Keystone could not be reached or lists no Heat endpoint'
+    if isinstance(error, (heat_exc.HTTPInternalServerError,
+                          ks_exc.InternalServerError)):
+        return 'it failed on an internal error (%s)' % outputs_mod.scrub(
+            _message(error), 'heat-api')
+    if isinstance(error, (heat_exc.HTTPException, ks_exc.HttpError)):
+        message = _message(error)
+        code = getattr(error, 'code', None) or getattr(error, 'http_status', None)
+        if not message or message == 'None':
+            return 'it answered HTTP %s' % (code or 'an error')
+        return 'it answered %s' % outputs_mod.scrub(message, 'heat-api')
+    return 'it could not be reached'
 
 
 _TRANSIENT = (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFailure,
@@ -95,6 +120,31 @@ _TRANSIENT = (ks_exc.ConnectFailure, ks_exc.ConnectTimeout, ks_exc.DiscoveryFail
               ks_exc.BadGateway, ks_exc.InternalServerError, ks_exc.Unauthorized,
               heat_exc.CommunicationError, heat_exc.HTTPServiceUnavailable,
               heat_exc.HTTPInternalServerError, heat_exc.HTTPBadGateway)
+
+
+def _epoch(text: Any) -> float | None:
+    """Heat's ``2026-12-07T06:49:25Z`` (UTC) as seconds since the epoch."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.datetime.strptime(text.rstrip('Z')[:19], '%Y-%m-%dT%H:%M:%S')
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def _timing(stack: Any) -> dict[str, Any]:
+    """When the stack's current operation started (an update's or delete's
+    updated_time, else its creation_time) and its timeout."""
+    status = getattr(stack, 'stack_status', '') or ''
+    started = None
+    if not status.startswith('CREATE'):
+        started = _epoch(getattr(stack, 'updated_time', None))
+    started = started or _epoch(getattr(stack, 'creation_time', None))
+    timeout = getattr(stack, 'timeout_mins', None)
+    return {'started': started,
+            'timeout_minutes': int(timeout) if isinstance(timeout, (int, float))
+            and timeout > 0 else None}
 
 
 def _output_values(stack: Any) -> dict[str, Any]:
@@ -145,7 +195,10 @@ class Heat:
             try:
                 endpoint = orchestration_endpoint(self._session, self._project_id)
             except _TRANSIENT as error:
-                raise HeatUnavailable('cannot find Heat: %s' % error)
+                LOG.warning('cannot find Heat: %s', error)
+                raise HeatUnavailable('cannot find Heat: %s' % (
+                    error if isinstance(error, ks_exc.EndpointNotFound)
+                    else _why(error)))
             self._client = heat_client.Client(
                 CONF.heat_client.api_version, session=self._session,
                 endpoint_override=endpoint, service_type='orchestration')
@@ -251,7 +304,26 @@ class Heat:
                           status=stack.stack_status,
                           reason=getattr(stack, 'stack_status_reason', '') or '',
                           outputs=values,
-                          parameters=dict(getattr(stack, 'parameters', None) or {}))
+                          parameters=dict(getattr(stack, 'parameters', None) or {}),
+                          **_timing(stack))
+
+    def find(self, name: str) -> StackState | None:
+        """The stack called ``name`` (without outputs); None when there is none.
+
+        For a stack whose id Magnum never stored: the conductor that created it died
+        between Heat's answer and saving the id."""
+        try:
+            stack = self.client.stacks.get(name, resolve_outputs=False)
+        except heat_exc.HTTPNotFound:
+            return None
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'look-up of stack %s' % name)
+        if getattr(stack, 'stack_status', '') == 'DELETE_COMPLETE':
+            return None
+        return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
+                          status=stack.stack_status,
+                          reason=getattr(stack, 'stack_status_reason', '') or '',
+                          outputs={}, parameters={})
 
     def _outputs_of(self, path: str) -> dict[str, Any] | None:
         """The resolved outputs of a nested stack (``<name>/<id>``); None when gone."""

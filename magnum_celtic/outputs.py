@@ -24,6 +24,7 @@ made actionable (:func:`friendly`). Pure: plain data in, plain data out; ``heat.
 from __future__ import annotations
 
 import dataclasses
+import re
 import urllib.parse
 from typing import Any, Callable, Mapping
 
@@ -125,6 +126,10 @@ class StackState:
     outputs: Mapping[str, Any]
     #: the stack's parameters as Heat shows them (hidden ones masked)
     parameters: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: when Heat started the stack's current operation (seconds since the epoch)
+    started: float | None = None
+    #: the stack's timeout (Heat's timeout_mins), None when it has none
+    timeout_minutes: int | None = None
 
     @property
     def action(self) -> str:
@@ -171,6 +176,57 @@ MAX_RESOURCES_HELP = (
     'its own')
 
 
+# Text that is a program's, not a person's: an SQL error as SQLAlchemy words it, a
+# Python traceback, an exception's repr. Never shown as a status_reason.
+_RAW = re.compile(r'\((?:sqlite3|pymysql|psycopg2?|MySQLdb|oslo_db)[.\w]*\)|\[SQL: |'
+                  r'Traceback \(most recent call last\)|<[\w.]+ object at 0x[0-9a-f]+>|'
+                  r'\b\w+(?:Error|Exception)\(\'')
+
+
+# A connection library's account of a failed connection (keystoneauth, requests,
+# urllib3): the address before it is worth keeping, the rest is not.
+_CONNECTION = re.compile(r'(?::\s*)?(?:HTTPConnectionPool|HTTPSConnectionPool|Max retries '
+                         r'exceeded|\(Caused by|NewConnectionError|ConnectionRefusedError)')
+
+
+def scrub(reason: str, log: str = 'heat-engine') -> str:
+    """A reason with any raw program text (SQL errors, tracebacks, exception reprs,
+    a connection library's internals) cut off and replaced by where to read it."""
+    connection = _CONNECTION.search(reason)
+    if connection:
+        head = reason[:connection.start()].rstrip(' :-([')
+        return '%s (connection refused or timed out; the details are in the %s log)' % (
+            head, log)
+    raw = _RAW.search(reason)
+    if not raw:
+        return reason
+    head = reason[:raw.start()].rstrip(' :-([')
+    return '%s%sinternal error (the details are in the %s log)' % (
+        head, ': ' if head else '', log)
+
+
+#: what a stack whose operation outlived its timeout tells the user
+STALLED_HELP = (
+    'Heat has been working on the stack\'s %(action)s for longer than its '
+    '%(minutes)d-minute timeout and does not end it: its heat-engine probably stopped '
+    'in the middle (the heat-engine log says). Nothing resumes it: %(todo)s')
+
+
+def what_to_do(action: str) -> str:
+    """What a user does about an operation Heat gave up on (CREATE, UPDATE, DELETE)."""
+    return {'CREATE': 'delete the cluster (or nodegroup) and create it again',
+            'DELETE': 'run the delete again'}.get(
+                action, 'run the resize again, or delete the cluster')
+
+
+#: Heat's reason for a stack whose heat-engine died mid-operation (it marks the stack
+#: FAILED when an engine starts again), and what a user does about it
+ENGINE_DOWN_HELP = (
+    'heat-engine stopped while it was working on the stack (Heat: "%s"). Nothing '
+    'resumes it: %s')
+_ENGINE_DOWN = re.compile(r'Engine went down during (?:stack|resource) (\w+)')
+
+
 def friendly(message: str, max_resources: int | None = 0) -> str:
     """Heat's wording made actionable where celtic knows better (``max_resources``:
     ``[celtic] heat_max_resources_per_stack``, which the caller reads)."""
@@ -178,4 +234,12 @@ def friendly(message: str, max_resources: int | None = 0) -> str:
         return MAX_RESOURCES_HELP % ('%d resources as this Magnum is configured'
                                      % max_resources if (max_resources or 0) > 0
                                      else 'as heat.conf sets it')
+    if message.strip() == 'Timed out':
+        return ('Heat stopped the operation at the stack\'s timeout (the cluster\'s '
+                'create_timeout): run it again (a delete starts over where it stopped), '
+                'or create the cluster with a longer create_timeout')
+    engine_down = _ENGINE_DOWN.search(message)
+    if engine_down:
+        return ENGINE_DOWN_HELP % (engine_down.group(0),
+                                   what_to_do(engine_down.group(1).upper()))
     return message

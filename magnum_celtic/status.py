@@ -110,6 +110,40 @@ def _wait_timeout(reason: str) -> str | None:
         'seen': ' (reported: %s)' % ', '.join(nodes) if nodes else ''}
 
 
+#: what failed, by the module of the exception a driver hook met
+_ORIGINS = (
+    (('oslo_db', 'sqlalchemy', 'pymysql', 'sqlite3', 'psycopg', 'MySQLdb'),
+     'Magnum\'s database was busy or could not be reached', 'run it again'),
+    (('keystoneauth1', 'keystoneclient'),
+     'Keystone could not be reached or refused Magnum\'s service credentials',
+     'run it again once Keystone answers'),
+    (('oslo_messaging', 'kombu', 'amqp'),
+     'Magnum\'s message bus could not be reached', 'run it again'),
+)
+
+
+def error_reason(operation: str, origin: str) -> str:
+    """The status_reason of a driver hook that failed on an unexpected exception.
+
+    :param operation: what the user asked for ("cluster delete", "resize", ...)
+    :param origin: the module of the exception's class (``oslo_db.exception``...);
+        its message is for the log only: it may hold SQL, addresses, internals
+    """
+    for prefixes, what, todo in _ORIGINS:
+        if origin.split('.')[0] in prefixes:
+            return '%s failed: %s (details in the magnum-conductor log); %s' % (
+                operation, what, todo)
+    return ('%s failed on an unexpected error in the celtic driver (details in the '
+            'magnum-conductor log, under the cluster\'s uuid); run it again, and tell '
+            'the operator if it keeps failing' % operation)
+
+
+def busy_reason(operation: str, seconds: float) -> str:
+    """An operation that waited too long for another conductor's work on the cluster."""
+    return ('%s not started: another Magnum conductor has been working on this cluster '
+            'for %.0f s; run it again in a moment' % (operation, seconds))
+
+
 def failure_reason(stack: StackState, max_resources: int | None = 0) -> str:
     """The failing resource and its reason, from Heat's stack status reason.
 
@@ -118,7 +152,7 @@ def failure_reason(stack: StackState, max_resources: int | None = 0) -> str:
     role, the resource and the node's own words. ``max_resources``: ``[celtic]
     heat_max_resources_per_stack``, named when Heat's resource limit is the reason.
     """
-    reason = (stack.reason or '').strip()
+    reason = out.scrub((stack.reason or '').strip())
     if not reason:
         return 'Heat stack %s is %s' % (stack.name or stack.id, stack.status)
     reason = out.friendly(reason, max_resources)
@@ -163,10 +197,34 @@ def _nodegroup_status(current: str, stack: StackState | None, deleting_cluster: 
     return status, reason
 
 
+#: seconds past a stack's own timeout before celtic stops waiting for Heat to end it
+STALL_GRACE = 30
+
+
+def settled(stack: StackState | None, now: float | None) -> StackState | None:
+    """The stack, or, when its operation outlived its timeout (plus STALL_GRACE)
+    and Heat still says IN_PROGRESS, the same stack FAILED with the reason why.
+
+    Heat's convergence engine ends an operation at its timeout only while an engine
+    works on it: an engine killed in the middle leaves the stack IN_PROGRESS for
+    good, and the cluster with it. A new delete of such a stack works (Heat starts
+    over), so the user gets a FAILED status and what to do."""
+    if (stack is None or now is None or not stack.status.endswith('_' + IN_PROGRESS)
+            or stack.started is None or not stack.timeout_minutes):
+        return stack
+    if now - stack.started <= stack.timeout_minutes * 60 + STALL_GRACE:
+        return stack
+    action = _action(stack.status)
+    return dataclasses.replace(stack, status=action + '_' + FAILED, reason=(
+        out.STALLED_HELP % {'action': action, 'minutes': stack.timeout_minutes,
+                            'todo': out.what_to_do(action)}))
+
+
 def cluster_status(cluster_status: str, cluster_stack: StackState | None,
                    nodegroups: Sequence[NodeGroupView],
                    pool_stacks: Mapping[str, StackState | None],
-                   max_resources: int | None = 0) -> ClusterResult:
+                   max_resources: int | None = 0, now: float | None = None
+                   ) -> ClusterResult:
     """Map the stacks of a cluster to the cluster's and nodegroups' new state.
 
     :param cluster_status: the cluster's current (Magnum) status
@@ -174,8 +232,12 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
     :param nodegroups: every nodegroup of the cluster
     :param pool_stacks: the stack of each non-default nodegroup, by nodegroup name
     :param max_resources: ``[celtic] heat_max_resources_per_stack`` (for reasons)
+    :param now: the time (seconds since the epoch), to fail a stack whose operation
+        outlived its timeout (:func:`settled`); None: never
     """
     deleting = cluster_status == 'DELETE_IN_PROGRESS'
+    cluster_stack = settled(cluster_stack, now)
+    pool_stacks = {name: settled(stack, now) for name, stack in pool_stacks.items()}
     result = ClusterResult(status=cluster_status)
     if cluster_stack is not None:
         result.api_address = api_address(cluster_stack)

@@ -42,6 +42,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -296,6 +297,75 @@ class ControlPlane:
             if service.name == name:
                 return service
         raise KeyError(name)
+
+    # ------------------------------------------------------------------ faults
+
+    @property
+    def conductor_name(self) -> str:
+        """The service that runs magnum-conductor (with magnum-api when embedded)."""
+        return 'magnum-conductor' if self.backend.distributed else 'magnum'
+
+    @property
+    def engine_name(self) -> str:
+        """The service that runs heat-engine (with heat-api when embedded)."""
+        return 'heat-engine' if self.backend.distributed else 'heat'
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int | None:
+        """Crash one service by PID (SIGKILL: no graceful shutdown, as a power cut or
+        the OOM killer would); ``restart`` starts it again. Returns its PID."""
+        service = self.service(name)
+        pid = service.kill(sig)
+        self.progress('%s (pid %s) killed with signal %d' % (name, pid, sig))
+        return pid
+
+    def restart(self, name: str, timeout: float = 120.0) -> None:
+        """Start a killed (or running: it is killed first) service again with the same
+        command, and wait until it serves (Heat: an engine answers; Magnum: a
+        conductor reports)."""
+        service = self.service(name)
+        if service.alive():
+            service.kill()
+        service.start()
+        service.wait_ready(timeout=timeout)
+        if name in ('heat', 'heat-api', 'heat-engine'):
+            self._wait_for_engines(timeout)
+        elif name in ('magnum', 'magnum-api', 'magnum-conductor'):
+            self._wait_for_conductor(timeout)
+        self.progress('%s restarted (pid %s)' % (name, service.pid))
+
+    def add_conductor(self, name: str = 'magnum-conductor-2') -> process.Service:
+        """A further magnum-conductor process on the same database (its own host name);
+        on RabbitMQ it shares the operations, on every back end it polls the same
+        clusters (Magnum's periodic status sync runs in every conductor)."""
+        if not self.magnum_started:
+            raise process.ServiceError('Magnum is not running')
+        base = os.path.join(self.state_dir, 'magnum')
+        extra = _write(os.path.join(base, '%s.conf' % name), _ini({
+            'DEFAULT': {'host': 'celtic-lab-%s' % name}}))
+        service = self._spawn(name, self._python(
+            'magnum_celtic.lab.services.magnum_service', 'conductor',
+            os.path.join(base, 'magnum.conf'), extra),
+            env=self._env(CELTIC_LAB_CLOUD_DIR=self.cloud.directory))
+        service.wait_ready(timeout=3)
+        return service
+
+    def magnum_rows(self, table: str) -> int:
+        """How many rows one of Magnum's tables holds (x509keypair: the certificate
+        refs of clusters; cluster, nodegroup): what a delete must leave at zero."""
+        import sqlalchemy as sa
+        engine = sa.create_engine(self.backend.database_url('magnum'))
+        try:
+            with engine.connect() as connection:
+                return int(connection.execute(
+                    sa.text('SELECT COUNT(*) FROM %s' % table)).scalar())
+        finally:
+            engine.dispose()
+
+    def remove_service(self, name: str) -> None:
+        """Stop a service by PID and forget it (a conductor add_conductor started)."""
+        service = self.service(name)
+        service.stop()
+        self.services.remove(service)
 
     def describe(self) -> dict[str, Any]:
         """What runs where (for a person, or a file a test reads)."""

@@ -131,6 +131,24 @@ class Service:
         raise ServiceError('%s was not ready after %.0fs; last lines of %s:\n%s'
                            % (self.name, timeout, self.log_path, self.tail()))
 
+    def kill(self, sig: int = signal.SIGKILL) -> int | None:
+        """Crash the service: ``sig`` (SIGKILL by default: no clean-up of any kind) to
+        its process group, and reap it. Returns the PID it had; ``start()`` runs the
+        same command again (see ControlPlane.restart)."""
+        if self.proc is None:
+            return None
+        pid = self.proc.pid
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        return pid
+
     def tail(self, lines: int = 15) -> str:
         """The last lines of the service's log."""
         try:

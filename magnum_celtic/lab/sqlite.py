@@ -19,11 +19,24 @@ Two remedies, chosen per service:
 - ``serialise_writers`` (Heat's convergence engine: many threads, short transactions):
   every transaction starts with ``BEGIN IMMEDIATE``, so it takes the write lock up front
   and waits for it (busy timeout) instead of failing halfway;
-- ``wait_for_locks`` (Magnum, Keystone: long read transactions that rarely write):
-  WAL journal, so readers never block the writer, and a busy timeout.
+- ``wait_for_locks`` (Keystone: long read transactions that rarely write): WAL
+  journal, so readers never block the writer, and a busy timeout;
+- ``magnum_writers`` (Magnum: API, conductor and its status polls in threads, and a
+  second conductor process): WAL and the busy timeout, and a transaction Magnum opens
+  to write (``_session_for_write``) starts with ``BEGIN IMMEDIATE``; its reads stay
+  deferred. WAL and a busy timeout alone are not enough: Magnum's writes read the row
+  first (``UPDATE nodegroup`` after a ``SELECT`` in the same transaction), and a
+  deferred transaction whose snapshot is older than another connection's commit cannot
+  become a writer: sqlite answers "database is locked" at once, without waiting (it
+  would deadlock otherwise). That is what two concurrent ``cluster delete`` met.
+  ``BEGIN IMMEDIATE`` for every transaction (as for Heat) makes Magnum's long read
+  transactions hold the write lock and stall everyone; only its writers need it.
 
 Only the lab's embedded back end needs this; MariaDB needs nothing.
 """
+
+import contextlib
+import threading
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -54,3 +67,45 @@ def serialise_writers(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         if connection.dialect.name == 'sqlite' and 'in_transaction' not in connection.info:
             connection.exec_driver_sql('BEGIN IMMEDIATE')
             connection.info['in_transaction'] = True
+
+
+_writing = threading.local()
+
+
+@contextlib.contextmanager
+def writing():
+    """Transactions this thread begins inside the block take the write lock first."""
+    depth = getattr(_writing, 'depth', 0)
+    _writing.depth = depth + 1
+    try:
+        yield
+    finally:
+        _writing.depth = depth
+
+
+def immediate_writers(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    """wait_for_locks, and a transaction begun inside ``writing()`` is IMMEDIATE."""
+    wait_for_locks(busy_timeout_ms)
+
+    @event.listens_for(Engine, 'begin')
+    def _on_begin(connection):
+        if (connection.dialect.name == 'sqlite' and getattr(_writing, 'depth', 0)
+                and 'in_transaction' not in connection.info):
+            connection.exec_driver_sql('BEGIN IMMEDIATE')
+            connection.info['in_transaction'] = True
+
+
+def magnum_writers(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    """immediate_writers for Magnum: every ``_session_for_write`` of its database API
+    is a ``writing()`` block (call before Magnum's first database access)."""
+    from magnum.db.sqlalchemy import api as db_api
+    immediate_writers(busy_timeout_ms)
+    for_write = db_api._session_for_write
+
+    @contextlib.contextmanager
+    def _session_for_write():
+        with writing():
+            with for_write() as session:
+                yield session
+
+    db_api._session_for_write = _session_for_write

@@ -28,7 +28,7 @@ import time
 
 from tests.bench import quick
 
-BENCHMARKS = ('lb', 'heat', 'vip', 'scale')
+BENCHMARKS = ('lb', 'heat', 'vip', 'scale', 'churn')
 
 
 def _terminate(signum, frame):

@@ -545,6 +545,7 @@ class StatusTest(base.DriverTestCase):
 
     def _without_stack(self, age_seconds):
         cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        self.heat.purge(cluster.stack_id)
         cluster.stack_id = None
         cluster.save()
         # created_at is not a field Magnum lets save() change: age the row directly
@@ -561,7 +562,9 @@ class StatusTest(base.DriverTestCase):
         # the conductor marks CREATE_IN_PROGRESS before Heat has answered
         self._without_stack(age_seconds=5)
         self.poll()
-        self.assertEqual([], self.heat.calls)
+        # asked for by name only (a conductor may have died before saving its id)
+        self.assertEqual([('GET', 'celtic-k1-5d12f6fd')],
+                         [(c.method, c.path) for c in self.heat.calls])
         self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
 
     def test_a_cluster_that_never_got_a_stack_fails_after_the_grace(self):
@@ -1157,7 +1160,8 @@ class DeleteClusterTest(base.DriverTestCase):
         cluster.save()
         stored = self.delete(cluster)
         self.assertEqual(Status.DELETE_IN_PROGRESS, stored.status)
-        self.assertEqual([], self.heat.calls)
+        self.assertEqual([('GET', 'celtic-k1-5d12f6fd')],
+                         [(c.method, c.path) for c in self.heat.calls])
         self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
         self.assertRaises(exception.ClusterNotFound, self.reload)
 
@@ -1178,6 +1182,118 @@ class DeleteClusterTest(base.DriverTestCase):
         self.assertEqual(Status.DELETE_FAILED, stored.status)
         self.assertIn('Heat is unavailable for the delete of stack',
                       stored.status_reason)
+
+
+# ---- faults: crashes, two conductors, raw errors ----------------------------------------
+
+class FaultsTest(base.DriverTestCase):
+
+    def test_a_stack_whose_id_was_never_saved_is_found_by_name(self):
+        # the conductor died between Heat's answer and saving the stack id
+        cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        stack_id = cluster.stack_id
+        cluster.stack_id = None
+        cluster.save()
+        stored = self.poll()
+        self.assertEqual((Status.CREATE_COMPLETE, stack_id),
+                         (stored.status, self.reload().stack_id))
+        self.assertEqual({stack_id}, {ng.stack_id for ng in self.reload().nodegroups})
+
+    def test_a_delete_finds_a_stack_whose_id_was_never_saved(self):
+        cluster = self.stored_cluster()
+        stack_id = cluster.stack_id
+        cluster.stack_id = None
+        cluster.save()
+        self.delete = cluster_conductor.Handler().cluster_delete
+        self.delete(self.user_context, cluster.uuid)
+        self.assertEqual('DELETE_IN_PROGRESS', self.heat.stacks[stack_id].status)
+
+    def test_a_database_error_becomes_words_not_sql(self):
+        from oslo_db import exception as db_exc
+        cluster = self.stored_cluster()
+        raw = ('(sqlite3.OperationalError) database is locked [SQL: UPDATE nodegroup '
+               'SET status=? WHERE nodegroup.id = ?]')
+        with mock.patch.object(objects.NodeGroup, 'save', autospec=True,
+                               side_effect=db_exc.DBError(raw)):
+            self.assertRaises(exception.MagnumException,
+                              cluster_conductor.Handler().cluster_delete,
+                              self.user_context, cluster.uuid)
+        stored = self.reload()
+        self.assertEqual(Status.DELETE_FAILED, stored.status)
+        self.assertEqual('cluster delete failed: Magnum\'s database was busy or could '
+                         'not be reached (details in the magnum-conductor log); run it '
+                         'again', stored.status_reason)
+
+    def test_an_unexpected_error_says_where_to_look(self):
+        cluster = self.stored_cluster()
+        with mock.patch.object(objects.NodeGroup, 'save', autospec=True,
+                               side_effect=KeyError('flavor_id')):
+            self.assertRaises(exception.MagnumException,
+                              cluster_conductor.Handler().cluster_delete,
+                              self.user_context, cluster.uuid)
+        reason = self.reload().status_reason
+        self.assertIn('unexpected error in the celtic driver', reason)
+        self.assertNotIn('KeyError', reason)
+
+    def test_an_operation_waits_for_another_conductor_then_says_so(self):
+        from magnum_celtic import adapters
+        cluster = self.stored_cluster()
+        self.useFixture(fixtures.MockPatchObject(driver, 'OPERATION_LOCK_WAIT', 0.2))
+        with adapters.cluster_lock(cluster.uuid) as held:
+            self.assertTrue(held)
+            self.assertRaises(exception.MagnumException,
+                              cluster_conductor.Handler().cluster_delete,
+                              self.user_context, cluster.uuid)
+        self.assertIn('another Magnum conductor has been working on this cluster',
+                      self.reload().status_reason)
+        self.assertEqual([], self.heat.calls_of('DELETE'))
+
+    def test_a_poll_while_another_conductor_holds_the_cluster_does_nothing(self):
+        from magnum_celtic import adapters
+        self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
+        with adapters.cluster_lock(base.CLUSTER_UUID) as held:
+            self.assertTrue(held)
+            self.poll()
+        self.assertEqual([], self.heat.calls)
+        self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
+
+    def test_the_cluster_lock_is_one_holder_at_a_time(self):
+        from magnum_celtic import adapters
+        with adapters.cluster_lock('c1') as first:
+            with adapters.cluster_lock('c1', wait=0.2) as second:
+                with adapters.cluster_lock('c2') as other:
+                    self.assertEqual((True, False, True), (first, second, other))
+        with adapters.cluster_lock('c1') as again:
+            self.assertTrue(again)
+
+    def test_a_cluster_another_conductor_finished_is_not_reported_again(self):
+        cluster = self.stored_cluster(status=Status.DELETE_IN_PROGRESS)
+        ctx = self.admin_context()
+        stale = objects.Cluster.get_by_uuid(ctx, cluster.uuid)
+        cluster.status = Status.DELETE_COMPLETE
+        cluster.save()
+        self.driver.update_cluster_status(ctx, stale)
+        # Magnum's job acts on what the driver leaves: not a second clean-up
+        self.assertEqual(Status.DELETE_IN_PROGRESS, stale.status)
+        self.assertEqual([], self.heat.calls)
+
+    def test_a_cluster_another_conductor_removed_is_not_an_error(self):
+        cluster = self.stored_cluster(status=Status.DELETE_IN_PROGRESS)
+        ctx = self.admin_context()
+        stale = objects.Cluster.get_by_uuid(ctx, cluster.uuid)
+        for ng in objects.NodeGroup.list(ctx, cluster.uuid):
+            ng.destroy()
+        cluster.destroy()
+        self.driver.update_cluster_status(ctx, stale)
+        self.assertEqual(Status.DELETE_IN_PROGRESS, stale.status)
+
+    def test_a_nodegroup_destroyed_twice_is_not_an_error(self):
+        from magnum_celtic import adapters
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        twin = objects.NodeGroup.get(self.user_context, cluster.uuid, ng.uuid)
+        self.assertEqual((True, False), (adapters.destroy_nodegroup(ng),
+                                         adapters.destroy_nodegroup(twin)))
 
 
 # ---- certificates, monitor, federation, validation, lookup ----------------------------

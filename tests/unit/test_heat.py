@@ -285,8 +285,27 @@ def test_a_server_error_is_heat_unavailable(fake_heat):
 def test_a_connection_error_is_heat_unavailable(fake_heat):
     fake_heat.unreachable()
     with pytest.raises(heat.HeatUnavailable, match='Heat is unavailable for the stack '
-                                                   'celtic-k1-5d12f6fd'):
+                                                   'celtic-k1-5d12f6fd') as error:
         heat.Heat(user_session()).create(request().create_kwargs())
+    # words, not the connection library's text (that goes to the log)
+    assert str(error.value).endswith(': it could not be reached')
+    assert 'Errno' not in str(error.value)
+
+
+def test_a_server_error_keeps_no_sql_text(fake_heat):
+    fake_heat.fail('GET', 500, 'InternalError',
+                   '(sqlite3.OperationalError) database is locked [SQL: SELECT 1]')
+    with pytest.raises(heat.HeatUnavailable) as error:
+        heat.Heat(user_session()).get('s1')
+    assert 'sqlite3' not in str(error.value) and 'SQL' not in str(error.value)
+    assert 'heat-api log' in str(error.value)
+
+
+def test_a_stack_is_found_by_name(fake_heat):
+    stack_id = fake_heat.add('celtic-k1-5d12f6fd', status='CREATE_IN_PROGRESS')
+    found = heat.Heat(user_session()).find('celtic-k1-5d12f6fd')
+    assert (found.id, found.status) == (stack_id, 'CREATE_IN_PROGRESS')
+    assert heat.Heat(user_session()).find('celtic-nothing') is None
 
 
 def test_an_error_page_that_is_not_json_is_still_reported(http):

@@ -99,3 +99,44 @@ def test_the_default_pool_and_a_nodegroup_read_their_servers_stack():
     pool = out.with_pool_outputs({out.NODES_STACK: 'n%2Fx/2'}, fetch)
     assert pool['addresses'] == ['10.0.0.7']
     assert fetched == ['k1-minions/1', 'n/x/2']
+
+
+@pytest.mark.parametrize('raw', [
+    '(sqlite3.OperationalError) database is locked [SQL: UPDATE nodegroup SET status=?]',
+    'Traceback (most recent call last):\n  File "x.py", line 1',
+    'failed: <urllib3.connection.HTTPConnection object at 0x7f12ab34cd56>',
+    "boom: KeyError('flavor_id')",
+])
+def test_scrub_keeps_no_program_text(raw):
+    cleaned = out.scrub('step x: ' + raw)
+    assert cleaned.startswith('step x')
+    for word in ('sqlite3', 'SQL', 'Traceback', '0x7f', 'KeyError'):
+        assert word not in cleaned
+    assert 'heat-engine log' in cleaned
+
+
+def test_scrub_leaves_a_persons_words_alone():
+    text = 'k1-minion-0: step kubeadm-join failed: the API VIP did not answer'
+    assert out.scrub(text) == text
+
+
+@pytest.mark.parametrize('action, todo', [('CREATE', 'create it again'),
+                                          ('DELETE', 'run the delete again'),
+                                          ('UPDATE', 'run the resize again')])
+def test_an_engine_that_went_down_is_worded_for_users(action, todo):
+    text = out.friendly('Engine went down during stack %s' % action)
+    assert text.startswith('heat-engine stopped') and todo in text
+
+
+def test_scrub_keeps_the_address_of_a_failed_connection_only():
+    text = out.scrub('minions.wait_handle failed: Unable to establish connection to '
+                     'http://127.0.0.1:5000/v3/auth/tokens: HTTPConnectionPool(host='
+                     "'127.0.0.1', port=5000): Max retries exceeded with url: /v3 (Caused "
+                     'by NewConnectionError(...))')
+    assert text == ('minions.wait_handle failed: Unable to establish connection to '
+                    'http://127.0.0.1:5000/v3/auth/tokens (connection refused or timed '
+                    'out; the details are in the heat-engine log)')
+
+
+def test_heats_bare_timed_out_says_what_to_do():
+    assert 'create_timeout' in out.friendly('Timed out')

@@ -297,3 +297,74 @@ def test_a_stack_in_an_action_magnum_cannot_report_leaves_nodegroups_alone():
                                    ngs('CREATE_COMPLETE', 'UPDATE_IN_PROGRESS'), {})
     assert result.nodegroups['default-worker'].status == 'UPDATE_IN_PROGRESS'
     assert result.status == 'UPDATE_IN_PROGRESS'
+
+
+# ---- reasons of faults: never raw program text ---------------------------------------
+
+@pytest.mark.parametrize('origin, words', [
+    ('oslo_db.exception', "Magnum's database was busy or could not be reached"),
+    ('sqlalchemy.exc', "Magnum's database was busy or could not be reached"),
+    ('keystoneauth1.exceptions.connection', 'Keystone could not be reached'),
+    ('oslo_messaging.exceptions', "Magnum's message bus could not be reached"),
+    ('builtins', 'unexpected error in the celtic driver'),
+])
+def test_an_unexpected_error_is_named_by_what_failed(origin, words):
+    reason = status.error_reason('cluster delete', origin)
+    assert reason.startswith('cluster delete failed')
+    assert words in reason and 'magnum-conductor log' in reason
+
+
+def test_a_busy_cluster_says_who_and_what_to_do():
+    reason = status.busy_reason('cluster resize', 120)
+    assert 'another Magnum conductor' in reason and '120 s' in reason
+    assert 'run it again' in reason
+
+
+def test_a_stack_reason_with_sql_is_cut_where_the_sql_starts():
+    stack = StackState(id='s1', name='k1', status='CREATE_FAILED',
+                       reason='Resource CREATE failed: (pymysql.err.OperationalError) '
+                              '(2013, Lost connection) [SQL: SELECT 1]', outputs={})
+    reason = status.failure_reason(stack)
+    assert reason == ('Resource CREATE failed: internal error (the details are in the '
+                      'heat-engine log)')
+
+
+def test_a_stack_whose_engine_went_down_says_what_to_do():
+    stack = StackState(id='s1', name='k1', status='DELETE_FAILED',
+                       reason='Engine went down during stack DELETE', outputs={})
+    reason = status.failure_reason(stack)
+    assert 'heat-engine stopped' in reason and 'run the delete again' in reason
+
+
+def _stalled(status, started, minutes=1):
+    return StackState(id='s1', name='k1', status=status, reason='Stack CREATE started',
+                      outputs={}, started=started, timeout_minutes=minutes)
+
+
+def test_a_stack_past_its_timeout_that_heat_never_ended_fails_saying_why():
+    stack = _stalled('CREATE_IN_PROGRESS', 1000.0)
+    views = [status.NodeGroupView('default-master', 'master', True,
+                                  'CREATE_IN_PROGRESS', None)]
+    waiting = status.cluster_status('CREATE_IN_PROGRESS', stack, views, {},
+                                    now=1000.0 + 60 + status.STALL_GRACE)
+    assert waiting.status == 'CREATE_IN_PROGRESS'
+    failed = status.cluster_status('CREATE_IN_PROGRESS', stack, views, {},
+                                   now=1000.0 + 61 + status.STALL_GRACE)
+    assert failed.status == 'CREATE_FAILED'
+    assert 'heat-engine probably stopped' in failed.reason
+    assert '1-minute timeout' in failed.reason and 'create it again' in failed.reason
+
+
+def test_a_stalled_delete_asks_for_the_delete_again():
+    stack = _stalled('DELETE_IN_PROGRESS', 0.0, minutes=2)
+    assert status.settled(stack, 1000.0).status == 'DELETE_FAILED'
+    assert 'run the delete again' in status.settled(stack, 1000.0).reason
+
+
+@pytest.mark.parametrize('stack', [
+    _stalled('CREATE_COMPLETE', 0.0), _stalled('CREATE_IN_PROGRESS', None),
+    _stalled('CREATE_IN_PROGRESS', 0.0, minutes=None), None])
+def test_only_an_in_progress_stack_with_a_timeout_can_stall(stack):
+    assert status.settled(stack, 10 ** 9) is stack
+    assert status.settled(_stalled('CREATE_IN_PROGRESS', 0.0), None).status == (
+        'CREATE_IN_PROGRESS')

@@ -51,7 +51,7 @@ def main() -> None:
     service.prepare_service(['magnum-all', '--config-file', conf_file])
     conf = magnum.conf.CONF
     if conf.database.connection.startswith('sqlite'):
-        sqlite.wait_for_locks()
+        sqlite.magnum_writers()
 
     from magnum.conductor.handlers import ca_conductor
     from magnum.conductor.handlers import cluster_conductor

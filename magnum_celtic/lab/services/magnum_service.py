@@ -13,7 +13,12 @@
 """magnum-api or magnum-conductor as Magnum starts them (magnum.cmd.api / .conductor),
 with the lab cloud's look-ups.
 
+On the embedded back end (a second conductor beside magnum_all, tests of two
+conductors) the database is sqlite: the same lock fixes as magnum_all (they do nothing
+on MariaDB).
+
 Usage: python -m magnum_celtic.lab.services.magnum_service api|conductor MAGNUM_CONF
+[MORE_CONF ...]
 """
 
 import importlib
@@ -23,17 +28,22 @@ import magnum  # noqa: F401
 
 from magnum_celtic.lab import magnum_fakes
 from magnum_celtic.lab import process
+from magnum_celtic.lab import sqlite
 
 SERVICES = ('api', 'conductor')
 
 
 def main() -> None:
     process.workers_die_with_service()
-    service, conf_file = sys.argv[1], sys.argv[2]
-    if service not in SERVICES:
-        sys.exit('usage: magnum_service %s MAGNUM_CONF' % '|'.join(SERVICES))
+    service, conf_files = sys.argv[1], sys.argv[2:]
+    if service not in SERVICES or not conf_files:
+        sys.exit('usage: magnum_service %s MAGNUM_CONF [MORE_CONF ...]'
+                 % '|'.join(SERVICES))
     magnum_fakes.install()
-    sys.argv = ['magnum-%s' % service, '--config-file', conf_file]
+    sqlite.magnum_writers()
+    sys.argv = ['magnum-%s' % service]
+    for conf_file in conf_files:
+        sys.argv += ['--config-file', conf_file]
     importlib.import_module('magnum.cmd.%s' % service).main()
 
 
