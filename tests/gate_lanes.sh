@@ -11,16 +11,23 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-# The gate's checks before the functional tests, in two lanes that run side by side (the
-# CI machine has two cores and each lane keeps one busy):
+# The gate in two lanes that run side by side (the CI machine has two cores):
+#
+# `gate_lanes.sh all`, the checks before the functional tests:
 #   unit    Magnum's test base with line coverage (>= 90%)
 #   static  lint (shellcheck, bashate, yamllint, Heat's validator), then the bats tests
 #           of the fragments and of the devstack plugin
-# `gate_lanes.sh all` runs both at once: the static lane prints as it goes, the unit
-# lane's output follows when both are done; the exit status is non-zero if either lane
-# failed, and the last lines say which and how long each took. `gate_lanes.sh LANE
-# [ARGS...]` runs one of unit, lint, fragments, devstack alone (tox -e unit, ...), with
-# ARGS passed to pytest or bats.
+# `gate_lanes.sh functional`, the functional tests:
+#   faults  tests/functional/test_faults.py on a lab of its own: it kills and restarts
+#           that lab's services and spends most of its time waiting out timeouts, so it
+#           runs beside the others instead of after them
+#   rest    every other functional module, in conftest.py's order
+# Each lane keeps one core busy. The first lane prints as it goes, the second lane's
+# output follows when both are done; the exit status is non-zero if either lane failed,
+# and the last lines say which and how long each took. `gate_lanes.sh LANE [ARGS...]`
+# runs one of unit, lint, fragments, devstack alone (tox -e unit, ...), with ARGS passed
+# to pytest or bats.
+# shellcheck disable=SC2317  # the lanes are run through two_lanes, by name
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -33,37 +40,46 @@ lane_lint() { bash tests/lint.sh "$@"; }
 lane_fragments() { bats --tap tests/fragments "$@"; }
 lane_devstack() { bats --tap tests/devstack "$@"; }
 lane_static() { lane_lint && lane_fragments && lane_devstack; }
+FAULTS=tests/functional/test_faults.py
+lane_faults() { pytest -q -rs --durations=10 "$FAULTS"; }
+lane_rest() { pytest -q -rs --durations=15 tests/functional --ignore="$FAULTS"; }
+
+# two_lanes NAME_A FUNCTION_A NAME_B FUNCTION_B: B in the background (its output kept),
+# A in the foreground, then B's output and a line with both exit statuses and times
+two_lanes() {
+    local name_a=$1 run_a=$2 name_b=$3 run_b=$4 log pid started rc_a=0 rc_b=0 seconds_a
+    log=$(mktemp "${TMPDIR:-/tmp}/celtic-$name_b-lane.XXXXXX")
+    started=$SECONDS
+    "$run_b" >"$log" 2>&1 &
+    pid=$!
+    # a gate stopped half way stops the background lane too
+    trap 'kill "$pid" 2>/dev/null; rm -f "$log"' EXIT INT TERM
+    "$run_a" || rc_a=$?
+    seconds_a=$((SECONDS - started))
+    wait "$pid" || rc_b=$?
+    echo "== $name_b lane output"
+    cat "$log"
+    rm -f "$log"
+    trap - EXIT INT TERM
+    echo "== gate lanes: $name_a exit $rc_a in ${seconds_a}s;" \
+        "$name_b exit $rc_b, done after $((SECONDS - started))s"
+    [[ $rc_a -eq 0 && $rc_b -eq 0 ]]
+}
 
 if [[ $# -eq 0 ]]; then
-    echo "usage: $0 all | unit | lint | fragments | devstack [ARGS...]" >&2
+    echo "usage: $0 all | functional | unit | lint | fragments | devstack [ARGS...]" >&2
     exit 2
 fi
 lane=$1
 shift
 case $lane in
-    all) ;;
+    all) two_lanes 'static (lint, fragments, devstack)' lane_static unit lane_unit; exit ;;
+    functional) two_lanes 'functional' lane_rest 'functional faults' lane_faults; exit ;;
     unit) lane_unit "$@"; exit ;;
     lint) lane_lint "$@"; exit ;;
     fragments) lane_fragments "$@"; exit ;;
     devstack) lane_devstack "$@"; exit ;;
-    *) echo "$0: no lane $lane (all, unit, lint, fragments, devstack)" >&2; exit 2 ;;
+    *) echo "$0: no lane $lane (all, functional, unit, lint, fragments, devstack)" >&2
+        exit 2 ;;
 esac
 
-log=$(mktemp "${TMPDIR:-/tmp}/celtic-unit-lane.XXXXXX")
-trap 'rm -f "$log"' EXIT
-started=$SECONDS
-lane_unit >"$log" 2>&1 &
-unit_pid=$!
-# a gate stopped half way stops the background lane too
-trap 'kill "$unit_pid" 2>/dev/null; rm -f "$log"' EXIT INT TERM
-static_rc=0
-lane_static || static_rc=$?
-static_seconds=$((SECONDS - started))
-unit_rc=0
-wait "$unit_pid" || unit_rc=$?
-unit_seconds=$((SECONDS - started))
-echo "== unit lane output"
-cat "$log"
-echo "== gate lanes: static (lint, fragments, devstack) exit $static_rc in ${static_seconds}s;" \
-    "unit exit $unit_rc, done after ${unit_seconds}s"
-[[ $static_rc -eq 0 && $unit_rc -eq 0 ]]
