@@ -128,6 +128,7 @@ class Driver(driver.Driver):
             spec = _with_timeout(spec, cluster_create_timeout)
         adapters.check_stack_size(spec)
         adapters.check_vendordata()
+        adapters.record_scaling_bounds(cluster, spec)
         request = req.cluster_request(
             spec, certs.cluster_pki(context, cluster), adapters.template_set(),
             CONF.celtic.create_timeout, certs.node_openstack_ca(),
@@ -323,7 +324,7 @@ class Driver(driver.Driver):
         spec = adapters.cluster_spec(context, cluster)
         pool = adapters.pool_spec(nodegroup, spec)
         adapters.check_new_pool_name(cluster, nodegroup)
-        adapters.check_pool_size(pool.count)
+        adapters.check_pool_size(pool.count, nodegroup.max_node_count)
         adapters.check_vendordata()
         heat = adapters.heat_client(context)
         try:
