@@ -187,6 +187,12 @@ def keystone_session(context: Any) -> Any:
     return clients.OpenStackClients(context).keystone().session
 
 
+def service_session() -> Any:
+    """The Keystone session of Magnum's service user (magnum.conf [keystone_auth])."""
+    from magnum.common import context as magnum_context
+    return keystone_session(magnum_context.make_admin_context())
+
+
 def heat_client(context: Any, project_id: str | None = None) -> heat_api.Heat:
     """Heat as the caller of ``context`` (the user, or Magnum's service user)."""
     return heat_api.Heat(keystone_session(context), project_id=project_id)
