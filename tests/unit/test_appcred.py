@@ -97,7 +97,7 @@ class CredentialTest(base.DriverTestCase):
         [(method, token, body)] = self.creds.requests
         self.assertEqual(('POST', fake_cloud.USER_TOKEN), (method, token))
         made = body['application_credential']
-        self.assertEqual([{'name': 'member'}], made['roles'])
+        self.assertEqual([{'name': 'member'}, {'name': 'reader'}], made['roles'])
         self.assertIs(False, made['unrestricted'])
         self.assertIn(stored.uuid, made['name'])
         kept = self.kept(stored)
@@ -128,7 +128,7 @@ class CredentialTest(base.DriverTestCase):
         self.creds.refuse_create = 403
         self.assertRaisesRegex(exception.InvalidParameterValue,
                                'Keystone refused an application credential with roles '
-                               'member', self.create)
+                               'member, reader', self.create)
         self.assertEqual({}, self.heat.stacks)
 
     def test_a_stack_heat_refuses_takes_the_new_credential_with_it(self):
