@@ -36,6 +36,7 @@ DEFAULT_FLANNEL_TAG = 'v0.28.9'
 DEFAULT_CALICO_TAG = 'v3.32.4'
 DEFAULT_INGRESS_TAG = 'v3.7.11'
 DEFAULT_LOCAL_PATH_PROVISIONER_TAG = 'v0.0.37'
+DEFAULT_METRICS_SERVER_TAG = 'v0.8.0'
 
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
                          'soft-affinity')
@@ -293,6 +294,9 @@ LABELS: tuple[Label, ...] = (
           DEFAULT_LOCAL_PATH_PROVISIONER_TAG,
           'local-path-provisioner release serving the celtic-gluster StorageClass',
           node=True),
+    Label('metrics_server_tag', _release_tag, DEFAULT_METRICS_SERVER_TAG,
+          'metrics-server release (kubectl top, HorizontalPodAutoscalers), on every '
+          'cluster', node=True),
     Label('container_infra_prefix', _registry_prefix, '',
           'Registry prefix for every image the cluster pulls (private mirror)',
           node=True),

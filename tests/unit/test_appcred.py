@@ -200,3 +200,27 @@ class CredentialTest(base.DriverTestCase):
         appcred.remove(self.user_context, adapters.keystone_session(self.user_context),
                        None, stored, certs.cluster_seed(self.user_context, stored))
         self.assertIsNotNone(self.kept(stored))
+
+
+class ScalingBoundsTest(base.DriverTestCase):
+
+    def test_a_nodegroup_whose_max_its_stack_cannot_hold_is_refused_before_any_stack(self):
+        self.config(heat_max_resources_per_stack=20, group='celtic')
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster, with_stack=False, status=base.Status.CREATE_IN_PROGRESS)
+        ng.max_node_count = 50
+        stacks = set(self.heat.stacks)
+        self.assertRaisesRegex(exception.InvalidParameterValue,
+                               "max_node_count 50 is more than the nodegroup's stack "
+                               "can hold", self.driver.create_nodegroup,
+                               self.user_context, cluster, ng)
+        self.assertEqual(stacks, set(self.heat.stacks))
+
+    def test_a_cluster_max_node_count_its_stack_cannot_hold_is_refused(self):
+        self.config(heat_max_resources_per_stack=100, group='celtic')
+        cluster = self.new_cluster(labels=dict(SCALING, max_node_count='500'))
+        self.assertRaisesRegex(exception.InvalidParameterValue,
+                               'label max_node_count 500 is more than the stack can '
+                               'hold', cluster_conductor.Handler().cluster_create,
+                               self.user_context, cluster, 3, 2, 45)
+        self.assertEqual({}, self.heat.stacks)
