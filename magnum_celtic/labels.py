@@ -311,8 +311,9 @@ LABELS: tuple[Label, ...] = (
           'Nova server group policy of each role',
           '[cluster] nodes_affinity_policy'),
     Label('auto_scaling_enabled', _boolean, False,
-          'Run the cluster autoscaler on the masters, with the cluster\'s '
-          'application credential (doc/autoscaling.md)', node=True),
+          'Autoscaling of the worker nodegroups: the cluster gets its application '
+          'credential and the default nodegroup its bounds (the autoscaler itself '
+          'is not shipped yet: doc/autoscaling.md)', node=True),
     Label('min_node_count', _integer(0), 1,
           'Fewest workers the autoscaler keeps in the default nodegroup (other '
           'nodegroups: their own min_node_count)'),
@@ -321,8 +322,8 @@ LABELS: tuple[Label, ...] = (
           'with auto_scaling_enabled (other nodegroups: their own max_node_count)',
           '(unset)'),
     Label('auto_healing_enabled', _boolean, False,
-          'Replace unhealthy workers (doc/autoscaling.md); needs the cluster\'s '
-          'application credential', node=True),
+          'Replacing unhealthy workers: the cluster gets its application credential '
+          '(the healer itself is not shipped yet: doc/autoscaling.md)', node=True),
 )
 
 BY_NAME: dict[str, Label] = {label.name: label for label in LABELS}

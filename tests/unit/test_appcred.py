@@ -144,8 +144,8 @@ class CredentialTest(base.DriverTestCase):
         kept = self.kept(stored)
         clusters = vendordata.MagnumClusters()
         context = self.admin_context()
-        content = clusters.credential(context, stored, certs.cluster_seed(context,
-                                                                           stored))
+        seed = certs.cluster_seed(context, stored)
+        content = clusters.credential(context, stored, seed)
         doc = json.loads(content)
         self.assertEqual({'auth_type': 'v3applicationcredential',
                           'auth_url': 'https://keystone.example.test/v3',
