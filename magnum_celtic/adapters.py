@@ -195,6 +195,12 @@ def keystone_session(context: Any) -> Any:
     return clients.OpenStackClients(context).keystone().session
 
 
+def service_session() -> Any:
+    """The Keystone session of Magnum's service user (magnum.conf [keystone_auth])."""
+    from magnum.common import context as magnum_context
+    return keystone_session(magnum_context.make_admin_context())
+
+
 def heat_client(context: Any, project_id: str | None = None) -> heat_api.Heat:
     """Heat as the caller of ``context`` (the user, or Magnum's service user)."""
     return heat_api.Heat(keystone_session(context), project_id=project_id)
@@ -202,8 +208,10 @@ def heat_client(context: Any, project_id: str | None = None) -> heat_api.Heat:
 
 def check_stack_size(spec: spec_mod.ClusterSpec, minions: int | None = None) -> None:
     """Refuse a default pool that would not fit Heat's max_resources_per_stack."""
-    error = budget.stack_size_error(spec, CONF.celtic.heat_max_resources_per_stack,
-                                    minions)
+    limit = CONF.celtic.heat_max_resources_per_stack
+    error = budget.stack_size_error(spec, limit, minions)
+    if error is None and minions is None:
+        error = budget.scaling_size_error(spec, limit)
     if error:
         raise exception.InvalidParameterValue(err=error)
 
@@ -219,11 +227,26 @@ def check_vendordata() -> None:
                 '[celtic_vendordata] public_url in magnum.conf')
 
 
-def check_pool_size(count: int) -> None:
-    """Refuse a nodegroup whose own stack would not fit max_resources_per_stack."""
-    error = budget.pool_size_error(count, CONF.celtic.heat_max_resources_per_stack)
+def check_pool_size(count: int, max_node_count: int | None = None) -> None:
+    """Refuse a nodegroup whose own stack would not fit max_resources_per_stack, now
+    or at its max_node_count (the autoscaler grows it up to that)."""
+    limit = CONF.celtic.heat_max_resources_per_stack
+    error = (budget.pool_size_error(count, limit)
+             or budget.pool_max_error(max_node_count, limit))
     if error:
         raise exception.InvalidParameterValue(err=error)
+
+
+def record_scaling_bounds(cluster: Any, spec: spec_mod.ClusterSpec) -> None:
+    """The default worker nodegroup's min_node_count and max_node_count from the labels
+    (when max_node_count is given), so that Magnum's resize API and the autoscaler,
+    which read the nodegroup, keep to them."""
+    if spec.scaling.max_nodes is None:
+        return
+    worker = cluster.default_ng_worker
+    worker.min_node_count = spec.scaling.min_nodes
+    worker.max_node_count = spec.scaling.max_nodes
+    worker.save()
 
 
 def has_own_stack(cluster: Any, nodegroup: Any) -> bool:

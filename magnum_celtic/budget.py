@@ -93,3 +93,26 @@ def pool_size_error(count: int, limit: int | None) -> str | None:
     return ('%d workers need %d Heat resources but Heat allows %d per stack '
             '(max_resources_per_stack); split them into several nodegroups'
             % (count, needed, limit))
+
+
+def scaling_size_error(spec: ClusterSpec, limit: int | None) -> str | None:
+    """Why the default pool's label max_node_count does not fit ``limit`` resources
+    (the autoscaler would grow the stack past Heat's cap), or None."""
+    high = spec.scaling.max_nodes
+    if not spec.scaling.autoscaling or high is None:
+        return None
+    error = stack_size_error(spec, limit, high)
+    if error is None:
+        return None
+    return 'label max_node_count %d is more than the stack can hold: %s' % (high, error)
+
+
+def pool_max_error(max_node_count: int | None, limit: int | None) -> str | None:
+    """Why a nodegroup's max_node_count does not fit its own stack, or None."""
+    if max_node_count is None:
+        return None
+    error = pool_size_error(max_node_count, limit)
+    if error is None:
+        return None
+    return 'max_node_count %d is more than the nodegroup\'s stack can hold: %s' % (
+        max_node_count, error)

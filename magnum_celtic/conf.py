@@ -90,6 +90,19 @@ celtic_opts = [
                help='CA bundle the nodes trust when they report to '
                     'celtic-vendordata\'s relay ([celtic_vendordata] public_url). '
                     'Empty: [drivers] openstack_ca_file.'),
+    cfg.ListOpt('credential_roles',
+                default=['member', 'reader'],
+                help='Roles of the application credential celtic creates for a '
+                     'cluster whose labels ask for the autoscaler or auto-healing '
+                     '(the owner must hold them on the project): member resizes the '
+                     'cluster through Magnum; reader reads its stacks in Heat, whose '
+                     'policies ask for reader itself (a credential\'s token carries '
+                     'the roles it lists, not the roles they imply).'),
+    cfg.StrOpt('credential_auth_url',
+               default='',
+               help='Keystone URL the masters authenticate their application '
+                    'credential at. Empty: [keystone_authtoken] '
+                    'www_authenticate_uri, else [keystone_auth] auth_url.'),
     cfg.BoolOpt('node_insecure',
                 default=False,
                 help='Nodes do not verify the certificate of celtic-vendordata\'s '

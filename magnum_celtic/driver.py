@@ -39,6 +39,7 @@ from oslo_log import log as logging
 from oslo_utils import timeutils
 
 from magnum_celtic import adapters
+from magnum_celtic import appcred
 from magnum_celtic import certs
 from magnum_celtic import conf
 from magnum_celtic import expand
@@ -166,14 +167,18 @@ class Driver(driver.Driver):
         adapters.check_stack_size(spec)
         adapters.check_vendordata()
         inventory.check_cluster(context, cluster, spec)
+        adapters.record_scaling_bounds(cluster, spec)
         request = req.cluster_request(
             spec, certs.cluster_pki(context, cluster), adapters.template_set(),
             CONF.celtic.create_timeout, certs.node_openstack_ca(),
             openstack_insecure=CONF.celtic.node_insecure)
+        credential = _provide_credential(context, cluster, spec)
         try:
             cluster.stack_id = adapters.heat_client(context).create(
                 request.create_kwargs())
         except heat_api.HeatError as error:
+            if credential:
+                _remove_credential(context, cluster)
             raise _user_error(error)
         cluster.status_reason = preflight.describe_build(spec)
         # saved at once (Magnum saves it again after this hook): a poll by another
@@ -454,11 +459,13 @@ class Driver(driver.Driver):
 
     @_operation('cluster delete')
     def delete_cluster(self, context, cluster):
-        """Start deleting every stack of the cluster; polling finishes the job.
+        """Delete the cluster's application credential; start deleting every stack of
+        the cluster (polling finishes the job).
 
         A stack whose id Magnum never stored (its conductor died right after Heat
         took it) is found by its name, so it is not left behind."""
         self.pre_delete_cluster(context, cluster)
+        _remove_credential(context, cluster)
         for nodegroup in cluster.nodegroups:
             nodegroup.status = Status.DELETE_IN_PROGRESS
             nodegroup.save()
@@ -483,7 +490,7 @@ class Driver(driver.Driver):
         spec = adapters.cluster_spec(context, cluster)
         pool = adapters.pool_spec(nodegroup, spec)
         adapters.check_new_pool_name(cluster, nodegroup)
-        adapters.check_pool_size(pool.count)
+        adapters.check_pool_size(pool.count, nodegroup.max_node_count)
         adapters.check_vendordata()
         inventory.check_workers(context, cluster, spec, pool, pool.count, new_pool=True)
         heat = adapters.heat_client(context)
@@ -544,6 +551,17 @@ class Driver(driver.Driver):
         raise exception.NotSupported(
             operation='Rotating the CA of a celtic cluster')
 
+    def rotate_credential(self, context, cluster):
+        """``openstack coe credential rotate``: a new application credential becomes
+        the cluster's (celtic-vendordata serves it to the masters from now on, and
+        their refresh picks it up); the one it replaces is deleted at the next
+        rotation or with the cluster (doc/autoscaling.md)."""
+        try:
+            appcred.rotate(context, adapters.keystone_session(context), cluster,
+                           certs.cluster_seed(context, cluster))
+        except appcred.CredentialError as error:
+            raise exception.InvalidParameterValue(err=str(error))
+
     def get_monitor(self, context, cluster):
         """Magnum's own Kubernetes health monitor (the API VIP, Magnum's admin cert)."""
         return k8s_monitor.K8sMonitor(context, cluster)
@@ -575,6 +593,37 @@ def _in_progress(cluster: Any, new_status: str) -> None:
     cluster.status = new_status
     cluster.status_reason = None
     cluster.save()
+
+
+def _provide_credential(context, cluster, spec) -> bool:
+    """The cluster's application credential, when its labels ask for a component
+    that calls OpenStack; True when one was made."""
+    if not spec.scaling.needs_credential:
+        return False
+    try:
+        appcred.provide(context, adapters.keystone_session(context), cluster,
+                        certs.cluster_seed(context, cluster))
+    except appcred.CredentialError as error:
+        raise exception.InvalidParameterValue(err=str(error))
+    return True
+
+
+def _remove_credential(context, cluster) -> None:
+    """Delete the cluster's application credential, if it has one; never raises (a
+    credential left over is logged with its id)."""
+    try:
+        seed = certs.cluster_seed(context, cluster)
+    except Exception as error:  # no CA left: nothing can decrypt the record
+        LOG.warning('cluster %s: its CA is unreadable (%s); its application credential '
+                    'record is dropped without deleting the credential',
+                    cluster.uuid, type(error).__name__)
+        seed = None
+    try:
+        appcred.remove(context, adapters.keystone_session(context),
+                       adapters.service_session(), cluster, seed)
+    except Exception as error:  # never block a delete
+        LOG.error('cluster %s: its application credential was not deleted: %s',
+                  cluster.uuid, type(error).__name__)
 
 
 def _with_timeout(spec: spec_mod.ClusterSpec, minutes: int) -> spec_mod.ClusterSpec:

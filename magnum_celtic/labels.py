@@ -36,6 +36,7 @@ DEFAULT_FLANNEL_TAG = 'v0.28.9'
 DEFAULT_CALICO_TAG = 'v3.32.4'
 DEFAULT_INGRESS_TAG = 'v3.7.11'
 DEFAULT_LOCAL_PATH_PROVISIONER_TAG = 'v0.0.37'
+DEFAULT_METRICS_SERVER_TAG = 'v0.8.0'
 
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
                          'soft-affinity')
@@ -181,6 +182,22 @@ def _name(text: str) -> str:
 _name.allowed = 'a name'
 
 
+def _optional_count(text: str) -> int | None:
+    value = str(text).strip()
+    if not value:
+        return None
+    try:
+        count = int(value, 10)
+    except ValueError:
+        raise ValueError('empty or an integer >= 0')
+    if count < 0:
+        raise ValueError('empty or an integer >= 0')
+    return count
+
+
+_optional_count.allowed = 'empty or an integer >= 0'
+
+
 # ---- the table -------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +294,9 @@ LABELS: tuple[Label, ...] = (
           DEFAULT_LOCAL_PATH_PROVISIONER_TAG,
           'local-path-provisioner release serving the celtic-gluster StorageClass',
           node=True),
+    Label('metrics_server_tag', _release_tag, DEFAULT_METRICS_SERVER_TAG,
+          'metrics-server release (kubectl top, HorizontalPodAutoscalers), on every '
+          'cluster', node=True),
     Label('container_infra_prefix', _registry_prefix, '',
           'Registry prefix for every image the cluster pulls (private mirror)',
           node=True),
@@ -290,14 +310,27 @@ LABELS: tuple[Label, ...] = (
     Label('server_group_policy', _choice(*SERVER_GROUP_POLICIES), FROM_CLUSTER,
           'Nova server group policy of each role',
           '[cluster] nodes_affinity_policy'),
+    Label('auto_scaling_enabled', _boolean, False,
+          'Autoscaling of the worker nodegroups: the cluster gets its application '
+          'credential and the default nodegroup its bounds (the autoscaler itself '
+          'is not shipped yet: doc/autoscaling.md)', node=True),
+    Label('min_node_count', _integer(0), 1,
+          'Fewest workers the autoscaler keeps in the default nodegroup (other '
+          'nodegroups: their own min_node_count)'),
+    Label('max_node_count', _optional_count, None,
+          'Most workers the autoscaler grows the default nodegroup to; required '
+          'with auto_scaling_enabled (other nodegroups: their own max_node_count)',
+          '(unset)'),
+    Label('auto_healing_enabled', _boolean, False,
+          'Replacing unhealthy workers: the cluster gets its application credential '
+          '(the healer itself is not shipped yet: doc/autoscaling.md)', node=True),
 )
 
 BY_NAME: dict[str, Label] = {label.name: label for label in LABELS}
 
 # Labels Magnum or other tools use that celtic knowingly ignores (not typos).
 FOREIGN_LABELS = frozenset({
-    'min_node_count', 'max_node_count', 'auto_healing_enabled',
-    'auto_healing_controller', 'auto_scaling_enabled', 'monitoring_enabled',
+    'auto_healing_controller', 'monitoring_enabled',
     'kube_dashboard_enabled', 'etcd_volume_size', 'docker_volume_type',
     'os_distro', 'magnum_driver',
 })

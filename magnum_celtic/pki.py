@@ -38,6 +38,7 @@ its wait-condition signal with, so that nothing needs to be stored for it.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import hashlib
@@ -102,25 +103,33 @@ def build(cluster_uuid: str, ca: CertPair, etcd_ca: CertPair,
 #: the roles of a celtic cluster, and the directory on a node their secrets go to
 ROLES = ('master', 'proxy', 'minion', 'storage')
 SECRETS_DIR = '/etc/celtic/secrets'
+#: the masters' file with the cluster's application credential (magnum_celtic.appcred),
+#: when the cluster has one
+CREDENTIAL_FILE = 'application-credential.json'
 
 
-def role_secrets(cluster: ClusterPKI, proxies: bool = True) -> dict[str, dict[str, str]]:
+def role_secrets(cluster: ClusterPKI, proxies: bool = True,
+                 credential: str | None = None) -> dict[str, dict[str, str]]:
     """role -> {file name under SECRETS_DIR: content}: what each role's nodes receive.
 
     The one home of that mapping: CA and service-account keys on masters only, the
     bootstrap token where a node joins (masters and minions), each HA cluster its own
     secret, celtic-lb's client key on the proxies (when the cluster has proxies),
-    nothing on storage nodes."""
+    the cluster's application credential (``credential``, the file's content, when
+    it has one) on the masters only, nothing on storage nodes."""
     proxy = {'ha-secret': cluster.proxy_ha_secret}
     if proxies:
         proxy = {'celtic-lb.key': cluster.lb_client.key, **proxy}
+    master = {'ca.key': cluster.ca.key,
+              'etcd-ca.key': cluster.etcd_ca.key,
+              'front-proxy-ca.key': cluster.front_proxy_ca.key,
+              'sa.key': cluster.service_account_key,
+              'bootstrap-token': cluster.bootstrap_token,
+              'ha-secret': cluster.master_ha_secret}
+    if credential is not None:
+        master[CREDENTIAL_FILE] = credential
     return {
-        'master': {'ca.key': cluster.ca.key,
-                   'etcd-ca.key': cluster.etcd_ca.key,
-                   'front-proxy-ca.key': cluster.front_proxy_ca.key,
-                   'sa.key': cluster.service_account_key,
-                   'bootstrap-token': cluster.bootstrap_token,
-                   'ha-secret': cluster.master_ha_secret},
+        'master': master,
         'proxy': proxy,
         'minion': {'bootstrap-token': cluster.bootstrap_token},
         'storage': {},
@@ -132,6 +141,13 @@ def signal_key(seed: bytes, instance_id: str) -> str:
     HMAC-SHA256 of the cluster's seed, recomputed on each signal, never stored."""
     return hmac.new(seed, b'celtic-signal:' + instance_id.encode(),
                     hashlib.sha256).hexdigest()
+
+
+def credential_key(seed: bytes) -> bytes:
+    """The Fernet key the cluster's application credential secret is kept encrypted
+    with in Magnum's database (magnum_celtic.appcred): derived from the seed, so
+    reading it back needs the cluster's CA key as well."""
+    return base64.urlsafe_b64encode(_derive(seed, b'celtic-credential-store'))
 
 
 def seed_of(ca_key_pem: bytes | str, cluster_uuid: str) -> bytes:

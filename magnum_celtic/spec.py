@@ -83,6 +83,22 @@ class RoleSpec:
     flavor: str
 
 
+@dataclasses.dataclass(frozen=True)
+class ScalingSpec:
+    """Autoscaling and auto-healing of the default worker pool (labels
+    auto_scaling_enabled, min_node_count, max_node_count, auto_healing_enabled)."""
+    autoscaling: bool = False
+    min_nodes: int = 1
+    max_nodes: int | None = None
+    healing: bool = False
+
+    @property
+    def needs_credential(self) -> bool:
+        """Whether something on the masters calls OpenStack: then the cluster gets an
+        application credential (magnum_celtic.appcred)."""
+        return self.autoscaling or self.healing
+
+
 #: the roles whose nodes the cluster stack holds besides the default pool, in the
 #: order the templates name them
 HA_ROLES = ('master', 'proxy', 'storage')
@@ -154,6 +170,7 @@ class ClusterSpec:
     # the operation
     create_timeout_minutes: int
     warnings: tuple[str, ...] = ()
+    scaling: ScalingSpec = ScalingSpec()
 
     @property
     def roles(self) -> dict[str, RoleSpec]:
@@ -251,6 +268,7 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
                         'nodes use (--fixed-subnet)' % existing_network)
 
     pool = _pool(worker, DEFAULT_POOL, DEFAULT_POOL_NAME, worker_flavor, image)
+    scaling = _scaling(resolver, pool.count)
     network_driver = template.get('network_driver') or 'flannel'
     if network_driver not in NETWORK_DRIVERS:
         raise SpecError('cluster template field network_driver must be one of %s, '
@@ -322,6 +340,7 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         no_proxy=no_proxy,
         create_timeout_minutes=int(cluster.get('create_timeout') or 0),
         warnings=tuple(warnings),
+        scaling=scaling,
     )
 
 
@@ -400,6 +419,29 @@ class _LabelResolver:
                 raise SpecError('label %s is not a celtic label; did you mean %s?'
                                 % (name, close[0]))
             self._warnings.append('label %s is not used by celtic' % name)
+
+
+def _scaling(resolver: _LabelResolver, count: int) -> ScalingSpec:
+    """The autoscaling labels, checked against each other and the default pool."""
+    scaling = ScalingSpec(autoscaling=resolver.get('auto_scaling_enabled'),
+                          min_nodes=resolver.get('min_node_count'),
+                          max_nodes=resolver.get('max_node_count'),
+                          healing=resolver.get('auto_healing_enabled'))
+    low, high = scaling.min_nodes, scaling.max_nodes
+    if high is None:
+        if scaling.autoscaling:
+            raise SpecError('label max_node_count is required when '
+                            'auto_scaling_enabled is true: the most workers the '
+                            'autoscaler may grow the default nodegroup to')
+        return scaling
+    if low > high:
+        raise SpecError('label min_node_count (%d) must not be above label '
+                        'max_node_count (%d)' % (low, high))
+    if scaling.autoscaling and not low <= count <= high:
+        raise SpecError('node_count %d of the default nodegroup must be within labels '
+                        'min_node_count and max_node_count (%d to %d) when '
+                        'auto_scaling_enabled is true' % (count, low, high))
+    return scaling
 
 
 def _check_platform(template: Mapping[str, Any]) -> None:

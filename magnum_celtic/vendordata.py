@@ -365,6 +365,12 @@ class Clusters:
         :meth:`pki` would return another PKI. None: never keep this cluster's PKI."""
         return None
 
+    def credential(self, context: Any, cluster: Any, seed: bytes) -> str | None:
+        """The masters' application credential file (``pki.CREDENTIAL_FILE``), or None
+        when the cluster has none. Read on every master's request, never kept: a
+        rotation reaches the next master that asks."""
+        return None
+
 
 class MagnumClusters(Clusters):
     """Magnum's clusters: its database and its certificate manager."""
@@ -395,6 +401,13 @@ class MagnumClusters(Clusters):
     def seed(self, context: Any, cluster: Any) -> bytes:
         from magnum_celtic import certs
         return certs.cluster_seed(context, cluster)
+
+    def credential(self, context: Any, cluster: Any, seed: bytes) -> str | None:
+        from magnum_celtic import appcred
+        found = appcred.load(context, cluster, seed)
+        if found is None:
+            return None
+        return found.node_file(appcred.node_auth_url(), CONF.heat_client.region_name)
 
     def pki_version(self, cluster: Any) -> Any:
         # Magnum stores each certificate under a new ref when it issues one (a CA
@@ -497,7 +510,9 @@ class Service:
             raise Refused('user-data says %s, Heat says %s of cluster %s'
                           % (hint.role, placement.role, cluster.uuid))
         cluster_pki = self._pki(context, cluster)
-        secrets = pki.role_secrets(cluster_pki)[placement.role]
+        credential = (self.clusters.credential(context, cluster, cluster_pki.seed)
+                      if placement.role == 'master' else None)
+        secrets = pki.role_secrets(cluster_pki, credential=credential)[placement.role]
         LOG.info('vendordata for instance %s: %s of cluster %s, %d secrets', instance_id,
                  placement.role, cluster.uuid, len(secrets))
         return {'version': VERSION, 'cluster_uuid': cluster.uuid, 'role': placement.role,

@@ -122,9 +122,11 @@ master_init_once() {
     return 1
 }
 
-# master_addons: celtic's manifests, each only when its feature is on.
+# master_addons: celtic's manifests, each only when its feature is on (metrics-server
+# always).
 master_addons() {
     local manifests=$CELTIC_LIB_DIR/manifests
+    celtic_step addon-metrics-server kube_apply_manifest "$manifests/metrics-server.yaml"
     if [[ -n "${CELTIC_PROXY_ADDRESSES:-}" ]]; then
         celtic_step addon-lb-rbac kube_apply_manifest "$manifests/celtic-lb-rbac.yaml"
     fi

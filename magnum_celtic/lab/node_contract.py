@@ -26,8 +26,10 @@ from __future__ import annotations
 import os
 import sys
 
-#: CA/SA keys only masters may hold (§3)
-MASTER_ONLY_SECRETS = ('ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key')
+#: CA/SA keys only masters may hold (§3), and the cluster's application credential
+#: (pki.CREDENTIAL_FILE), which only a cluster with autoscaling or healing has
+MASTER_ONLY_SECRETS = ('ca.key', 'etcd-ca.key', 'front-proxy-ca.key', 'sa.key',
+                       'application-credential.json')
 
 
 def check_secrets(root: str, role: str, expected: tuple[str, ...] | list[str],

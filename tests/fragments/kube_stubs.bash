@@ -79,6 +79,8 @@ params = {
     'container_infra_prefix': '', 'http_proxy': '', 'https_proxy': '', 'no_proxy': '',
     'ingress_controller': 'traefik', 'ingress_tag': 'v3.5.0',
     'local_path_provisioner_tag': 'v0.0.32', 'storage_volume_name': 'celtic',
+    'metrics_server_tag': 'v0.8.0', 'auto_scaling_enabled': False,
+    'auto_healing_enabled': False,
     'storage_mount_path': '/var/lib/celtic-gluster', 'api_port': 6443,
     'lb_reserved_ports': [22, 2224],
     'discovery_hash': 'sha256:' + 'ab' * 32,

@@ -44,6 +44,7 @@ line_of() {
     assert_called 'kubectl .* apply .*celtic-lb-rbac.yaml'
     assert_called 'kubectl .* apply .*storage.yaml'
     assert_called 'kubectl .* apply .*ingress-traefik.yaml'
+    assert_called 'kubectl .* apply .*metrics-server.yaml'
     assert_called 'kubectl --kubeconfig .*/etc/kubernetes/admin.conf get node testnode-0 .*'
     refute_called 'kubeadm join.*'
     [ "$(signal_field 1 status)" = SUCCESS ]
@@ -109,6 +110,8 @@ line_of() {
     assert_success
     assert_called 'kubectl .* apply .*cni-flannel.yaml'
     refute_called 'kubectl .* apply .*(celtic-lb-rbac|storage|ingress-traefik).yaml'
+    # metrics-server is on every cluster
+    assert_called 'kubectl .* apply .*metrics-server.yaml'
     kube_params master '{"ingress_controller": "none"}'
     run_master
     assert_called 'kubectl .* apply .*celtic-lb-rbac.yaml'
@@ -125,6 +128,7 @@ line_of() {
     refute_line --regexp 'image: ["\x27]?(ghcr|docker)\.io'
     assert_line --partial 'registry.example.com/mirror/flannel:v0.28.9'
     assert_line --partial "'registry.example.com/mirror/traefik:v3.5.0'"
+    assert_line --partial 'registry.example.com/mirror/metrics-server:v0.8.0'
 }
 
 @test "another master waits for the VIP and joins the control plane with the disk's certificates" {

@@ -104,6 +104,9 @@ def magnum_lab(lab):
     return lab
 
 
+#: the labels of ``every_role_cluster``: it has the autoscaler's credential
+AUTOSCALING_LABELS = {'auto_scaling_enabled': 'true', 'min_node_count': '1',
+                      'max_node_count': '3'}
 #: the name of the cluster ``every_role_cluster`` makes (its nodes are ``roles-<role>-<i>``)
 EVERY_ROLE_CLUSTER = 'roles'
 
@@ -111,7 +114,8 @@ EVERY_ROLE_CLUSTER = 'roles'
 @pytest.fixture(scope='session')
 def every_role_cluster(magnum_lab):
     """The uuid of a cluster with every role (1 master, 2 proxies, 3 storage nodes,
-    1 minion) and a nodegroup ``pool2`` of one minion, created through Magnum by the
+    1 minion), the autoscaling labels (so an application credential on its master)
+    and a nodegroup ``pool2`` of one minion, created through Magnum by the
     project member demo; shared by the modules that only read it (the secrets walk,
     the vendordata checks), deleted with its template at the end of the session."""
     from magnum_celtic.lab import clusterwatch
@@ -122,9 +126,12 @@ def every_role_cluster(magnum_lab):
         driver='celtic', keypair_id='lab', external_network_id='public',
         flavor_id='m1.small', master_flavor_id='m1.small', coe='kubernetes',
         network_driver='flannel', master_lb_enabled=True, floating_ip_enabled=True)
+    # autoscaling labels: the masters also get the cluster's application credential,
+    # which the secrets walk then searches for
     created = magnum.clusters.create(name=EVERY_ROLE_CLUSTER,
                                      cluster_template_id=template.uuid,
-                                     master_count=1, node_count=1, keypair='lab')
+                                     master_count=1, node_count=1, keypair='lab',
+                                     labels=AUTOSCALING_LABELS)
     final = clusterwatch.wait(magnum, created.uuid, 'CREATE', timeout=timeout)
     assert final.status == 'CREATE_COMPLETE', final.status_reason
     magnum.nodegroups.create(created.uuid, name='pool2', node_count=1, flavor_id='m1.small')

@@ -84,7 +84,12 @@ def node_secrets(lab, prefix: str) -> dict[str, list[str]]:
         secrets_dir = os.path.join(etc, 'secrets')
         for name in sorted(os.listdir(secrets_dir)) if os.path.isdir(secrets_dir) else ():
             with open(os.path.join(secrets_dir, name)) as f:
-                found['%s (%s)' % (name, server['name'])] = _needles(f.read())
+                text = f.read()
+            if name.endswith('.json'):
+                # the application credential: its secret is the needle (the id and
+                # the Keystone URL are no secrets)
+                text = '\n'.join(v for k, v in json.loads(text).items() if 'secret' in k)
+            found['%s (%s)' % (name, server['name'])] = _needles(text)
         signal = os.path.join(etc, 'signal.json')
         if os.path.exists(signal):
             with open(signal) as f:
@@ -251,7 +256,7 @@ def delivered(magnum_lab, secret_cluster):
     # the search is only as good as its ground truth: every secret-holding role is in it
     assert {'master', 'minion', 'proxy'} <= roles, sorted(secrets)
     for name in ('ca.key', 'bootstrap-token', 'ha-secret', 'celtic-lb.key',
-                 'signal.json key'):
+                 'signal.json key', 'application-credential.json'):
         assert any(key.startswith(name) and needles for key, needles in secrets.items()), \
             'no %s among the delivered secrets: %s' % (name, sorted(secrets))
     return secrets

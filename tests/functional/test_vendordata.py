@@ -32,6 +32,7 @@ import urllib.request
 
 import pytest
 
+from magnum_celtic import pki
 from magnum_celtic.lab import metadata
 
 NAME = 'roles'   # conftest.EVERY_ROLE_CLUSTER
@@ -86,8 +87,10 @@ def test_every_node_gets_through_vendordata_exactly_its_roles_secrets_and_holds_
         assert (signal['cluster_uuid'], signal['instance_id']) == (cluster, server['id'])
         assert len(signal['key']) == 64 and int(signal['key'], 16) >= 0
     by_role = {role_of(n): held_by_the_node(r) for n, (_, r) in found.items()}
+    # the cluster has the autoscaling labels: its master also holds the credential
     assert set(by_role['master']) == {'ca.key', 'etcd-ca.key', 'front-proxy-ca.key',
-                                      'sa.key', 'bootstrap-token', 'ha-secret'}
+                                      'sa.key', 'bootstrap-token', 'ha-secret',
+                                      pki.CREDENTIAL_FILE}
     assert set(by_role['proxy']) == {'celtic-lb.key', 'ha-secret'}
     assert set(by_role['minion']) == {'bootstrap-token'}
     assert by_role['storage'] == {}

@@ -158,3 +158,45 @@ def test_traefik_runs_unprivileged_under_the_restricted_pod_security_level():
     assert context['capabilities'] == {'drop': ['ALL']}
     # unprivileged ports only: no NET_BIND_SERVICE needed
     assert all(p['containerPort'] > 1024 for p in pod['containers'][0]['ports'])
+
+
+# ---- metrics-server (every cluster) ---------------------------------------------------
+
+@pytest.mark.parametrize('minor', [34, 35, 36, 37])
+def test_metrics_server_passes_strict_validation_for_every_supported_minor(minor):
+    from magnum_celtic import labels
+    assert minor in labels.SUPPORTED_KUBE_MINORS
+    for doc in documents('metrics-server.yaml'):
+        kubernetes_validate.validate(doc, '1.%d.0' % minor, strict=True)
+
+
+def test_metrics_server_serves_the_metrics_api_with_a_pinned_image_and_least_rights():
+    docs = documents('metrics-server.yaml')
+    api = one(docs, 'APIService')
+    assert api['metadata']['name'] == 'v1beta1.metrics.k8s.io'
+    service = one(docs, 'Service')
+    assert api['spec']['service'] == {'name': service['metadata']['name'],
+                                      'namespace': service['metadata']['namespace']}
+    deployment = one(docs, 'Deployment')
+    assert service['spec']['selector'] == deployment['spec']['selector']['matchLabels']
+    pod = deployment['spec']['template']['spec']
+    container = pod['containers'][0]
+    assert container['image'] == ('registry.k8s.io/metrics-server/metrics-server:'
+                                  + settings()['metrics_server_tag'])
+    assert settings()['metrics_server_tag'].startswith('v')
+    assert pod['securityContext']['runAsNonRoot'] is True
+    assert container['securityContext']['readOnlyRootFilesystem'] is True
+    assert container['securityContext']['capabilities'] == {'drop': ['ALL']}
+    # it reads kubelets' resource metrics and nothing it could change
+    rules = one(docs, 'ClusterRole', 'system:metrics-server')['rules']
+    assert {verb for rule in rules for verb in rule['verbs']} <= {'get', 'list', 'watch'}
+    account = one(docs, 'ServiceAccount')['metadata']['name']
+    assert pod['serviceAccountName'] == account
+
+
+def test_metrics_server_is_in_the_masters_bundle_and_applied_by_master_zero():
+    root = os.path.join(MANIFESTS, '..')
+    with open(os.path.join(root, 'bundles.yaml')) as f:
+        assert 'manifests/metrics-server.yaml' in yaml.safe_load(f)['master']
+    with open(os.path.join(root, 'master.sh')) as f:
+        assert '"$manifests/metrics-server.yaml"' in f.read()

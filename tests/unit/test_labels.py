@@ -49,7 +49,7 @@ def test_every_label_is_documented_with_its_default_and_allowed_values(label):
 def test_every_built_in_default_is_a_valid_value_of_its_label(label):
     text = ','.join(label.default) if isinstance(label.default, tuple) else (
         str(label.default).lower() if isinstance(label.default, bool) else
-        str(label.default))
+        '' if label.default is None else str(label.default))
     assert label.value(text) == label.default
 
 

@@ -84,6 +84,27 @@ BAD_INPUTS = [
      'such as 192.0.2.0/24,0.0.0.0/0, got "192.0.2.0/24,bogus"'),
     ('allowed cidrs empty', dict(labels={'ssh_allowed_cidrs': ' , '}),
      'label ssh_allowed_cidrs must be a comma-separated list of IPv4 CIDRs'),
+    ('auto_scaling_enabled not boolean', dict(labels={'auto_scaling_enabled': 'maybe'}),
+     'label auto_scaling_enabled must be true or false, got "maybe"'),
+    ('auto_healing_enabled not boolean', dict(labels={'auto_healing_enabled': 'soon'}),
+     'label auto_healing_enabled must be true or false, got "soon"'),
+    ('min_node_count negative', dict(labels={'min_node_count': '-1'}),
+     'label min_node_count must be an integer >= 0, got "-1"'),
+    ('max_node_count negative', dict(labels={'max_node_count': '-2'}),
+     'label max_node_count must be empty or an integer >= 0, got "-2"'),
+    ('min above max', dict(labels={'min_node_count': '5', 'max_node_count': '2'}),
+     'label min_node_count (5) must not be above label max_node_count (2)'),
+    ('autoscaling without max', dict(labels={'auto_scaling_enabled': 'true'}),
+     'label max_node_count is required when auto_scaling_enabled is true'),
+    ('node_count above max', dict(labels={'auto_scaling_enabled': 'true',
+                                          'max_node_count': '2'}),
+     'node_count 3 of the default nodegroup must be within labels min_node_count and '
+     'max_node_count (1 to 2)'),
+    ('node_count below min', dict(labels={'auto_scaling_enabled': 'true',
+                                          'min_node_count': '4',
+                                          'max_node_count': '9'}),
+     'node_count 3 of the default nodegroup must be within labels min_node_count and '
+     'max_node_count (4 to 9)'),
     ('floating ip flag not boolean',
      dict(labels={'master_lb_floating_ip_enabled': 'maybe'}),
      'label master_lb_floating_ip_enabled must be true or false, got "maybe"'),
@@ -268,12 +289,31 @@ def test_cluster_fields_win_over_template_fields():
 # ---- typos and other labels -------------------------------------------------------------
 
 def test_labels_of_other_drivers_are_only_a_warning():
-    built = build(labels={'auto_healing_enabled': 'true', 'monitoring_stack': 'x'})
+    built = build(labels={'auto_healing_controller': 'x', 'monitoring_stack': 'x'})
     assert built.warnings == ('label monitoring_stack is not used by celtic',)
 
 
 def test_magnum_labels_celtic_knowingly_ignores_raise_no_warning():
-    assert build(labels={'min_node_count': '1', 'os_distro': 'debian'}).warnings == ()
+    assert build(labels={'monitoring_enabled': 'true', 'os_distro': 'debian'}).warnings == ()
+
+
+def test_autoscaling_labels_become_the_scaling_spec_and_reach_the_nodes():
+    built = build(labels={'auto_scaling_enabled': 'true', 'min_node_count': '2',
+                          'max_node_count': '7', 'auto_healing_enabled': 'yes'})
+    assert built.scaling == spec.ScalingSpec(autoscaling=True, min_nodes=2, max_nodes=7,
+                                             healing=True)
+    assert built.scaling.needs_credential
+    assert built.node_settings()['auto_scaling_enabled'] is True
+    assert built.node_settings()['auto_healing_enabled'] is True
+    assert 'max_node_count' not in built.node_settings()
+
+
+def test_no_autoscaling_needs_no_credential_and_allows_a_pool_outside_min_max():
+    built = build(labels={'min_node_count': '1', 'max_node_count': '2'},
+                  worker={'node_count': 5})
+    assert built.scaling == spec.ScalingSpec(min_nodes=1, max_nodes=2)
+    assert not built.scaling.needs_credential
+    assert not build().scaling.needs_credential
 
 
 def test_close_match_check_suggests_the_celtic_label():

@@ -432,6 +432,25 @@ def test_max_minions_is_the_largest_pool_within_the_limit(limit):
     assert budget.resource_count(built, most + 1) > limit
 
 
+def test_max_node_count_the_stack_cannot_hold_is_refused_naming_the_label():
+    labels = {'auto_scaling_enabled': 'true', 'min_node_count': '1'}
+    built = sample.sample_spec(labels=dict(labels, max_node_count='5'))
+    limit = budget.resource_count(built, 4)
+    error = budget.scaling_size_error(built, limit)
+    assert error.startswith('label max_node_count 5 is more than the stack can hold: ')
+    assert budget.scaling_size_error(built, budget.resource_count(built, 5)) is None
+    plain = sample.sample_spec(labels={'max_node_count': '5'})
+    assert budget.scaling_size_error(plain, limit) is None
+
+
+def test_a_nodegroup_max_node_count_its_stack_cannot_hold_is_refused():
+    limit = budget.pool_resource_count(10)
+    assert budget.pool_max_error(None, limit) is None
+    assert budget.pool_max_error(10, limit) is None
+    assert budget.pool_max_error(11, limit).startswith(
+        "max_node_count 11 is more than the nodegroup's stack can hold: 11 workers")
+
+
 def test_no_minion_fits_below_the_fixed_cost():
     built = spec()
     assert budget.max_minions(built, budget.resource_count(built, 1) - 1) == 0
