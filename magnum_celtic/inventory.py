@@ -56,11 +56,64 @@ def refused(what: str, message: str) -> Refused:
     return Refused(message)
 
 
+class SdkClients:
+    """openstacksdk proxies for the preflight's reads on Magnum 22 (2026.1), whose
+    ``OpenStackClients`` hands out the legacy python-*client objects; Magnum 23 hands
+    out these very proxies. Built as Magnum 23 builds them: on Magnum's Keystone
+    session, each endpoint from the catalog with magnum.conf's ``[<service>_client]``
+    ``region_name`` and ``endpoint_type``."""
+
+    #: method -> (magnum.conf client group, catalog service type, openstacksdk proxy)
+    SERVICES = {'nova': ('nova', 'compute', 'compute'),
+                'neutron': ('neutron', 'network', 'network'),
+                'glance': ('glance', 'image', 'image'),
+                'cinder': ('cinder', 'block-storage', 'block_storage')}
+
+    def __init__(self, osc: Any):
+        self._osc = osc
+
+    def _proxy(self, method: str) -> Any:
+        from openstack import connection
+        group, service_type, proxy = self.SERVICES[method]
+        option = self._osc._get_client_option
+        endpoint = self._osc.url_for(service_type=service_type,
+                                     interface=option(group, 'endpoint_type'),
+                                     region_name=option(group, 'region_name'))
+        conn = connection.Connection(session=self._osc.keystone().session,
+                                     **{'%s_endpoint_override' % proxy: endpoint})
+        return getattr(conn, proxy)
+
+    def nova(self) -> Any:
+        return self._proxy('nova')
+
+    def neutron(self) -> Any:
+        return self._proxy('neutron')
+
+    def glance(self) -> Any:
+        return self._proxy('glance')
+
+    def cinder(self) -> Any:
+        return self._proxy('cinder')
+
+
+def legacy_clients() -> bool:
+    """Whether this Magnum's ``OpenStackClients`` hands out the legacy python-*client
+    objects (Magnum 22) rather than openstacksdk proxies (Magnum 23)."""
+    return hasattr(clients, 'novaclient')
+
+
+def sdk_clients(context: Any) -> Any:
+    """The clients the preflight reads through: Magnum's own on Magnum 23, the same
+    openstacksdk proxies built by :class:`SdkClients` on Magnum 22."""
+    osc = clients.OpenStackClients(context)
+    return SdkClients(osc) if legacy_clients() else osc
+
+
 class _Reader:
     """Counts the calls and keeps going when one kind cannot be read."""
 
     def __init__(self, context: Any, what: str, osc: Any = None):
-        self.osc = osc or clients.OpenStackClients(context)
+        self.osc = osc or sdk_clients(context)
         self.project_id = getattr(context, 'project_id', None)
         self.what = what
         self.calls = 0

@@ -247,6 +247,13 @@ def install(cloud_dir: str | None = None) -> None:
     from magnum_celtic.lab import magnum_2026_1
     if magnum_2026_1.magnum_has_trusts():
         magnum_2026_1.install_clients(os.environ[CLOUD_DIR_ENV])
+        # the driver's preflight reads through openstacksdk proxies of its own there
+        # (inventory.SdkClients): the same lab proxies as on Magnum 23 answer them
+        from magnum_celtic import inventory
+        inventory.SdkClients.glance = lambda self: FakeGlance()
+        inventory.SdkClients.nova = lambda self: FakeNova()
+        inventory.SdkClients.neutron = lambda self: FakeNeutron()
+        inventory.SdkClients.cinder = lambda self: FakeCinder()
         return
     from magnum.common import clients
     clients.OpenStackClients.glance = lambda self: FakeGlance()

@@ -225,10 +225,11 @@ master_vendordata() {
 # other tests read as file://), stopped by its PID in the test's teardown
 serve_metadata() {
     local i
-    python3 -m http.server 0 --bind 127.0.0.1 --directory "$ROOT/metadata" \
+    # -u: the line with the port reaches the log at once, not when a buffer fills
+    python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$ROOT/metadata" \
         >"$BATS_TEST_TMPDIR/http.log" 2>&1 &
     HTTP_PID=$!
-    for i in $(seq 1 50); do
+    for i in $(seq 1 100); do
         METADATA_PORT=$(sed -n 's/.* port \([0-9][0-9]*\) .*/\1/p' "$BATS_TEST_TMPDIR/http.log")
         [[ -n "$METADATA_PORT" ]] && return 0
         sleep 0.1

@@ -206,3 +206,62 @@ def test_check_masters_counts_the_added_masters_with_the_master_flavor():
     assert str(error.value) == (
         'preflight: the resize cannot be built, nothing was created: quota: '
         'instances: this resize needs 4, the project has 2 left')
+
+
+class _LegacyClients:
+    """Magnum 22's OpenStackClients as SdkClients uses it: the catalog and the session."""
+
+    def __init__(self):
+        self.asked = []
+        self.session = object()
+
+    def url_for(self, **kwargs):
+        self.asked.append(kwargs)
+        return 'https://%s.example.test/v1' % kwargs['service_type']
+
+    def _get_client_option(self, group, option):
+        return {'endpoint_type': 'internalURL', 'region_name': 'R-%s' % group}[option]
+
+    def keystone(self):
+        return types.SimpleNamespace(session=self.session)
+
+
+def test_on_magnum_22_the_preflight_reads_through_openstacksdk_on_magnums_session(
+        monkeypatch):
+    """The Connection each proxy comes from: Magnum's session, the catalog's endpoint
+    for magnum.conf's interface and region (a real proxy would ask that endpoint for
+    its versions at once, so the Connection is recorded here)."""
+    from openstack import connection
+    made = []
+
+    def record(**kwargs):
+        made.append(kwargs)
+        return types.SimpleNamespace(compute='C', network='N', image='I',
+                                     block_storage='B')
+    monkeypatch.setattr(connection, 'Connection', record)
+    legacy = _LegacyClients()
+    sdk = inventory.SdkClients(legacy)
+    assert [sdk.nova(), sdk.neutron(), sdk.glance(), sdk.cinder()] == ['C', 'N', 'I', 'B']
+    assert made == [
+        {'session': legacy.session,
+         'compute_endpoint_override': 'https://compute.example.test/v1'},
+        {'session': legacy.session,
+         'network_endpoint_override': 'https://network.example.test/v1'},
+        {'session': legacy.session,
+         'image_endpoint_override': 'https://image.example.test/v1'},
+        {'session': legacy.session,
+         'block_storage_endpoint_override': 'https://block-storage.example.test/v1'}]
+    group = {'compute': 'nova', 'network': 'neutron', 'image': 'glance',
+             'block-storage': 'cinder'}
+    assert legacy.asked == [
+        {'service_type': t, 'interface': 'internalURL', 'region_name': 'R-%s' % group[t]}
+        for t in ('compute', 'network', 'image', 'block-storage')]
+
+
+def test_magnum_23_clients_are_used_as_they_are(monkeypatch):
+    from magnum.common import clients as magnum_clients
+    assert not inventory.legacy_clients()  # the unit tests run on Magnum 23
+    monkeypatch.setattr(magnum_clients, 'OpenStackClients', lambda context: ('osc', context))
+    assert inventory.sdk_clients(CONTEXT) == ('osc', CONTEXT)
+    monkeypatch.setattr(magnum_clients, 'novaclient', object(), raising=False)
+    assert isinstance(inventory.sdk_clients(CONTEXT), inventory.SdkClients)

@@ -39,12 +39,17 @@ def main() -> None:
     if service not in SERVICES or not conf_files:
         sys.exit('usage: magnum_service %s MAGNUM_CONF [MORE_CONF ...]'
                  % '|'.join(SERVICES))
+    # First: Magnum 22 (2026.1) monkey-patches for eventlet when magnum.cmd is
+    # imported, and its database API imported before that (magnum_writers) leaves the
+    # conductor's RPC server deaf. Both patches below act on classes and module
+    # attributes that Magnum looks up at call time.
+    command = importlib.import_module('magnum.cmd.%s' % service)
     magnum_fakes.install()
     sqlite.magnum_writers()
     sys.argv = ['magnum-%s' % service]
     for conf_file in conf_files:
         sys.argv += ['--config-file', conf_file]
-    importlib.import_module('magnum.cmd.%s' % service).main()
+    command.main()
 
 
 if __name__ == '__main__':
