@@ -136,11 +136,9 @@ class Lab:
 
     def create_template(self):
         image = 'ubuntu-24.04' if self.args.distro == 'ubuntu' else 'debian-12'
-        template = self.magnum.cluster_templates.create(
-            name=self.args.name + '-template', image_id=image, keypair_id='lab',
-            external_network_id='public', flavor_id='m1.medium', master_flavor_id='m1.medium',
-            coe='kubernetes', network_driver='flannel', driver='celtic',
-            master_lb_enabled=True, floating_ip_enabled=True)
+        template = clusterwatch.create_template(
+            self.magnum, self.args.name + '-template', image_id=image,
+            flavor_id='m1.medium', master_flavor_id='m1.medium')
         self.screen.step('cluster template %s: driver %s, image %s (%s)'
                          % (template.name, template.driver, image, template.cluster_distro))
         return template

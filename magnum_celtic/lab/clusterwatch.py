@@ -33,6 +33,23 @@ class ClusterTimeout(AssertionError):
     """The cluster did not settle in time."""
 
 
+#: a cluster template on the lab cloud (lab/cloud.py's image, keypair, network and
+#: flavors), as the lab's tests, benchmarks and main job create it
+TEMPLATE_FIELDS = dict(image_id='debian-12-plain', driver='celtic', keypair_id='lab',
+                       external_network_id='public', flavor_id='m1.small',
+                       master_flavor_id='m1.small', coe='kubernetes',
+                       network_driver='flannel', master_lb_enabled=True,
+                       floating_ip_enabled=True)
+
+
+def create_template(magnum, name: str, **fields):
+    """Create the cluster template ``name`` on the lab cloud: TEMPLATE_FIELDS, with
+    ``fields`` over them (a field given as None is left out: Magnum's default)."""
+    args = dict(TEMPLATE_FIELDS, name=name, **fields)
+    return magnum.cluster_templates.create(
+        **{key: value for key, value in args.items() if value is not None})
+
+
 def get(magnum, cluster_id: str, attempts: int = 20):
     """The cluster, or None when Magnum has no such cluster (any more, or yet).
 

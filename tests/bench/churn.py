@@ -64,6 +64,7 @@ import time
 import traceback
 
 from magnum_celtic.lab import backend as backend_mod
+from magnum_celtic.lab import clusterwatch
 from magnum_celtic.lab import controlplane
 
 from tests.bench import quick
@@ -316,11 +317,7 @@ class Churn:
         plan = [self.random.choice(faults) for _ in range(cycles)]
         _say('seed %d: %s' % (SEED, ', '.join(plan)))
         magnum = self.plane.magnum('demo')
-        self.template = magnum.cluster_templates.create(
-            name='churn', image_id='debian-12-plain', driver='celtic', keypair_id='lab',
-            external_network_id='public', flavor_id='m1.small',
-            master_flavor_id='m1.small', coe='kubernetes', network_driver='flannel',
-            master_lb_enabled=True, floating_ip_enabled=True)
+        self.template = clusterwatch.create_template(magnum, 'churn')
         before = self.leftovers()
         seen: set[str] = set()
         with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:

@@ -64,11 +64,8 @@ def _say(text: str) -> None:
 
 
 def _template(magnum):
-    return magnum.cluster_templates.create(
-        name='bench', image_id='ubuntu-24.04', keypair_id='lab', external_network_id='public',
-        flavor_id='m1.medium', master_flavor_id='m1.medium', coe='kubernetes',
-        network_driver='flannel', driver='celtic', master_lb_enabled=True,
-        floating_ip_enabled=True)
+    return clusterwatch.create_template(magnum, 'bench', image_id='ubuntu-24.04',
+                                        flavor_id='m1.medium', master_flavor_id='m1.medium')
 
 
 def _stack_id(cluster) -> str:

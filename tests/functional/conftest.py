@@ -121,11 +121,7 @@ def every_role_cluster(magnum_lab):
     from magnum_celtic.lab import clusterwatch
     timeout = 900
     magnum = magnum_lab.magnum('demo')
-    template = magnum.cluster_templates.create(
-        name='%s-template' % EVERY_ROLE_CLUSTER, image_id='debian-12-plain',
-        driver='celtic', keypair_id='lab', external_network_id='public',
-        flavor_id='m1.small', master_flavor_id='m1.small', coe='kubernetes',
-        network_driver='flannel', master_lb_enabled=True, floating_ip_enabled=True)
+    template = clusterwatch.create_template(magnum, '%s-template' % EVERY_ROLE_CLUSTER)
     # autoscaling labels: the masters also get the cluster's application credential,
     # which the secrets walk then searches for
     created = magnum.clusters.create(name=EVERY_ROLE_CLUSTER,

@@ -75,11 +75,8 @@ def scaled(magnum_lab):
     """A small cluster (1 master, 1 minion, no proxies, no storage) with the
     autoscaler's labels, created by demo."""
     magnum = magnum_lab.magnum('demo')
-    template = magnum.cluster_templates.create(
-        name='%s-template' % NAME, image_id='debian-12-plain', driver='celtic',
-        keypair_id='lab', external_network_id='public', flavor_id='m1.small',
-        master_flavor_id='m1.small', coe='kubernetes', network_driver='flannel',
-        master_lb_enabled=True, floating_ip_enabled=True,
+    template = clusterwatch.create_template(
+        magnum, '%s-template' % NAME,
         labels={'proxy_count': '0', 'storage_count': '0', 'auto_scaling_enabled': 'true',
                 'min_node_count': '1', 'max_node_count': '4'})
     created = magnum.clusters.create(name=NAME, cluster_template_id=template.uuid,

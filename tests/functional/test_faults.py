@@ -50,11 +50,7 @@ def magnum(magnum_lab):
 
 @pytest.fixture(scope='module')
 def template(magnum):
-    ct = magnum.cluster_templates.create(
-        name='faults', image_id='debian-12-plain', driver='celtic', keypair_id='lab',
-        external_network_id='public', flavor_id='m1.small', master_flavor_id='m1.small',
-        coe='kubernetes', network_driver='flannel', master_lb_enabled=True,
-        floating_ip_enabled=True)
+    ct = clusterwatch.create_template(magnum, 'faults')
     yield ct
     try:
         magnum.cluster_templates.delete(ct.uuid)

@@ -39,12 +39,12 @@ FIXED = ipaddress.ip_network('10.0.0.0/24')
 
 
 def _template(magnum, name: str, **fields):
-    args = dict(name=name, image_id='ubuntu-24.04', keypair_id='lab',
-                external_network_id='public', flavor_id='m1.medium',
-                master_flavor_id='m1.medium', coe='kubernetes', network_driver='flannel',
-                master_lb_enabled=True, floating_ip_enabled=True)
+    """A template without a driver field unless ``fields`` names one (the image's
+    property selects the driver then)."""
+    args = dict(image_id='ubuntu-24.04', driver=None, flavor_id='m1.medium',
+                master_flavor_id='m1.medium')
     args.update(fields)
-    return magnum.cluster_templates.create(**args)
+    return clusterwatch.create_template(magnum, name, **args)
 
 
 def _cluster_servers(lab, prefix: str) -> dict[str, dict]:

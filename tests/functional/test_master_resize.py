@@ -53,11 +53,7 @@ def magnum(magnum_lab):
 
 @pytest.fixture(scope='module')
 def cluster(magnum_lab, magnum):
-    template = magnum.cluster_templates.create(
-        name='mres-template', image_id='debian-12-plain', driver='celtic',
-        keypair_id='lab', external_network_id='public', flavor_id='m1.small',
-        master_flavor_id='m1.small', coe='kubernetes', network_driver='flannel',
-        master_lb_enabled=True, floating_ip_enabled=True)
+    template = clusterwatch.create_template(magnum, 'mres-template')
     created = magnum.clusters.create(
         name=NAME, cluster_template_id=template.uuid, master_count=1, node_count=1,
         keypair='lab', labels={'proxy_count': '0', 'storage_count': '0'},
