@@ -147,6 +147,14 @@ def _timing(stack: Any) -> dict[str, Any]:
             and timeout > 0 else None}
 
 
+def _state(stack: Any, **fields: Any) -> StackState:
+    """StackState of a heatclient stack: its id, name, status and reason, and
+    ``fields``."""
+    return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
+                      status=stack.stack_status,
+                      reason=getattr(stack, 'stack_status_reason', '') or '', **fields)
+
+
 def _output_values(stack: Any) -> dict[str, Any]:
     return {o['output_key']: o.get('output_value')
             for o in (getattr(stack, 'outputs', None) or [])}
@@ -300,12 +308,9 @@ class Heat:
                 values = outputs_mod.with_pool_outputs(values, self._outputs_of)
             except (heat_exc.HTTPException, *_TRANSIENT) as error:
                 raise _translate(error, 'outputs of stack %s' % stack_id)
-        return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
-                          status=stack.stack_status,
-                          reason=getattr(stack, 'stack_status_reason', '') or '',
-                          outputs=values,
-                          parameters=dict(getattr(stack, 'parameters', None) or {}),
-                          **_timing(stack))
+        return _state(stack, outputs=values,
+                      parameters=dict(getattr(stack, 'parameters', None) or {}),
+                      **_timing(stack))
 
     def find(self, name: str) -> StackState | None:
         """The stack called ``name`` (without outputs); None when there is none.
@@ -320,10 +325,7 @@ class Heat:
             raise _translate(error, 'look-up of stack %s' % name)
         if getattr(stack, 'stack_status', '') == 'DELETE_COMPLETE':
             return None
-        return StackState(id=stack.id, name=getattr(stack, 'stack_name', ''),
-                          status=stack.stack_status,
-                          reason=getattr(stack, 'stack_status_reason', '') or '',
-                          outputs={}, parameters={})
+        return _state(stack, outputs={}, parameters={})
 
     def _outputs_of(self, path: str) -> dict[str, Any] | None:
         """The resolved outputs of a nested stack (``<name>/<id>``); None when gone."""
