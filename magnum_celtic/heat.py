@@ -370,3 +370,18 @@ class Heat:
         except (heat_exc.HTTPException, *_TRANSIENT) as error:
             raise _translate(error, 'signal of %s in stack %s' % (resource_name, stack_id))
         return True
+
+    def signal_ids(self, stack_name: str, stack_id: str,
+                   resource_name: str) -> set[str] | None:
+        """The ids of the signals a wait condition handle has recorded (its metadata's
+        keys); None when it is gone. heat-api answers a signal before heat-engine has
+        written it, so this is how a sender learns it was recorded."""
+        try:
+            metadata = self.client.resources.metadata('%s/%s' % (stack_name, stack_id),
+                                                      resource_name)
+        except heat_exc.HTTPNotFound:
+            return None
+        except (heat_exc.HTTPException, *_TRANSIENT) as error:
+            raise _translate(error, 'metadata of %s in stack %s'
+                             % (resource_name, stack_id))
+        return {str(key) for key in metadata} if isinstance(metadata, dict) else set()

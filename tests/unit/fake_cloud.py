@@ -189,6 +189,10 @@ class FakeHeat:
         #: resource listings (nested) by stack id, and the signals resources received
         self.resources: dict[str, list[dict[str, Any]]] = {}
         self.signals: list[tuple[str, str, Any]] = []
+        #: reads of a handle's metadata that do not show its newest signal yet (heat-engine
+        #: writes a signal after heat-api has answered it)
+        self.signal_lag_reads = 0
+        self.metadata_reads = 0
         self.calls: list[Call] = []
         self._failures: dict[str, Any] = {}
         for root in (HEAT_PUBLIC, HEAT_INTERNAL):
@@ -289,6 +293,15 @@ class FakeHeat:
                 self.signals.append((stack.id, rest[3], body))
                 context.status_code = 200
                 return ''
+            if len(rest) == 5 and rest[4] == 'metadata' and request.method == 'GET':
+                self.metadata_reads += 1
+                received = [b for sid, name, b in self.signals
+                            if sid == stack.id and name == rest[3]]
+                if self.signal_lag_reads > 0 and received:
+                    self.signal_lag_reads -= 1
+                    received = received[:-1]
+                context.status_code = 200
+                return json.dumps({'metadata': {str(b.get('id')): b for b in received}})
         if len(rest) == 2:
             stack = self.stacks.get(rest[1])
             if stack is None or stack.name != rest[0]:

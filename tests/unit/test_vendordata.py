@@ -22,6 +22,8 @@ import io
 import json
 import logging
 import os
+import threading
+import time
 
 import fixtures
 import yaml
@@ -357,6 +359,20 @@ class VendordataTestCase(base.DriverTestCase):
         self.heat.unreachable('POST')
         self.assertEqual(503, self.signal('master-0')[0])
 
+    def test_a_signal_is_answered_once_heat_has_recorded_it(self):
+        pauses = []
+        self.service.relay.sleep = pauses.append
+        self.heat.signal_lag_reads = 2      # heat-engine writes it after two reads
+        self.assertEqual(202, self.signal('master-0')[0])
+        self.assertEqual(3, self.heat.metadata_reads)
+        self.assertEqual([0.02, 0.05], pauses)
+
+    def test_a_signal_whose_record_cannot_be_read_is_still_relayed(self):
+        self.signal('master-0')      # the index is read
+        self.heat.unreachable('GET')
+        self.assertEqual((202, {'status': 'relayed'}), self.signal('master-1'))
+        self.assertEqual(2, len(self.heat.signals))
+
     # ---- the cluster source of the labs without Magnum --------------------------------
 
     def test_the_lab_source_answers_as_magnum_does_for_the_stacks_it_registered(self):
@@ -434,6 +450,69 @@ class VendordataTestCase(base.DriverTestCase):
         self.assertEqual(401, self.call('/v1/signal', raw, x_celtic_signature='sha256=0')[0])
         self.assertEqual(413, self.call('/v1/signal', b'x' * (64 * 1024 + 1))[0])
         self.assertEqual(1, len(self.heat.signals))
+
+
+class _RecordingHeat:
+    """Heat's signal API as heat-api and heat-engine answer it: a signal is recorded in
+    the handle's metadata some reads after heat-api took it."""
+
+    def __init__(self, lag_reads=1, gone=()):
+        self.lag_reads = lag_reads
+        self.gone = set(gone)
+        self.guard = threading.Lock()
+        self.pending: dict[str, list] = {}
+        self.recorded: dict[str, set] = {}
+        self.in_flight: dict[str, int] = {}
+        self.most_in_flight: dict[str, int] = {}
+
+    def signal(self, stack_name, stack_id, resource_name, data):
+        if stack_id in self.gone:
+            return False
+        with self.guard:
+            self.in_flight[stack_id] = self.in_flight.get(stack_id, 0) + 1
+            self.most_in_flight[stack_id] = max(self.most_in_flight.get(stack_id, 0),
+                                                self.in_flight[stack_id])
+            self.pending.setdefault(stack_id, []).append([data['id'], self.lag_reads])
+        return True
+
+    def signal_ids(self, stack_name, stack_id, resource_name):
+        time.sleep(0.001)
+        with self.guard:
+            for entry in list(self.pending.get(stack_id, [])):
+                entry[1] -= 1
+                if entry[1] < 0:
+                    self.pending[stack_id].remove(entry)
+                    self.recorded.setdefault(stack_id, set()).add(entry[0])
+                    self.in_flight[stack_id] -= 1
+            return set(self.recorded.get(stack_id, ()))
+
+
+def test_signals_to_one_handle_go_one_at_a_time_and_handles_do_not_wait_for_each_other():
+    heat = _RecordingHeat(lag_reads=2)
+    relay = vendordata.HandleRelay(sleep=lambda seconds: time.sleep(0.001))
+    threads = [threading.Thread(target=relay.relay,
+                                args=(heat, 'pool-%d' % (i % 2), 'stack-%d' % (i % 2),
+                                      'wait_handle', {'id': 'node-%d' % i}))
+               for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert heat.recorded == {'stack-0': {'node-%d' % i for i in range(0, 20, 2)},
+                             'stack-1': {'node-%d' % i for i in range(1, 20, 2)}}
+    assert heat.most_in_flight == {'stack-0': 1, 'stack-1': 1}
+    assert relay._turns == {}
+
+
+def test_a_signal_heat_does_not_record_in_time_lets_the_next_one_go():
+    now = [0.0]
+    relay = vendordata.HandleRelay(clock=lambda: now[0], record_seconds=1.0,
+                                   sleep=lambda seconds: now.__setitem__(0, now[0] + seconds))
+    heat = _RecordingHeat(lag_reads=10 ** 6)
+    assert relay.relay(heat, 'pool', 'stack', 'wait_handle', {'id': 'node-0'}) is True
+    assert 1.0 <= now[0] < 1.5
+    assert relay.relay(_RecordingHeat(gone={'stack'}), 'pool', 'stack', 'wait_handle',
+                       {'id': 'node-1'}) is False
 
 
 def test_placements_name_the_role_from_the_group_a_server_hangs_from():
