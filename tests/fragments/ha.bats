@@ -440,3 +440,23 @@ echo "Error: invalid resource option" >&2; exit 1'
     assert_failure
     [ "$(signal_field 1 reason)" = "testnode-0: step api-vip failed: params.json has no api_vip" ]
 }
+
+@test "ha_member_standby and ha_member_active wait for pacemaker to settle, and name the node when it does not" {
+    HA_SETTLE_TIMEOUT=45
+    run ha_member_standby master-1
+    assert_success
+    assert_called 'pcs node standby master-1 --wait=45'
+    run ha_member_active master-1
+    assert_success
+    assert_called 'pcs node unstandby master-1 --wait=45'
+    stub pcs 1
+    run ha_member_standby master-2
+    assert_failure
+    assert_output --partial 'did not move the resources off master-2 within 45s'
+    run ha_member_active master-2
+    assert_failure
+    assert_output --partial 'did not settle with master-2 active within 45s'
+    run ha_member_standby
+    assert_failure
+    assert_output --partial 'needs a node name'
+}

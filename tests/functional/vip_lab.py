@@ -99,6 +99,8 @@ ROOT_STEPS = ("base-packages", "api-haproxy-package", "ha-packages")
 # sub-second advert_int (the comparison at equal pause tolerance) needs VRRPv3, which
 # counts it in centiseconds; VRRPv2 only takes whole seconds.
 KEEPALIVED_ADVERT = 1.0
+#: what the probe's --retry-reset retries once (a connection reset or closed early)
+RETRIED_ERRORS = ("ConnectionResetError", "BrokenPipeError", "EOF")
 KEEPALIVED_CONF = """global_defs {{
     router_id ka-n{index}
     vrrp_version {version}
@@ -362,14 +364,14 @@ class Lab:
 
     # -- stacks -------------------------------------------------------------------------
 
-    def start_apiservers(self) -> None:
+    def start_apiservers(self, nodes: tuple[int, ...] = NODES) -> None:
         pki = self.workdir / "pki"
-        for index in NODES:
+        for index in nodes:
             self.spawn(index, ["python3", str(THIS), "apiserver", "--bind", node_ip(index),
                                "--port", str(API_PORT), "--name", f"master-{index - 1}",
                                "--cert", str(pki / f"n{index}.crt"),
                                "--key", str(pki / f"n{index}.key")], "apiserver.out")
-        for index in NODES:
+        for index in nodes:
             wait_until(lambda i=index: self.node_sh(
                 i, ["bash", "-c", f"exec 3<>/dev/tcp/{node_ip(i)}/{API_PORT}"],
                 check=False).returncode == 0, 60, 0.2, f"apiserver on node {index}")
@@ -398,7 +400,69 @@ class Lab:
                                "-p", "/run/keepalived.pid", "-r", "/run/vrrp.pid"],
                        "keepalived.out")
 
+    def run_fragment(self, index: int, body: str, timeout: float) -> None:
+        """BODY (fragment functions) in one node, to the end; its failure raised."""
+        proc = self.fragment(index, body)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"node {index}: '{body}' still running after {timeout}s")
+        if rc != 0:
+            tail = (self.node_dir(index) / "fragment.out").read_text()[-3000:]
+            raise RuntimeError(f"node {index}: '{body}' failed ({rc}):\n{tail}")
+
+    def replace(self, index: int, timeout: float = 240) -> dict[str, float]:
+        """Replace master INDEX the way an upgrade replaces a master's server, with the
+        fragments' own steps: ha_member_standby (run on another member: pacemaker moves
+        the VIP off it, if it holds it, and stops its HAProxy), its apiserver stopped,
+        the server deleted (every process killed, its disk gone), a new server on the
+        same address booted from the clean root (api_vip_setup: it rejoins corosync and
+        pacemaker under the same name, still in standby), its apiserver started, then
+        ha_member_active. Returns the seconds each phase took."""
+        name = f"master-{index - 1}"
+        other = next(i for i in NODES if i != index)
+        times: dict[str, float] = {}
+        t0 = time.monotonic()
+        self.run_fragment(other, f"ha_member_standby {name}", timeout)
+        times["standby"] = time.monotonic() - t0
+        t1 = time.monotonic()
+        for pid in netns_pids(ns_name(index)):
+            if pid not in self.keep[index] and _is_apiserver(pid):
+                os.kill(pid, signal.SIGTERM)
+        # drained: the other members' HAProxy sends nothing more to it (a connection to
+        # a server that is gone would wait for HAProxy's connect timeout)
+        for member in NODES:
+            if member != index:
+                wait_until(lambda m=member: self.backend_down(m, name), 30, 0.2,
+                           f"master {member}'s HAProxy marking {name} down")
+        self.crash(index)
+        kill_pids(sorted(self.keep[index]), grace=1)
+        sh(["ip", "-n", ns_name(index), "link", "set", "eth0", "up"])
+        self._node(index)
+        self.start_apiservers((index,))
+        self.run_fragment(index, "api_vip_setup", timeout)
+        times["rebuild"] = time.monotonic() - t1
+        t2 = time.monotonic()
+        self.run_fragment(other, f"ha_member_active {name}", timeout)
+        wait_until(lambda: self.cluster_settled(other), timeout, 0.5,
+                   f"the cluster settled with {name} back")
+        times["active"] = time.monotonic() - t2
+        return times
+
     # -- observing ------------------------------------------------------------------------
+
+    def backend_down(self, index: int, server: str) -> bool:
+        """Whether master INDEX's HAProxy has marked apiserver SERVER down (its stats
+        socket, read with the node's python3)."""
+        script = ("import socket; s = socket.socket(socket.AF_UNIX); "
+                  "s.connect('/run/haproxy/admin.sock'); s.sendall(b'show stat\\n'); "
+                  "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
+        out = self.node_sh(index, ["python3", "-c", script], check=False).stdout
+        for line in out.splitlines():
+            fields = line.split(",")
+            if len(fields) > 17 and fields[0] == "kube-apiservers" and fields[1] == server:
+                return fields[17].startswith("DOWN") or fields[17] == "MAINT"
+        return False
 
     def vip_holders(self, nodes: tuple[int, ...] = NODES) -> list[int]:
         holders = []
@@ -536,14 +600,17 @@ class Lab:
                                             "--seconds", str(seconds)], "loopback.out"))
         return procs
 
-    def probe(self, duration: float, name: str) -> tuple[subprocess.Popen, Path]:
+    def probe(self, duration: float, name: str, timeout: float = 1.0,
+              retry_reset: bool = False) -> tuple[subprocess.Popen, Path]:
         out = self.workdir / f"probe-{name}.jsonl"
         if out.exists():
             out.unlink()
         proc = subprocess.Popen(
             ["ip", "netns", "exec", CLIENT, sys.executable, str(THIS), "probe",
              "--host", VIP, "--port", str(API_PORT), "--duration", str(duration),
-             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--timeout", str(timeout), "--out", str(out)]
+            + (["--retry-reset"] if retry_reset else []),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         self.started.append(proc)
         return proc, out
@@ -708,6 +775,15 @@ def _probe_main(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
 
     async def once(start: float) -> None:
+        record = await attempt(start)
+        if args.retry_reset and record.get("error") in RETRIED_ERRORS:
+            # client-go retries a GET whose connection was reset or closed before the
+            # answer (rest.Request, IsConnectionReset / IsProbableEOF)
+            record = dict(await attempt(time.monotonic()), start=start,
+                          retried=record["error"])
+        out.write(json.dumps(record) + "\n")
+
+    async def attempt(start: float) -> dict:
         record = {"start": start, "ok": False, "via": None, "backend": None}
         try:
             reader, writer = await asyncio.wait_for(
@@ -718,6 +794,8 @@ def _probe_main(args: argparse.Namespace) -> int:
             finally:
                 writer.close()
             text = data.decode(errors="replace")
+            if not data:
+                record["error"] = "EOF"
             record["ok"] = text.startswith("HTTP/1.0 200") or text.startswith("HTTP/1.1 200")
             for key, field in (("X-Lab-Peer", "via"), ("X-Lab-Node", "backend")):
                 match = re.search(rf"^{key}: (\S+)", text, re.M | re.I)
@@ -726,7 +804,7 @@ def _probe_main(args: argparse.Namespace) -> int:
         except Exception as exc:  # every failure is a data point
             record["error"] = type(exc).__name__
         record["end"] = time.monotonic()
-        out.write(json.dumps(record) + "\n")
+        return record
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -837,6 +915,9 @@ def main(argv: list[str] | None = None) -> int:
     probe.add_argument("--port", type=int, required=True)
     probe.add_argument("--interval", type=float, default=0.05)
     probe.add_argument("--timeout", type=float, default=1.0)
+    probe.add_argument("--retry-reset", action="store_true",
+                       help="retry a request whose connection was reset, once, as "
+                            "client-go retries a GET")
     probe.add_argument("--duration", type=float, required=True)
     probe.add_argument("--out", required=True)
     api = sub.add_parser("apiserver", help="a stand-in apiserver answering /readyz")

@@ -39,6 +39,8 @@ HA_SERVICE_CLASS=${HA_SERVICE_CLASS:-systemd}
 # Bounded waits: the other members boot in parallel but may install packages slowly.
 HA_QUORUM_TIMEOUT=${HA_QUORUM_TIMEOUT:-900}
 HA_DC_TIMEOUT=${HA_DC_TIMEOUT:-300}
+# seconds pacemaker gets to settle after a member goes to standby or comes back
+HA_SETTLE_TIMEOUT=${HA_SETTLE_TIMEOUT:-120}
 
 # Pacemaker settings. Plain assignments on purpose: the environment cannot override
 # them, so the live lab and the benchmark run exactly what the nodes run.
@@ -265,6 +267,28 @@ ha_vip_setup() {
     celtic_step "$prefix-vip-dc" ha_wait_dc
     celtic_step "$prefix-vip-resources" ha_push_vip_config "$prefix" "$vip" "$service" "$cidr" "$nic"
     celtic_step "$prefix-vip-cleanup" ha_clear_service_failures "$prefix-haproxy"
+}
+
+# ha_member_standby NODE: before NODE's server is replaced (an upgrade) or removed,
+# pacemaker moves what runs there elsewhere: the VIP, if NODE holds it, moves once, while
+# NODE still answers, instead of after a failure detection; NODE's service instance
+# stops. Returns when the cluster has settled (HA_SETTLE_TIMEOUT seconds at most). The
+# standby flag is kept in the CIB, so a replacement server with NODE's name joins
+# without taking anything until ha_member_active.
+ha_member_standby() {
+    local node=${1:-}
+    [[ -n "$node" ]] || celtic_die "ha_member_standby needs a node name"
+    pcs node standby "$node" --wait="$HA_SETTLE_TIMEOUT" >/dev/null ||
+        celtic_die "pacemaker did not move the resources off $node within ${HA_SETTLE_TIMEOUT}s"
+}
+
+# ha_member_active NODE: NODE (its replacement ready: service installed, configured and
+# answering) takes resources again. Returns when the cluster has settled.
+ha_member_active() {
+    local node=${1:-}
+    [[ -n "$node" ]] || celtic_die "ha_member_active needs a node name"
+    pcs node unstandby "$node" --wait="$HA_SETTLE_TIMEOUT" >/dev/null ||
+        celtic_die "pacemaker did not settle with $node active within ${HA_SETTLE_TIMEOUT}s"
 }
 
 # ha_clear_service_failures RESOURCE: forget this node's failed operations of RESOURCE.
