@@ -117,6 +117,7 @@ def test_the_webhook_is_pinned_for_the_minor_and_listens_on_the_loopback_of_mast
     assert pod['nodeSelector'] == {'node-role.kubernetes.io/control-plane': ''}
     args = dict(arg.split('=', 1) for arg in container['args'])
     assert args['--listen'] == '127.0.0.1:8443'
+    assert container['livenessProbe']['tcpSocket'] == {'host': '127.0.0.1', 'port': 8443}
     assert args['--keystone-url'] == sample.SAMPLE_KEYSTONE_URL
     assert args['--policy-configmap-name'] == one(docs, 'ConfigMap')['metadata']['name']
     assert one(docs, 'ConfigMap')['metadata'] == {

@@ -28,7 +28,9 @@ dashboard_sans() {
         "DNS:headlamp.$DASHBOARD_NAMESPACE.svc.${CELTIC_CLUSTER_DOMAIN:-cluster.local}")
     if [[ "${CELTIC_DASHBOARD_SERVICE_TYPE:-ClusterIP}" == LoadBalancer ]]; then
         for name in "${CELTIC_PROXY_VIP:-}" "${CELTIC_PROXY_VIP_FIP:-}"; do
-            [[ -n "$name" ]] && sans+=("IP:$name")
+            if [[ -n "$name" ]]; then
+                sans+=("IP:$name")
+            fi
         done
     fi
     printf '%s\n' "${sans[@]}"
@@ -43,7 +45,7 @@ dashboard_addon() {
     DASHBOARD_TLS_CRT=$(base64 -w 0 "$dir/tls.crt") &&
         DASHBOARD_TLS_KEY=$(base64 -w 0 "$dir/tls.key") ||
         celtic_die "cannot read the dashboard's certificate in $dir"
-    export DASHBOARD_TLS_CRT DASHBOARD_TLS_KEY DASHBOARD_NAMESPACE
+    export DASHBOARD_TLS_CRT DASHBOARD_TLS_KEY
     kube_apply_manifest "$CELTIC_LIB_DIR/manifests/dashboard.yaml"
     unset DASHBOARD_TLS_KEY
 }

@@ -101,8 +101,9 @@ import json, sys
 policy = json.loads(sys.argv[1])
 if not isinstance(policy, list) or not policy:
     sys.exit('keystone_auth_policy must be a non-empty list')
-# a double-quoted YAML scalar holding the policy's JSON text
-print(json.dumps(json.dumps(policy, indent=2, sort_keys=True)))
+# the inside of a double-quoted YAML scalar holding the policy's JSON text (JSON's
+# string escapes are YAML's)
+print(json.dumps(json.dumps(policy, indent=2, sort_keys=True))[1:-1])
 PY
 ) || celtic_die "keystone_auth_policy in the node parameters is not a policy list"
     export KEYSTONE_AUTH_POLICY_JSON KEYSTONE_AUTH_DIR KEYSTONE_AUTH_PORT
