@@ -162,13 +162,17 @@ def test_the_port_decides_upstream_s_version_1_cases_as_upstream(attrs, allowed)
 
 # ---- upstream TestAuthorizerVersion2 ----------------------------------------------------
 
+_KINDS_WITH_RBAC = ("['namespaces', 'clusterrolebindings', 'clusterroles', "
+                    "'podsecuritypolicies', 'rolebindings', 'roles', "
+                    "'podSecurityPolicies']")
+_CLUSTER_KINDS = ("['namespaces', 'clusterrolebindings', 'clusterroles', "
+                  "'podsecuritypolicies', 'podSecurityPolicies']")
 UPSTREAM_V2_POLICY = [
     {'users': {'roles': ['developer'], 'projects': ['demo']},
-     'resource_permissions': {"!kube-system/!['namespaces', 'clusterrolebindings', 'clusterroles', 'podsecuritypolicies', 'rolebindings', 'roles', 'podSecurityPolicies']": ['*'],
-                              "!kube-system/['namespaces', 'clusterrolebindings', 'clusterroles', 'podsecuritypolicies', 'rolebindings', 'roles', 'podSecurityPolicies']": ['get',
-                                                                                                                                                                            'list'],
-                              "*/['namespaces', 'clusterrolebindings', 'clusterroles', 'podsecuritypolicies', 'podSecurityPolicies']": ['get',
-                                                                                                                                        'list']}},
+     'resource_permissions': {
+         "!kube-system/!" + _KINDS_WITH_RBAC: ['*'],
+         "!kube-system/" + _KINDS_WITH_RBAC: ['get', 'list'],
+         "*/" + _CLUSTER_KINDS: ['get', 'list']}},
     {'users': {'roles': ['viewer'],
                'projects': ['demo', 'cd08a539b7c845ddb92c5d08752101d1']},
      'resource_permissions': {"default/['*']": ['get', 'list']}},
