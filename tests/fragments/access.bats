@@ -21,7 +21,6 @@ load kube_stubs
 
 setup() {
     kube_test_setup
-    kube_params master
     cp "$FRAGMENTS/manifests/keystone-auth.yaml" "$FRAGMENTS/manifests/dashboard.yaml" \
         "$CELTIC_LIB_DIR/manifests/"
     # a real cluster CA and service-account key: the certificates are really issued
@@ -31,6 +30,8 @@ setup() {
     openssl genrsa -out "$CELTIC_ETC/secrets/sa.key" 2048 2>/dev/null
     chmod 600 "$CELTIC_ETC/secrets/"*
     cp "$CELTIC_ETC/pki/ca.crt" "$CELTIC_ETC/openstack-ca.pem"
+    # the node's vendordata serves the secrets as they are now
+    kube_params master
 }
 
 KEYSTONE='{"keystone_auth_enabled": true,
@@ -140,7 +141,7 @@ line_of() {
     assert [ ! -e "$ROOT/etc/kubernetes/keystone-auth" ]
     applied=$BATS_TEST_TMPDIR/applied/dashboard.yaml
     run grep -E '^  type: ' "$applied"
-    assert_output '  type: ClusterIP'
+    assert_output '  type: "ClusterIP"'
     [ "$(stat -c %a "$CELTIC_ETC/manifests/dashboard.yaml")" = 600 ]
     # the key is in the applied Secret, never in the log
     key=$(base64 -w 0 "$CELTIC_STATE_DIR/dashboard/tls.key")
@@ -155,7 +156,7 @@ line_of() {
     run bash "$FRAGMENTS/master.sh"
     assert_success
     run grep -E '^  type: ' "$BATS_TEST_TMPDIR/applied/dashboard.yaml"
-    assert_output '  type: LoadBalancer'
+    assert_output '  type: "LoadBalancer"'
     run openssl x509 -in "$CELTIC_STATE_DIR/dashboard/tls.crt" -noout -ext subjectAltName
     assert_output --partial 'IP Address:10.0.0.200'
     assert_output --partial 'IP Address:172.24.4.51'

@@ -196,9 +196,10 @@ class MagnumDefaultsTest(base.DriverTestCase):
 
     def test_a_cluster_s_policy_is_scoped_to_its_project(self):
         self.config(credential_auth_url='https://keystone.example.test/v3', group='celtic')
-        cluster = self.new_cluster(labels={'kube_tag': 'v1.36',
-                                           'keystone_auth_enabled': 'true'})
+        cluster = self.stored_cluster(labels={'kube_tag': 'v1.36',
+                                              'keystone_auth_enabled': 'true'})
         built = adapters.cluster_spec(self.user_context, cluster, self.template)
+        self.assertTrue(cluster.project_id)
         self.assertEqual(cluster.project_id, built.keystone.project_id)
         self.assertIn(cluster.project_id,
                       json.dumps(built.node_settings()['keystone_auth_policy']))
