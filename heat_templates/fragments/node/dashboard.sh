@@ -42,9 +42,10 @@ dashboard_addon() {
     local dir=$CELTIC_STATE_DIR/dashboard sans
     mapfile -t sans < <(dashboard_sans)
     kube_serving_cert "$dir" headlamp "${sans[@]}"
-    DASHBOARD_TLS_CRT=$(base64 -w 0 "$dir/tls.crt") &&
-        DASHBOARD_TLS_KEY=$(base64 -w 0 "$dir/tls.key") ||
+    DASHBOARD_TLS_CRT=$(base64 -w 0 "$dir/tls.crt") ||
         celtic_die "cannot read the dashboard's certificate in $dir"
+    DASHBOARD_TLS_KEY=$(base64 -w 0 "$dir/tls.key") ||
+        celtic_die "cannot read the dashboard's key in $dir"
     export DASHBOARD_TLS_CRT DASHBOARD_TLS_KEY
     kube_apply_manifest "$CELTIC_LIB_DIR/manifests/dashboard.yaml"
     unset DASHBOARD_TLS_KEY
