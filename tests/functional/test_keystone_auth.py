@@ -60,8 +60,8 @@ def outsider(lab):
                                            'domain_id': 'default'}})
         created.append('/groups/' + group)
         roles = admin.get(base + '/roles?name=member', raise_exc=True).json()['roles']
-        admin.put('%s/projects/%s/users/%s/roles/%s' % (base, project, user,
-                                                         roles[0]['id']), raise_exc=True)
+        grant = '%s/projects/%s/users/%s/roles/%s' % (base, project, user, roles[0]['id'])
+        admin.put(grant, raise_exc=True)
         admin.put('%s/groups/%s/users/%s' % (base, group, user), raise_exc=True)
         auth = v3.Password(auth_url=base, username='outsider-' + suffix,
                            password=password, user_domain_id='default',

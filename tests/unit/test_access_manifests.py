@@ -147,8 +147,8 @@ def test_the_webhook_may_read_config_maps_and_nothing_else(addons):
 
 def test_the_dashboard_has_no_rights_and_never_uses_its_own_token(addons):
     docs = addons['dashboard.yaml']
-    assert not [d for d in docs if d['kind'] in ('RoleBinding', 'ClusterRoleBinding',
-                                                  'Role', 'ClusterRole')]
+    rbac = ('RoleBinding', 'ClusterRoleBinding', 'Role', 'ClusterRole')
+    assert not [d for d in docs if d['kind'] in rbac]
     container = one(docs, 'Deployment')['spec']['template']['spec']['containers'][0]
     assert not [a for a in container['args'] if 'service-account-token' in a]
     assert '-in-cluster' in container['args']
