@@ -37,6 +37,7 @@ from magnum.common import exception
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
+from magnum_celtic import appcred
 from magnum_celtic import budget
 from magnum_celtic import conf
 from magnum_celtic import heat as heat_api
@@ -59,7 +60,7 @@ _TEMPLATE_FIELDS = (
 _CLUSTER_FIELDS = (
     'uuid', 'name', 'keypair', 'master_flavor_id', 'flavor_id', 'floating_ip_enabled',
     'master_lb_enabled', 'fixed_network', 'fixed_subnet', 'create_timeout',
-    'docker_volume_size')
+    'docker_volume_size', 'project_id')
 
 
 def _fields(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
@@ -106,7 +107,23 @@ def magnum_defaults() -> spec_mod.Defaults:
         boot_volume_type=CONF.cinder.default_boot_volume_type or '',
         docker_volume_type=CONF.cinder.default_docker_volume_type or '',
         nodes_affinity_policy=CONF.cluster.nodes_affinity_policy or 'soft-anti-affinity',
-        heat_max_resources_per_stack=CONF.celtic.heat_max_resources_per_stack)
+        heat_max_resources_per_stack=CONF.celtic.heat_max_resources_per_stack,
+        keystone_auth_url=appcred.node_auth_url(),
+        **_keystone_policy())
+
+
+def _keystone_policy() -> dict[str, str | None]:
+    """``[celtic] keystone_auth_default_policy``'s text, or why it cannot be read (an
+    error only for the clusters that ask for Keystone login, which spec.py refuses)."""
+    path = CONF.celtic.keystone_auth_default_policy
+    if not path:
+        return {}
+    try:
+        with open(path, encoding='utf-8') as handle:
+            return {'keystone_auth_policy': handle.read()}
+    except (OSError, UnicodeDecodeError) as error:
+        return {'keystone_auth_policy_error': '%s cannot be read: %s' % (
+            path, getattr(error, 'strerror', None) or error)}
 
 
 def cluster_spec(context: Any, cluster: Any, template: Any = None,

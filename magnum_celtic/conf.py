@@ -103,6 +103,15 @@ celtic_opts = [
                help='Keystone URL the masters authenticate their application '
                     'credential at. Empty: [keystone_authtoken] '
                     'www_authenticate_uri, else [keystone_auth] auth_url.'),
+    cfg.StrOpt('keystone_auth_default_policy',
+               default='',
+               help='JSON file with the authorization policy of k8s-keystone-auth '
+                    'for clusters with label keystone_auth_enabled (its ConfigMap '
+                    'kube-system/k8s-auth-policy; $PROJECT_ID becomes the '
+                    'cluster\'s project id). Read when a cluster is created. Empty: '
+                    'celtic\'s default (project readers view, members edit, admins '
+                    'administer: README "Logging in with Keystone"). Also the URL '
+                    'the webhook checks tokens at is credential_auth_url\'s.'),
     cfg.BoolOpt('node_insecure',
                 default=False,
                 help='Nodes do not verify the certificate of celtic-vendordata\'s '

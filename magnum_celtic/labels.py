@@ -37,10 +37,12 @@ DEFAULT_CALICO_TAG = 'v3.32.4'
 DEFAULT_INGRESS_TAG = 'v3.7.11'
 DEFAULT_LOCAL_PATH_PROVISIONER_TAG = 'v0.0.37'
 DEFAULT_METRICS_SERVER_TAG = 'v0.8.0'
+DEFAULT_DASHBOARD_TAG = 'v0.45.0'
 
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
                          'soft-affinity')
 INGRESS_CONTROLLERS = ('traefik', 'none')
+DASHBOARD_SERVICE_TYPES = ('ClusterIP', 'LoadBalancer')
 MAX_PROXIES = 16
 MAX_STORAGE_NODES = 24
 
@@ -324,6 +326,23 @@ LABELS: tuple[Label, ...] = (
     Label('auto_healing_enabled', _boolean, False,
           'Replacing unhealthy workers: the cluster gets its application credential '
           '(the healer itself is not shipped yet: doc/autoscaling.md)', node=True),
+    Label('keystone_auth_enabled', _boolean, False,
+          'Keystone login: the masters run k8s-keystone-auth, the apiserver accepts '
+          'OpenStack tokens and authorizes them by the project\'s roles (README '
+          '"Logging in with Keystone")', node=True),
+    Label('k8s_keystone_auth_tag', _release_tag, FROM_CLUSTER,
+          'k8s-keystone-auth release (cloud-provider-openstack) when '
+          'keystone_auth_enabled', 'the release pinned for kube_tag\'s minor '
+          '(magnum_celtic/versions.py)'),
+    Label('dashboard_enabled', _boolean, False,
+          'Headlamp, the Kubernetes web UI, in namespace celtic-dashboard; users log '
+          'in with a token, never anonymously', node=True),
+    Label('dashboard_tag', _release_tag, DEFAULT_DASHBOARD_TAG,
+          'Headlamp release when dashboard_enabled', node=True),
+    Label('dashboard_service_type', _choice(*DASHBOARD_SERVICE_TYPES), 'ClusterIP',
+          'ClusterIP: Headlamp through kubectl port-forward only; LoadBalancer: also '
+          'on the proxy VIP, port 8443 (needs keystone_auth_enabled and proxies)',
+          node=True),
 )
 
 BY_NAME: dict[str, Label] = {label.name: label for label in LABELS}

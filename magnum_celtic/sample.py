@@ -32,6 +32,10 @@ from magnum_celtic import pki
 from magnum_celtic import spec as spec_mod
 
 SAMPLE_UUID = '5a3a8f0e-0c6b-4a1e-9d2f-3c1e2b7a9d10'
+#: the sample cluster's project and the Keystone its users log in at (label
+#: keystone_auth_enabled; the driver takes them from the cluster and magnum.conf)
+SAMPLE_PROJECT_ID = '0123456789abcdef0123456789abcdef'
+SAMPLE_KEYSTONE_URL = 'https://keystone.example.com:5000/v3'
 
 
 def ca_pair(common_name: str, key_size: int = 2048) -> pki.CertPair:
@@ -65,7 +69,8 @@ def sample_pki(cluster_uuid: str = SAMPLE_UUID) -> pki.ClusterPKI:
 def sample_spec(labels: Mapping[str, str] | None = None, masters: int = 3,
                 minions: int = 3, name: str = 'sample', distro: str = 'ubuntu',
                 template: Mapping[str, Any] | None = None,
-                cluster_uuid: str | None = None) -> spec_mod.ClusterSpec:
+                cluster_uuid: str | None = None,
+                defaults: spec_mod.Defaults | None = None) -> spec_mod.ClusterSpec:
     """A ClusterSpec for ``name`` with the given counts, labels and template fields."""
     template_fields = {'image_id': 'ubuntu-24.04', 'flavor_id': 'm1.medium',
                        'master_flavor_id': 'm1.medium', 'external_network_id': 'public',
@@ -76,8 +81,10 @@ def sample_spec(labels: Mapping[str, str] | None = None, masters: int = 3,
     template_fields.update(template or {})
     cluster = {'uuid': cluster_uuid or str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
                'name': name, 'master_count': masters, 'keypair': 'default',
-               'create_timeout': 60}
+               'create_timeout': 60, 'project_id': SAMPLE_PROJECT_ID}
     worker = {'name': spec_mod.DEFAULT_POOL, 'node_count': minions,
               'flavor_id': template_fields['flavor_id'],
               'image_id': template_fields['image_id']}
-    return spec_mod.build(template_fields, cluster, dict(labels or {}), worker)
+    return spec_mod.build(template_fields, cluster, dict(labels or {}), worker,
+                          defaults=defaults or spec_mod.Defaults(
+                              keystone_auth_url=SAMPLE_KEYSTONE_URL))

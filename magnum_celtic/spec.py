@@ -30,7 +30,9 @@ import ipaddress
 import re
 from typing import Any, Mapping, Sequence
 
+from magnum_celtic import keystone_auth
 from magnum_celtic import labels as label_table
+from magnum_celtic import versions
 from magnum_celtic.labels import BY_NAME, FROM_CLUSTER, LabelError
 
 SUPPORTED_DISTROS = ('ubuntu', 'debian')
@@ -56,6 +58,13 @@ class Defaults:
     docker_volume_type: str = ''
     nodes_affinity_policy: str = 'soft-anti-affinity'
     heat_max_resources_per_stack: int = 1000
+    #: the Keystone URL the masters' webhook checks user tokens at (appcred's rule:
+    #: [celtic] credential_auth_url, else [keystone_authtoken] www_authenticate_uri)
+    keystone_auth_url: str = ''
+    #: the text of [celtic] keystone_auth_default_policy (None: the built-in default)
+    keystone_auth_policy: str | None = None
+    #: why that file could not be read (refused for clusters with Keystone login)
+    keystone_auth_policy_error: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +107,27 @@ class ScalingSpec:
         application credential (magnum_celtic.appcred)."""
         return self.autoscaling or self.healing
 
+
+@dataclasses.dataclass(frozen=True)
+class KeystoneSpec:
+    """Keystone login (label keystone_auth_enabled): what the masters' k8s-keystone-auth
+    webhook needs. No secret: it checks the tokens users send, with Keystone."""
+    auth_url: str
+    project_id: str
+    policy: tuple[Mapping[str, Any], ...]
+    tag: str
+
+    def node_settings(self) -> dict[str, Any]:
+        """The keys the masters read (doc/node-contract.md)."""
+        return {'keystone_auth_url': self.auth_url,
+                'keystone_auth_project_id': self.project_id,
+                'keystone_auth_policy': [dict(entry) for entry in self.policy],
+                'k8s_keystone_auth_tag': self.tag}
+
+
+#: the Service port of Headlamp (label dashboard_service_type LoadBalancer: the port on
+#: the proxy VIP too)
+DASHBOARD_PORT = 8443
 
 #: the roles whose nodes the cluster stack holds besides the default pool, in the
 #: order the templates name them
@@ -171,6 +201,8 @@ class ClusterSpec:
     create_timeout_minutes: int
     warnings: tuple[str, ...] = ()
     scaling: ScalingSpec = ScalingSpec()
+    #: Keystone login, when label keystone_auth_enabled is true
+    keystone: KeystoneSpec | None = None
 
     @property
     def roles(self) -> dict[str, RoleSpec]:
@@ -211,6 +243,7 @@ class ClusterSpec:
             'storage_mount_path': STORAGE_MOUNT_PATH,
             'api_port': API_PORT,
             'lb_reserved_ports': list(LB_RESERVED_PORTS),
+            **(self.keystone.node_settings() if self.keystone else {}),
         }
 
 
@@ -302,6 +335,8 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
                         'the proxies and proxy_count is 0' % ingress)
     no_proxy = (_full_no_proxy(user_no_proxy, fixed_cidr, node_values)
                 if (http_proxy or https_proxy) else '')
+    keystone = _keystone(resolver, node_values, cluster, defaults)
+    _check_dashboard(node_values, proxies, warnings)
     return ClusterSpec(
         cluster_name=str(cluster.get('name') or cluster['uuid']),
         cluster_uuid=str(cluster['uuid']),
@@ -341,6 +376,7 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
         create_timeout_minutes=int(cluster.get('create_timeout') or 0),
         warnings=tuple(warnings),
         scaling=scaling,
+        keystone=keystone,
     )
 
 
@@ -442,6 +478,52 @@ def _scaling(resolver: _LabelResolver, count: int) -> ScalingSpec:
                         'min_node_count and max_node_count (%d to %d) when '
                         'auto_scaling_enabled is true' % (count, low, high))
     return scaling
+
+
+def _keystone(resolver: _LabelResolver, node_values: Mapping[str, Any],
+              cluster: Mapping[str, Any], defaults: Defaults) -> KeystoneSpec | None:
+    """Keystone login's settings when label keystone_auth_enabled asks for it."""
+    minor = int(node_values['kube_tag'].split('.')[1])
+    # read (so a bad value is refused) whether or not the webhook is enabled
+    tag = resolver.get('k8s_keystone_auth_tag',
+                       versions.pinned('k8s_keystone_auth', minor))
+    if not node_values['keystone_auth_enabled']:
+        return None
+    if not defaults.keystone_auth_url:
+        raise SpecError('label keystone_auth_enabled needs the Keystone URL the masters '
+                        'check user tokens at: set [celtic] credential_auth_url (or '
+                        '[keystone_authtoken] www_authenticate_uri) in magnum.conf')
+    project_id = str(cluster.get('project_id') or '')
+    if not project_id:
+        raise SpecError('label keystone_auth_enabled needs the cluster\'s project id '
+                        '(the default policy is scoped to it)')
+    try:
+        if defaults.keystone_auth_policy_error:
+            raise keystone_auth.PolicyError(defaults.keystone_auth_policy_error)
+        policy = keystone_auth.policy(project_id, defaults.keystone_auth_policy)
+    except keystone_auth.PolicyError as error:
+        raise SpecError('the Keystone authorization policy ([celtic] '
+                        'keystone_auth_default_policy) %s' % error)
+    return KeystoneSpec(defaults.keystone_auth_url, project_id, tuple(policy), tag)
+
+
+def _check_dashboard(node_values: Mapping[str, Any], proxies: RoleSpec,
+                     warnings: list[str]) -> None:
+    """The dashboard labels, checked against each other, Keystone login and the
+    proxies."""
+    if node_values['dashboard_service_type'] != 'LoadBalancer':
+        return
+    if not node_values['dashboard_enabled']:
+        warnings.append('label dashboard_service_type LoadBalancer is ignored: '
+                        'dashboard_enabled is false')
+        return
+    if not node_values['keystone_auth_enabled']:
+        raise SpecError('label dashboard_service_type LoadBalancer needs '
+                        'keystone_auth_enabled=true: users log in to a published '
+                        'dashboard with their Keystone token')
+    if proxies.count == 0:
+        raise SpecError('label dashboard_service_type LoadBalancer needs proxies '
+                        '(proxy_count >= 1): celtic-lb publishes it on the proxy VIP')
 
 
 def _check_platform(template: Mapping[str, Any]) -> None:

@@ -15,7 +15,8 @@
 #   every master: common set-up, corosync/pacemaker membership (master 0 needs quorum
 #                 for the VIP), kernel, containerd, HAProxy + VIP (node/api_vip.sh),
 #                 Magnum's PKI in /etc/kubernetes/pki
-#   master 0:     packages at kube_tag, kubeadm init, CNI, addons
+#   master 0:     packages at kube_tag, kubeadm init, CNI, addons (with Keystone
+#                 login: node/keystone_auth.sh; the dashboard: node/dashboard.sh)
 #   the others:   wait for the VIP, packages at the apiserver's version, join
 #                 --control-plane (the shared certificates came from Heat)
 #   every master: wait until Ready, then celtic-members.timer, which applies a later
@@ -37,6 +38,10 @@ source "$CELTIC_LIB_DIR/node/ha.sh"
 source "$CELTIC_LIB_DIR/node/api_vip.sh"
 # shellcheck source=node/members.sh disable=SC1091
 source "$CELTIC_LIB_DIR/node/members.sh"
+# shellcheck source=node/keystone_auth.sh
+source "$CELTIC_LIB_DIR/node/keystone_auth.sh"
+# shellcheck source=node/dashboard.sh
+source "$CELTIC_LIB_DIR/node/dashboard.sh"
 
 MASTER_INDEX=
 MASTERS=()
@@ -86,6 +91,7 @@ print(json.dumps(list(dict.fromkeys(names))))
 PY
 )
     export KUBE_VERSION KUBE_IMAGE_REPOSITORY KUBE_CLUSTER_NAME KUBE_CERT_SANS
+    keystone_auth_apiserver
     master_patches
     kube_render "$CELTIC_LIB_DIR/templates/kubeadm-init.yaml.tmpl" \
         "$KUBE_CONFIG_DIR/init.yaml" control-plane
@@ -127,6 +133,12 @@ master_init_once() {
 master_addons() {
     local manifests=$CELTIC_LIB_DIR/manifests
     celtic_step addon-metrics-server kube_apply_manifest "$manifests/metrics-server.yaml"
+    if keystone_auth_enabled; then
+        celtic_step addon-keystone-auth keystone_auth_addon
+    fi
+    if [[ "${CELTIC_DASHBOARD_ENABLED:-false}" == true ]]; then
+        celtic_step addon-dashboard dashboard_addon
+    fi
     if [[ -n "${CELTIC_PROXY_ADDRESSES:-}" ]]; then
         celtic_step addon-lb-rbac kube_apply_manifest "$manifests/celtic-lb-rbac.yaml"
     fi
@@ -135,6 +147,14 @@ master_addons() {
     fi
     if [[ "${CELTIC_INGRESS_CONTROLLER:-none}" == traefik && -n "${CELTIC_PROXY_ADDRESSES:-}" ]]; then
         celtic_step addon-ingress kube_apply_manifest "$manifests/ingress-traefik.yaml"
+    fi
+}
+
+# master_keystone_auth: with Keystone login, the files this master's apiserver starts
+# with (node/keystone_auth.sh); they need Magnum's CA in /etc/kubernetes/pki.
+master_keystone_auth() {
+    if keystone_auth_enabled; then
+        celtic_step keystone-auth keystone_auth_files
     fi
 }
 
@@ -148,6 +168,7 @@ master_main() {
         celtic_step kube-packages kube_packages "$CELTIC_KUBE_TAG"
         kube_runtime_setup
         celtic_step pki master_pki
+        master_keystone_auth
         celtic_step kubeadm-config master_render_init
         celtic_step api-vip api_vip_setup
         celtic_step kubeadm-init master_init
@@ -160,6 +181,7 @@ master_main() {
         celtic_step kube-packages kube_packages_from_api
         kube_runtime_setup
         celtic_step pki master_pki
+        master_keystone_auth
         celtic_step kubeadm-config master_render_join
         celtic_step kubeadm-join kube_join master_pki
     fi

@@ -41,7 +41,7 @@ kube_fake_libdir() {
     ln -s "$FRAGMENTS/lib" "$CELTIC_LIB_DIR/lib"
     ln -s "$FRAGMENTS/templates" "$CELTIC_LIB_DIR/templates"
     local f
-    for f in common kubernetes addons members; do
+    for f in common kubernetes addons members keystone_auth dashboard; do
         ln -s "$FRAGMENTS/node/$f.sh" "$CELTIC_LIB_DIR/node/$f.sh"
     done
     for f in ha_cluster_setup:ha api_vip_setup:api_vip gluster_client_mount:gluster_client; do

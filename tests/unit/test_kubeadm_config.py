@@ -91,7 +91,8 @@ def render(tmp_path: pathlib.Path, what: str, node_ip: str = MASTERS[0],
     (lib / 'node').mkdir(parents=True)
     for entry in ('lib', 'templates', 'master.sh'):
         (lib / entry).symlink_to(FRAGMENTS / entry)
-    for module in ('common', 'kubernetes', 'addons', 'members'):
+    for module in ('common', 'kubernetes', 'addons', 'members', 'keystone_auth',
+                   'dashboard'):
         (lib / 'node' / f'{module}.sh').symlink_to(FRAGMENTS / 'node' / f'{module}.sh')
     for module in ('ha', 'api_vip'):  # other engineers' modules, not needed to render
         (lib / 'node' / f'{module}.sh').write_text('')
@@ -272,3 +273,30 @@ def test_worker_without_labels_or_taints_registers_untainted(tmp_path):
     registration = documents(text)['JoinConfiguration']['nodeRegistration']
     assert registration['taints'] == []
     assert kubelet_args(registration) == {'node-ip': '10.0.0.57'}
+
+
+def test_init_without_keystone_login_leaves_the_apiserver_s_authorization_alone(init):
+    _, docs = init
+    api_server = docs['ClusterConfiguration']['apiServer']
+    assert api_server['extraArgs'] == [] and api_server['extraVolumes'] == []
+
+
+def test_init_with_keystone_login_sends_tokens_and_requests_to_the_webhook(tmp_path):
+    _, text = render(tmp_path, 'init', keystone_auth_enabled=True,
+                     keystone_auth_url='https://keystone.example.com/v3')
+    api_server = documents(text)['ClusterConfiguration']['apiServer']
+    args = {arg['name']: arg['value'] for arg in api_server['extraArgs']}
+    assert all(set(arg) == {'name', 'value'} for arg in api_server['extraArgs'])
+    config = '/etc/kubernetes/keystone-auth/webhook.kubeconfig'
+    assert args == {
+        'authentication-token-webhook-config-file': config,
+        # k8s-keystone-auth answers the v1beta1 reviews only
+        'authentication-token-webhook-version': 'v1beta1',
+        'authorization-mode': 'Node,Webhook,RBAC',
+        'authorization-webhook-config-file': config,
+        'authorization-webhook-version': 'v1beta1'}
+    # the apiserver's static pod sees the directory, read-only (kubeadm's HostPathMount)
+    assert api_server['extraVolumes'] == [{
+        'name': 'keystone-auth', 'hostPath': '/etc/kubernetes/keystone-auth',
+        'mountPath': '/etc/kubernetes/keystone-auth', 'readOnly': True,
+        'pathType': 'Directory'}]

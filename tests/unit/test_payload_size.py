@@ -82,8 +82,12 @@ class PayloadSizeTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.templates = templates.TemplateSet(templates.default_dir())
+        # every feature that adds to the payload: Keystone login also sends the policy
         cls.spec = sample.sample_spec(labels={'container_infra_prefix':
-                                              'registry.example.com:5000/mirror/k8s/'})
+                                              'registry.example.com:5000/mirror/k8s/',
+                                              'keystone_auth_enabled': 'true',
+                                              'dashboard_enabled': 'true',
+                                              'dashboard_service_type': 'LoadBalancer'})
         cls.pki = sample.sample_pki()
         cls.request = req.cluster_request(cls.spec, cls.pki, cls.templates, 60)
         cls.facts = {'cluster_name': 'x' * 64, 'api_vip': '10.0.0.100',

@@ -107,3 +107,46 @@ kube_cni() {
     celtic_write_file "$KUBE_MANIFEST_DIR/cni-$driver.yaml" 0644 <<<"$text"
     kube_apply_once "$KUBE_MANIFEST_DIR/cni-$driver.yaml"
 }
+
+# kube_serving_cert DIR CN SAN...: DIR/tls.key (0600) and DIR/tls.crt, a TLS server
+# certificate (serverAuth only: the apiserver never takes it as a client certificate)
+# for the SANs (IP:a.b.c.d, DNS:name) signed by the cluster CA in /etc/kubernetes/pki.
+# Kept as it is while it verifies against that CA, names the same SANs and is valid for
+# 30 more days; otherwise issued again (a rotated CA, a new floating IP).
+kube_serving_cert() {
+    local dir=$1 cn=$2 pki=$KUBE_ETC/pki sans serial
+    shift 2
+    sans=$(IFS=,; printf '%s' "$*")
+    if kube_serving_cert_current "$dir" "$sans"; then
+        return 0
+    fi
+    mkdir -p "$dir"
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' \
+        "$sans" >"$dir/tls.ext"
+    serial=$(openssl rand -hex 16) || celtic_die "openssl cannot make a serial number"
+    if ! (umask 077 && openssl req -new -newkey rsa:2048 -nodes -subj "/CN=$cn" \
+        -keyout "$dir/tls.key.new" -out "$dir/tls.csr" 2>/dev/null) ||
+        ! openssl x509 -req -in "$dir/tls.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+            -set_serial "0x${serial:0:32}" -days 3650 -sha256 -extfile "$dir/tls.ext" \
+            -out "$dir/tls.crt.new" 2>/dev/null ||
+        [[ ! -s "$dir/tls.key.new" || ! -s "$dir/tls.crt.new" ]]; then
+        celtic_die "cannot issue the $cn certificate with the cluster CA"
+    fi
+    chmod 0600 "$dir/tls.key.new"
+    chmod 0644 "$dir/tls.crt.new"
+    mv -f "$dir/tls.key.new" "$dir/tls.key"
+    mv -f "$dir/tls.crt.new" "$dir/tls.crt"
+    rm -f "$dir/tls.csr" "$dir/tls.ext"
+    printf '%s\n' "$sans" >"$dir/tls.sans"
+    celtic_info "issued the $cn certificate for $sans"
+}
+
+# kube_serving_cert_current DIR SANS: DIR's certificate verifies against the cluster CA,
+# names SANS and is valid for 30 more days.
+kube_serving_cert_current() {
+    local dir=$1 sans=$2
+    [[ -s "$dir/tls.crt" && -s "$dir/tls.key" && -f "$dir/tls.sans" ]] || return 1
+    [[ "$(<"$dir/tls.sans")" == "$sans" ]] || return 1
+    openssl verify -CAfile "$KUBE_ETC/pki/ca.crt" "$dir/tls.crt" >/dev/null 2>&1 &&
+        openssl x509 -checkend 2592000 -noout -in "$dir/tls.crt" >/dev/null 2>&1
+}
