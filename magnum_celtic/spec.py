@@ -188,6 +188,15 @@ class ClusterSpec:
         return '.'.join(self.node_values['kube_tag'].split('.')[:2])
 
     @property
+    def needs_credential(self) -> bool:
+        """Whether something on the masters calls OpenStack (the autoscaler,
+        auto-healing, the cloud provider, Cinder CSI): then the cluster gets an
+        application credential (magnum_celtic.appcred)."""
+        return (self.scaling.needs_credential
+                or bool(self.node_values.get('cloud_provider_enabled'))
+                or bool(self.node_values.get('cinder_csi_enabled')))
+
+    @property
     def dns_service_ip(self) -> str:
         """The cluster DNS address: the tenth address of the service network."""
         return str(ipaddress.IPv4Network(self.node_values['service_network_cidr'])[10])
@@ -199,7 +208,10 @@ class ClusterSpec:
     def node_settings(self) -> dict[str, Any]:
         """The settings every node reads from /etc/celtic/params.json: the node-bound
         labels as they are, and what the driver derives for the nodes."""
+        pinned = label_table.addon_versions(self.node_values['kube_tag'])
         return {
+            # the add-on releases pinned per minor that no label overrides
+            **{name: tag for name, tag in pinned.items() if name not in BY_NAME},
             **self.node_values,
             'kube_minor': self.kube_minor,
             'network_driver': self.network_driver,
@@ -280,6 +292,10 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
                   else resolver.get('fixed_network_cidr'))
     node_values = {label.name: resolver.get(label.name)
                    for label in label_table.LABELS if label.node}
+    # node labels defaulting from the cluster are the releases pinned per minor
+    pinned = label_table.addon_versions(node_values['kube_tag'])
+    node_values.update({name: pinned[name] for name, value in node_values.items()
+                        if value is None and name in pinned})
     pod_cidr = node_values['pod_network_cidr']
     service_cidr = node_values['service_network_cidr']
     _check_networks(fixed_cidr, pod_cidr, service_cidr)
