@@ -40,14 +40,13 @@ cloud_wanted() {
 # credential, written 0600 to $KUBE_MANIFEST_DIR/celtic-cloud-config.yaml. The secret
 # goes from file to file inside python: never an argument, a variable or a log line.
 cloud_config_secret() {
-    local credential rc=0
+    local credential dest=$KUBE_MANIFEST_DIR/$CLOUD_SECRET_NAME.yaml rc=0
+    local ca=$CELTIC_ETC/openstack-ca.pem insecure=${CELTIC_OPENSTACK_INSECURE:-false}
     credential=$(celtic_secret "$CLOUD_CREDENTIAL") ||
         celtic_die "the cluster's application credential was not delivered to this" \
             "master (cloud_provider_enabled and cinder_csi_enabled need it: see" \
             "doc/cloud-provider.md)"
-    celtic_python - "$credential" "$KUBE_MANIFEST_DIR/$CLOUD_SECRET_NAME.yaml" \
-        "$CLOUD_SECRET_NAME" "$CELTIC_ETC/openstack-ca.pem" \
-        "${CELTIC_OPENSTACK_INSECURE:-false}" <<'PY' || rc=$?
+    celtic_python - "$credential" "$dest" "$CLOUD_SECRET_NAME" "$ca" "$insecure" <<'PY' || rc=$?
 import base64, json, os, sys
 source, dest, name, ca_path, insecure = sys.argv[1:6]
 try:
@@ -98,7 +97,7 @@ os.chmod(tmp, 0o600)
 os.replace(tmp, dest)
 PY
     [[ $rc -eq 0 ]] || celtic_die "cannot render cloud.conf from the application credential"
-    kube_apply_once "$KUBE_MANIFEST_DIR/$CLOUD_SECRET_NAME.yaml"
+    kube_apply_once "$dest"
 }
 
 # cloud_node_initialized: this node no longer carries the taint the kubelet sets with

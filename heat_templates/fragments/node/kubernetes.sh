@@ -372,9 +372,9 @@ kube_instance_id() {
 # (--cloud-provider=external) and names its server (--provider-id, so the controller
 # finds it by id, not by name).
 kube_registration() {
-    local out
-    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" \
-        "$(kube_instance_id)" <<'PY'
+    local out instance_id
+    instance_id=$(kube_instance_id)
+    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" "$instance_id" <<'PY'
 import json, re, sys
 role, ip, params_file, instance_id = sys.argv[1:5]
 params = {}
