@@ -131,8 +131,8 @@ def test_ccm_runs_the_node_controllers_only_never_the_service_controller():
     granted = {(res, verb) for rule in rules for res in rule['resources']
                for verb in rule['verbs']}
     assert ('nodes', 'delete') in granted and ('nodes/status', 'patch') in granted
-    assert not {r for r, _ in granted} & {'secrets', 'persistentvolumes', 'services/status',
-                                           'serviceaccounts/token'}
+    forbidden = {'secrets', 'persistentvolumes', 'services/status', 'serviceaccounts/token'}
+    assert not {r for r, _ in granted} & forbidden
     assert {v for r, v in granted if r == 'services'} == {'list', 'watch'}
 
 
