@@ -16,9 +16,10 @@ Does I/O: Keystone's REST API on a keystoneauth session (the owner's token while
 driver holds it, Magnum's service user otherwise) and Magnum's database.
 
 Magnum 23 has no trusts, so whatever on a cluster's masters must call OpenStack (the
-autoscaler, auto-healing) uses one application credential, created for the cluster's
-owner in ``create_cluster`` (the only time the driver surely holds the owner's token),
-limited to the owner's project and to ``[celtic] credential_roles``.
+autoscaler, auto-healing, the cloud provider, Cinder CSI) uses one application
+credential, created for the cluster's owner in ``create_cluster`` (the only time the
+driver surely holds the owner's token), limited to the owner's project and to
+``[celtic] credential_roles``.
 
 Keystone shows a credential's secret once, at creation, so the driver keeps it: in
 Magnum's ``x509keypair`` table (which no Magnum API serves; the same table and access
@@ -117,8 +118,9 @@ def create(session: Any, user_id: str, project_id: str, cluster_uuid: str,
     name = 'celtic-%s-%d' % (cluster_uuid, int(time.time() * 1000))
     body = {'application_credential': {
         'name': name,
-        'description': 'celtic cluster %s: the autoscaler and auto-healing on its '
-                       'masters; deleted with the cluster' % cluster_uuid,
+        'description': 'celtic cluster %s: the components on its masters that call '
+                       'OpenStack (autoscaler, auto-healing, cloud provider, Cinder '
+                       'CSI); deleted with the cluster' % cluster_uuid,
         'roles': [{'name': role} for role in roles],
         'unrestricted': False}}
     try:
@@ -242,8 +244,10 @@ def rotate(context: Any, session: Any, cluster: Any, seed: bytes) -> Credential:
     old = load(context, cluster, seed)
     if old is None:
         raise CredentialError('cluster %s has no application credential to rotate: '
-                              'it gets one when the labels auto_scaling_enabled or '
-                              'auto_healing_enabled are true' % cluster.uuid)
+                              'it gets one when one of the labels '
+                              'auto_scaling_enabled, auto_healing_enabled, '
+                              'cloud_provider_enabled or cinder_csi_enabled is true'
+                              % cluster.uuid)
     if context.user_id != old.user_id:
         LOG.warning('cluster %s: the credential of user %s is replaced by one of user '
                     '%s, who asked for the rotation', cluster.uuid, old.user_id,

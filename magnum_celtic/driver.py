@@ -598,7 +598,7 @@ def _in_progress(cluster: Any, new_status: str) -> None:
 def _provide_credential(context, cluster, spec) -> bool:
     """The cluster's application credential, when its labels ask for a component
     that calls OpenStack; True when one was made."""
-    if not spec.scaling.needs_credential:
+    if not spec.needs_credential:
         return False
     try:
         appcred.provide(context, adapters.keystone_session(context), cluster,

@@ -39,6 +39,34 @@ DEFAULT_LOCAL_PATH_PROVISIONER_TAG = 'v0.0.37'
 DEFAULT_METRICS_SERVER_TAG = 'v0.8.0'
 DEFAULT_DASHBOARD_TAG = 'v0.45.0'
 
+# Add-ons whose release follows the Kubernetes minor: one row per supported minor, the
+# one table of their pins. cloud-provider-openstack releases one line per minor (its
+# images registry.k8s.io/provider-os/*:v1.<minor>.<patch>); the CSI sidecars are the
+# ones its manifests of that release name. A minor it has not released yet gets its
+# newest release (a cloud-controller-manager may be one minor older than the
+# apiserver: Kubernetes' version skew policy). Read by spec.py (label defaults, node
+# settings), the README's table (tests/unit/test_labels.py) and the manifests' tests.
+ADDON_VERSIONS_BY_MINOR: dict[int, dict[str, str]] = {
+    34: {'k8s_keystone_auth_tag': 'v1.34.1', 'cloud_provider_tag': 'v1.34.1', 'cinder_csi_plugin_tag': 'v1.34.1',
+         'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
+         'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
+         'csi_node_driver_registrar_tag': 'v2.15.0'},
+    35: {'k8s_keystone_auth_tag': 'v1.35.0', 'cloud_provider_tag': 'v1.35.0', 'cinder_csi_plugin_tag': 'v1.35.0',
+         'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
+         'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
+         'csi_node_driver_registrar_tag': 'v2.15.0'},
+    36: {'k8s_keystone_auth_tag': 'v1.36.0', 'cloud_provider_tag': 'v1.36.0', 'cinder_csi_plugin_tag': 'v1.36.0',
+         'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
+         'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
+         'csi_node_driver_registrar_tag': 'v2.15.0'},
+    # no cloud-provider-openstack v1.37 release yet: its v1.36 line (k8s-keystone-auth
+    # v1.36.0 serves the webhook API 1.37 calls)
+    37: {'k8s_keystone_auth_tag': 'v1.36.0', 'cloud_provider_tag': 'v1.36.0', 'cinder_csi_plugin_tag': 'v1.36.0',
+         'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
+         'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
+         'csi_node_driver_registrar_tag': 'v2.15.0'},
+}
+
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
                          'soft-affinity')
 INGRESS_CONTROLLERS = ('traefik', 'none')
@@ -242,8 +270,10 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-# A default that is not a constant: resolved by spec.py from the cluster and magnum.conf.
+# A default that is not a constant: resolved by spec.py from the cluster and magnum.conf
+# (a release pinned per Kubernetes minor: from ADDON_VERSIONS_BY_MINOR).
 FROM_CLUSTER = object()
+PER_KUBE_MINOR_DOC = 'per Kubernetes minor (README: Add-on versions)'
 
 LABELS: tuple[Label, ...] = (
     Label('kube_tag', _kube_tag, DEFAULT_KUBE_TAG,
@@ -332,8 +362,7 @@ LABELS: tuple[Label, ...] = (
           '"Logging in with Keystone")', node=True),
     Label('k8s_keystone_auth_tag', _release_tag, FROM_CLUSTER,
           'k8s-keystone-auth release (cloud-provider-openstack) when '
-          'keystone_auth_enabled', 'the release pinned for kube_tag\'s minor '
-          '(magnum_celtic/versions.py)'),
+          'keystone_auth_enabled', PER_KUBE_MINOR_DOC),
     Label('dashboard_enabled', _boolean, False,
           'Headlamp, the Kubernetes web UI, in namespace celtic-dashboard; users log '
           'in with a token, never anonymously', node=True),
@@ -343,6 +372,20 @@ LABELS: tuple[Label, ...] = (
           'ClusterIP: Headlamp through kubectl port-forward only; LoadBalancer: also '
           'on the proxy VIP, port 8443 (needs keystone_auth_enabled and proxies)',
           node=True),
+    Label('cloud_provider_enabled', _boolean, False,
+          'openstack-cloud-controller-manager on the masters: node addresses, provider '
+          'IDs and zones from Nova, the Node of a deleted server removed (its '
+          'LoadBalancer controller off: celtic-lb serves those); the cluster gets its '
+          'application credential (doc/cloud-provider.md)', node=True),
+    Label('cloud_provider_tag', _release_tag, FROM_CLUSTER,
+          'openstack-cloud-controller-manager release', PER_KUBE_MINOR_DOC,
+          node=True),
+    Label('cinder_csi_enabled', _boolean, False,
+          'Cinder CSI: the celtic-cinder StorageClass (ReadWriteOnce Cinder volumes, '
+          'expandable) beside celtic-gluster; the cluster gets its application '
+          'credential (doc/cloud-provider.md)', node=True),
+    Label('cinder_csi_plugin_tag', _release_tag, FROM_CLUSTER,
+          'cinder-csi-plugin release', PER_KUBE_MINOR_DOC, node=True),
 )
 
 BY_NAME: dict[str, Label] = {label.name: label for label in LABELS}
@@ -353,6 +396,27 @@ FOREIGN_LABELS = frozenset({
     'kube_dashboard_enabled', 'etcd_volume_size', 'docker_volume_type',
     'os_distro', 'magnum_driver',
 })
+
+
+def kube_minor_number(kube_tag: str) -> int:
+    """The minor of a valid kube_tag (36 for v1.36 and v1.36.3)."""
+    return int(kube_tag.strip().split('.')[1])
+
+
+def addon_versions(kube_tag: str) -> dict[str, str]:
+    """The pinned add-on releases for the minor of ``kube_tag`` (a valid kube_tag)."""
+    return dict(ADDON_VERSIONS_BY_MINOR[kube_minor_number(kube_tag)])
+
+
+def addon_versions_table() -> str:
+    """The README's add-on versions table, generated from ADDON_VERSIONS_BY_MINOR."""
+    names = list(ADDON_VERSIONS_BY_MINOR[SUPPORTED_KUBE_MINORS[0]])
+    rows = ['| Kubernetes | %s |' % ' | '.join('`%s`' % n for n in names),
+            '|---|%s' % ('---|' * len(names))]
+    for minor in SUPPORTED_KUBE_MINORS:
+        row = ADDON_VERSIONS_BY_MINOR[minor]
+        rows.append('| v1.%d | %s |' % (minor, ' | '.join(row[n] for n in names)))
+    return '\n'.join(rows)
 
 
 def reference_table() -> str:

@@ -32,7 +32,6 @@ from typing import Any, Mapping, Sequence
 
 from magnum_celtic import keystone_auth
 from magnum_celtic import labels as label_table
-from magnum_celtic import versions
 from magnum_celtic.labels import BY_NAME, FROM_CLUSTER, LabelError
 
 SUPPORTED_DISTROS = ('ubuntu', 'debian')
@@ -220,6 +219,15 @@ class ClusterSpec:
         return '.'.join(self.node_values['kube_tag'].split('.')[:2])
 
     @property
+    def needs_credential(self) -> bool:
+        """Whether something on the masters calls OpenStack (the autoscaler,
+        auto-healing, the cloud provider, Cinder CSI): then the cluster gets an
+        application credential (magnum_celtic.appcred)."""
+        return (self.scaling.needs_credential
+                or bool(self.node_values.get('cloud_provider_enabled'))
+                or bool(self.node_values.get('cinder_csi_enabled')))
+
+    @property
     def dns_service_ip(self) -> str:
         """The cluster DNS address: the tenth address of the service network."""
         return str(ipaddress.IPv4Network(self.node_values['service_network_cidr'])[10])
@@ -231,7 +239,10 @@ class ClusterSpec:
     def node_settings(self) -> dict[str, Any]:
         """The settings every node reads from /etc/celtic/params.json: the node-bound
         labels as they are, and what the driver derives for the nodes."""
+        pinned = label_table.addon_versions(self.node_values['kube_tag'])
         return {
+            # the add-on releases pinned per minor that no label overrides
+            **{name: tag for name, tag in pinned.items() if name not in BY_NAME},
             **self.node_values,
             'kube_minor': self.kube_minor,
             'network_driver': self.network_driver,
@@ -313,6 +324,10 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
                   else resolver.get('fixed_network_cidr'))
     node_values = {label.name: resolver.get(label.name)
                    for label in label_table.LABELS if label.node}
+    # node labels defaulting from the cluster are the releases pinned per minor
+    pinned = label_table.addon_versions(node_values['kube_tag'])
+    node_values.update({name: pinned[name] for name, value in node_values.items()
+                        if value is None and name in pinned})
     pod_cidr = node_values['pod_network_cidr']
     service_cidr = node_values['service_network_cidr']
     _check_networks(fixed_cidr, pod_cidr, service_cidr)
@@ -483,10 +498,9 @@ def _scaling(resolver: _LabelResolver, count: int) -> ScalingSpec:
 def _keystone(resolver: _LabelResolver, node_values: Mapping[str, Any],
               cluster: Mapping[str, Any], defaults: Defaults) -> KeystoneSpec | None:
     """Keystone login's settings when label keystone_auth_enabled asks for it."""
-    minor = int(node_values['kube_tag'].split('.')[1])
     # read (so a bad value is refused) whether or not the webhook is enabled
-    tag = resolver.get('k8s_keystone_auth_tag',
-                       versions.pinned('k8s_keystone_auth', minor))
+    tag = resolver.get('k8s_keystone_auth_tag', label_table.addon_versions(
+        node_values['kube_tag'])['k8s_keystone_auth_tag'])
     if not node_values['keystone_auth_enabled']:
         return None
     if not defaults.keystone_auth_url:

@@ -42,6 +42,8 @@ source "$CELTIC_LIB_DIR/node/members.sh"
 source "$CELTIC_LIB_DIR/node/keystone_auth.sh"
 # shellcheck source=node/dashboard.sh
 source "$CELTIC_LIB_DIR/node/dashboard.sh"
+# shellcheck source=node/cloud.sh disable=SC1091
+source "$CELTIC_LIB_DIR/node/cloud.sh"
 
 MASTER_INDEX=
 MASTERS=()
@@ -129,9 +131,11 @@ master_init_once() {
 }
 
 # master_addons: celtic's manifests, each only when its feature is on (metrics-server
-# always).
+# always). The cloud add-ons first: with the cloud provider, no pod but the CNI's
+# lands on a node until its controller initialised it (node/cloud.sh).
 master_addons() {
     local manifests=$CELTIC_LIB_DIR/manifests
+    cloud_addons
     celtic_step addon-metrics-server kube_apply_manifest "$manifests/metrics-server.yaml"
     if keystone_auth_enabled; then
         celtic_step addon-keystone-auth keystone_auth_addon
@@ -197,11 +201,25 @@ master_members_main() {
     members_reconcile
 }
 
+# master_cloud_config_main: what an operator runs on master 0 after `openstack coe
+# credential rotate` (`master.sh cloud-config`, doc/cloud-provider.md): the masters'
+# secrets fetched again, the Secret celtic-cloud-config re-rendered and re-applied.
+master_cloud_config_main() {
+    celtic_load_params "$CELTIC_ETC/params.json"
+    kube_defaults
+    celtic_fetch_vendordata
+    cloud_wanted || celtic_die "neither cloud_provider_enabled nor cinder_csi_enabled" \
+        "is set on this cluster: there is no cloud.conf to refresh"
+    cloud_config_secret
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     set -euo pipefail
     CELTIC_ROLE=master
     if [[ "${1:-}" == members ]]; then
         master_members_main
+    elif [[ "${1:-}" == cloud-config ]]; then
+        master_cloud_config_main
     else
         celtic_run master_main "$@"
     fi

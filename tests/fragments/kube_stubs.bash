@@ -41,7 +41,7 @@ kube_fake_libdir() {
     ln -s "$FRAGMENTS/lib" "$CELTIC_LIB_DIR/lib"
     ln -s "$FRAGMENTS/templates" "$CELTIC_LIB_DIR/templates"
     local f
-    for f in common kubernetes addons members keystone_auth dashboard; do
+    for f in common kubernetes addons members keystone_auth dashboard cloud; do
         ln -s "$FRAGMENTS/node/$f.sh" "$CELTIC_LIB_DIR/node/$f.sh"
     done
     for f in ha_cluster_setup:ha api_vip_setup:api_vip gluster_client_mount:gluster_client; do
@@ -49,6 +49,10 @@ kube_fake_libdir() {
             >"$CELTIC_LIB_DIR/node/${f#*:}.sh"
     done
     cp "$FIXTURES"/manifests/*.yaml "$CELTIC_LIB_DIR/manifests/"
+    # the cloud add-ons: the real manifests (their placeholders are node settings)
+    for f in openstack-cloud-controller-manager cinder-csi; do
+        ln -s "$FRAGMENTS/manifests/$f.yaml" "$CELTIC_LIB_DIR/manifests/$f.yaml"
+    done
 }
 
 kube_secrets() {
@@ -80,7 +84,11 @@ params = {
     'ingress_controller': 'traefik', 'ingress_tag': 'v3.5.0',
     'local_path_provisioner_tag': 'v0.0.32', 'storage_volume_name': 'celtic',
     'metrics_server_tag': 'v0.8.0', 'auto_scaling_enabled': False,
-    'auto_healing_enabled': False,
+    'auto_healing_enabled': False, 'cloud_provider_enabled': False,
+    'cinder_csi_enabled': False, 'cloud_provider_tag': 'v1.36.0',
+    'cinder_csi_plugin_tag': 'v1.36.0', 'csi_attacher_tag': 'v4.10.0',
+    'csi_provisioner_tag': 'v5.3.0', 'csi_resizer_tag': 'v1.14.0',
+    'csi_livenessprobe_tag': 'v2.17.0', 'csi_node_driver_registrar_tag': 'v2.15.0',
     'storage_mount_path': '/var/lib/celtic-gluster', 'api_port': 6443,
     'lb_reserved_ports': [22, 2224],
     'discovery_hash': 'sha256:' + 'ab' * 32,

@@ -124,6 +124,14 @@ class CredentialTest(base.DriverTestCase):
         self.assertEqual([], self.creds.requests)
         self.assertIsNone(self.kept(stored))
 
+    def test_the_cloud_provider_alone_gets_the_cluster_a_credential(self):
+        stored = self.create(labels={'kube_tag': 'v1.36', 'cloud_provider_enabled': 'true'})
+        self.assertEqual(set(self.creds.live), {self.kept(stored).id})
+
+    def test_cinder_csi_alone_gets_the_cluster_a_credential(self):
+        stored = self.create(labels={'kube_tag': 'v1.36', 'cinder_csi_enabled': 'true'})
+        self.assertEqual(set(self.creds.live), {self.kept(stored).id})
+
     def test_keystone_refusing_the_roles_fails_the_create_before_any_stack(self):
         self.creds.refuse_create = 403
         self.assertRaisesRegex(exception.InvalidParameterValue,
@@ -177,7 +185,8 @@ class CredentialTest(base.DriverTestCase):
         stored.status = base.Status.CREATE_COMPLETE
         stored.save()
         self.assertRaisesRegex(exception.InvalidParameterValue,
-                               'auto_scaling_enabled or auto_healing_enabled',
+                               'auto_scaling_enabled, auto_healing_enabled, '
+                               'cloud_provider_enabled or cinder_csi_enabled',
                                credential_conductor.Handler().credential_rotate,
                                self.user_context, stored)
 

@@ -37,6 +37,7 @@ TOKEN = 'q1w2e3.r4t5y6u7i8o9p0a1'
 DISCOVERY_HASH = 'sha256:' + '0f' * 32
 MASTERS = ['10.0.0.11', '10.0.0.12', '10.0.0.13']
 KUBEADM = 'kubeadm.k8s.io/v1beta4'
+SERVER_ID = '0b5c7d4e-1f2a-4b3c-8d9e-0f1a2b3c4d5e'
 
 # Fields of the kubeadm v1beta4 types celtic writes (kubeadm rejects unknown fields).
 KNOWN_FIELDS = {
@@ -92,7 +93,7 @@ def render(tmp_path: pathlib.Path, what: str, node_ip: str = MASTERS[0],
     for entry in ('lib', 'templates', 'master.sh'):
         (lib / entry).symlink_to(FRAGMENTS / entry)
     for module in ('common', 'kubernetes', 'addons', 'members', 'keystone_auth',
-                   'dashboard'):
+                   'dashboard', 'cloud'):
         (lib / 'node' / f'{module}.sh').symlink_to(FRAGMENTS / 'node' / f'{module}.sh')
     for module in ('ha', 'api_vip'):  # other engineers' modules, not needed to render
         (lib / 'node' / f'{module}.sh').write_text('')
@@ -103,7 +104,8 @@ def render(tmp_path: pathlib.Path, what: str, node_ip: str = MASTERS[0],
     env = dict(os.environ, PATH=f'{stubs}:{os.environ["PATH"]}', CELTIC_ROOT=str(root),
                CELTIC_ETC=str(etc), CELTIC_LIB_DIR=str(lib),
                CELTIC_STATE_DIR=str(root / 'var'), CELTIC_LOG_FILE='',
-               CELTIC_NODE_IP=node_ip, CELTIC_NODE_NAME='Prod-EU-Node-1')
+               CELTIC_NODE_IP=node_ip, CELTIC_NODE_NAME='Prod-EU-Node-1',
+               CELTIC_NODE_ID=SERVER_ID)
     subprocess.run(['bash', '-c', SCRIPT, 'render', what], env=env, check=True,
                    capture_output=True, text=True, timeout=60)
     kind = 'init' if what == 'init' else 'join'
@@ -300,3 +302,24 @@ def test_init_with_keystone_login_sends_tokens_and_requests_to_the_webhook(tmp_p
         'name': 'keystone-auth', 'hostPath': '/etc/kubernetes/keystone-auth',
         'mountPath': '/etc/kubernetes/keystone-auth', 'readOnly': True,
         'pathType': 'Directory'}]
+
+
+@pytest.mark.parametrize('what', ['init', 'join-control-plane', 'join-worker'])
+def test_with_the_cloud_provider_every_kubelet_is_external_and_names_its_server(
+        tmp_path, what):
+    _, text = render(tmp_path, what, node_ip=MASTERS[1] if what != 'join-worker'
+                     else '10.0.0.57', cloud_provider_enabled=True,
+                     node_labels={}, node_taints=[])
+    docs = documents(text)
+    registration = docs['InitConfiguration' if what == 'init'
+                        else 'JoinConfiguration']['nodeRegistration']
+    assert_known_fields('NodeRegistrationOptions', registration)
+    args = kubelet_args(registration)
+    assert args['cloud-provider'] == 'external'
+    assert args['provider-id'] == 'openstack:///' + SERVER_ID
+
+
+def test_without_the_cloud_provider_no_kubelet_defers_to_one(tmp_path):
+    _, text = render(tmp_path, 'init', cloud_provider_enabled=False)
+    args = kubelet_args(documents(text)['InitConfiguration']['nodeRegistration'])
+    assert not {'cloud-provider', 'provider-id'} & set(args)

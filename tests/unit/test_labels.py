@@ -137,3 +137,42 @@ def test_readme_label_reference_is_the_label_table():
     assert between == labels.reference_table(), (
         'README.md label reference differs from magnum_celtic/labels.py: paste '
         'labels.reference_table() between the labels:begin/end markers')
+
+
+# ---- add-on releases pinned per Kubernetes minor --------------------------------------
+
+def test_every_supported_minor_has_one_row_of_add_on_releases_with_the_same_columns():
+    table = labels.ADDON_VERSIONS_BY_MINOR
+    assert sorted(table) == sorted(labels.SUPPORTED_KUBE_MINORS)
+    columns = {tuple(sorted(row)) for row in table.values()}
+    assert len(columns) == 1
+    for row in table.values():
+        for name, tag in row.items():
+            assert labels._release_tag(tag) == tag, (name, tag)
+
+
+def test_cloud_provider_openstack_releases_are_never_newer_than_the_minor():
+    # its release line v1.<minor> is built for Kubernetes v1.<minor>; a cluster may run
+    # it one minor newer (skew policy), never older
+    for minor, row in labels.ADDON_VERSIONS_BY_MINOR.items():
+        for name in ('cloud_provider_tag', 'cinder_csi_plugin_tag'):
+            release_minor = int(row[name].split('.')[1])
+            assert minor - 1 <= release_minor <= minor, (minor, name, row[name])
+
+
+def test_labels_pinned_per_minor_default_from_the_table():
+    for name in ('cloud_provider_tag', 'cinder_csi_plugin_tag'):
+        label = BY_NAME[name]
+        assert label.default is FROM_CLUSTER and label.node
+        assert label.default_doc == labels.PER_KUBE_MINOR_DOC
+        assert all(name in row for row in labels.ADDON_VERSIONS_BY_MINOR.values())
+
+
+def test_readme_add_on_versions_match_the_table():
+    readme = (pathlib.Path(__file__).resolve().parents[2] / 'README.md').read_text()
+    begin, end = '<!-- addon-versions:begin -->\n', '\n<!-- addon-versions:end -->'
+    assert begin in readme and end in readme
+    between = readme.split(begin, 1)[1].split(end, 1)[0]
+    assert between == labels.addon_versions_table(), (
+        'README.md add-on versions differ from magnum_celtic/labels.py: paste '
+        'labels.addon_versions_table() between the addon-versions:begin/end markers')

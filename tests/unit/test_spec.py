@@ -18,6 +18,7 @@ import re
 
 import pytest
 
+from magnum_celtic import labels as labels_mod
 from magnum_celtic import sample
 from magnum_celtic import spec
 from magnum_celtic.labels import LabelError
@@ -314,6 +315,61 @@ def test_no_autoscaling_needs_no_credential_and_allows_a_pool_outside_min_max():
     assert built.scaling == spec.ScalingSpec(min_nodes=1, max_nodes=2)
     assert not built.scaling.needs_credential
     assert not build().scaling.needs_credential
+
+
+# ---- the cloud provider and Cinder CSI (doc/cloud-provider.md) -------------------------
+
+@pytest.mark.parametrize('label', ['cloud_provider_enabled', 'cinder_csi_enabled'])
+def test_a_cloud_add_on_needs_the_credential_and_reaches_the_nodes(label):
+    built = build(labels={label: 'true'})
+    assert built.needs_credential
+    assert not built.scaling.needs_credential
+    assert built.node_settings()[label] is True
+
+
+def test_no_cloud_add_on_by_default_and_no_credential():
+    built = build()
+    assert not built.needs_credential
+    settings = built.node_settings()
+    assert settings['cloud_provider_enabled'] is False
+    assert settings['cinder_csi_enabled'] is False
+
+
+@pytest.mark.parametrize('label', ['cloud_provider_enabled', 'cinder_csi_enabled'])
+def test_a_bad_cloud_add_on_switch_is_refused_naming_the_label(label):
+    with pytest.raises(LabelError) as caught:
+        build(labels={label: 'maybe'})
+    assert str(caught.value) == 'label %s must be true or false, got "maybe"' % label
+
+
+@pytest.mark.parametrize('label', ['cloud_provider_tag', 'cinder_csi_plugin_tag'])
+def test_a_bad_cloud_add_on_release_is_refused_naming_the_label(label):
+    with pytest.raises(LabelError) as caught:
+        build(labels={label: 'latest'})
+    assert str(caught.value) == ('label %s must be a release tag such as v1.2.3, got '
+                                 '"latest"' % label)
+
+
+@pytest.mark.parametrize('minor', labels_mod.SUPPORTED_KUBE_MINORS)
+def test_cloud_add_on_releases_follow_the_kubernetes_minor(minor):
+    settings = build(labels={'kube_tag': 'v1.%d.2' % minor}).node_settings()
+    for name, tag in labels_mod.ADDON_VERSIONS_BY_MINOR[minor].items():
+        assert settings[name] == tag, name
+
+
+def test_a_cloud_add_on_release_label_overrides_its_minor_s_pin():
+    settings = build(labels={'kube_tag': 'v1.35', 'cloud_provider_tag': 'v1.35.9',
+                             'cinder_csi_plugin_tag': 'v1.35.8'}).node_settings()
+    assert (settings['cloud_provider_tag'], settings['cinder_csi_plugin_tag']) == (
+        'v1.35.9', 'v1.35.8')
+    # the sidecars stay the minor's
+    assert settings['csi_provisioner_tag'] == labels_mod.ADDON_VERSIONS_BY_MINOR[35][
+        'csi_provisioner_tag']
+
+
+def test_an_operator_default_pins_a_cloud_add_on_release_for_every_cluster():
+    built = build(operator={'cloud_provider_tag': 'v1.36.7'})
+    assert built.node_settings()['cloud_provider_tag'] == 'v1.36.7'
 
 
 def test_close_match_check_suggests_the_celtic_label():

@@ -357,18 +357,35 @@ kube_kubeadm() {
     kubeadm "$@" 2>&1 | sed -E 's/[a-z0-9]{6}\.[a-z0-9]{16}/<token>/g' >&2
 }
 
+# kube_instance_id: this server's Nova id (cloud-init's instance id), or nothing.
+kube_instance_id() {
+    if [[ -n "${CELTIC_NODE_ID:-}" ]]; then
+        printf '%s\n' "$CELTIC_NODE_ID"
+    elif [[ -r /var/lib/cloud/data/instance-id ]]; then
+        cat /var/lib/cloud/data/instance-id
+    fi
+}
+
 # kube_registration ROLE: exports KUBE_TAINTS and KUBE_KUBELET_ARGS (JSON) for ROLE
-# worker (the pool's node_labels and node_taints) or control-plane.
+# worker (the pool's node_labels and node_taints) or control-plane. With
+# cloud_provider_enabled the kubelet defers to the cloud-controller-manager
+# (--cloud-provider=external) and names its server (--provider-id, so the controller
+# finds it by id, not by name).
 kube_registration() {
-    local out
-    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" <<'PY'
-import json, sys
-role, ip, params_file = sys.argv[1:4]
+    local out instance_id
+    instance_id=$(kube_instance_id)
+    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" "$instance_id" <<'PY'
+import json, re, sys
+role, ip, params_file, instance_id = sys.argv[1:5]
 params = {}
 if params_file:
     with open(params_file) as f:
         params = json.load(f)
 args = [{'name': 'node-ip', 'value': ip}]
+if params.get('cloud_provider_enabled') is True:
+    args.append({'name': 'cloud-provider', 'value': 'external'})
+    if re.fullmatch(r'[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}', instance_id.strip()):
+        args.append({'name': 'provider-id', 'value': 'openstack:///' + instance_id.strip()})
 if role == 'control-plane':
     taints = [{'key': 'node-role.kubernetes.io/control-plane', 'effect': 'NoSchedule'}]
 else:
