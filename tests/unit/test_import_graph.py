@@ -26,7 +26,7 @@ import magnum_celtic
 PACKAGE = os.path.dirname(magnum_celtic.__file__)
 #: modules that do no I/O: plain data in, plain data out (templates reads files)
 PURE = ('labels', 'spec', 'pki', 'request', 'expand', 'budget', 'outputs', 'status',
-        'templates', 'preflight', 'versions', 'keystone_auth')
+        'templates', 'preflight', 'keystone_auth')
 #: what may never be imported by a pure module: Magnum, clients, configuration
 IMPURE = ('magnum', 'heatclient', 'keystoneauth1', 'oslo_config', 'oslo_log',
           'magnum_celtic.conf', 'magnum_celtic.heat', 'magnum_celtic.adapters',
