@@ -33,6 +33,10 @@ POOL = 4                       # minion.yaml: handle, config, wait; the server g
 PER_HA_NODE = 3                # its port, its node.yaml member, its server
 PER_STORAGE_NODE = 5           # port, member, server, volume, attachment
 PER_MINION = 1                 # a server
+#: node_group.yaml on the masters only: members_handle (doc/master-resize.md); its
+#: members_wait exists only between the two updates of a master removal, which add no
+#: server, so a stack at the cap can still remove masters only with one resource spare
+MASTER_MEMBERS = 1
 
 
 def resource_count(spec: ClusterSpec, minions: int | None = None) -> int:
@@ -41,7 +45,8 @@ def resource_count(spec: ClusterSpec, minions: int | None = None) -> int:
     total = FIXED_RESOURCES + POOL + PER_MINION * n
     if not spec.uses_existing_network:
         total += NETWORK_RESOURCES
-    total += VIP_ADDRESSES + NODE_GROUP + spec.masters.count * PER_HA_NODE
+    total += (VIP_ADDRESSES + NODE_GROUP + MASTER_MEMBERS
+              + spec.masters.count * PER_HA_NODE)
     if spec.proxies.count:
         total += VIP_ADDRESSES + NODE_GROUP + spec.proxies.count * PER_HA_NODE
     if spec.storage.count:

@@ -245,6 +245,12 @@ class Driver(driver.Driver):
         except heat_api.HeatError as error:
             LOG.warning('cluster %s: status unchanged, %s', cluster.uuid, error)
             return
+        if (cluster.status == Status.UPDATE_IN_PROGRESS and cluster_stack is not None
+                and cluster_stack.status == 'UPDATE_COMPLETE'
+                and (cluster_stack.outputs or {}).get(out.MASTER_REMOVAL)):
+            # the first update of a master shrink is done: send the second
+            self._finish_master_removal(context, cluster, heat, cluster_stack)
+            return
         result = status.cluster_status(cluster.status, cluster_stack,
                                        adapters.nodegroup_views(cluster),
                                        pool_stacks,
@@ -336,10 +342,11 @@ class Driver(driver.Driver):
             raise exception.InvalidParameterValue(err=error)
 
     def _resize_masters(self, context, cluster, count):
-        """Change the master count: PATCH the cluster's stack with the count and one
-        address port per master (doc/master-resize.md). Only growth: the new masters
-        join the control plane, the running ones take them into corosync and HAProxy
-        when Heat updates their server metadata."""
+        """Change the master count (doc/master-resize.md). Growth: one PATCH of the
+        cluster's stack with the count and one address port per master; the new
+        masters join the control plane, the running ones take them into corosync and
+        HAProxy when Heat updates their server metadata. A shrink: the first of two
+        updates (:meth:`_remove_masters`)."""
         heat = adapters.heat_client(context)
         try:
             state = heat.get(cluster.stack_id)
@@ -362,6 +369,15 @@ class Driver(driver.Driver):
                     '(create a new cluster with the master count it needs)')
         spec = adapters.cluster_spec(context, cluster, warn=False)
         adapters.check_stack_size(spec)
+        pending = (state.outputs or {}).get(out.MASTER_REMOVAL) or ''
+        if current is not None and count < current:
+            self._remove_masters(context, cluster, heat, state, spec, current, count)
+            return
+        if pending:
+            raise exception.InvalidParameterValue(
+                err='node_count of the master nodegroup: the removal of masters %s is '
+                    'not finished; run the resize to %d again to finish it first'
+                    % (pending, current - len(pending.split())))
         if current is not None and count > current:
             inventory.check_masters(context, cluster, spec, count - current)
         parameters, files = req.master_resize_request(spec, adapters.template_set())
@@ -370,6 +386,85 @@ class Driver(driver.Driver):
         except heat_api.HeatError as error:
             raise _user_error(error)
         LOG.info('cluster %s: masters %s -> %d', cluster.uuid, current, count)
+
+    def _remove_masters(self, context, cluster, heat, state, spec, current, count):
+        """The first update of a master shrink: the masters that stay are told the
+        shorter member list and master 0 takes the leaving ones (the highest indices)
+        out of Kubernetes, etcd, corosync and HAProxy, then reports; the status poll
+        sends the second update, which deletes their servers
+        (:meth:`_finish_master_removal`). Refused while a master is unhealthy."""
+        outputs = state.outputs or {}
+        if out.MASTER_REMOVAL not in outputs:
+            raise exception.InvalidParameterValue(
+                err='node_count of the master nodegroup: %d -> %d is refused: this '
+                    'cluster was created by an earlier celtic release, whose stack '
+                    'cannot remove masters (allowed: %d or more)' % (current, count,
+                                                                     current))
+        addresses = [str(a) for a in outputs.get(out.MASTER_ADDRESSES) or []]
+        if len(addresses) != current:
+            raise exception.InvalidParameterValue(
+                err='node_count of the master nodegroup: the stack lists %d master '
+                    'addresses for %d masters; its last update did not complete: run '
+                    'the previous resize again first' % (len(addresses), current))
+        leaving = addresses[count:]
+        pending = outputs.get(out.MASTER_REMOVAL) or ''
+        if pending and pending.split() != leaving:
+            raise exception.InvalidParameterValue(
+                err='node_count of the master nodegroup: the removal of masters %s is '
+                    'not finished; run the resize to %d again to finish it first'
+                    % (pending, current - len(pending.split())))
+        unhealthy = status.unhealthy_masters(
+            getattr(cluster, 'health_status', None),
+            getattr(cluster, 'health_status_reason', None))
+        if unhealthy:
+            raise exception.InvalidParameterValue(
+                err='node_count of the master nodegroup: %d -> %d is refused while a '
+                    'master is unhealthy (health_status_reason: %s): a master removal '
+                    'needs every master that stays up; nothing was changed'
+                    % (current, count, unhealthy))
+        parameters, files = req.master_removal_request(spec, adapters.template_set(),
+                                                       current, leaving)
+        try:
+            heat.update(cluster.stack_id, parameters, files=files)
+        except heat_api.HeatError as error:
+            raise _user_error(error)
+        LOG.info('cluster %s: masters %d -> %d: %s leave first', cluster.uuid, current,
+                 count, ' '.join(leaving))
+
+    def _finish_master_removal(self, context, cluster, heat, stack) -> bool:
+        """The second update of a master shrink, sent by the status poll once the
+        first is UPDATE_COMPLETE (master 0 reported the leaving masters out): the
+        count goes down and Heat deletes their servers and ports. True when it was
+        sent (the cluster stays UPDATE_IN_PROGRESS)."""
+        leaving = str((stack.outputs or {}).get(out.MASTER_REMOVAL) or '').split()
+        try:
+            current = int(stack.parameters.get('master_count'))
+        except (TypeError, ValueError):
+            LOG.error('cluster %s: masters %s were removed, but the stack shows no '
+                      'master_count', cluster.uuid, ' '.join(leaving))
+            return False
+        count = current - len(leaving)
+        try:
+            departed = int(stack.parameters.get('master_departed') or 0)
+        except (TypeError, ValueError):
+            departed = 0
+        spec = adapters.cluster_spec(context, cluster, warn=False)
+        parameters, files = req.master_resize_request(
+            spec, adapters.template_set(), count, finish_removal=departed + len(leaving))
+        try:
+            heat.update(stack.id, parameters, files=files)
+        except heat_api.HeatError as error:
+            # tried again at the next poll: the stack is still UPDATE_COMPLETE with
+            # master_removal set
+            LOG.warning('cluster %s: the servers of the removed masters %s are not '
+                        'deleted yet: %s', cluster.uuid, ' '.join(leaving), error)
+            return False
+        LOG.info('cluster %s: masters %s are out of etcd and corosync; %d -> %d, '
+                 'deleting their servers', cluster.uuid, ' '.join(leaving), current,
+                 count)
+        cluster.status_reason = status.removal_reason(leaving, finishing=True)
+        cluster.save()
+        return True
 
     def _resize(self, context, cluster, stack_id, count, nodes_to_remove, nodegroup,
                 pool_stack, rollback=False):

@@ -108,12 +108,20 @@ def _expand_list_output(output: Mapping[str, Any],
 
 #: the port patterns of addresses.yaml, by role
 PORT_PATTERNS = {'master_port': 'master', 'proxy_port': 'proxy', 'storage_port': 'storage'}
+#: the list outputs of addresses.yaml that name only the members that stay, by role
+STAYING_OUTPUTS = {'master_members': 'master'}
 
 
-def render_addresses(pattern_text: str, counts: Mapping[str, int]) -> str:
+def render_addresses(pattern_text: str, counts: Mapping[str, int],
+                     staying: Mapping[str, int] | None = None) -> str:
     """addresses.yaml with one copy of each role's port pattern per node of the role
     (``counts``: role -> nodes), named ``<role>-<index>``, and its list outputs naming
-    them in index order. A role without nodes has no port and empty lists."""
+    them in index order. A role without nodes has no port and empty lists.
+
+    ``staying`` (role -> nodes) cuts the outputs of STAYING_OUTPUTS to the first nodes
+    of the role: while masters are being removed their ports (and servers) are still
+    there, but the member list the masters are told no longer names them
+    (doc/master-resize.md). By default every node stays."""
     import yaml
     doc = yaml.safe_load(pattern_text)
     resources: dict[str, Any] = {}
@@ -128,6 +136,10 @@ def render_addresses(pattern_text: str, counts: Mapping[str, int]) -> str:
             resources[member] = _with_index(definition, index)
     outputs = {key: _expand_list_output(output, members)
                for key, output in (doc.get('outputs') or {}).items()}
+    for key, role in STAYING_OUTPUTS.items():
+        if key in outputs and isinstance(outputs[key].get('value'), list):
+            keep = min(counts[role], (staying or {}).get(role, counts[role]))
+            outputs[key]['value'] = outputs[key]['value'][:keep]
     doc.update(heat_template_version=str(doc['heat_template_version']),
                resources=resources, outputs=outputs)
     return json.dumps(doc, indent=1, sort_keys=True) + '\n'

@@ -64,6 +64,9 @@ MASTER_ADDRESSES = Output('master_addresses', CLUSTER_STACK,
 MASTER_MEMBERS = Output('master_members', CLUSTER_STACK,
                         'master resize: present when the masters are told the member '
                         'list (celtic_members) and run celtic-members.timer')
+MASTER_REMOVAL = Output('master_removal', CLUSTER_STACK,
+                        'master shrink: the masters being removed between its two '
+                        'updates (empty otherwise); present when masters can be removed')
 KUBE_VERSION = Output('kube_version', CLUSTER_STACK, 'cluster.coe_version')
 # read by the lab's summary only, nothing in Magnum
 PROXY_VIP = Output('proxy_vip', CLUSTER_STACK, 'the lab summary')

@@ -277,19 +277,47 @@ def scale_request(templates: TemplateSet, outputs: Mapping[str, Any], count: int
     return {('count' if pool_stack else 'minion_count'): count}, files
 
 
-def master_resize_request(spec: ClusterSpec, templates: TemplateSet
+def master_resize_request(spec: ClusterSpec, templates: TemplateSet,
+                          count: int | None = None, finish_removal: int | bool = False
                           ) -> tuple[dict[str, Any], dict[str, str]]:
     """(parameters, files) of the PATCH update that changes the master count to
-    ``spec.masters.count``: the count and addresses.yaml re-rendered with one port per
-    master (the ports of the masters that stay are the same resources, so every
-    master keeps its address). Heat then updates every running master's server
-    metadata (celtic_members) in place and boots the new ones, which join the control
-    plane; node/members.sh on the running masters takes the new members into corosync
-    and HAProxy (doc/master-resize.md)."""
+    ``count`` (``spec.masters.count`` by default): the count and addresses.yaml
+    re-rendered with one port per master (the ports of the masters that stay are the
+    same resources, so every master keeps its address).
+
+    Growth: Heat updates every running master's server metadata (celtic_members) in
+    place and boots the new ones, which join the control plane; node/members.sh on
+    the running masters takes the new members into corosync and HAProxy.
+    ``finish_removal`` (the new master_departed: masters removed over the cluster's
+    life): the second update of a shrink (:func:`master_removal_request` was the
+    first): the count goes down, master_removal is emptied, and Heat deletes the
+    servers and ports of the masters that already left (doc/master-resize.md)."""
+    count = spec.masters.count if count is None else int(count)
     counts = {role: nodes.count for role, nodes in spec.roles.items()}
+    counts['master'] = count
     files = {ADDRESSES_TEMPLATE: expand.render_addresses(templates.read(ADDRESSES_TEMPLATE),
                                                          counts)}
-    return {'master_count': spec.masters.count}, files
+    parameters: dict[str, Any] = {'master_count': count}
+    if finish_removal is not False:
+        parameters['master_removal'] = ''
+        parameters['master_departed'] = int(finish_removal)
+    return parameters, files
+
+
+def master_removal_request(spec: ClusterSpec, templates: TemplateSet, current: int,
+                           leaving: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """(parameters, files) of the first update of a master shrink: every port and
+    server stays (``current`` masters), the member list the masters are told
+    (celtic_members) names only the first ``current - len(leaving)``, and
+    master_removal names the ``leaving`` addresses, which makes the masters' group
+    wait for master 0's report that they are out of etcd, corosync and HAProxy. The
+    count does not change until that report is in (doc/master-resize.md)."""
+    counts = {role: nodes.count for role, nodes in spec.roles.items()}
+    counts['master'] = int(current)
+    staying = {'master': int(current) - len(leaving)}
+    files = {ADDRESSES_TEMPLATE: expand.render_addresses(templates.read(ADDRESSES_TEMPLATE),
+                                                         counts, staying)}
+    return {'master_removal': ' '.join(leaving)}, files
 
 
 def hidden_parameters(template_text: str) -> frozenset[str]:

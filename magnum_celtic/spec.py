@@ -138,17 +138,25 @@ MASTER_COUNTS = (1, 3, 5, 7)
 
 def master_resize_error(requested: Any, current: int | None = None) -> str | None:
     """Why the master nodegroup cannot be resized to ``requested`` masters (from
-    ``current``, when known), or None. Only growth is offered: a master that leaves
-    must leave etcd and corosync before Heat deletes its server, which the stack
-    cannot sequence yet (doc/master-resize.md)."""
-    allowed = [n for n in MASTER_COUNTS if current is None or n >= current]
+    ``current``, when known), or None.
+
+    Growth to any odd count. A shrink only when the masters that stay are more than
+    half of the current ones: the leaving masters stop corosync before the others
+    shrink their member list, so for a while the ones that stay are all there is of
+    the old list, and they must still have its quorum (and etcd, whose members leave
+    one by one, keeps a majority throughout): 5 -> 3 and 7 -> 5 are offered, 3 -> 1,
+    5 -> 1 and 7 -> 3 are not (resize in steps; doc/master-resize.md)."""
+    allowed = [n for n in MASTER_COUNTS
+               if current is None or n >= current or 2 * n > current]
     if isinstance(requested, int) and requested in allowed:
         return None
     shown = ', '.join(str(n) for n in allowed)
     if (isinstance(requested, int) and current is not None and requested < current
             and requested in MASTER_COUNTS):
-        return ('node_count of the master nodegroup: %d -> %d is refused: removing '
-                'masters is not supported yet; allowed: %s' % (current, requested, shown))
+        return ('node_count of the master nodegroup: %d -> %d is refused: the masters '
+                'that stay must be more than half of the %d there are, so etcd and '
+                'corosync keep quorum while the others leave (remove masters in steps); '
+                'allowed: %s' % (current, requested, current, shown))
     return ('node_count of the master nodegroup must be one of %s (an odd number: '
             'etcd and corosync keep quorum with a majority of the masters), got %s'
             % (shown, requested))

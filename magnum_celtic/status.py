@@ -270,6 +270,12 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
 
     result.status, result.reason = _aggregate(cluster_status, cluster_stack, states,
                                               failures, max_resources)
+    # the first update of a master removal says what it waits for (the stack
+    # parameter master_removal, which the output of that name shows)
+    removal = str(((cluster_stack.parameters if cluster_stack is not None else None)
+                   or {}).get(out.MASTER_REMOVAL) or '')
+    if removal and result.status == 'UPDATE_IN_PROGRESS' and result.reason is None:
+        result.reason = removal_reason(removal.split(), finishing=False)
     return result
 
 
@@ -331,3 +337,32 @@ def _aggregate(current: str, cluster_stack: StackState | None, states: list[str]
                                          if cluster_stack is not None else None)
         return 'UPDATE_COMPLETE', 'Stack UPDATE completed successfully'
     return current, None
+
+
+def unhealthy_masters(health_status: str | None,
+                      health_status_reason: Mapping[str, object] | None) -> str:
+    """What Magnum's health monitor says is wrong with the control plane ('' when
+    nothing): the API's error and every master Node that is not Ready (``<node>.Ready``
+    entries of ``health_status_reason`` whose node is a master). Only an UNHEALTHY
+    cluster is looked at: UNKNOWN (no monitor ran) refuses nothing, the masters check
+    etcd themselves before they remove a member (node/members.sh)."""
+    if health_status != 'UNHEALTHY' or not isinstance(health_status_reason, Mapping):
+        return ''
+    found = []
+    for key, value in sorted(health_status_reason.items()):
+        if key == 'api' and str(value) != 'ok':
+            found.append('api: %s' % value)
+        elif (key.endswith('.Ready') and '-master-' in key
+              and str(value).lower() != 'true'):
+            found.append('%s: %s' % (key, value))
+    return ', '.join(found)
+
+
+def removal_reason(leaving: Sequence[str], finishing: bool) -> str:
+    """The status_reason of a cluster whose masters are being removed."""
+    names = ' '.join(leaving)
+    if finishing:
+        return ('removing masters 2/2: %s left etcd and corosync; deleting their '
+                'servers' % names)
+    return ('removing masters 1/2: master 0 takes %s out of Kubernetes, etcd, '
+            'corosync and HAProxy' % names)

@@ -28,7 +28,9 @@ Two routes (doc/security.md has the design and the threat model):
     then serves no ``celtic`` key) and one WARNING line.
 ``POST /v1/signal``
     A node's SUCCESS or FAILURE, signed with the per-node key vendordata gave it
-    (``pki.signal_key``); relayed to the wait condition handle of the node's group.
+    (``pki.signal_key``); relayed to the wait condition handle of the node's group
+    (``"handle": "members"``: the group's members_handle, master 0's report during a
+    master removal).
 
 Heat is read once per stack tree and kept (:class:`ServerIndex`): a resource listing
 of a tree loads every resource of it, so one listing per booting node would cost a
@@ -78,6 +80,9 @@ GROUP_ROLES = {'masters': 'master', 'proxies': 'proxy', 'storage': 'storage',
                'minions': 'minion', 'nodes': 'minion'}
 SERVER_TYPE = 'OS::Nova::Server'
 WAIT_HANDLE = 'wait_handle'
+#: the handles of a group a node may signal: its boot report (no ``handle`` in the
+#: signal) and master 0's report that removed masters are out (doc/master-resize.md)
+HANDLES = {'': WAIT_HANDLE, 'members': 'members_handle'}
 #: seconds between two reads of one stack tree, however many nodes ask
 MIN_REREAD_SECONDS = 1.0
 MAX_INDEXED_STACKS = 512
@@ -646,7 +651,7 @@ class Service:
                 return 404, {'error': 'no wait condition waits for this node'}
             heat = self._heat(context, cluster)
             if not self.relay.relay(heat, placement.handle[0], placement.handle[1],
-                                    WAIT_HANDLE, data):
+                                    HANDLES[doc.get('handle') or ''], data):
                 return 404, {'error': 'no wait condition waits for this node'}
         except Refused as refusal:
             LOG.warning('signal of instance %s dropped: %s', instance_id, refusal)
@@ -669,9 +674,11 @@ class Service:
 def _signal_problem(doc: Mapping[str, Any]) -> str | None:
     if doc.get('status') not in ('SUCCESS', 'FAILURE'):
         return 'status must be SUCCESS or FAILURE'
-    for field in ('reason', 'id', 'data'):
+    for field in ('reason', 'id', 'data', 'handle'):
         if not isinstance(doc.get(field, ''), str):
             return '%s must be a string' % field
+    if (doc.get('handle') or '') not in HANDLES:
+        return 'handle must be one of %s' % ', '.join(sorted(h for h in HANDLES if h))
     if len(doc.get('reason') or '') > REASON_LIMIT:
         return 'reason must be at most %d characters' % REASON_LIMIT
     return None

@@ -193,12 +193,13 @@ master_main() {
     celtic_step members-timer members_timer
 }
 
-# master_members_main: what celtic-members.timer runs (no report to Heat: the stack is
-# not waiting for this node; a failure is in the log and the journal).
+# master_members_main: what celtic-members.timer runs. It reports to Heat only while a
+# master removal waits for master 0 (members_run); otherwise a failure is in the log
+# and the journal.
 master_members_main() {
     celtic_load_params "$CELTIC_ETC/params.json"
     kube_defaults
-    members_reconcile
+    members_run
 }
 
 # master_cloud_config_main: what an operator runs on master 0 after `openstack coe
@@ -221,6 +222,10 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     elif [[ "${1:-}" == cloud-config ]]; then
         master_cloud_config_main
     else
+        # A master's boot report has an id of its own server: a master that replaces a
+        # removed one of the same name must not find that one's report already there
+        # (doc/master-resize.md, node_group.yaml's departed).
+        CELTIC_SIGNAL_ID="$(celtic_node_name) $(celtic_node_id)"
         celtic_run master_main "$@"
     fi
 fi

@@ -134,7 +134,28 @@ lab_node_main() {
 
 set -euo pipefail
 CELTIC_ROLE=$LAB_ROLE
+if [[ "$CELTIC_ROLE" == master ]]; then
+    CELTIC_SIGNAL_ID="$CELTIC_NODE_NAME $CELTIC_NODE_ID"    # as master.sh does
+fi
 celtic_run lab_node_main
+'''
+
+MEMBERS_SCRIPT = r'''
+# The lab's stand-in for celtic-members.timer (`master.sh members`): the real member
+# list and report (node/members.sh members_run), simulated work.
+source "$CELTIC_LIB_DIR/lib/celtic.sh"
+source "$CELTIC_LIB_DIR/node/members.sh"
+
+members_reconcile() {
+    if [[ -n "${LAB_FAIL_STEP:-}" ]]; then
+        celtic_step "$LAB_FAIL_STEP" celtic_die "$LAB_FAIL_MESSAGE"
+    fi
+    celtic_info "lab node: members $(members_desired | tr '\n' ' ')work simulated"
+}
+
+set -euo pipefail
+CELTIC_ROLE=master
+members_run
 '''
 
 #: A node's work happens on its own machine; here it shares the control plane's cores,
@@ -439,6 +460,26 @@ def run_shell(key: str, script: str, cwd: str, env: dict[str, str], console) -> 
     finally:
         with _running_lock:
             _running.pop(key, None)
+
+
+def members_run(root: str, name: str, server_id: str, address: str, meta: dict,
+                behaviour: dict, signal_attempts: int | None = None) -> int:
+    """A running master's celtic-members.timer after Heat changed its server metadata
+    (``meta``): Nova's meta_data.json rewritten, then MEMBERS_SCRIPT. The behaviour's
+    ``members_fail`` ({"step", "message"}) makes its work fail that step.
+
+    Returns the shell's exit status."""
+    path = os.path.join(root, 'metadata', 'openstack', 'latest', 'meta_data.json')
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump({'uuid': server_id, 'name': name, 'meta': meta}, f)
+    env = node_environment(root, name, server_id, address, 'master',
+                           behaviour.get('members_fail'), signal_attempts)
+    script = os.path.join(root, 'lab-members.sh')
+    with open(script, 'w') as f:
+        f.write(MEMBERS_SCRIPT)
+    with open(os.path.join(root, 'console.log'), 'a') as console:
+        return run_shell(server_id + '-members', script, root, env, console)
 
 
 def in_background(name: str, delay: float, work: Callable[[], Any]) -> threading.Thread:

@@ -431,6 +431,33 @@ echo "Error: invalid resource option" >&2; exit 1'
     grep -q 'cluster_name: master' "$HA_COROSYNC_DIR/corosync.conf"
 }
 
+@test "a master shrink (5 -> 3) on a running master: HAProxy and corosync drop the leaving ones and reload, nothing restarts" {
+    write_params '{"api_vip": "10.0.0.100", "api_port": 6443,
+                   "master_addresses": ["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14", "10.0.0.15"]}'
+    celtic_load_params
+    stub_script haproxy 'exec /usr/sbin/haproxy "$@"'
+    api_vip_setup
+    export SYSTEMCTL_ACTIVE_RC=0
+    : >"$CALLS"
+    # what members.sh does with the member list from the server metadata
+    CELTIC_MASTER_ADDRESSES="10.0.0.11 10.0.0.12 10.0.0.13" run api_vip_setup
+    assert_success
+    run grep '^    server ' "$API_HAPROXY_CFG"
+    assert_output $'    server master-0 10.0.0.11:6443\n    server master-1 10.0.0.12:6443\n    server master-2 10.0.0.13:6443'
+    run awk '$1 == "ring0_addr:" {print $2}' "$HA_COROSYNC_DIR/corosync.conf"
+    assert_output $'10.0.0.11\n10.0.0.12\n10.0.0.13'
+    assert_called 'haproxy -c -q -f .*haproxy.cfg.celtic-new'
+    assert_called 'systemctl reload haproxy'
+    assert_called 'corosync-cfgtool -R'
+    refute_called 'systemctl start corosync'
+    refute_called 'systemctl restart (corosync|pacemaker|haproxy)'
+    refute_called 'systemctl stop .*'
+    # the HAProxy reload comes before the corosync reload
+    reload_haproxy=$(grep -n '^systemctl reload haproxy' "$CALLS" | head -n 1 | cut -d: -f1)
+    reload_corosync=$(grep -n '^corosync-cfgtool -R' "$CALLS" | head -n 1 | cut -d: -f1)
+    [ "$reload_haproxy" -lt "$reload_corosync" ]
+}
+
 @test "api_vip_setup without an api_vip fails with a clear message" {
     stub_heat_signal
     write_params '{"master_addresses": ["10.0.0.11"]}'

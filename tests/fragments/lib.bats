@@ -320,6 +320,17 @@ print("X-Celtic-Signature: sha256=" + hmac.new(b"0" * 64, open(sys.argv[1], "rb"
     assert_failure
 }
 
+@test "a report to the members handle names it and its own id; a boot report has no handle" {
+    stub_heat_signal
+    celtic_signal SUCCESS "testnode-0: minion ready"
+    CELTIC_SIGNAL_HANDLE=members CELTIC_SIGNAL_ID=members celtic_signal SUCCESS "testnode-0: out"
+    [ "$(signal_field 1 id)" = testnode-0 ]
+    run signal_field 1 handle
+    assert_failure
+    [ "$(signal_field 2 id)" = members ]
+    [ "$(signal_field 2 handle)" = members ]
+}
+
 @test "the relay's 5xx and refused connections are retried, its 4xx is final" {
     stub_heat_signal
     RELAY_CODES="503 000 202" celtic_signal FAILURE "testnode-0: step x failed"

@@ -49,6 +49,9 @@ line_of() {
     refute_called 'kubeadm join.*'
     [ "$(signal_field 1 status)" = SUCCESS ]
     [ "$(signal_field 1 reason)" = "testnode-0: master ready" ]
+    # the report's id names its server: a master replacing a removed one of the same
+    # name is not taken for it (doc/master-resize.md)
+    [ "$(signal_field 1 id)" = "testnode-0 $CELTIC_NODE_ID" ]
 }
 
 @test "master 0's kubeadm config: VIP endpoint, SANs, token ttl 0, CIDRs, own bind address" {
@@ -235,14 +238,24 @@ line_of() {
         "$MEMBERS_UNIT_DIR/celtic-members.service"
 }
 
-@test "master.sh members: the timer's run applies the member list and reports nothing to Heat" {
+@test "master.sh members: the timer's run applies the member list; it reports only while a removal is pending" {
     kube_with_heat
     export HA_COROSYNC_DIR="$ROOT/etc/corosync"
-    mkdir -p "$HA_COROSYNC_DIR"
+    mkdir -p "$HA_COROSYNC_DIR" "$ROOT/metadata/openstack/latest"
     printf 'ring0_addr: 10.0.0.11\n' >"$HA_COROSYNC_DIR/corosync.conf"
+    meta="$ROOT/metadata/openstack/latest/meta_data.json"
+    printf '{"meta": {"celtic_members": "10.0.0.11 10.0.0.12 10.0.0.13", "celtic_removal": ""}}\n' >"$meta"
     run bash "$FRAGMENTS/master.sh" members
     assert_success
     assert_called 'api_vip_setup '
     refute_called 'kubeadm .*'
     [ ! -s "$SIGNALS" ]
+    # the first update of a removal: master 0 reports to the members handle
+    printf '{"meta": {"celtic_members": "10.0.0.11 10.0.0.12 10.0.0.13", "celtic_removal": "10.0.0.14 10.0.0.15"}}\n' >"$meta"
+    run bash "$FRAGMENTS/master.sh" members
+    assert_success
+    [ "$(signal_field 1 handle)" = members ]
+    [ "$(signal_field 1 id)" = members ]
+    [ "$(signal_field 1 status)" = SUCCESS ]
+    [ "$(signal_field 1 reason)" = "testnode-0: masters 10.0.0.14 10.0.0.15 left Kubernetes, etcd, corosync and HAProxy" ]
 }

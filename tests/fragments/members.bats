@@ -11,10 +11,12 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-# node/members.sh: a master count change on the running masters. Master 0 drains each
-# leaving master, removes its etcd member and its Node before the corosync nodelist
-# shrinks; every remaining master re-renders HAProxy + corosync through api_vip_setup;
-# a rerun with nothing to change changes nothing.
+# node/members.sh: a master count change on the running masters. Master 0 checks etcd on
+# the masters that stay, drains each leaving master, removes its etcd member and its
+# Node before the corosync nodelist shrinks; every remaining master re-renders HAProxy
+# + corosync through api_vip_setup; a leaving master stops pacemaker and corosync; while
+# a removal is pending master 0 reports to the members handle; a rerun with nothing to
+# change changes nothing.
 
 load helpers
 
@@ -28,13 +30,28 @@ setup() {
     # shellcheck source=/dev/null
     source "$FRAGMENTS/node/members.sh"
     KUBE_ETC="$ROOT/etc/kubernetes"
+    # the report, recorded (lib.bats covers the real celtic_signal): handle, id, status,
+    # reason
+    celtic_signal() {
+        echo "celtic_signal ${CELTIC_SIGNAL_HANDLE:-} ${CELTIC_SIGNAL_ID:-} $*" >>"$CALLS"
+    }
     stub crm_node
-    stub systemctl
+    # systemctl: units active and enabled until stopped / disabled ($ROOT/units)
+    : >"$ROOT/units"
+    stub_script systemctl '
+unit=${*: -1}
+case "$1" in
+  is-active) ! grep -qx "stopped $unit" "$ROOT/units" ;;
+  is-enabled) ! grep -qx "disabled $unit" "$ROOT/units" ;;
+  stop) echo "stopped $unit" >>"$ROOT/units" ;;
+  disable) echo "disabled $unit" >>"$ROOT/units" ;;
+esac'
     # kubectl: the masters' Nodes and an etcd member list, as the cluster has them
     # (state in $ROOT/etcd: one "id address name" a line; $ROOT/nodes: "name address")
     stub_script kubectl '
 case "$*" in
   *" get nodes "*) cat "$ROOT/nodes" 2>/dev/null ;;
+  *" endpoint health"*) exit 0 ;;
   *" member list "*)
     while read -r id ip name; do
       echo "$id, started, $name, https://$ip:2380, https://$ip:2379, false"
@@ -72,10 +89,10 @@ cluster() {
     : >"$CALLS"
 }
 
-# wanted ADDRESS...: the server metadata Heat set (celtic_members)
+# wanted ADDRESS...: the server metadata Heat set (celtic_members); REMOVAL: celtic_removal
 wanted() {
-    printf '{"uuid": "x", "meta": {"celtic_role": "master", "celtic_members": "%s"}}\n' "$*" \
-        >"$ROOT/metadata/openstack/latest/meta_data.json"
+    printf '{"uuid": "x", "meta": {"celtic_role": "master", "celtic_members": "%s", "celtic_removal": "%s"}}\n' \
+        "$*" "${REMOVAL:-}" >"$ROOT/metadata/openstack/latest/meta_data.json"
 }
 
 line_of() {
@@ -87,6 +104,7 @@ line_of() {
     wanted 10.0.0.11 10.0.0.12 10.0.0.13
     run members_reconcile
     assert_success
+    assert_called 'kubectl --kubeconfig .*/admin.conf -n kube-system exec etcd-testnode-0 -- etcdctl --endpoints=https://10.0.0.11:2379,https://10.0.0.12:2379,https://10.0.0.13:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health'
     assert_called 'kubectl --kubeconfig .*/admin.conf drain demo-master-4 --ignore-daemonsets --delete-emptydir-data --timeout=300s'
     assert_called 'kubectl --kubeconfig .*/admin.conf -n kube-system exec etcd-testnode-0 -- etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt --key=/etc/kubernetes/pki/etcd/healthcheck-client.key member remove id4'
     assert_called 'kubectl .* member remove id3'
@@ -94,7 +112,9 @@ line_of() {
     assert_called 'api_vip_setup 10.0.0.11 10.0.0.12 10.0.0.13'
     assert_called 'crm_node --force --remove master-4'
     assert_called 'crm_node --force --remove master-3'
-    # the order: the highest index first; drain, etcd, Node; then corosync; then pacemaker
+    # the order: etcd health; the highest index first; drain, etcd, Node; then corosync;
+    # then pacemaker
+    [ "$(line_of 'kubectl .* endpoint health')" -lt "$(line_of 'kubectl .* drain demo-master-4')" ]
     [ "$(line_of 'kubectl .* drain demo-master-4')" -lt "$(line_of 'kubectl .* member remove id4')" ]
     [ "$(line_of 'kubectl .* member remove id4')" -lt "$(line_of 'kubectl .* delete node demo-master-4')" ]
     [ "$(line_of 'kubectl .* delete node demo-master-4')" -lt "$(line_of 'kubectl .* drain demo-master-3')" ]
@@ -130,13 +150,94 @@ line_of() {
     refute_called 'crm_node .*'
 }
 
-@test "a leaving master does nothing: master 0 removes it" {
+@test "a leaving master stops and disables pacemaker, then corosync; nothing else; a rerun changes nothing" {
     export CELTIC_NODE_IP=10.0.0.15 CELTIC_NODE_NAME=demo-master-4
     cluster 5
     wanted 10.0.0.11 10.0.0.12 10.0.0.13
     run members_reconcile
     assert_success
     assert_output --partial 'it is leaving'
+    assert_called 'systemctl stop pacemaker'
+    assert_called 'systemctl disable pacemaker'
+    assert_called 'systemctl stop corosync'
+    assert_called 'systemctl disable corosync'
+    [ "$(line_of 'systemctl stop pacemaker')" -lt "$(line_of 'systemctl stop corosync')" ]
+    refute_called 'kubectl .*'
+    refute_called 'crm_node .*'
+    refute_called 'api_vip_setup .*'
+    run members_reconcile
+    assert_success
+    [ "$(grep -c -E '^systemctl (stop|disable)' "$CALLS")" -eq 4 ]
+}
+
+@test "etcd unhealthy on a master that stays: nothing is removed, the step names them" {
+    cluster 5
+    wanted 10.0.0.11 10.0.0.12 10.0.0.13
+    stub_script kubectl '
+case "$*" in
+  *" endpoint health"*) exit 1 ;;
+  *" get nodes "*) cat "$ROOT/nodes" ;;
+esac
+exit 0'
+    run members_reconcile
+    assert_failure
+    assert_output --partial 'etcd is not healthy on every master that stays (10.0.0.11 10.0.0.12 10.0.0.13): no master was removed'
+    refute_called 'kubectl .* drain .*'
+    refute_called 'kubectl .* member remove .*'
+    refute_called 'api_vip_setup .*'
+}
+
+@test "removal pending: master 0 reports SUCCESS to the members handle once they are out, at every run" {
+    cluster 5
+    REMOVAL="10.0.0.14 10.0.0.15" wanted 10.0.0.11 10.0.0.12 10.0.0.13
+    run members_run
+    assert_success
+    assert_called 'celtic_signal members members SUCCESS testnode-0: masters 10.0.0.14 10.0.0.15 left Kubernetes, etcd, corosync and HAProxy'
+    [ "$(line_of 'crm_node --force --remove master-3')" -lt "$(line_of 'celtic_signal')" ]
+    : >"$CALLS"
+    run members_run
+    assert_success
+    run cat "$CALLS"
+    assert_output 'celtic_signal members members SUCCESS testnode-0: masters 10.0.0.14 10.0.0.15 left Kubernetes, etcd, corosync and HAProxy'
+}
+
+@test "removal pending, a drain blocked: master 0 reports FAILURE naming the step and the master; fixed, the next run reports SUCCESS" {
+    cluster 3
+    REMOVAL="10.0.0.13" wanted 10.0.0.11 10.0.0.12
+    cp "$STUBS/kubectl" "$ROOT/kubectl.good"
+    stub_script kubectl '
+case "$*" in
+  *" get nodes "*) cat "$ROOT/nodes" ;;
+  *" drain "*) exit 1 ;;
+esac
+exit 0'
+    run members_run
+    assert_failure
+    assert_called 'celtic_signal members members FAILURE testnode-0: removing masters 10.0.0.13: step leave-master-2 failed: cannot drain master demo-master-2 \(10.0.0.13\) in 300s: a PodDisruptionBudget may block it'
+    refute_called 'kubectl .* member remove .*'
+    cp "$ROOT/kubectl.good" "$STUBS/kubectl"
+    : >"$CALLS"
+    run members_run
+    assert_success
+    assert_called 'kubectl .* member remove id2'
+    assert_called 'celtic_signal members members SUCCESS .*'
+}
+
+@test "removal pending: the other masters that stay do not report" {
+    export CELTIC_NODE_IP=10.0.0.12 CELTIC_NODE_NAME=demo-master-1
+    cluster 5
+    REMOVAL="10.0.0.14 10.0.0.15" wanted 10.0.0.11 10.0.0.12 10.0.0.13
+    run members_run
+    assert_success
+    assert_called 'api_vip_setup 10.0.0.11 10.0.0.12 10.0.0.13'
+    refute_called 'celtic_signal .*'
+}
+
+@test "no removal pending: master 0 reports nothing" {
+    cluster 3
+    wanted 10.0.0.11 10.0.0.12 10.0.0.13
+    run members_run
+    assert_success
     [ ! -s "$CALLS" ]
 }
 
@@ -154,11 +255,13 @@ line_of() {
     [ ! -s "$CALLS" ]
 }
 
-@test "no metadata yet: params.json's master_addresses is the list (no change at first boot)" {
+@test "metadata unreadable: nothing changes (never params.json's boot-time list)" {
     cluster 3
     rm -f "$ROOT/metadata/openstack/latest/meta_data.json"
-    CELTIC_MASTER_ADDRESSES="10.0.0.11 10.0.0.12 10.0.0.13" run members_reconcile
+    # master 0 booted alone: its params.json names only itself
+    CELTIC_MASTER_ADDRESSES="10.0.0.11" run members_reconcile
     assert_success
+    assert_output --partial 'no member list'
     [ ! -s "$CALLS" ]
 }
 

@@ -131,18 +131,24 @@ def test_create_completes_when_every_node_signalled(lab, stack):
 
     # each node got its secrets from celtic-vendordata and reported through its signal
     # relay with the real library: its wait condition holds "<node>: <role> ready" under
-    # the node's name, and nothing else signalled
+    # the node's name (a master's: its name and instance id, so a master that replaces
+    # a removed one of the same name is waited for), and nothing else signalled
+    def report_id(name, server):
+        return '%s %s' % (name, server['id']) if '-master-' in name else name
+
     by_condition = _wait_data(heat, tree)
     data = {k: v for signals in by_condition.values() for k, v in signals.items()}
-    assert sorted(data) == sorted(servers), by_condition
+    assert sorted(data) == sorted(report_id(n, s) for n, s in servers.items()), (
+        by_condition)
     for name, server in servers.items():
         role = name.split('-')[-2]
-        assert data[name] == '%s: %s ready' % (name, role), (name, by_condition)
+        assert data[report_id(name, server)] == '%s: %s ready' % (name, role), (
+            name, by_condition)
         assert 'reported SUCCESS' in _console(lab, server)
     relayed = open(os.path.join(lab.log_dir(), 'celtic-vendordata-lab.log')).read()
-    for server in servers.values():
+    for name, server in servers.items():
         assert 'signal of instance %s (%s, SUCCESS) relayed' % (
-            server['id'], server['name']) in relayed
+            server['id'], report_id(name, server)[:64]) in relayed
 
 
 def test_each_cloud_object_is_one_heat_resource(lab, stack):

@@ -1035,14 +1035,122 @@ class ResizeTest(base.DriverTestCase):
                          (stored.status, stored.default_ng_master.node_count,
                           stored.default_ng_master.status))
 
-    def test_removing_masters_is_refused_naming_what_is_allowed(self):
-        cluster = self.master_cluster(5)
+    FIVE = ('10.0.0.11', '10.0.0.12', '10.0.0.13', '10.0.0.14', '10.0.0.15')
+
+    def five_masters(self, **outputs):
+        cluster = self.stored_cluster(master_count=5, stack_outputs=dict(
+            fake_cloud.cluster_outputs(masters=self.FIVE), **outputs))
+        self.heat.stacks[cluster.stack_id].parameters['master_count'] = '5'
+        return cluster
+
+    def test_removing_masters_first_tells_the_staying_ones_and_keeps_every_server(self):
+        cluster = self.five_masters()
+        self.resize(cluster, 3, None, cluster.default_ng_master)
+        patch = self.heat.calls_of('PATCH')
+        self.assertEqual({'master_removal': '10.0.0.14 10.0.0.15'},
+                         patch[-1].body['parameters'])
+        addresses = json.loads(patch[-1].body['files']['addresses.yaml'])
+        # every port stays (the servers too: master_count is not in the PATCH) ...
+        self.assertEqual(['master-%d' % i for i in range(5)],
+                         sorted(r for r in addresses['resources']
+                                if r.startswith('master-')))
+        self.assertEqual(5, len(addresses['outputs']['master_addresses']['value']))
+        # ... and the member list the masters are told names the first three
+        self.assertEqual([{'get_attr': ['master-%d' % i, 'fixed_ips', 0, 'ip_address']}
+                          for i in range(3)],
+                         addresses['outputs']['master_members']['value'])
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, 3), (stored.status,
+                                                          stored.default_ng_master.node_count))
+        # the status poll says what the update waits for
+        self.poll()
+        self.assertEqual('removing masters 1/2: master 0 takes 10.0.0.14 10.0.0.15 out of '
+                         'Kubernetes, etcd, corosync and HAProxy', self.reload().status_reason)
+
+    def test_the_poll_deletes_the_removed_masters_once_master_0_reported(self):
+        cluster = self.five_masters()
+        self.resize(cluster, 3, None, cluster.default_ng_master)
+        stack = self.heat.stacks[cluster.stack_id]
+        sent = len(self.heat.calls_of('PATCH'))
+        # Heat still waits for master 0's report: nothing more is sent
+        self.poll()
+        self.assertEqual(sent, len(self.heat.calls_of('PATCH')))
+        self.assertEqual(Status.UPDATE_IN_PROGRESS, self.reload().status)
+        # master 0 reported: members_wait complete, the stack UPDATE_COMPLETE
+        self.heat.set(cluster.stack_id, 'UPDATE_COMPLETE', outputs=fake_cloud.cluster_outputs(
+            masters=self.FIVE) | {'master_removal': '10.0.0.14 10.0.0.15',
+                                  'master_members': ' '.join(self.FIVE[:3])})
+        self.poll()
+        patch = self.heat.calls_of('PATCH')
+        self.assertGreater(len(patch), sent)
+        sent = len(patch)
+        self.assertEqual({'master_count': 3, 'master_removal': '', 'master_departed': 2},
+                         patch[-1].body['parameters'])
+        addresses = json.loads(patch[-1].body['files']['addresses.yaml'])
+        self.assertEqual(['master-0', 'master-1', 'master-2'],
+                         sorted(r for r in addresses['resources'] if r.startswith('master-')))
+        stored = self.reload()
+        self.assertEqual(Status.UPDATE_IN_PROGRESS, stored.status)
+        self.assertEqual('removing masters 2/2: 10.0.0.14 10.0.0.15 left etcd and corosync; '
+                         'deleting their servers', stored.status_reason)
+        self.assertEqual('3', str(stack.parameters['master_count']))
+        # Heat deleted them: the resize is complete
+        self.heat.set(cluster.stack_id, 'UPDATE_COMPLETE',
+                      outputs=fake_cloud.cluster_outputs(masters=self.FIVE[:3]))
+        self.poll()
+        stored = self.reload()
+        self.assertEqual(sent, len(self.heat.calls_of('PATCH')))
+        self.assertEqual((Status.UPDATE_COMPLETE, Status.UPDATE_COMPLETE, list(self.FIVE[:3])),
+                         (stored.status, stored.default_ng_master.status,
+                          stored.default_ng_master.node_addresses))
+
+    def test_a_failed_removal_is_retried_by_the_same_resize(self):
+        cluster = self.five_masters(master_removal='10.0.0.14 10.0.0.15')
+        self.heat.set(cluster.stack_id, 'UPDATE_FAILED', 'WaitConditionFailure: ...')
+        self.resize(cluster, 3, None, cluster.default_ng_master)
+        patch = self.heat.calls_of('PATCH')
+        self.assertEqual({'master_removal': '10.0.0.14 10.0.0.15'},
+                         patch[-1].body['parameters'])
+
+    def test_growth_is_refused_while_a_removal_is_pending(self):
+        cluster = self.five_masters(master_removal='10.0.0.14 10.0.0.15')
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 7, None, cluster.default_ng_master)
+        self.assertIn('the removal of masters 10.0.0.14 10.0.0.15 is not finished; run '
+                      'the resize to 3 again', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+
+    def test_a_shrink_that_would_lose_quorum_is_refused_naming_what_is_allowed(self):
+        cluster = self.master_cluster(3)
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 1, None, cluster.default_ng_master)
+        self.assertEqual('node_count of the master nodegroup: 3 -> 1 is refused: the '
+                         'masters that stay must be more than half of the 3 there are, so '
+                         'etcd and corosync keep quorum while the others leave (remove '
+                         'masters in steps); allowed: 3, 5, 7', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+        self.assertEqual(3, self.reload().default_ng_master.node_count)
+
+    def test_a_shrink_is_refused_while_a_master_is_unhealthy(self):
+        cluster = self.five_masters()
+        cluster.health_status = 'UNHEALTHY'
+        cluster.health_status_reason = {'api': 'ok', 'k1-master-1.Ready': 'False',
+                                        'k1-minion-0.Ready': 'True'}
+        cluster.save()
         error = self.assertRaises(exception.InvalidParameterValue, self.resize,
                                   cluster, 3, None, cluster.default_ng_master)
-        self.assertEqual('node_count of the master nodegroup: 5 -> 3 is refused: removing '
-                         'masters is not supported yet; allowed: 5, 7', str(error))
+        self.assertIn('5 -> 3 is refused while a master is unhealthy '
+                      '(health_status_reason: k1-master-1.Ready: False)', str(error))
         self.assertEqual([], self.heat.calls_of('PATCH'))
-        self.assertEqual(5, self.reload().default_ng_master.node_count)
+
+    def test_a_shrink_of_a_stack_from_an_earlier_release_is_refused(self):
+        cluster = self.five_masters()
+        self.heat.stacks[cluster.stack_id].outputs.pop('master_removal')
+        error = self.assertRaises(exception.InvalidParameterValue, self.resize,
+                                  cluster, 3, None, cluster.default_ng_master)
+        self.assertIn('created by an earlier celtic release, whose stack cannot remove '
+                      'masters (allowed: 5 or more)', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
 
     def test_more_masters_need_master_lb_enabled(self):
         cluster = self.master_cluster(1)

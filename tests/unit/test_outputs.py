@@ -31,6 +31,12 @@ NOT_OUTPUTS = {
     ('spec.py', 'fixed_network'), ('spec.py', 'fixed_subnet'),
     # a sample cluster_facts value: node settings, not outputs
     ('validation.py', 'api_vip'), ('validation.py', 'master_addresses'),
+    # the stack parameter of that name, which the output shows
+    ('request.py', 'master_removal'),
+    # addresses.yaml's own output of that name, cut while masters are removed
+    ('expand.py', 'master_members'),
+    # the relay's name for the masters' members_handle
+    ('vendordata.py', 'members'),
 }
 
 

@@ -469,8 +469,15 @@ def test_resource_constants_match_the_templates(template_set):
     assert set(addresses) - set(expand.PORT_PATTERNS) == {
         'master_vip', 'master_vip_floating_ip', 'proxy_vip', 'proxy_vip_floating_ip'}
     assert budget.VIP_ADDRESSES == 2
-    assert len(_resources(template_set, 'master.yaml')) + len(
-        _resources(template_set, 'node_group.yaml')) == budget.NODE_GROUP
+    group = _resources(template_set, 'node_group.yaml')
+    # the masters' removal handle is always there, its wait only during a removal
+    members = {r for r in group if r.startswith('members_')}
+    assert members == {'members_handle', 'members_wait'}
+    assert group['members_handle']['condition'] == 'has_members'
+    assert group['members_wait']['condition'] == 'removing'
+    assert budget.MASTER_MEMBERS == 1
+    assert len(_resources(template_set, 'master.yaml')) + len(group) - len(
+        members) == budget.NODE_GROUP
     # minion.yaml: everything but the nodes (counted in FIXED_RESOURCES), plus the
     # server group of minion_nodes.yaml; a member is PER_MINION.
     nodes = _resources(template_set, templates.NODES_TEMPLATE)
@@ -523,6 +530,21 @@ def test_pool_outputs_are_merged_under_the_names_the_driver_reads():
     assert out.with_pool_outputs({'minion_nodes_stack': None}, fetch) == {
         'minion_nodes_stack': None}
     assert len(fetched) == 2
+
+
+def test_addresses_during_a_master_removal_keep_every_port_and_name_the_staying(
+        template_set):
+    counts = {'master': 5, 'proxy': 2, 'storage': 0}
+    doc = json.loads(expand.render_addresses(template_set.read('addresses.yaml'), counts,
+                                             {'master': 3}))
+    assert [n for n in doc['resources'] if n.startswith('master-')] == [
+        'master-%d' % i for i in range(5)]
+    assert len(doc['outputs']['master_addresses']['value']) == 5
+    assert doc['outputs']['master_members']['value'] == [
+        {'get_attr': ['master-%d' % i, 'fixed_ips', 0, 'ip_address']} for i in range(3)]
+    # by default every master stays
+    doc = json.loads(expand.render_addresses(template_set.read('addresses.yaml'), counts))
+    assert doc['outputs']['master_members'] == doc['outputs']['master_addresses']
 
 
 @pytest.mark.parametrize('counts', [{'master': 3, 'proxy': 2, 'storage': 3},

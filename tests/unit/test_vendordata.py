@@ -332,6 +332,18 @@ class VendordataTestCase(base.DriverTestCase):
         signal_calls = [c for c in self.heat.calls if c.path.endswith('/signal')]
         self.assertEqual({PROJECT}, {c.project for c in signal_calls})
 
+    def test_master_0s_removal_report_goes_to_the_members_handle_of_its_group(self):
+        self.assertEqual(202, self.signal('master-0', handle='members', id='members',
+                                          reason='k1-master-0: masters left')[0])
+        self.assertEqual([(self.groups['master'], 'members_handle',
+                           {'status': 'SUCCESS', 'reason': 'k1-master-0: masters left',
+                            'data': '', 'id': 'members'})], self.heat.signals)
+        # no other handle can be named
+        self.assertEqual((400, {'error': 'handle must be one of members'}),
+                         self.signal('master-0', handle='wait'))
+        self.assertEqual(400, self.signal('master-0', handle=['members'])[0])
+        self.assertEqual(1, len(self.heat.signals))
+
     def test_the_signal_of_a_node_vendordata_served_reads_no_tree_again(self):
         self.ask('gpu-0', 'minion', pool='gpu')
         self.assertEqual(202, self.signal('gpu-0')[0])

@@ -526,28 +526,34 @@ celtic_step() {
 # celtic-vendordata's signal relay (doc/security.md): POST the report to signal.url with
 # X-Celtic-Signature: sha256=<HMAC-SHA256 of the exact body, keyed with signal.key>.
 # STATUS is SUCCESS or FAILURE. The key comes from signal.json and never reaches the
-# command line, the environment of child processes or a log.
+# command line, the environment of child processes or a log. CELTIC_SIGNAL_ID (default:
+# the node name) is the report's id in the wait condition (a later report under the
+# same id replaces it); CELTIC_SIGNAL_HANDLE=members reports to the group's
+# members_handle instead of its boot wait (node/members.sh).
 celtic_signal() {
     local status=$1 reason=$2 signal_file=${CELTIC_SIGNAL_FILE:-$CELTIC_ETC/signal.json}
     if [[ ! -r "$signal_file" ]]; then
         celtic_warn "no $signal_file: cannot report $status (no celtic vendordata?)"
         return 0
     fi
-    local work rc=0
+    local work rc=0 id=${CELTIC_SIGNAL_ID:-} handle=${CELTIC_SIGNAL_HANDLE:-}
+    [[ -n "$id" ]] || id=$(celtic_node_name)
     work=$(mktemp -d "${TMPDIR:-/tmp}/celtic-signal.XXXXXX")
     chmod 700 "$work"
-    celtic_python - "$signal_file" "$work" "$status" "$reason" "$(celtic_node_name)" <<'PY' || rc=$?
+    celtic_python - "$signal_file" "$work" "$status" "$reason" "$id" "$handle" <<'PY' || rc=$?
 import hashlib, hmac, json, os, sys
-signal_file, work, status, reason, node = sys.argv[1:6]
+signal_file, work, status, reason, node, handle = sys.argv[1:7]
 with open(signal_file) as f:
     sig = json.load(f)
 def write(name, data):
     fd = os.open(os.path.join(work, name), os.O_WRONLY | os.O_CREAT, 0o600)
     with os.fdopen(fd, 'wb') as f:
         f.write(data)
-body = json.dumps({'cluster_uuid': sig['cluster_uuid'], 'instance_id': sig['instance_id'],
-                   'status': status, 'reason': reason[:1000], 'id': node,
-                   'data': reason[:255]}, sort_keys=True).encode()
+report = {'cluster_uuid': sig['cluster_uuid'], 'instance_id': sig['instance_id'],
+          'status': status, 'reason': reason[:1000], 'id': node, 'data': reason[:255]}
+if handle:
+    report['handle'] = handle
+body = json.dumps(report, sort_keys=True).encode()
 digest = hmac.new(sig['key'].encode(), body, hashlib.sha256).hexdigest()
 write('body.json', body)
 write('headers', ('X-Celtic-Signature: sha256=%s\n' % digest).encode())

@@ -17,9 +17,13 @@
 # the new member list from their own Nova server metadata (celtic_members: the masters'
 # addresses in index order), which Heat updates in place at a master resize, and
 # celtic-members.timer runs `master.sh members` every MEMBERS_INTERVAL seconds:
+#   a leaving master: pacemaker and corosync stopped and disabled (members_leave)
+#   master 0 only, when masters leave: etcd healthy on the masters that stay, then for
+#     each leaving master (highest index first): drain, etcd member remove, Node deleted
 #   every remaining master: HAProxy backends, corosync nodelist (reloaded), VIP (api_vip.sh)
-#   master 0 only, for each leaving master (highest index first): drain, etcd member
-#     remove, Node deleted; after the corosync reload, crm_node --remove
+#   master 0 only: crm_node --remove of the leaving ones; while the celtic_removal
+#     metadata names them, a report to the masters' members_handle (members_run), for
+#     which the driver waits before it deletes their servers
 # A new master needs nothing from here: its first boot joins with the new list
 # (kubeadm join --control-plane adds its etcd member). A run with nothing to change
 # changes nothing.
@@ -30,15 +34,13 @@ MEMBERS_DRAIN_TIMEOUT=${MEMBERS_DRAIN_TIMEOUT:-300}
 MEMBERS_UNIT_DIR=${MEMBERS_UNIT_DIR:-${CELTIC_ROOT:-}/etc/systemd/system}
 MEMBERS_INTERVAL=${MEMBERS_INTERVAL:-30}
 
-# members_desired: the masters' addresses this cluster should have now, one a line in
-# index order: the celtic_members metadata of this server (current after a resize),
-# else params.json's master_addresses (the same at first boot).
-members_desired() {
+# members_meta KEY: a key of this server's metadata (Nova's metadata service, what Heat
+# set), or nothing when the metadata cannot be read or has no such key.
+members_meta() {
     local url=${CELTIC_METADATA_URL:-http://169.254.169.254}/openstack/latest/meta_data.json
-    local listed=''
-    listed=$(celtic_python - "$url" <<'PY'
+    celtic_python - "$url" "$1" <<'PY' || true
 import json, sys
-url = sys.argv[1]
+url, key = sys.argv[1], sys.argv[2]
 try:
     if url.startswith('file://'):
         with open(url[len('file://'):], 'rb') as f:
@@ -52,14 +54,20 @@ try:
         if answer.status != 200:
             sys.exit(0)
         data = answer.read()
-    print(json.loads(data).get('meta', {}).get('celtic_members', ''))
-except (OSError, ValueError):
+    print(json.loads(data).get('meta', {}).get(key, ''))
+except (OSError, ValueError, AttributeError):
     sys.exit(0)
 PY
-) || listed=''
-    [[ -n "$listed" ]] || listed=${CELTIC_MASTER_ADDRESSES:-}
+}
+
+# members_desired: the masters' addresses this cluster should have now, one a line in
+# index order: the celtic_members metadata of this server (Heat updates it in place at
+# a resize). Nothing when the metadata cannot be read: then nothing changes (never the
+# boot-time list of params.json, which a later resize made stale: a master 0 that
+# booted alone would take every other master for a leaving one).
+members_desired() {
     local words=()
-    read -ra words <<<"$listed"
+    read -ra words <<<"$(members_meta celtic_members)"
     if [[ ${#words[@]} -gt 0 ]]; then
         printf '%s\n' "${words[@]}"
     fi
@@ -91,6 +99,21 @@ members_etcdctl() {
     members_kubectl -n kube-system exec "etcd-$(celtic_node_name)" -- etcdctl \
         --endpoints=https://127.0.0.1:2379 --cacert="$pki/ca.crt" \
         --cert="$pki/healthcheck-client.crt" --key="$pki/healthcheck-client.key" "$@"
+}
+
+# members_etcd_check ADDRESS...: etcd answers on every master that stays, before any
+# member is removed (a removal with an unhealthy member left could lose etcd's quorum).
+members_etcd_check() {
+    local endpoints=() address pki=/etc/kubernetes/pki/etcd
+    for address in "$@"; do
+        endpoints+=("https://$address:2379")
+    done
+    members_kubectl -n kube-system exec "etcd-$(celtic_node_name)" -- etcdctl \
+        --endpoints="$(IFS=,; echo "${endpoints[*]}")" --cacert="$pki/ca.crt" \
+        --cert="$pki/healthcheck-client.crt" --key="$pki/healthcheck-client.key" \
+        endpoint health >/dev/null ||
+        celtic_die "etcd is not healthy on every master that stays ($*): no master was" \
+            "removed"
 }
 
 # members_etcd_remove ADDRESS: remove the etcd member whose peer URL is ADDRESS:2380;
@@ -127,15 +150,77 @@ members_remove() {
     fi
 }
 
+# members_leave: on a master that is leaving: pacemaker (the VIP moves if it was here,
+# HAProxy stops) and corosync stopped and disabled, before the masters that stay shrink
+# their nodelist: they are a majority of the old one (the driver refuses a shrink where
+# they are not), so they keep quorum and the leaving masters never form a quorate
+# partition of their own. Its etcd member and Node are master 0's to remove.
+members_leave() {
+    local unit
+    for unit in pacemaker corosync; do
+        if systemctl is-active --quiet "$unit"; then
+            systemctl stop "$unit" || celtic_die "cannot stop $unit on this leaving master"
+        fi
+        if systemctl is-enabled --quiet "$unit"; then
+            systemctl disable "$unit" >/dev/null 2>&1 ||
+                celtic_die "cannot disable $unit on this leaving master"
+        fi
+    done
+}
+
+# members_run: what celtic-members.timer runs (`master.sh members`): members_reconcile,
+# then, on master 0 while a removal is pending (the celtic_removal metadata names the
+# leaving masters), its report to the masters' members_handle through the relay:
+# SUCCESS once they are out, FAILURE naming the step and why. The report is sent at
+# every run until the driver's second update clears celtic_removal (a report replaces
+# the previous one: same id), so a failure fixed by hand is reported as a success at
+# the next run, and running the same resize again completes.
+members_run() {
+    local rc=0 fail step
+    fail=$(mktemp "${TMPDIR:-/tmp}/celtic-members.XXXXXX")
+    step=$(mktemp "${TMPDIR:-/tmp}/celtic-members-step.XXXXXX")
+    (
+        # shellcheck disable=SC2034  # read by celtic_die (lib/celtic.sh)
+        CELTIC_FAIL_FILE=$fail
+        CELTIC_STEP=members
+        trap 'printf "%s\n" "$CELTIC_STEP" >"$step"' EXIT
+        members_reconcile
+    ) || rc=$?
+    members_report "$rc" "$(<"$step")" "$(<"$fail")"
+    rm -f "$fail" "$step"
+    return "$rc"
+}
+
+# members_report RC STEP MESSAGE: master 0's report of a pending removal (members_run).
+members_report() {
+    local rc=$1 step=$2 message=$3 removal desired=() node
+    removal=$(members_meta celtic_removal)
+    [[ -n "$removal" ]] || return 0
+    mapfile -t desired < <(members_desired)
+    [[ ${#desired[@]} -gt 0 && "${desired[0]}" == "$(celtic_node_ip)" ]] || return 0
+    node=$(celtic_node_name)
+    if [[ $rc -eq 0 ]]; then
+        CELTIC_SIGNAL_HANDLE=members CELTIC_SIGNAL_ID=members celtic_signal SUCCESS \
+            "$node: masters $removal left Kubernetes, etcd, corosync and HAProxy" || true
+    else
+        CELTIC_SIGNAL_HANDLE=members CELTIC_SIGNAL_ID=members celtic_signal FAILURE \
+            "$node: removing masters $removal: step $step failed: ${message:-exit $rc}" || true
+    fi
+}
+
 # members_reconcile: bring this master in line with the member list (see the top).
 members_reconcile() {
     local desired=() current=() leaving=() address index i
     mapfile -t desired < <(members_desired)
     mapfile -t current < <(members_current)
-    [[ ${#desired[@]} -ge 1 ]] || celtic_die "no master addresses (metadata celtic_members, params.json)"
+    if [[ ${#desired[@]} -eq 0 ]]; then
+        celtic_info "no member list in this server's metadata (celtic_members): nothing changed"
+        return 0
+    fi
     if ! index=$(celtic_index_of "$(celtic_node_ip)" "${desired[@]}"); then
         celtic_info "this master is not in the member list (${desired[*]}): it is leaving," \
             "master 0 removes it"
+        celtic_step members-leave members_leave
         return 0
     fi
     if [[ "${current[*]}" == "${desired[*]}" ]]; then
@@ -148,7 +233,8 @@ members_reconcile() {
         fi
     done
     celtic_info "masters: ${current[*]} -> ${desired[*]}"
-    if [[ "$index" == 0 ]]; then
+    if [[ "$index" == 0 && ${#leaving[@]} -gt 0 ]]; then
+        celtic_step members-health members_etcd_check "${desired[@]}"
         for address in "${leaving[@]}"; do
             celtic_step "leave-master-${address%%:*}" members_remove "${address#*:}"
         done

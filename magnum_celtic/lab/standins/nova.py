@@ -290,6 +290,33 @@ class StandInServer(StandIn, server.Server):
             if key in prop_diff:
                 record[key] = prop_diff[key]
 
+    def handle_update(self, json_snippet, tmpl_diff, prop_diff):
+        result = StandIn.handle_update(self, json_snippet, tmpl_diff, prop_diff)
+        if prop_diff and self.METADATA in prop_diff and self.resource_id:
+            self._members_timer(prop_diff[self.METADATA] or {})
+        return result
+
+    def _members_timer(self, meta: dict) -> None:
+        """What a running master's celtic-members.timer does after Heat changed its
+        server metadata: read meta_data.json, run `master.sh members` (the lab runs
+        the real report, members_run, with the work simulated: node.members_run)."""
+        meta = {k: (v if isinstance(v, str) else str(v)) for k, v in meta.items()
+                if v is not None}
+        if meta.get('celtic_role') != 'master':
+            return
+        record = lab_cloud().snapshot()['servers'].get(self.resource_id)
+        if record is None or record.get('status') != 'ACTIVE':
+            return
+        name, server_id = record['name'], record['id']
+        root = lab_cloud().node_dir(name, server_id)
+        address = self._first_address(server_id) or ''
+        behaviour = lab_cloud().behaviour(name)
+        attempts = cfg.CONF.celtic_lab.node_signal_attempts
+        node.in_background(
+            'lab-members-%s' % name, 0,
+            lambda: node.members_run(root, name, server_id, address, meta, behaviour,
+                                     attempts))
+
     def _delete_record(self, doc, record):
         node.stop(record['id'])
         for port_id in record['ports']:
