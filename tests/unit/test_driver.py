@@ -1257,7 +1257,8 @@ class DeleteClusterTest(base.DriverTestCase):
                 'k2', encryption_password='pw')['certificate'],
             private_key='unused', context=self.user_context)
         record = objects.X509KeyPair(self.user_context, certificate=json.dumps(
-            {'kind': 'celtic-application-credential/v1'}), private_key='sealed')
+            {'kind': 'celtic-application-credential/v1'}), private_key='sealed',
+            project_id='fake_project', user_id='fake_user')
         record.create()
         return stored, {other, record.uuid}
 
