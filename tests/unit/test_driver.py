@@ -1304,6 +1304,17 @@ class DeleteClusterTest(base.DriverTestCase):
         self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
         self.assertEqual(pair | kept, self._rows())
 
+    def test_with_barbican_those_certificates_are_only_named_in_the_log(self):
+        cluster = self.stored_cluster()
+        stored, kept = self._unreferenced(cluster)
+        self.config(cert_manager_type='barbican', group='certificates')
+        logged = self.useFixture(fixtures.FakeLogger(name='magnum_celtic.certs'))
+        self.assertEqual([], certs.delete_unsaved_certificates(self.reload()))
+        self.assertIn("up to three CAs named 'k1' and a certificate named "
+                      "Magnum-Conductor of project fake_project", logged.output)
+        self.config(cert_manager_type='x509keypair', group='certificates')
+        self.assertEqual(set(stored.values()) | kept, self._rows())
+
     def test_heat_unreachable_fails_the_delete_saying_so(self):
         cluster = self.stored_cluster()
         self.heat.unreachable()
