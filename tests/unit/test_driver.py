@@ -1308,10 +1308,11 @@ class DeleteClusterTest(base.DriverTestCase):
         cluster = self.stored_cluster()
         stored, kept = self._unreferenced(cluster)
         self.config(cert_manager_type='barbican', group='certificates')
-        logged = self.useFixture(fixtures.FakeLogger(name='magnum_celtic.certs'))
-        self.assertEqual([], certs.delete_unsaved_certificates(self.reload()))
+        with mock.patch.object(certs.LOG, 'warning') as warning:
+            self.assertEqual([], certs.delete_unsaved_certificates(self.reload()))
         self.assertIn("up to three CAs named 'k1' and a certificate named "
-                      "Magnum-Conductor of project fake_project", logged.output)
+                      "Magnum-Conductor of project fake_project",
+                      warning.call_args[0][0] % warning.call_args[0][1:])
         self.config(cert_manager_type='x509keypair', group='certificates')
         self.assertEqual(set(stored.values()) | kept, self._rows())
 
