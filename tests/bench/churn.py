@@ -87,6 +87,10 @@ FAULTS = ('none', 'node_fails', 'server_error', 'quota_at_third_minion',
           'conductor_killed_create', 'conductor_killed_resize', 'conductor_killed_delete')
 QUICK_FAULTS = ('none', 'node_fails', 'quota_at_third_minion')
 RAW = re.compile(r'sqlite3|pymysql|\[SQL:|Traceback|database is locked|object at 0x')
+#: what ``_wait`` returns for an operation that did not end in time. Compared with
+#: ``is``: magnumclient's Resource.__ne__ answers False against any non-Resource
+#: (``not NotImplemented``), so ``cluster != 'stuck'`` was False and no resize ran
+STUCK = object()
 
 
 def _say(text: str) -> None:
@@ -145,7 +149,7 @@ class Churn:
 
     def _wait(self, magnum, uuid, action: str, before=None):
         """The cluster once ``action`` ended (None once a delete removed it);
-        'stuck' when it did not end in time."""
+        STUCK when it did not end in time."""
         deadline = time.monotonic() + TIMEOUT
         seen_progress = appeared = False
         cluster = None
@@ -173,7 +177,7 @@ class Churn:
             self.figures['churn_lost_requests' if lost else 'churn_stuck_operations'] += 1
         _say('%s: %s %s' % (uuid, action, 'request lost: no conductor ever acted on it'
                             if lost else 'did not end in %.0fs' % TIMEOUT))
-        return 'stuck'
+        return STUCK
 
     def _check_reason(self, cluster) -> None:
         if cluster.status.endswith('FAILED'):
@@ -278,7 +282,7 @@ class Churn:
             self._until_stack(magnum, uuid)
             self._kill_conductor()
         final = self._wait(magnum, uuid, 'CREATE')
-        if final != 'stuck' and final is not None and final.status == 'CREATE_COMPLETE':
+        if final is not STUCK and final is not None and final.status == 'CREATE_COMPLETE':
             size = 3 if fault == 'quota_at_third_minion' else 2
             self._call(magnum.clusters.resize, uuid, node_count=size)
             if fault == 'conductor_killed_resize':
@@ -304,9 +308,9 @@ class Churn:
                 self._until_in_progress(magnum, uuid, 'DELETE_IN_PROGRESS')
                 self._kill_conductor()
             gone = self._wait(magnum, uuid, 'DELETE')
-            if gone is None or (gone != 'stuck' and gone.status == 'DELETE_COMPLETE'):
+            if gone is None or (gone is not STUCK and gone.status == 'DELETE_COMPLETE'):
                 break
-            if gone == 'stuck':
+            if gone is STUCK:
                 break
         seconds = time.monotonic() - started
         self._behave(name, None)
