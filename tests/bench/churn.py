@@ -170,9 +170,12 @@ class Churn:
                 self._check_reason(cluster)
                 return cluster
             time.sleep(1)
+        # lost: nothing of it was ever recorded. A resize whose node_count Magnum
+        # saved (it does before the driver's hook) was taken: it is stuck, not lost
         lost = ((action == 'CREATE' and not appeared)
                 or (action == 'UPDATE' and not seen_progress and before is not None
-                    and cluster is not None and cluster.updated_at == before.updated_at))
+                    and cluster is not None and cluster.updated_at == before.updated_at
+                    and cluster.node_count == before.node_count))
         with self.figures_lock:
             self.figures['churn_lost_requests' if lost else 'churn_stuck_operations'] += 1
         _say('%s: %s %s' % (uuid, action, 'request lost: no conductor ever acted on it'
