@@ -627,12 +627,14 @@ class StatusTest(base.DriverTestCase):
         stored = self.poll()
         self.assertEqual(Status.CREATE_FAILED, stored.status)
         self.assertEqual('magnum-conductor stopped while the celtic driver was sending '
-                         'the cluster\'s stack to Heat, and no Heat stack exists for it: '
-                         'delete the cluster and create it again', stored.status_reason)
+                         'the cluster\'s stack to Heat, and Heat shows no stack for it '
+                         'after %d s: delete the cluster and create it again'
+                         % driver.SEND_GRACE, stored.status_reason)
         self.assertEqual(Status.CREATE_FAILED, self.reload().status)
 
     def test_a_create_stopped_in_magnums_certificate_step_fails_after_its_grace(self):
-        cluster = self._without_stack(age_seconds=driver.SEND_GRACE + 5, refs=False)
+        cluster = self._without_stack(age_seconds=driver.CERT_STEP_GRACE - 30,
+                                      refs=False)
         # Magnum's own step may still be running in a live conductor
         self.assertEqual(Status.CREATE_IN_PROGRESS, self.poll().status)
         self._age(cluster, driver.CERT_STEP_GRACE + 5)
