@@ -55,8 +55,20 @@ LOG = logging.getLogger(__name__)
 CONF = conf.CONF
 Status = fields.ClusterStatus
 
-#: seconds a cluster or nodegroup being created may be without a stack id
+#: seconds a nodegroup being created may be without a stack id
 SUBMIT_GRACE = 300
+
+#: seconds a cluster being created may be without its certificate refs saved: Magnum's
+#: own step before the driver (it generates and stores four certificates, seconds even
+#: on a loaded machine); after that its conductor is taken for dead
+CERT_STEP_GRACE = 120
+
+#: seconds a cluster whose create the driver began (its certificate refs saved) may be
+#: without a stack, with no conductor holding its lock: a request on its way to Heat
+#: when the conductor died is then stored or lost. Not less: in the churn benchmark
+#: (loaded 2-core machine) Heat stored such a stack more than 57 s after the request,
+#: after a 60 s grace had failed its cluster as having none
+SEND_GRACE = 300
 
 #: seconds an operation waits for another conductor's work on the same cluster
 OPERATION_LOCK_WAIT = 120
@@ -76,25 +88,46 @@ def _being_submitted(cluster: Any) -> str | None:
 
     The conductor sets CREATE_IN_PROGRESS before it sends the stack, so a status poll
     can land in between: a cluster (or a new nodegroup) that is being created and has
-    no stack id yet is not failed for it, for SUBMIT_GRACE. After that a missing stack
-    is a failure (the conductor died on the way), reported by the usual mapping.
-    """
+    no stack id yet is not failed for it while its conductor may still be working.
+    The poll holds the cluster's lock, which a live create holds from the moment the
+    driver's hook starts (and saves the certificate refs, :func:`_claim_create`) until
+    it has saved the stack id. So a cluster without a stack whose refs are saved lost
+    its conductor inside the driver's hook: it is failed SEND_GRACE after that save.
+    A cluster whose refs are not saved is still (or died) in Magnum's own certificate
+    step: CERT_STEP_GRACE after its creation. A nodegroup: SUBMIT_GRACE. After that a
+    missing stack is a failure, reported by the usual mapping
+    (:func:`_lost_create_reason` words it)."""
     now = timeutils.utcnow()
 
-    def young(obj: Any) -> bool:
-        created = getattr(obj, 'created_at', None)
-        if created is None:
+    def young(since: Any, grace: float) -> bool:
+        if since is None:
             return True
-        return (now - created.replace(tzinfo=None)).total_seconds() < SUBMIT_GRACE
+        return (now - since.replace(tzinfo=None)).total_seconds() < grace
 
     if cluster.status == Status.CREATE_IN_PROGRESS and not cluster.stack_id:
-        if young(cluster):
+        if cluster.ca_cert_ref:
+            since = getattr(cluster, 'updated_at', None) or cluster.created_at
+            if young(since, SEND_GRACE):
+                return 'its stack'
+        elif young(getattr(cluster, 'created_at', None), CERT_STEP_GRACE):
             return 'its stack'
     for ng in cluster.nodegroups:
         if (not ng.is_default and ng.status == Status.CREATE_IN_PROGRESS
-                and not ng.stack_id and young(ng)):
+                and not ng.stack_id
+                and young(getattr(ng, 'created_at', None), SUBMIT_GRACE)):
             return 'the stack of nodegroup %s' % ng.name
     return None
+
+
+def _lost_create_reason(cluster: Any) -> str:
+    """Why a cluster being created has no stack, once no conductor can still send it."""
+    if cluster.ca_cert_ref:
+        return ('magnum-conductor stopped while the celtic driver was sending the '
+                'cluster\'s stack to Heat, and Heat shows no stack for it after %d s: '
+                'delete the cluster and create it again' % SEND_GRACE)
+    return ('magnum-conductor stopped during Magnum\'s own certificate step of the '
+            'create, before the celtic driver ran (no Heat stack exists for it): '
+            'delete the cluster and create it again')
 
 
 # Polls of one cluster must not overlap in this process (Magnum has no lock of its
@@ -161,6 +194,7 @@ class Driver(driver.Driver):
     @_operation('cluster create')
     def create_cluster(self, context, cluster, cluster_create_timeout):
         """Validate everything, then start the cluster's stack (does not wait)."""
+        _claim_create(context, cluster)
         spec = adapters.cluster_spec(context, cluster)
         if cluster_create_timeout:
             spec = _with_timeout(spec, cluster_create_timeout)
@@ -265,8 +299,13 @@ class Driver(driver.Driver):
             # what was ignored or switched off stays visible (cluster show)
             cluster.status_reason = inventory.completion_notes(
                 context, cluster, result.reason, _quiet_spec)
+        if (cluster.status == Status.CREATE_FAILED and cluster_stack is None
+                and not cluster.stack_id):
+            cluster.status_reason = _lost_create_reason(cluster)
         if cluster.status == Status.DELETE_COMPLETE:
             certs.delete_leftover_certificates(context, cluster)
+            if not cluster.ca_cert_ref:
+                certs.delete_unsaved_certificates(cluster)
         cluster.save()
 
     @staticmethod
@@ -679,6 +718,26 @@ class Driver(driver.Driver):
 
 def _quiet_spec(context, cluster):
     return adapters.cluster_spec(context, cluster, warn=False)
+
+
+def _claim_create(context, cluster) -> None:
+    """The first step of the driver's create, holding the cluster's lock.
+
+    Magnum 23 has just stored the cluster's four certificates and set their refs on
+    this object only (it saves them after the hook): save them now, so that a
+    conductor dying from here on leaves them referenced (the delete removes them) and
+    a poll can tell that the driver's create began (:func:`_being_submitted`). A poll
+    that gave the create up while Magnum's step was slow (CREATE_FAILED) is final:
+    nothing is sent to Heat, and Magnum saves the refs with the failure."""
+    from magnum import objects
+    stored = objects.Cluster.get_by_uuid(context, cluster.uuid)
+    if stored.status != Status.CREATE_IN_PROGRESS:
+        raise exception.MagnumException(
+            message='the create was given up before the celtic driver started it: the '
+                    'cluster is %s (a status poll ends a create whose certificate step '
+                    'took more than %d s); delete the cluster and create it again'
+                    % (stored.status, CERT_STEP_GRACE))
+    cluster.save()
 
 
 def _in_progress(cluster: Any, new_status: str) -> None:

@@ -22,6 +22,15 @@ Prints one ``name: value`` line each:
   churn_faults_injected         cycles that got a fault
   churn_failed_operations       operations that ended FAILED (a fault's expected outcome)
   churn_stuck_operations        operations that did not end in time (goal 0)
+  churn_lost_requests           requests magnum-api accepted that no conductor ever
+                                acted on (a create whose cluster never appeared, a
+                                resize or delete that never started): the conductor
+                                was killed after taking the request and before it
+                                recorded anything (the embedded back end's in-process
+                                queue dies with it; oslo.messaging acknowledges a cast
+                                before running it, so RabbitMQ would not deliver it
+                                again either). Magnum's, not a driver's: no driver
+                                code ran. A lost delete is sent again, as a user would
   churn_raw_status_reasons      status reasons with raw database or Python text (goal 0)
   orphans_after_churn           what deletes left: Heat stacks, cloud objects (servers,
                                 ports, floating IPs, volumes, security groups, networks,
@@ -33,12 +42,12 @@ Prints one ``name: value`` line each:
 Faults, one per cycle at most, drawn with the seed: a minion that fails its step, a
 minion whose server goes to ERROR, a quota refusal at the third minion of a resize to 3,
 magnum-conductor killed with SIGKILL (then started again) during the create (once Heat
-has the stack), the resize or the delete. Not drawn: a kill inside Magnum's own
-certificate step of a create, before any driver runs: Magnum 23 stores the cluster's
-certificates one by one and saves their refs on the cluster only afterwards, so such a
-kill leaves up to three certificates nothing refers to (seen in a run of this
-benchmark; a Magnum defect no driver can clean up safely: nothing links them to the
-cluster but their subject, the cluster's name).
+has the cycle's stack), the resize or the delete. A kill lands wherever the other
+cycles of the round are, too: a create may die inside Magnum's own certificate step,
+before any driver runs (Magnum 23 stores the four certificates one by one and saves
+their refs on the cluster only afterwards). The driver fails such a create after two
+minutes and its delete removes the certificates nothing refers to (x509keypair, the
+lab's store; README "After a crash"); every x509keypair row a round leaves counts.
 
 Clusters: 1 master, 1 minion, no proxies, no storage, 1 s boots, through
 real Keystone, Heat and Magnum (the embedded back end unless CELTIC_HARNESS_BACKEND
@@ -78,6 +87,10 @@ FAULTS = ('none', 'node_fails', 'server_error', 'quota_at_third_minion',
           'conductor_killed_create', 'conductor_killed_resize', 'conductor_killed_delete')
 QUICK_FAULTS = ('none', 'node_fails', 'quota_at_third_minion')
 RAW = re.compile(r'sqlite3|pymysql|\[SQL:|Traceback|database is locked|object at 0x')
+#: what ``_wait`` returns for an operation that did not end in time. Compared with
+#: ``is``: magnumclient's Resource.__ne__ answers False against any non-Resource
+#: (``not NotImplemented``), so ``cluster != 'stuck'`` was False and no resize ran
+STUCK = object()
 
 
 def _say(text: str) -> None:
@@ -96,6 +109,7 @@ class Churn:
         self.kill_lock = threading.Lock()
         self.figures = {'churn_cycles': 0, 'churn_faults_injected': 0,
                         'churn_failed_operations': 0, 'churn_stuck_operations': 0,
+                        'churn_lost_requests': 0,
                         'churn_raw_status_reasons': 0, 'orphans_after_churn': 0,
                         'churn_slowest_delete_seconds': 0.0}
         self.figures_lock = threading.Lock()
@@ -135,9 +149,10 @@ class Churn:
 
     def _wait(self, magnum, uuid, action: str, before=None):
         """The cluster once ``action`` ended (None once a delete removed it);
-        'stuck' when it did not end in time."""
+        STUCK when it did not end in time."""
         deadline = time.monotonic() + TIMEOUT
-        seen_progress = False
+        seen_progress = appeared = False
+        cluster = None
         while time.monotonic() < deadline:
             cluster = self._get(magnum, uuid)
             if cluster is None:
@@ -145,6 +160,7 @@ class Churn:
                     return None
                 time.sleep(1)   # the API answers before the conductor writes the row
                 continue
+            appeared = True
             status = cluster.status
             if status.endswith('IN_PROGRESS'):
                 seen_progress = True
@@ -154,10 +170,17 @@ class Churn:
                 self._check_reason(cluster)
                 return cluster
             time.sleep(1)
+        # lost: nothing of it was ever recorded. A resize whose node_count Magnum
+        # saved (it does before the driver's hook) was taken: it is stuck, not lost
+        lost = ((action == 'CREATE' and not appeared)
+                or (action == 'UPDATE' and not seen_progress and before is not None
+                    and cluster is not None and cluster.updated_at == before.updated_at
+                    and cluster.node_count == before.node_count))
         with self.figures_lock:
-            self.figures['churn_stuck_operations'] += 1
-        _say('%s: %s did not end in %.0fs' % (uuid, action, TIMEOUT))
-        return 'stuck'
+            self.figures['churn_lost_requests' if lost else 'churn_stuck_operations'] += 1
+        _say('%s: %s %s' % (uuid, action, 'request lost: no conductor ever acted on it'
+                            if lost else 'did not end in %.0fs' % TIMEOUT))
+        return STUCK
 
     def _check_reason(self, cluster) -> None:
         if cluster.status.endswith('FAILED'):
@@ -212,16 +235,18 @@ class Churn:
                 return
             time.sleep(0.3)
 
-    def _delete_started(self, magnum, uuid, before) -> None:
+    def _delete_started(self, magnum, uuid, before) -> bool:
         """The API answers before the conductor marks a delete: wait for the mark (a
-        DELETE_FAILED seen before it is the earlier delete's)."""
-        deadline = time.monotonic() + 60
+        DELETE_FAILED seen before it is the earlier delete's). False when no
+        conductor took the delete within 120 s (its request was lost)."""
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             now = self._get(magnum, uuid)
             if (now is None or now.status == 'DELETE_IN_PROGRESS'
                     or now.updated_at != before.updated_at):
-                return
+                return True
             time.sleep(0.3)
+        return False
 
     # ---- one cycle ----------------------------------------------------------------------
 
@@ -255,14 +280,12 @@ class Churn:
             labels={'proxy_count': '0', 'storage_count': '0'}, merge_labels=True)
         uuid = created.uuid
         if fault == 'conductor_killed_create':
-            # once Heat has the stack: the driver's part of the create. Killed
-            # earlier, in Magnum's own certificate step (before any driver runs),
-            # Magnum leaves the certificates it stored so far unreferenced (see the
-            # module's docstring)
+            # once Heat has the stack: the driver's part of the create (the other
+            # creates of the round may be anywhere, Magnum's certificate step too)
             self._until_stack(magnum, uuid)
             self._kill_conductor()
         final = self._wait(magnum, uuid, 'CREATE')
-        if final != 'stuck' and final is not None and final.status == 'CREATE_COMPLETE':
+        if final is not STUCK and final is not None and final.status == 'CREATE_COMPLETE':
             size = 3 if fault == 'quota_at_third_minion' else 2
             self._call(magnum.clusters.resize, uuid, node_count=size)
             if fault == 'conductor_killed_resize':
@@ -279,14 +302,18 @@ class Churn:
             except Exception as error:
                 if type(error).__name__ not in ('NotFound', 'HTTPNotFound'):
                     raise
-            self._delete_started(magnum, uuid, before)
+            if not self._delete_started(magnum, uuid, before):
+                with self.figures_lock:
+                    self.figures['churn_lost_requests'] += 1
+                _say('%s: delete request lost (no conductor took it); sent again' % name)
+                continue
             if fault == 'conductor_killed_delete' and attempt == 0:
                 self._until_in_progress(magnum, uuid, 'DELETE_IN_PROGRESS')
                 self._kill_conductor()
             gone = self._wait(magnum, uuid, 'DELETE')
-            if gone is None or (gone != 'stuck' and gone.status == 'DELETE_COMPLETE'):
+            if gone is None or (gone is not STUCK and gone.status == 'DELETE_COMPLETE'):
                 break
-            if gone == 'stuck':
+            if gone is STUCK:
                 break
         seconds = time.monotonic() - started
         self._behave(name, None)
@@ -340,8 +367,8 @@ class Churn:
 
 
 ORDER = ('churn_seed', 'churn_cycles', 'churn_faults_injected', 'churn_failed_operations',
-         'churn_stuck_operations', 'churn_raw_status_reasons', 'orphans_after_churn',
-         'churn_slowest_delete_seconds')
+         'churn_stuck_operations', 'churn_lost_requests', 'churn_raw_status_reasons',
+         'orphans_after_churn', 'churn_slowest_delete_seconds')
 
 
 def main() -> int:

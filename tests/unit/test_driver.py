@@ -85,6 +85,47 @@ class CreateClusterTest(base.DriverTestCase):
         self.assertEqual('creating 3 masters, 2 minions, 2 proxies, 3 storage nodes: '
                          '10 servers, 3 volumes of 50 GiB', stored.status_reason)
 
+    def test_create_saves_magnums_certificate_refs_before_anything_else(self):
+        # Magnum sets the refs on the object only and saves them after the hook: a
+        # conductor killed inside the hook must not leave the certificates unreferenced
+        class Killed(BaseException):
+            pass
+        cluster = self.new_cluster()
+        with mock.patch.object(driver.adapters, 'cluster_spec', side_effect=Killed):
+            self.assertRaises(Killed, cluster_conductor.Handler().cluster_create,
+                              self.user_context, cluster, 3, 2, 45)
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_IN_PROGRESS, stored.status)
+        refs = {getattr(stored, r) for r in CA_REFS}
+        self.assertEqual(4, len(refs - {None}))
+        self.assertEqual(refs, {kp.uuid for kp in
+                                objects.X509KeyPair.list(self.user_context)})
+        self.assertEqual([], self.heat.calls)
+
+    def test_a_create_a_poll_gave_up_sends_nothing_and_keeps_its_refs(self):
+        generate = cert_manager.generate_certificates_to_cluster
+
+        def slow_step(cluster, context=None):
+            generate(cluster, context=context)
+            # a poll in another conductor gave the create up meanwhile
+            stored = objects.Cluster.get_by_uuid(self.user_context, cluster.uuid)
+            stored.status = Status.CREATE_FAILED
+            stored.status_reason = 'magnum-conductor stopped during ...'
+            stored.save()
+        cluster = self.new_cluster()
+        with mock.patch.object(cert_manager, 'generate_certificates_to_cluster',
+                               side_effect=slow_step):
+            self.assertRaises(exception.MagnumException,
+                              cluster_conductor.Handler().cluster_create,
+                              self.user_context, cluster, 3, 2, 45)
+        stored = self.reload()
+        self.assertEqual(Status.CREATE_FAILED, stored.status)
+        self.assertIn('the create was given up before the celtic driver started it',
+                      stored.status_reason)
+        self.assertEqual([], self.heat.calls)
+        self.assertEqual({getattr(stored, r) for r in CA_REFS},
+                         {kp.uuid for kp in objects.X509KeyPair.list(self.user_context)})
+
     def test_create_honours_the_requested_create_timeout(self):
         self.create(timeout=45)
         request = self.heat.only_stack().request
@@ -543,20 +584,30 @@ class StatusTest(base.DriverTestCase):
         self.assertEqual([], self.heat.calls)
         self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
 
-    def _without_stack(self, age_seconds):
+    def _without_stack(self, age_seconds, refs=True):
+        """A cluster being created that has no stack; ``refs``: whether its certificate
+        refs are saved (the driver's create began) or not (Magnum's own step)."""
         cluster = self.stored_cluster(status=Status.CREATE_IN_PROGRESS)
         self.heat.purge(cluster.stack_id)
         cluster.stack_id = None
+        if not refs:
+            for ref in CA_REFS:
+                setattr(cluster, ref, None)
         cluster.save()
-        # created_at is not a field Magnum lets save() change: age the row directly
+        self._age(cluster, age_seconds)
+        return cluster
+
+    @staticmethod
+    def _age(cluster, age_seconds):
+        # created_at and updated_at are not fields Magnum lets save() change: age the
+        # row directly
         from magnum.db.sqlalchemy import api as db_api
         from magnum.db.sqlalchemy import models
         from oslo_utils import timeutils
+        then = timeutils.utcnow() - datetime.timedelta(seconds=age_seconds)
         with db_api._session_for_write() as session:
             session.query(models.Cluster).filter_by(uuid=cluster.uuid).update(
-                {'created_at': timeutils.utcnow() - datetime.timedelta(
-                    seconds=age_seconds)})
-        return cluster
+                {'created_at': then, 'updated_at': then})
 
     def test_a_cluster_still_being_sent_to_heat_is_left_alone(self):
         # the conductor marks CREATE_IN_PROGRESS before Heat has answered
@@ -567,11 +618,30 @@ class StatusTest(base.DriverTestCase):
                          [(c.method, c.path) for c in self.heat.calls])
         self.assertEqual(Status.CREATE_IN_PROGRESS, self.reload().status)
 
-    def test_a_cluster_that_never_got_a_stack_fails_after_the_grace(self):
-        self._without_stack(age_seconds=driver.SUBMIT_GRACE + 60)
+    def test_a_create_stopped_in_the_driver_fails_once_its_request_had_time(self):
+        # refs saved: the driver's create began; the poll holds the lock, so no
+        # conductor is in it any more
+        cluster = self._without_stack(age_seconds=driver.SEND_GRACE - 20)
+        self.assertEqual(Status.CREATE_IN_PROGRESS, self.poll().status)
+        self._age(cluster, driver.SEND_GRACE + 5)
         stored = self.poll()
         self.assertEqual(Status.CREATE_FAILED, stored.status)
-        self.assertIn('Heat stack does not exist', stored.status_reason)
+        self.assertEqual('magnum-conductor stopped while the celtic driver was sending '
+                         'the cluster\'s stack to Heat, and Heat shows no stack for it '
+                         'after %d s: delete the cluster and create it again'
+                         % driver.SEND_GRACE, stored.status_reason)
+        self.assertEqual(Status.CREATE_FAILED, self.reload().status)
+
+    def test_a_create_stopped_in_magnums_certificate_step_fails_after_its_grace(self):
+        cluster = self._without_stack(age_seconds=driver.CERT_STEP_GRACE - 30,
+                                      refs=False)
+        # Magnum's own step may still be running in a live conductor
+        self.assertEqual(Status.CREATE_IN_PROGRESS, self.poll().status)
+        self._age(cluster, driver.CERT_STEP_GRACE + 5)
+        stored = self.poll()
+        self.assertEqual(Status.CREATE_FAILED, stored.status)
+        self.assertIn('stopped during Magnum\'s own certificate step of the create, '
+                      'before the celtic driver ran', stored.status_reason)
 
     def test_a_nodegroup_still_being_sent_to_heat_is_not_failed(self):
         cluster = self.stored_cluster(status=Status.UPDATE_IN_PROGRESS)
@@ -1281,6 +1351,80 @@ class DeleteClusterTest(base.DriverTestCase):
         self.assertEqual([cluster.stack_id],
                          [c.path for c in self.heat.calls_of('DELETE')])
         self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+
+    def _unreferenced(self, cluster):
+        """The cluster as a conductor killed in Magnum's certificate step leaves it:
+        its certificates stored, their refs never saved; with a CA of another name and
+        an application credential record of the same owner beside them."""
+        stored = {r: getattr(cluster, r) for r in CA_REFS}
+        for ref in CA_REFS:
+            setattr(cluster, ref, None)
+        cluster.save()
+        from magnum.common import cert_manager as cert_backends
+        from magnum.common.x509 import operations as x509_ops
+        other = cert_backends.get_backend().CertManager.store_cert(
+            certificate=x509_ops.generate_ca_certificate(
+                'k2', encryption_password='pw')['certificate'],
+            private_key='unused', context=self.user_context)
+        record = objects.X509KeyPair(self.user_context, certificate=json.dumps(
+            {'kind': 'celtic-application-credential/v1'}), private_key='sealed',
+            project_id='fake_project', user_id='fake_user')
+        record.create()
+        return stored, {other, record.uuid}
+
+    def _rows(self):
+        return {kp.uuid for kp in objects.X509KeyPair.list(self.user_context)}
+
+    def test_delete_removes_the_certificates_a_stopped_create_never_referred_to(self):
+        cluster = self.stored_cluster()
+        stored, kept = self._unreferenced(cluster)
+        self.assertEqual(set(stored.values()) | kept, self._rows())
+        self.delete(cluster)
+        self.heat.purge(cluster.stack_id)
+        self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+        self.assertEqual(kept, self._rows())
+
+    def test_those_certificates_stay_while_a_cluster_of_that_name_is_created(self):
+        cluster = self.stored_cluster()
+        stored, kept = self._unreferenced(cluster)
+        twin = obj_utils.get_test_cluster(
+            self.user_context, uuid='0c3a1a3e-3d1b-4b8e-8f43-3f0b6a0c2d11', name='k1',
+            cluster_template_id=base.TEMPLATE_UUID, stack_id=None,
+            status=Status.CREATE_IN_PROGRESS)
+        twin.create()
+        self.delete(cluster)
+        self.heat.purge(cluster.stack_id)
+        self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+        self.assertEqual(set(stored.values()) | kept, self._rows())
+
+    def test_certificates_another_cluster_refers_to_are_kept(self):
+        cluster = self.stored_cluster()
+        stored, kept = self._unreferenced(cluster)
+        # the twin refers to the CA and the client certificate; the other two CAs
+        # (subject k1, referred to by nothing) go
+        pair = {stored['ca_cert_ref'], stored['magnum_cert_ref']}
+        twin = obj_utils.get_test_cluster(
+            self.user_context, uuid='0c3a1a3e-3d1b-4b8e-8f43-3f0b6a0c2d11', name='k1',
+            cluster_template_id=base.TEMPLATE_UUID, stack_id=None,
+            status=Status.CREATE_COMPLETE, ca_cert_ref=stored['ca_cert_ref'],
+            magnum_cert_ref=stored['magnum_cert_ref'])
+        twin.create()
+        self.delete(cluster)
+        self.heat.purge(cluster.stack_id)
+        self.assertEqual(Status.DELETE_COMPLETE, self.poll().status)
+        self.assertEqual(pair | kept, self._rows())
+
+    def test_with_barbican_those_certificates_are_only_named_in_the_log(self):
+        cluster = self.stored_cluster()
+        stored, kept = self._unreferenced(cluster)
+        self.config(cert_manager_type='barbican', group='certificates')
+        with mock.patch.object(certs.LOG, 'warning') as warning:
+            self.assertEqual([], certs.delete_unsaved_certificates(self.reload()))
+        self.assertIn("up to three CAs named 'k1' and a certificate named "
+                      "Magnum-Conductor of project fake_project",
+                      warning.call_args[0][0] % warning.call_args[0][1:])
+        self.config(cert_manager_type='x509keypair', group='certificates')
+        self.assertEqual(set(stored.values()) | kept, self._rows())
 
     def test_heat_unreachable_fails_the_delete_saying_so(self):
         cluster = self.stored_cluster()
