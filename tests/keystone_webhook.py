@@ -14,7 +14,7 @@
 
 Ported line by line from kubernetes/cloud-provider-openstack at tag v1.36.0 (commit
 bae07f4939caf612e71c43a3a65eaa42cc2bfbae), the release celtic pins for Kubernetes 1.36
-(ADDON_VERSIONS_BY_MINOR in magnum_celtic/labels.py); these files are the same, byte for byte, at v1.34.1 and
+(magnum_celtic/labels.py); these files are the same, byte for byte, at v1.34.1 and
 v1.35.0, the other releases pinned:
 
 - ``pkg/identity/keystone/authenticator.go``: ``Keystoner.GetTokenInfo`` (GET

@@ -95,7 +95,8 @@ def test_keystone_login_sends_the_masters_the_url_project_policy_and_pinned_webh
     assert settings['keystone_auth_project_id'] == sample.SAMPLE_PROJECT_ID
     assert settings['keystone_auth_policy'] == keystone_auth.policy(
         sample.SAMPLE_PROJECT_ID)
-    assert settings['k8s_keystone_auth_tag'] == label_table.ADDON_VERSIONS_BY_MINOR[36]['k8s_keystone_auth_tag']
+    assert settings['k8s_keystone_auth_tag'] == label_table.ADDON_VERSIONS_BY_MINOR[36][
+        'k8s_keystone_auth_tag']
     json.dumps(settings)  # params.json
 
 
