@@ -20,7 +20,9 @@
 #                 --control-plane (the shared certificates came from Heat)
 #   every master: wait until Ready, then celtic-members.timer, which applies a later
 #                 master count change (`master.sh members`, node/members.sh,
-#                 doc/master-resize.md). doc/nodes.md explains each step.
+#                 doc/master-resize.md), and with auto_healing_enabled=true
+#                 celtic-heal.timer, which replaces unhealthy workers (`master.sh heal`,
+#                 node/heal.sh, doc/autoscaling.md). doc/nodes.md explains each step.
 
 CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
 # shellcheck source=lib/celtic.sh
@@ -37,6 +39,8 @@ source "$CELTIC_LIB_DIR/node/ha.sh"
 source "$CELTIC_LIB_DIR/node/api_vip.sh"
 # shellcheck source=node/members.sh disable=SC1091
 source "$CELTIC_LIB_DIR/node/members.sh"
+# shellcheck source=node/heal.sh disable=SC1091
+source "$CELTIC_LIB_DIR/node/heal.sh"
 
 MASTER_INDEX=
 MASTERS=()
@@ -165,6 +169,9 @@ master_main() {
     fi
     celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"
     celtic_step members-timer members_timer
+    if [[ "${CELTIC_AUTO_HEALING_ENABLED:-false}" == true ]]; then
+        celtic_step heal-timer heal_timer
+    fi
 }
 
 # master_members_main: what celtic-members.timer runs (no report to Heat: the stack is
@@ -175,11 +182,26 @@ master_members_main() {
     members_reconcile
 }
 
+# master_heal_main: what celtic-heal.timer runs (no report to Heat either; each pass
+# logs what it saw and did to the journal, tag celtic, and /var/log/celtic.log).
+master_heal_main() {
+    celtic_load_params "$CELTIC_ETC/params.json"
+    kube_defaults
+    common_proxy_env
+    if [[ "${CELTIC_AUTO_HEALING_ENABLED:-false}" != true ]]; then
+        celtic_info "heal: auto_healing_enabled is not true: nothing to do"
+        return 0
+    fi
+    heal_main
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     set -euo pipefail
     CELTIC_ROLE=master
     if [[ "${1:-}" == members ]]; then
         master_members_main
+    elif [[ "${1:-}" == heal ]]; then
+        master_heal_main
     else
         celtic_run master_main "$@"
     fi
