@@ -116,7 +116,7 @@ open(os.path.join(heat, 'cluster-id.name'), 'w').write('celtic-demo-5d12f6fd')
 # the masters' nodegroup, given a stack that lists them as a pool's would: only a
 # healer that read it could ever name a master
 groups = [{'name': 'default-master', 'role': 'master', 'node_count': 3,
-           'status': status, 'stack_id': 'masters-stack-id'}]
+           'is_default': True, 'status': status, 'stack_id': 'masters-stack-id'}]
 open(os.path.join(heat, 'masters-stack-id.name'), 'w').write('celtic-demo-masters')
 for key in ('nodes_stack', 'minion_nodes_stack'):
     out('celtic-demo-masters.%s.json' % key, {'output': {
@@ -143,7 +143,10 @@ for position, spec in enumerate(pools):
     out('%s.server_ids.json' % servers, {'output': {'output_value': [
         '%s-id-%d' % (pool, i) for i in range(size)]}})
     groups.append({'name': name, 'role': 'worker', 'node_count': count, 'status': status,
-                   'stack_id': stack if own else 'cluster-id'})
+                   'is_default': not own, 'stack_id': stack if own else 'cluster-id'})
+# a nodegroup whose stack was never created (its create failed)
+groups.append({'name': 'broken', 'role': 'worker', 'node_count': 1, 'status': 'CREATE_FAILED',
+               'is_default': False, 'stack_id': None})
 json.dump({'nodegroups': groups}, open(os.path.join(api, 'nodegroups.json'), 'w'))
 json.dump({'servers': []}, open(os.path.join(api, 'servers.json'), 'w'))
 PY
@@ -350,6 +353,7 @@ run_heal() {
     [ "$(resized nodes_to_remove)" = minion-id-0 ]
     assert_output --partial 'nodegroup gpu: demo-gpu-1 (Ready is NotReady since 900s (bound 300s)) wait for the replacement in nodegroup default-worker'
     assert_called 'curl .*http://heat.test/v1/p1/stacks/celtic-demo-5d12f6fd-gpu/gpu-stack-id/outputs/nodes_stack'
+    assert_output --partial 'heal: nodegroup broken has no stack: nothing to heal in it'
     rm "$ROOT/resize.json"
     # shellcheck disable=SC2046
     nodes $(masters) demo-minion-0=True demo-minion-1=True demo-gpu-0=True demo-gpu-1=False:900

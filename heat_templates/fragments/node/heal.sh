@@ -43,6 +43,9 @@ HEAL_MAGNUM_VERSION='container-infra 1.10'
 # credential's region; the lab)
 CELTIC_HEAL_COMPUTE_URL=${CELTIC_HEAL_COMPUTE_URL:-}
 HEAL_WORK=
+# the Magnum and Heat endpoints of this run (the catalog's, heal_run)
+HEAL_MAGNUM=
+HEAL_HEAT=
 # the clock of the plan, epoch seconds (tests pin it)
 HEAL_NOW=${HEAL_NOW:-}
 
@@ -85,7 +88,7 @@ heal_curl() {
 # public endpoints in $HEAL_WORK/endpoints.json ({service type: URL}).
 heal_token() {
     local credential code
-    credential=$(heal_credential)
+    credential=$(heal_credential) || exit 1
     celtic_python - "$credential" "$HEAL_WORK" <<'PY' || celtic_die "$credential is not a credential document"
 import json, os, sys
 credential, work = sys.argv[1:3]
@@ -167,7 +170,7 @@ heal_get() {
 
 # heal_magnum PATH OUT WHAT: GET from Magnum at HEAL_MAGNUM_VERSION.
 heal_magnum() {
-    heal_get "$(heal_endpoint container-infra)/$1" "$2" "$3" \
+    heal_get "$HEAL_MAGNUM/$1" "$2" "$3" \
         -H "OpenStack-API-Version: $HEAL_MAGNUM_VERSION"
 }
 
@@ -175,7 +178,7 @@ heal_magnum() {
 # a redirect to it; only its path is kept, whatever host Heat wrote into it).
 heal_stack_path() {
     local heat location code
-    heat=$(heal_endpoint orchestration)
+    heat=$HEAL_HEAT
     code=$(HEAL_WRITE_OUT='%{http_code} %{redirect_url}' heal_curl -o /dev/null \
         -H "@$HEAL_WORK/token.header" "$heat/stacks/$1") || code=000
     location=${code#* }
@@ -188,7 +191,7 @@ heal_stack_path() {
 # heal_output STACK_PATH KEY OUT: one output of a stack (Heat's output-show: the other
 # outputs are not resolved).
 heal_output() {
-    heal_get "$(heal_endpoint orchestration)/stacks/$1/outputs/$2" "$3" \
+    heal_get "$HEAL_HEAT/stacks/$1/outputs/$2" "$3" \
         "output $2 of stack ${1%%/*}"
 }
 
@@ -197,7 +200,7 @@ heal_output() {
 # cluster's stack, nodes_stack in a nodegroup's own).
 heal_members() {
     local stack=$1 output=$2 out=$3 path servers
-    path=$(heal_stack_path "$stack")
+    path=$(heal_stack_path "$stack") || exit 1
     heal_output "$path" "$output" "$HEAL_WORK/ref.json"
     servers=$(celtic_python - "$HEAL_WORK/ref.json" <<'PY'
 import json, sys, urllib.parse
@@ -210,32 +213,33 @@ PY
     [[ -n "$servers" ]] || celtic_die "stack ${path%%/*} names no servers stack in output $output"
     heal_output "$servers" names "$HEAL_WORK/names.json"
     heal_output "$servers" server_ids "$HEAL_WORK/ids.json"
-    celtic_python - "$HEAL_WORK/names.json" "$HEAL_WORK/ids.json" >"$out" <<'PY'
+    celtic_python - "$HEAL_WORK/names.json" "$HEAL_WORK/ids.json" >"$out" <<'PY' ||
 import json, sys
 names, ids = ([str(v) for v in json.load(open(p))['output']['output_value'] or ()]
               for p in sys.argv[1:3])
 if len(names) != len(ids):
-    sys.exit('names and server_ids differ in length')
+    sys.exit(1)
 print(json.dumps([list(pair) for pair in zip(names, ids)]))
 PY
+        celtic_die "the servers stack ${servers%%/*} lists names and server_ids that differ"
 }
 
 # heal_pools: $HEAL_WORK/pools.json, the worker nodegroups with their members.
 heal_pools() {
-    local stack name count status own cluster_stack i=0
+    local stack name count status default cluster_stack i=0
     cluster_stack=$(celtic_json "$HEAL_WORK/cluster.json" stack_id) ||
         celtic_die "Magnum shows no stack for this cluster"
     : >"$HEAL_WORK/pools.lines"
-    while IFS=$'\t' read -r name count status stack; do
-        own=true
-        if [[ -z "$stack" || "$stack" == "$cluster_stack" ]]; then
-            own=false
-            stack=$cluster_stack
-        fi
-        if [[ "$own" == true ]]; then
+    # the default nodegroup is in the cluster's stack, every other one in its own
+    # (adapters.has_own_stack); one whose stack was never created has no servers
+    while IFS=$'\t' read -r name count status default stack; do
+        if [[ "$default" == True || "$stack" == "$cluster_stack" ]]; then
+            heal_members "$cluster_stack" minion_nodes_stack "$HEAL_WORK/members.$i.json"
+        elif [[ -n "$stack" ]]; then
             heal_members "$stack" nodes_stack "$HEAL_WORK/members.$i.json"
         else
-            heal_members "$stack" minion_nodes_stack "$HEAL_WORK/members.$i.json"
+            celtic_info "heal: nodegroup $name has no stack: nothing to heal in it"
+            continue
         fi
         printf '%s\t%s\t%s\t%s\n' "$name" "$count" "$status" "$HEAL_WORK/members.$i.json" \
             >>"$HEAL_WORK/pools.lines"
@@ -248,10 +252,10 @@ for group in groups:
     if group.get('role') == 'master':
         continue
     print('\t'.join(str(group.get(k) or '') for k in ('name', 'node_count', 'status',
-                                                         'stack_id')))
+                                                         'is_default', 'stack_id')))
 PY
 )
-    celtic_python - "$HEAL_WORK/pools.lines" >"$HEAL_WORK/pools.json" <<'PY'
+    celtic_python - "$HEAL_WORK/pools.lines" >"$HEAL_WORK/pools.json" <<'PY' ||
 import json, sys
 pools = []
 for line in open(sys.argv[1]):
@@ -260,6 +264,7 @@ for line in open(sys.argv[1]):
                   'members': json.load(open(members))})
 print(json.dumps(pools))
 PY
+        celtic_die "cannot gather the nodegroups' members"
 }
 
 # heal_forget: the Nodes of workers replaced earlier whose servers have left every pool
@@ -277,7 +282,7 @@ PY
             kept+=("$name")
             continue
         fi
-        if heal_kubectl delete node "$name" --ignore-not-found >/dev/null; then
+        if heal_kubectl delete node "$name" --ignore-not-found </dev/null >/dev/null; then
             celtic_info "heal: deleted Node $name (its server left the pool)"
         else
             kept+=("$name")
@@ -301,7 +306,7 @@ print(json.dumps({'node_count': replace['node_count'], 'nodegroup': replace['nod
 PY
     group=$(celtic_json "$HEAL_WORK/plan.json" replace nodegroup)
     names=$(celtic_json "$HEAL_WORK/plan.json" replace names | tr '\n' ' ')
-    url="$(heal_endpoint container-infra)/clusters/$CELTIC_CLUSTER_UUID/actions/resize"
+    url="$HEAL_MAGNUM/clusters/$CELTIC_CLUSTER_UUID/actions/resize"
     code=$(heal_curl -o "$HEAL_WORK/resize.answer" -X POST -H "@$HEAL_WORK/token.header" \
         -H 'Content-Type: application/json' -H 'Accept: application/json' \
         -H "OpenStack-API-Version: $HEAL_MAGNUM_VERSION" \
@@ -322,7 +327,7 @@ PY
 
 # heal_run: one pass (see the top). Nothing to do ends quietly.
 heal_run() {
-    local addresses=() leader me status
+    local addresses=() leader me status nova
     me=$(celtic_node_ip)
     heal_kubectl get nodes -o json >"$HEAL_WORK/nodes.json" ||
         celtic_die "cannot list the Nodes (is the API server on this master up?)"
@@ -333,6 +338,8 @@ heal_run() {
         return 0
     fi
     heal_token
+    HEAL_MAGNUM=$(heal_endpoint container-infra) || exit 1
+    HEAL_HEAT=$(heal_endpoint orchestration) || exit 1
     heal_magnum "clusters/$CELTIC_CLUSTER_UUID" "$HEAL_WORK/cluster.json" "the cluster"
     status=$(celtic_json "$HEAL_WORK/cluster.json" status) || status=''
     if [[ "$status" != *_COMPLETE ]]; then
@@ -344,11 +351,12 @@ heal_run() {
         "the cluster's nodegroups"
     heal_pools
     heal_forget
-    heal_get "$(heal_endpoint compute)/servers/detail?status=ERROR" \
+    nova=$(heal_endpoint compute) || exit 1
+    heal_get "$nova/servers/detail?status=ERROR" \
         "$HEAL_WORK/servers.json" "the servers in ERROR"
     celtic_python - "$HEAL_WORK" "${HEAL_NOW:-$EPOCHSECONDS}" \
         "${CELTIC_AUTO_HEALING_UNHEALTHY_SECONDS:-300}" \
-        "${CELTIC_AUTO_HEALING_MAX_UNHEALTHY_PERCENT:-40}" >"$HEAL_WORK/input.json" <<'PY'
+        "${CELTIC_AUTO_HEALING_MAX_UNHEALTHY_PERCENT:-40}" >"$HEAL_WORK/input.json" <<'PY' ||
 import json, os, sys
 work, now, bound, percent = sys.argv[1:5]
 def load(name):
@@ -360,6 +368,7 @@ print(json.dumps({'now': int(now), 'unhealthy_seconds': int(bound),
                   'max_unhealthy_percent': int(percent), 'nodes': load('nodes.json'),
                   'error_servers': errors, 'pools': load('pools.json')}))
 PY
+        celtic_die "Nova's server list or the Node list is not what the healer expects"
     heal_plan plan "$HEAL_WORK/input.json" >"$HEAL_WORK/plan.json" ||
         celtic_die "cannot plan the healing"
     local level line
