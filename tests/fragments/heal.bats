@@ -318,16 +318,16 @@ run_heal() {
 }
 
 @test "a cluster with a change under way or failed is left alone" {
-    local status
-    for status in UPDATE_IN_PROGRESS UPDATE_FAILED; do
-        cloud "$status" default-worker=2
+    local wanted
+    for wanted in UPDATE_IN_PROGRESS UPDATE_FAILED; do
+        cloud "$wanted" default-worker=2
         # shellcheck disable=SC2046
         nodes $(masters) demo-minion-0=False:900 demo-minion-1=True
         : >"$CALLS"
         run_heal
         assert_success
         [ ! -e "$ROOT/resize.json" ]
-        assert_output --partial "heal: the cluster is $status: not healing now"
+        assert_output --partial "heal: the cluster is $wanted: not healing now"
         refute_called 'curl .*/nodegroups'
     done
 }

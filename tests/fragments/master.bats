@@ -269,6 +269,7 @@ line_of() {
     refute_called 'systemctl enable --now celtic-heal.timer'
     [ ! -e "$HEAL_UNIT_DIR/celtic-heal.service" ]
     : >"$CALLS"
+    : >"$SIGNALS"
     run bash "$FRAGMENTS/master.sh" heal
     assert_success
     assert_output --partial 'auto_healing_enabled is not true'

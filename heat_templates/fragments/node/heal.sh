@@ -233,7 +233,7 @@ heal_pools() {
     # the default nodegroup is in the cluster's stack, every other one in its own
     # (adapters.has_own_stack); one whose stack was never created has no servers
     while IFS=$'\t' read -r name count status default stack; do
-        if [[ "$default" == True || "$stack" == "$cluster_stack" ]]; then
+        if [[ "$default" == default || "$stack" == "$cluster_stack" ]]; then
             heal_members "$cluster_stack" minion_nodes_stack "$HEAL_WORK/members.$i.json"
         elif [[ -n "$stack" ]]; then
             heal_members "$stack" nodes_stack "$HEAL_WORK/members.$i.json"
@@ -251,8 +251,11 @@ with open(sys.argv[1]) as f:
 for group in groups:
     if group.get('role') == 'master':
         continue
-    print('\t'.join(str(group.get(k) or '') for k in ('name', 'node_count', 'status',
-                                                         'is_default', 'stack_id')))
+    # no empty field but the last: read splits on runs of tabs
+    print('\t'.join([group.get('name') or '-', str(group.get('node_count') or 0),
+                     group.get('status') or '-',
+                     'default' if group.get('is_default') else 'own',
+                     group.get('stack_id') or '']))
 PY
 )
     celtic_python - "$HEAL_WORK/pools.lines" >"$HEAL_WORK/pools.json" <<'PY' ||
