@@ -357,9 +357,9 @@ heal_run() {
     nova=$(heal_endpoint compute) || exit 1
     heal_get "$nova/servers/detail?status=ERROR" \
         "$HEAL_WORK/servers.json" "the servers in ERROR"
-    celtic_python - "$HEAL_WORK" "${HEAL_NOW:-$EPOCHSECONDS}" \
-        "${CELTIC_AUTO_HEALING_UNHEALTHY_SECONDS:-300}" \
-        "${CELTIC_AUTO_HEALING_MAX_UNHEALTHY_PERCENT:-40}" >"$HEAL_WORK/input.json" <<'PY' ||
+    local now=${HEAL_NOW:-$EPOCHSECONDS} bound=${CELTIC_AUTO_HEALING_UNHEALTHY_SECONDS:-300}
+    local percent=${CELTIC_AUTO_HEALING_MAX_UNHEALTHY_PERCENT:-40} input=$HEAL_WORK/input.json
+    if ! celtic_python - "$HEAL_WORK" "$now" "$bound" "$percent" <<'PY' >"$input"; then
 import json, os, sys
 work, now, bound, percent = sys.argv[1:5]
 def load(name):
@@ -372,6 +372,7 @@ print(json.dumps({'now': int(now), 'unhealthy_seconds': int(bound),
                   'error_servers': errors, 'pools': load('pools.json')}))
 PY
         celtic_die "Nova's server list or the Node list is not what the healer expects"
+    fi
     heal_plan plan "$HEAL_WORK/input.json" >"$HEAL_WORK/plan.json" ||
         celtic_die "cannot plan the healing"
     local level line
