@@ -354,8 +354,17 @@ LABELS: tuple[Label, ...] = (
           'with auto_scaling_enabled (other nodegroups: their own max_node_count)',
           '(unset)'),
     Label('auto_healing_enabled', _boolean, False,
-          'Replacing unhealthy workers: the cluster gets its application credential '
-          '(the healer itself is not shipped yet: doc/autoscaling.md)', node=True),
+          'Replacing unhealthy workers (never masters) through Magnum\'s resize: the '
+          'cluster gets its application credential and its masters celtic-heal.timer '
+          '(doc/autoscaling.md)', node=True),
+    Label('auto_healing_unhealthy_seconds', _integer(60), 300,
+          'How long a worker\'s Node must be NotReady (or Unknown) before '
+          'auto-healing replaces it; a server in ERROR is replaced at once',
+          node=True),
+    Label('auto_healing_max_unhealthy_percent', _integer(1, 100), 40,
+          'Auto-healing replaces nothing in a nodegroup where more than this share '
+          'of the workers is unhealthy (a wider outage, not broken nodes); at least '
+          'one worker per nodegroup may always be replaced', node=True),
     Label('keystone_auth_enabled', _boolean, False,
           'Keystone login: the masters run k8s-keystone-auth, the apiserver accepts '
           'OpenStack tokens and authorizes them by the project\'s roles (README '

@@ -21,7 +21,9 @@
 #                 --control-plane (the shared certificates came from Heat)
 #   every master: wait until Ready, then celtic-members.timer, which applies a later
 #                 master count change (`master.sh members`, node/members.sh,
-#                 doc/master-resize.md). doc/nodes.md explains each step.
+#                 doc/master-resize.md), and with auto_healing_enabled=true
+#                 celtic-heal.timer, which replaces unhealthy workers (`master.sh heal`,
+#                 node/heal.sh, doc/autoscaling.md). doc/nodes.md explains each step.
 
 CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
 # shellcheck source=lib/celtic.sh
@@ -44,6 +46,8 @@ source "$CELTIC_LIB_DIR/node/keystone_auth.sh"
 source "$CELTIC_LIB_DIR/node/dashboard.sh"
 # shellcheck source=node/cloud.sh disable=SC1091
 source "$CELTIC_LIB_DIR/node/cloud.sh"
+# shellcheck source=node/heal.sh disable=SC1091
+source "$CELTIC_LIB_DIR/node/heal.sh"
 
 MASTER_INDEX=
 MASTERS=()
@@ -191,6 +195,9 @@ master_main() {
     fi
     celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"
     celtic_step members-timer members_timer
+    if [[ "${CELTIC_AUTO_HEALING_ENABLED:-false}" == true ]]; then
+        celtic_step heal-timer heal_timer
+    fi
 }
 
 # master_members_main: what celtic-members.timer runs (no report to Heat: the stack is
@@ -213,6 +220,19 @@ master_cloud_config_main() {
     cloud_config_secret
 }
 
+# master_heal_main: what celtic-heal.timer runs (no report to Heat either; each pass
+# logs what it saw and did to the journal, tag celtic, and /var/log/celtic.log).
+master_heal_main() {
+    celtic_load_params "$CELTIC_ETC/params.json"
+    kube_defaults
+    common_proxy_env
+    if [[ "${CELTIC_AUTO_HEALING_ENABLED:-false}" != true ]]; then
+        celtic_info "heal: auto_healing_enabled is not true: nothing to do"
+        return 0
+    fi
+    heal_main
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     set -euo pipefail
     CELTIC_ROLE=master
@@ -220,6 +240,8 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         master_members_main
     elif [[ "${1:-}" == cloud-config ]]; then
         master_cloud_config_main
+    elif [[ "${1:-}" == heal ]]; then
+        master_heal_main
     else
         celtic_run master_main "$@"
     fi

@@ -89,6 +89,16 @@ BAD_INPUTS = [
      'label auto_scaling_enabled must be true or false, got "maybe"'),
     ('auto_healing_enabled not boolean', dict(labels={'auto_healing_enabled': 'soon'}),
      'label auto_healing_enabled must be true or false, got "soon"'),
+    ('auto_healing_unhealthy_seconds too short',
+     dict(labels={'auto_healing_unhealthy_seconds': '30'}),
+     'label auto_healing_unhealthy_seconds must be an integer >= 60, got "30"'),
+    ('auto_healing_max_unhealthy_percent zero',
+     dict(labels={'auto_healing_max_unhealthy_percent': '0'}),
+     'label auto_healing_max_unhealthy_percent must be an integer from 1 to 100, got "0"'),
+    ('auto_healing_max_unhealthy_percent with a percent sign',
+     dict(labels={'auto_healing_max_unhealthy_percent': '40%'}),
+     'label auto_healing_max_unhealthy_percent must be an integer from 1 to 100, '
+     'got "40%"'),
     ('min_node_count negative', dict(labels={'min_node_count': '-1'}),
      'label min_node_count must be an integer >= 0, got "-1"'),
     ('max_node_count negative', dict(labels={'max_node_count': '-2'}),
@@ -307,6 +317,18 @@ def test_autoscaling_labels_become_the_scaling_spec_and_reach_the_nodes():
     assert built.node_settings()['auto_scaling_enabled'] is True
     assert built.node_settings()['auto_healing_enabled'] is True
     assert 'max_node_count' not in built.node_settings()
+
+
+def test_auto_healing_labels_reach_the_nodes_with_their_defaults():
+    assert (build().node_settings()['auto_healing_unhealthy_seconds'],
+            build().node_settings()['auto_healing_max_unhealthy_percent']) == (300, 40)
+    built = build(labels={'auto_healing_enabled': 'true',
+                          'auto_healing_unhealthy_seconds': '600',
+                          'auto_healing_max_unhealthy_percent': '25'})
+    assert built.scaling.needs_credential
+    assert (built.node_settings()['auto_healing_enabled'],
+            built.node_settings()['auto_healing_unhealthy_seconds'],
+            built.node_settings()['auto_healing_max_unhealthy_percent']) == (True, 600, 25)
 
 
 def test_no_autoscaling_needs_no_credential_and_allows_a_pool_outside_min_max():
