@@ -37,6 +37,11 @@ DEFAULT_CALICO_TAG = 'v3.32.4'
 DEFAULT_INGRESS_TAG = 'v3.7.11'
 DEFAULT_LOCAL_PATH_PROVISIONER_TAG = 'v0.0.37'
 DEFAULT_METRICS_SERVER_TAG = 'v0.8.0'
+#: cluster-autoscaler's release for each supported Kubernetes minor (its minor follows
+#: Kubernetes'; the newest patch read from kubernetes/autoscaler's tags). A minor
+#: without a release here cannot have auto_scaling_enabled unless the label
+#: cluster_autoscaler_tag names one.
+CLUSTER_AUTOSCALER_TAGS = {34: 'v1.34.5', 35: 'v1.35.2', 36: 'v1.36.1'}
 
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
                          'soft-affinity')
@@ -311,9 +316,12 @@ LABELS: tuple[Label, ...] = (
           'Nova server group policy of each role',
           '[cluster] nodes_affinity_policy'),
     Label('auto_scaling_enabled', _boolean, False,
-          'Autoscaling of the worker nodegroups: the cluster gets its application '
-          'credential and the default nodegroup its bounds (the autoscaler itself '
-          'is not shipped yet: doc/autoscaling.md)', node=True),
+          'Autoscaling of the worker nodegroups: cluster-autoscaler on the masters '
+          'with celtic\'s provider, which resizes through Magnum with the cluster\'s '
+          'application credential (doc/autoscaling.md)', node=True),
+    Label('cluster_autoscaler_tag', _release_tag, FROM_CLUSTER,
+          'cluster-autoscaler release run when auto_scaling_enabled is true',
+          'the release pinned for kube_tag\'s minor (doc/autoscaling.md)'),
     Label('min_node_count', _integer(0), 1,
           'Fewest workers the autoscaler keeps in the default nodegroup (other '
           'nodegroups: their own min_node_count)'),

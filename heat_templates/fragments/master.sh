@@ -18,9 +18,10 @@
 #   master 0:     packages at kube_tag, kubeadm init, CNI, addons
 #   the others:   wait for the VIP, packages at the apiserver's version, join
 #                 --control-plane (the shared certificates came from Heat)
-#   every master: wait until Ready, then celtic-members.timer, which applies a later
-#                 master count change (`master.sh members`, node/members.sh,
-#                 doc/master-resize.md). doc/nodes.md explains each step.
+#   every master: wait until Ready, then the autoscaler's provider when
+#                 auto_scaling_enabled (node/autoscaler.sh), then celtic-members.timer,
+#                 which applies a later master count change (`master.sh members`,
+#                 node/members.sh, doc/master-resize.md). doc/nodes.md explains each step.
 
 CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
 # shellcheck source=lib/celtic.sh
@@ -37,6 +38,8 @@ source "$CELTIC_LIB_DIR/node/ha.sh"
 source "$CELTIC_LIB_DIR/node/api_vip.sh"
 # shellcheck source=node/members.sh disable=SC1091
 source "$CELTIC_LIB_DIR/node/members.sh"
+# shellcheck source=node/autoscaler.sh disable=SC1091
+source "$CELTIC_LIB_DIR/node/autoscaler.sh"
 
 MASTER_INDEX=
 MASTERS=()
@@ -127,6 +130,9 @@ master_init_once() {
 master_addons() {
     local manifests=$CELTIC_LIB_DIR/manifests
     celtic_step addon-metrics-server kube_apply_manifest "$manifests/metrics-server.yaml"
+    if autoscaler_enabled; then
+        celtic_step addon-autoscaler kube_apply_manifest "$manifests/cluster-autoscaler.yaml"
+    fi
     if [[ -n "${CELTIC_PROXY_ADDRESSES:-}" ]]; then
         celtic_step addon-lb-rbac kube_apply_manifest "$manifests/celtic-lb-rbac.yaml"
     fi
@@ -164,6 +170,8 @@ master_main() {
         celtic_step kubeadm-join kube_join master_pki
     fi
     celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"
+    # every master: the autoscaler's provider, when the labels ask for it
+    autoscaler_setup
     celtic_step members-timer members_timer
 }
 

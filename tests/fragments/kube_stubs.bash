@@ -41,9 +41,10 @@ kube_fake_libdir() {
     ln -s "$FRAGMENTS/lib" "$CELTIC_LIB_DIR/lib"
     ln -s "$FRAGMENTS/templates" "$CELTIC_LIB_DIR/templates"
     local f
-    for f in common kubernetes addons members; do
+    for f in common kubernetes addons members autoscaler; do
         ln -s "$FRAGMENTS/node/$f.sh" "$CELTIC_LIB_DIR/node/$f.sh"
     done
+    ln -s "$FRAGMENTS/autoscaler" "$CELTIC_LIB_DIR/autoscaler"
     for f in ha_cluster_setup:ha api_vip_setup:api_vip gluster_client_mount:gluster_client; do
         printf '%s() { echo "%s $*" >>"$CALLS"; }\n' "${f%%:*}" "${f%%:*}" \
             >"$CELTIC_LIB_DIR/node/${f#*:}.sh"
@@ -80,6 +81,7 @@ params = {
     'ingress_controller': 'traefik', 'ingress_tag': 'v3.5.0',
     'local_path_provisioner_tag': 'v0.0.32', 'storage_volume_name': 'celtic',
     'metrics_server_tag': 'v0.8.0', 'auto_scaling_enabled': False,
+    'cluster_autoscaler_tag': 'v1.36.1',
     'auto_healing_enabled': False,
     'storage_mount_path': '/var/lib/celtic-gluster', 'api_port': 6443,
     'lb_reserved_ports': [22, 2224],

@@ -357,18 +357,32 @@ kube_kubeadm() {
     kubeadm "$@" 2>&1 | sed -E 's/[a-z0-9]{6}\.[a-z0-9]{16}/<token>/g' >&2
 }
 
+# kube_server_uuid: this node's Nova server UUID (cloud-init's instance id), or nothing
+# when it is not known.
+kube_server_uuid() {
+    local id
+    id=$(celtic_node_id 2>/dev/null) || return 0
+    if [[ "$id" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]]; then
+        printf '%s\n' "$id"
+    fi
+}
+
 # kube_registration ROLE: exports KUBE_TAINTS and KUBE_KUBELET_ARGS (JSON) for ROLE
 # worker (the pool's node_labels and node_taints) or control-plane.
 kube_registration() {
     local out
-    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" <<'PY'
+    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" "$(kube_server_uuid)" <<'PY'
 import json, sys
-role, ip, params_file = sys.argv[1:4]
+role, ip, params_file, server = sys.argv[1:5]
 params = {}
 if params_file:
     with open(params_file) as f:
         params = json.load(f)
 args = [{'name': 'node-ip', 'value': ip}]
+if server:
+    # the node's providerID, as OpenStack's cloud provider spells it: how the
+    # autoscaler's provider tells which server a node is (doc/autoscaling.md)
+    args.append({'name': 'provider-id', 'value': 'openstack:///' + server})
 if role == 'control-plane':
     taints = [{'key': 'node-role.kubernetes.io/control-plane', 'effect': 'NoSchedule'}]
 else:
