@@ -80,7 +80,7 @@ certificates_exist() {
     assert_line "key: \"$AUTOSCALER_DIR/client.key\""
     # the secret is on no command line, in no unit and in no log
     run grep -rl 's3cret-value' "$AUTOSCALER_UNIT_DIR" "$AUTOSCALER_DIR" "$CALLS" "$CELTIC_LOG_FILE"
-    assert_failure
+    assert_failure 1
 }
 
 @test "the registry prefix reaches the autoscaler's image" {

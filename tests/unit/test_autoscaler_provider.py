@@ -87,6 +87,8 @@ class FakeCloud:
             if rest.startswith('/nodegroups/'):
                 return dict(self.groups[rest.split('/')[-1]])
             if rest == '/actions/resize':
+                # Magnum records the new count at once; the stack follows
+                self.groups[body['nodegroup']]['node_count'] = body['node_count']
                 return {'uuid': CLUSTER}
         if service_type == 'orchestration':
             if path == '/stacks/' + STACK:

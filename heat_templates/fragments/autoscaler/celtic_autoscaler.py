@@ -12,25 +12,19 @@
 # under the License.
 
 """celtic-autoscaler-provider: cluster-autoscaler's external gRPC cloud provider for one
-celtic cluster, run by systemd on every master (doc/autoscaling.md).
+celtic cluster (doc/autoscaling.md): node groups from Magnum's nodegroups, nodes from
+celtic's stack outputs, every change through Magnum's resize API with the cluster's
+application credential."""
 
-One node group per worker nodegroup of the cluster that has a ``max_node_count``
-(Magnum's nodegroup fields; the labels min_node_count/max_node_count for the default
-one). Its nodes are the servers of the nodegroup's servers stack, read from celtic's
-own stack outputs (``minion_nodes_stack`` or ``nodes_stack``, then ``server_ids`` and
-``names``); a Kubernetes node is matched by its providerID (``openstack:///<server
-uuid>``, which celtic's kubelets register with) or else by its name (the server's).
-Every change goes through Magnum's resize API (``POST /v1/clusters/<c>/actions/resize``
-with ``node_count``, ``nodegroup`` and, to scale down, ``nodes_to_remove`` naming
-exactly the servers the autoscaler chose), so the driver's checks and planning apply.
-
-It authenticates to Keystone with the cluster's application credential
-(/etc/celtic/secrets/application-credential.json, read again whenever a token is
-needed, so a rotated credential is picked up), and never logs the secret or a token.
-Needs python3 with grpcio and protobuf (Debian/Ubuntu: python3-grpcio,
-python3-protobuf); the service's descriptors are built here at run time from the
-table below (the interface is externalgrpc.proto beside this file).
-"""
+# One node group per worker nodegroup of the cluster that has a max_node_count. Its
+# nodes are the servers of the nodegroup's servers stack (minion_nodes_stack or
+# nodes_stack, then server_ids and names); a Kubernetes node is matched by its
+# providerID (openstack:///<server uuid>, which celtic's kubelets register with) or
+# else by its name. The credential file is read again whenever a token is needed (a
+# rotated credential is picked up); the secret and tokens are never logged. Needs
+# python3 with grpcio and protobuf (python3-grpcio, python3-protobuf); the service's
+# descriptors are built at run time from the table below (the interface:
+# doc/autoscaler-externalgrpc.proto).
 
 from __future__ import annotations
 
