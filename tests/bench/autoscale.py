@@ -127,8 +127,8 @@ def _measure(plane) -> dict[str, float]:
             autoscale.append(_timed(magnum, uuid, lambda: client.NodeGroupIncreaseSize(
                 id=POOL, delta=2)))
             _timed(magnum, uuid, lambda: magnum.clusters.resize(uuid, 1, nodegroup=POOL))
-            _say('sample %d: resize %.1fs, autoscale %.1fs' % (sample + 1, resize[-1],
-                                                              autoscale[-1]))
+            _say('sample %d: resize %.1fs, autoscale %.1fs'
+                 % (sample + 1, resize[-1], autoscale[-1]))
         channel.close()
         up, plain = statistics.median(autoscale), statistics.median(resize)
         return {'resize_up_seconds': plain, 'autoscale_up_seconds': up,

@@ -39,9 +39,11 @@ autoscaler_enabled() {
 # client certificate, signed by a CA whose key is deleted once they are; kept across
 # re-runs.
 autoscaler_tls() {
-    local dir=$AUTOSCALER_DIR work who ext
-    if [[ -s "$dir/ca.crt" && -s "$dir/server.crt" && -s "$dir/server.key" &&
-        -s "$dir/client.crt" && -s "$dir/client.key" ]]; then
+    local dir=$AUTOSCALER_DIR work who ext missing=0
+    for who in ca.crt server.crt server.key client.crt client.key; do
+        [[ -s "$dir/$who" ]] || missing=1
+    done
+    if [[ $missing -eq 0 ]]; then
         celtic_info "the autoscaler's certificates exist"
         return 0
     fi
@@ -122,8 +124,9 @@ autoscaler_provider() {
         systemctl enable celtic-autoscaler-provider >/dev/null 2>&1 ||
             celtic_die "cannot enable celtic-autoscaler-provider"
     fi
-    if [[ $unit_changed -eq 1 || $program_changed -eq 1 ]] ||
-        ! systemctl is-active --quiet celtic-autoscaler-provider; then
+    local active=1
+    systemctl is-active --quiet celtic-autoscaler-provider || active=0
+    if [[ $unit_changed -eq 1 || $program_changed -eq 1 || $active -eq 0 ]]; then
         systemctl restart celtic-autoscaler-provider ||
             celtic_die "celtic-autoscaler-provider does not start: see" \
                 "journalctl -u celtic-autoscaler-provider"
