@@ -46,26 +46,34 @@ DEFAULT_DASHBOARD_TAG = 'v0.45.0'
 # newest release (a cloud-controller-manager may be one minor older than the
 # apiserver: Kubernetes' version skew policy). Read by spec.py (label defaults, node
 # settings), the README's table (tests/unit/test_labels.py) and the manifests' tests.
+# cluster-autoscaler's minor follows Kubernetes' too (the newest patch of its tags); an
+# empty cell is a minor it has not released yet: such a cluster cannot have
+# auto_scaling_enabled unless label cluster_autoscaler_tag names a release.
 ADDON_VERSIONS_BY_MINOR: dict[int, dict[str, str]] = {
-    34: {'k8s_keystone_auth_tag': 'v1.34.1', 'cloud_provider_tag': 'v1.34.1', 'cinder_csi_plugin_tag': 'v1.34.1',
+    34: {'cluster_autoscaler_tag': 'v1.34.5',
+         'k8s_keystone_auth_tag': 'v1.34.1', 'cloud_provider_tag': 'v1.34.1', 'cinder_csi_plugin_tag': 'v1.34.1',
          'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
          'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
          'csi_node_driver_registrar_tag': 'v2.15.0'},
-    35: {'k8s_keystone_auth_tag': 'v1.35.0', 'cloud_provider_tag': 'v1.35.0', 'cinder_csi_plugin_tag': 'v1.35.0',
+    35: {'cluster_autoscaler_tag': 'v1.35.2',
+         'k8s_keystone_auth_tag': 'v1.35.0', 'cloud_provider_tag': 'v1.35.0', 'cinder_csi_plugin_tag': 'v1.35.0',
          'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
          'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
          'csi_node_driver_registrar_tag': 'v2.15.0'},
-    36: {'k8s_keystone_auth_tag': 'v1.36.0', 'cloud_provider_tag': 'v1.36.0', 'cinder_csi_plugin_tag': 'v1.36.0',
+    36: {'cluster_autoscaler_tag': 'v1.36.1',
+         'k8s_keystone_auth_tag': 'v1.36.0', 'cloud_provider_tag': 'v1.36.0', 'cinder_csi_plugin_tag': 'v1.36.0',
          'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
          'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
          'csi_node_driver_registrar_tag': 'v2.15.0'},
     # no cloud-provider-openstack v1.37 release yet: its v1.36 line (k8s-keystone-auth
     # v1.36.0 serves the webhook API 1.37 calls)
-    37: {'k8s_keystone_auth_tag': 'v1.36.0', 'cloud_provider_tag': 'v1.36.0', 'cinder_csi_plugin_tag': 'v1.36.0',
+    37: {'cluster_autoscaler_tag': '',
+         'k8s_keystone_auth_tag': 'v1.36.0', 'cloud_provider_tag': 'v1.36.0', 'cinder_csi_plugin_tag': 'v1.36.0',
          'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
          'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
          'csi_node_driver_registrar_tag': 'v2.15.0'},
 }
+
 
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
                          'soft-affinity')
@@ -343,9 +351,12 @@ LABELS: tuple[Label, ...] = (
           'Nova server group policy of each role',
           '[cluster] nodes_affinity_policy'),
     Label('auto_scaling_enabled', _boolean, False,
-          'Autoscaling of the worker nodegroups: the cluster gets its application '
-          'credential and the default nodegroup its bounds (the autoscaler itself '
-          'is not shipped yet: doc/autoscaling.md)', node=True),
+          'Autoscaling of the worker nodegroups: cluster-autoscaler on the masters '
+          'with celtic\'s provider, which resizes through Magnum with the cluster\'s '
+          'application credential (doc/autoscaling.md)', node=True),
+    Label('cluster_autoscaler_tag', _release_tag, FROM_CLUSTER,
+          'cluster-autoscaler release run when auto_scaling_enabled is true',
+          PER_KUBE_MINOR_DOC),
     Label('min_node_count', _integer(0), 1,
           'Fewest workers the autoscaler keeps in the default nodegroup (other '
           'nodegroups: their own min_node_count)'),
@@ -424,7 +435,8 @@ def addon_versions_table() -> str:
             '|---|%s' % ('---|' * len(names))]
     for minor in SUPPORTED_KUBE_MINORS:
         row = ADDON_VERSIONS_BY_MINOR[minor]
-        rows.append('| v1.%d | %s |' % (minor, ' | '.join(row[n] for n in names)))
+        rows.append('| v1.%d | %s |' % (minor, ' | '.join(row[n] or '(none yet)'
+                                                          for n in names)))
     return '\n'.join(rows)
 
 

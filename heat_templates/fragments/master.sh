@@ -19,9 +19,10 @@
 #                 login: node/keystone_auth.sh; the dashboard: node/dashboard.sh)
 #   the others:   wait for the VIP, packages at the apiserver's version, join
 #                 --control-plane (the shared certificates came from Heat)
-#   every master: wait until Ready, then celtic-members.timer, which applies a later
-#                 master count change (`master.sh members`, node/members.sh,
-#                 doc/master-resize.md), and with auto_healing_enabled=true
+#   every master: wait until Ready, then the autoscaler's provider when
+#                 auto_scaling_enabled (node/autoscaler.sh), then celtic-members.timer,
+#                 which applies a later master count change (`master.sh members`,
+#                 node/members.sh, doc/master-resize.md), and with auto_healing_enabled=true
 #                 celtic-heal.timer, which replaces unhealthy workers (`master.sh heal`,
 #                 node/heal.sh, doc/autoscaling.md). doc/nodes.md explains each step.
 
@@ -48,6 +49,8 @@ source "$CELTIC_LIB_DIR/node/dashboard.sh"
 source "$CELTIC_LIB_DIR/node/cloud.sh"
 # shellcheck source=node/heal.sh disable=SC1091
 source "$CELTIC_LIB_DIR/node/heal.sh"
+# shellcheck source=node/autoscaler.sh disable=SC1091
+source "$CELTIC_LIB_DIR/node/autoscaler.sh"
 
 MASTER_INDEX=
 MASTERS=()
@@ -147,6 +150,9 @@ master_addons() {
     if [[ "${CELTIC_DASHBOARD_ENABLED:-false}" == true ]]; then
         celtic_step addon-dashboard dashboard_addon
     fi
+    if autoscaler_enabled; then
+        celtic_step addon-autoscaler kube_apply_manifest "$manifests/cluster-autoscaler.yaml"
+    fi
     if [[ -n "${CELTIC_PROXY_ADDRESSES:-}" ]]; then
         celtic_step addon-lb-rbac kube_apply_manifest "$manifests/celtic-lb-rbac.yaml"
     fi
@@ -194,6 +200,8 @@ master_main() {
         celtic_step kubeadm-join kube_join master_pki
     fi
     celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"
+    # every master: the autoscaler's provider, when the labels ask for it
+    autoscaler_setup
     celtic_step members-timer members_timer
     if [[ "${CELTIC_AUTO_HEALING_ENABLED:-false}" == true ]]; then
         celtic_step heal-timer heal_timer

@@ -187,11 +187,44 @@ class NodeCopyTest(unittest.TestCase):
                          templates.strip_shell_comments('\n'.join(src for src, _ in lines)))
 
     def test_other_files_are_sent_unchanged(self):
-        for name in self.templates.bundle_files('proxy'):
-            if not name.endswith('.sh'):
+        for role in ('proxy', 'master'):
+            for name in self.templates.bundle_files(role):
+                if not name.endswith(('.sh', '.py')) and not name.startswith('manifests/'):
+                    with self.subTest(file=name):
+                        self.assertEqual(
+                            self.templates.read('fragments/' + name).encode('utf-8'),
+                            self.templates.node_copy(name))
+
+    def test_python_programs_are_the_same_program_without_comments_or_docstrings(self):
+        import ast
+        for name in ('celtic-lb/celtic_lb.py', 'autoscaler/celtic_autoscaler.py'):
+            with self.subTest(file=name):
+                source = self.templates.read('fragments/' + name)
+                sent = self.templates.node_copy(name).decode('utf-8')
+                self.assertTrue(sent.startswith('#!/usr/bin/python3\n'))
+                self.assertNotIn('\n#', sent)
+                self.assertLess(len(sent), len(source))
+                tree = ast.parse(source)
+                # the module docstring stays (the programs print it in --help)
+                self.assertEqual(ast.get_docstring(tree), ast.get_docstring(ast.parse(sent)))
+                for node in ast.walk(tree):
+                    if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and len(
+                            node.body) > 1 and ast.get_docstring(node) is not None:
+                        node.body = node.body[1:]
+                self.assertEqual(ast.dump(tree), ast.dump(ast.parse(sent)))
+
+    def test_manifests_lose_only_their_leading_comment_block(self):
+        self.assertEqual('a: 1\n# kept\nb: |\n  # content\n',
+                         templates.strip_leading_comments(
+                             '# what this is\n#\na: 1\n# kept\nb: |\n  # content\n'))
+        for name in self.templates.bundle_files('master'):
+            if name.startswith('manifests/'):
                 with self.subTest(file=name):
-                    self.assertEqual(self.templates.read('fragments/' + name).encode('utf-8'),
-                                     self.templates.node_copy(name))
+                    source = self.templates.read('fragments/' + name)
+                    sent = self.templates.node_copy(name).decode('utf-8')
+                    self.assertTrue(source.endswith(sent))
+                    self.assertEqual(list(yaml.safe_load_all(source)),
+                                     list(yaml.safe_load_all(sent)))
 
 
 class StrayFilesTest(unittest.TestCase):

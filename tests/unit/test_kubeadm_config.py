@@ -93,7 +93,7 @@ def render(tmp_path: pathlib.Path, what: str, node_ip: str = MASTERS[0],
     for entry in ('lib', 'templates', 'master.sh'):
         (lib / entry).symlink_to(FRAGMENTS / entry)
     for module in ('common', 'kubernetes', 'addons', 'members', 'keystone_auth',
-                   'dashboard', 'cloud'):
+                   'dashboard', 'cloud', 'autoscaler'):
         (lib / 'node' / f'{module}.sh').symlink_to(FRAGMENTS / 'node' / f'{module}.sh')
     for module in ('ha', 'api_vip'):  # other engineers' modules, not needed to render
         (lib / 'node' / f'{module}.sh').write_text('')
@@ -323,3 +323,21 @@ def test_without_the_cloud_provider_no_kubelet_defers_to_one(tmp_path):
     _, text = render(tmp_path, 'init', cloud_provider_enabled=False)
     args = kubelet_args(documents(text)['InitConfiguration']['nodeRegistration'])
     assert not {'cloud-provider', 'provider-id'} & set(args)
+
+
+def test_a_node_registers_with_its_server_as_provider_id(tmp_path, monkeypatch):
+    # cloud-init's instance id (here CELTIC_NODE_ID) is the Nova server UUID: the
+    # autoscaler's provider matches nodes to servers by it (doc/autoscaling.md)
+    server = '6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f'
+    monkeypatch.setenv('CELTIC_NODE_ID', server)
+    _, text = render(tmp_path / 'worker', 'join-worker', node_ip='10.0.0.57',
+                     node_labels={}, node_taints=[])
+    registration = documents(text)['JoinConfiguration']['nodeRegistration']
+    assert kubelet_args(registration) == {'node-ip': '10.0.0.57',
+                                          'provider-id': 'openstack:///' + server}
+    # a node id that is not a server UUID (no cloud-init: the host name) gives none
+    monkeypatch.setenv('CELTIC_NODE_ID', 'Prod-EU-Node-1')
+    _, text = render(tmp_path / 'plain', 'join-worker', node_ip='10.0.0.57',
+                     node_labels={}, node_taints=[])
+    registration = documents(text)['JoinConfiguration']['nodeRegistration']
+    assert 'provider-id' not in kubelet_args(registration)
