@@ -372,6 +372,15 @@ setup() {
     manifests=("$FRAGMENTS"/manifests/*.yaml)
     [[ ${#manifests[@]} -gt 0 ]] || skip "no manifests shipped yet"
     CELTIC_CONTAINER_INFRA_PREFIX=registry.example.com/mirror/
+    # what the add-ons' own steps set before they apply their manifest (node/dashboard.sh,
+    # node/keystone_auth.sh; the label values as a cluster with them on has them)
+    export CELTIC_DASHBOARD_TAG=v0.45.0 CELTIC_DASHBOARD_SERVICE_TYPE=ClusterIP
+    DASHBOARD_TLS_CRT=$(printf 'certificate' | base64 -w 0)
+    DASHBOARD_TLS_KEY=$(printf 'key' | base64 -w 0)
+    export DASHBOARD_TLS_CRT DASHBOARD_TLS_KEY
+    export CELTIC_K8S_KEYSTONE_AUTH_TAG=v1.36.0 CELTIC_KEYSTONE_AUTH_URL=https://keystone.example.com/v3
+    export KEYSTONE_AUTH_POLICY_JSON='[]' KEYSTONE_AUTH_DIR=/etc/kubernetes/keystone-auth \
+        KEYSTONE_AUTH_PORT=8443
     for manifest in "${manifests[@]}"; do
         kube_apply_manifest "$manifest"
         rendered=$BATS_TEST_TMPDIR/applied/$(basename "$manifest")
