@@ -46,29 +46,25 @@ DEFAULT_DASHBOARD_TAG = 'v0.45.0'
 # newest release (a cloud-controller-manager may be one minor older than the
 # apiserver: Kubernetes' version skew policy). Read by spec.py (label defaults, node
 # settings), the README's table (tests/unit/test_labels.py) and the manifests' tests.
+# The CSI sidecars are the same in every release line pinned here.
+_CSI_SIDECARS = {'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
+                 'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
+                 'csi_node_driver_registrar_tag': 'v2.15.0'}
+
+
+def _cloud_provider_openstack(release: str) -> dict[str, str]:
+    """One row: cloud-provider-openstack's ``release`` of each of its components."""
+    return {'k8s_keystone_auth_tag': release, 'cloud_provider_tag': release,
+            'cinder_csi_plugin_tag': release, **_CSI_SIDECARS}
+
+
 ADDON_VERSIONS_BY_MINOR: dict[int, dict[str, str]] = {
-    34: {'k8s_keystone_auth_tag': 'v1.34.1', 'cloud_provider_tag': 'v1.34.1',
-         'cinder_csi_plugin_tag': 'v1.34.1',
-         'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
-         'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
-         'csi_node_driver_registrar_tag': 'v2.15.0'},
-    35: {'k8s_keystone_auth_tag': 'v1.35.0', 'cloud_provider_tag': 'v1.35.0',
-         'cinder_csi_plugin_tag': 'v1.35.0',
-         'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
-         'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
-         'csi_node_driver_registrar_tag': 'v2.15.0'},
-    36: {'k8s_keystone_auth_tag': 'v1.36.0', 'cloud_provider_tag': 'v1.36.0',
-         'cinder_csi_plugin_tag': 'v1.36.0',
-         'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
-         'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
-         'csi_node_driver_registrar_tag': 'v2.15.0'},
+    34: _cloud_provider_openstack('v1.34.1'),
+    35: _cloud_provider_openstack('v1.35.0'),
+    36: _cloud_provider_openstack('v1.36.0'),
     # no cloud-provider-openstack v1.37 release yet: its v1.36 line (k8s-keystone-auth
     # v1.36.0 serves the webhook API 1.37 calls)
-    37: {'k8s_keystone_auth_tag': 'v1.36.0', 'cloud_provider_tag': 'v1.36.0',
-         'cinder_csi_plugin_tag': 'v1.36.0',
-         'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
-         'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
-         'csi_node_driver_registrar_tag': 'v2.15.0'},
+    37: _cloud_provider_openstack('v1.36.0'),
 }
 
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
