@@ -81,6 +81,14 @@ def wait(magnum, cluster_id: str, action: str, timeout: float = 900.0,
     started = time.monotonic()
     seen_progress = False
     cluster = None
+
+    def changed(now) -> bool:
+        # Magnum stores updated_at to the second: two refusals within one second
+        # leave it equal, so the status and its reason count too.
+        return before is None or any(
+            getattr(now, field) != getattr(before, field)
+            for field in ('updated_at', 'status', 'status_reason'))
+
     while True:
         cluster = get(magnum, cluster_id)
         if cluster is not None and on_poll is not None:
@@ -92,12 +100,11 @@ def wait(magnum, cluster_id: str, action: str, timeout: float = 900.0,
             status = cluster.status
             if status.endswith('IN_PROGRESS'):
                 seen_progress = True
-            elif status.startswith(action):
-                if action != 'UPDATE' or seen_progress or before is None or (
-                        cluster.updated_at != before.updated_at):
-                    return cluster
+            elif status.startswith(action) and (
+                    action != 'UPDATE' or seen_progress or changed(cluster)):
+                return cluster
             elif (not seen_progress and time.monotonic() - started > start_timeout
-                  and (before is None or cluster.updated_at == before.updated_at)):
+                  and not changed(cluster)):
                 raise ClusterTimeout('cluster %s: %s did not start in %.0fs (status %s: %s)'
                                      % (cluster_id, action, start_timeout, status,
                                         cluster.status_reason))
