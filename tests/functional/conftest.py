@@ -75,6 +75,24 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+_MODULE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    # each module's time, setup and teardown included (tests/gate_lanes.sh balances its
+    # two functional lanes by these)
+    module = report.nodeid.split('::', 1)[0]
+    _MODULE_SECONDS[module] = _MODULE_SECONDS.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MODULE_SECONDS:
+        return
+    terminalreporter.write_sep('=', 'seconds per module (setup, call and teardown)')
+    for module, seconds in sorted(_MODULE_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line('%8.1f  %s' % (seconds, module))
+
+
 def _progress(message: str) -> None:
     sys.stderr.write('[lab %s] %s\n' % (time.strftime('%H:%M:%S'), message))
 
