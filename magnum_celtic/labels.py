@@ -46,26 +46,32 @@ DEFAULT_DASHBOARD_TAG = 'v0.45.0'
 # newest release (a cloud-controller-manager may be one minor older than the
 # apiserver: Kubernetes' version skew policy). Read by spec.py (label defaults, node
 # settings), the README's table (tests/unit/test_labels.py) and the manifests' tests.
+# cluster-autoscaler's minor follows Kubernetes' too (the newest patch of its tags); an
+# empty cell is a minor it has not released yet: such a cluster cannot have
+# auto_scaling_enabled unless label cluster_autoscaler_tag names a release.
 # The CSI sidecars are the same in every release line pinned here.
 _CSI_SIDECARS = {'csi_attacher_tag': 'v4.10.0', 'csi_provisioner_tag': 'v5.3.0',
                  'csi_resizer_tag': 'v1.14.0', 'csi_livenessprobe_tag': 'v2.17.0',
                  'csi_node_driver_registrar_tag': 'v2.15.0'}
 
 
-def _cloud_provider_openstack(release: str) -> dict[str, str]:
-    """One row: cloud-provider-openstack's ``release`` of each of its components."""
-    return {'k8s_keystone_auth_tag': release, 'cloud_provider_tag': release,
-            'cinder_csi_plugin_tag': release, **_CSI_SIDECARS}
+def _row(autoscaler: str, cloud_provider: str) -> dict[str, str]:
+    """One row: cluster-autoscaler's release (or ''), cloud-provider-openstack's
+    ``cloud_provider`` release of each of its components."""
+    return {'cluster_autoscaler_tag': autoscaler,
+            'k8s_keystone_auth_tag': cloud_provider, 'cloud_provider_tag': cloud_provider,
+            'cinder_csi_plugin_tag': cloud_provider, **_CSI_SIDECARS}
 
 
 ADDON_VERSIONS_BY_MINOR: dict[int, dict[str, str]] = {
-    34: _cloud_provider_openstack('v1.34.1'),
-    35: _cloud_provider_openstack('v1.35.0'),
-    36: _cloud_provider_openstack('v1.36.0'),
+    34: _row('v1.34.5', 'v1.34.1'),
+    35: _row('v1.35.2', 'v1.35.0'),
+    36: _row('v1.36.1', 'v1.36.0'),
     # no cloud-provider-openstack v1.37 release yet: its v1.36 line (k8s-keystone-auth
     # v1.36.0 serves the webhook API 1.37 calls)
-    37: _cloud_provider_openstack('v1.36.0'),
+    37: _row('', 'v1.36.0'),
 }
+
 
 SERVER_GROUP_POLICIES = ('anti-affinity', 'soft-anti-affinity', 'affinity',
                          'soft-affinity')
@@ -343,9 +349,12 @@ LABELS: tuple[Label, ...] = (
           'Nova server group policy of each role',
           '[cluster] nodes_affinity_policy'),
     Label('auto_scaling_enabled', _boolean, False,
-          'Autoscaling of the worker nodegroups: the cluster gets its application '
-          'credential and the default nodegroup its bounds (the autoscaler itself '
-          'is not shipped yet: doc/autoscaling.md)', node=True),
+          'Autoscaling of the worker nodegroups: cluster-autoscaler on the masters '
+          'with celtic\'s provider, which resizes through Magnum with the cluster\'s '
+          'application credential (doc/autoscaling.md)', node=True),
+    Label('cluster_autoscaler_tag', _release_tag, FROM_CLUSTER,
+          'cluster-autoscaler release run when auto_scaling_enabled is true',
+          PER_KUBE_MINOR_DOC),
     Label('min_node_count', _integer(0), 1,
           'Fewest workers the autoscaler keeps in the default nodegroup (other '
           'nodegroups: their own min_node_count)'),
@@ -354,8 +363,17 @@ LABELS: tuple[Label, ...] = (
           'with auto_scaling_enabled (other nodegroups: their own max_node_count)',
           '(unset)'),
     Label('auto_healing_enabled', _boolean, False,
-          'Replacing unhealthy workers: the cluster gets its application credential '
-          '(the healer itself is not shipped yet: doc/autoscaling.md)', node=True),
+          'Replacing unhealthy workers (never masters) through Magnum\'s resize: the '
+          'cluster gets its application credential and its masters celtic-heal.timer '
+          '(doc/autoscaling.md)', node=True),
+    Label('auto_healing_unhealthy_seconds', _integer(60), 300,
+          'How long a worker\'s Node must be NotReady (or Unknown) before '
+          'auto-healing replaces it; a server in ERROR is replaced at once',
+          node=True),
+    Label('auto_healing_max_unhealthy_percent', _integer(1, 100), 40,
+          'Auto-healing replaces nothing in a nodegroup where more than this share '
+          'of the workers is unhealthy (a wider outage, not broken nodes); at least '
+          'one worker per nodegroup may always be replaced', node=True),
     Label('keystone_auth_enabled', _boolean, False,
           'Keystone login: the masters run k8s-keystone-auth, the apiserver accepts '
           'OpenStack tokens and authorizes them by the project\'s roles (README '
@@ -415,7 +433,8 @@ def addon_versions_table() -> str:
             '|---|%s' % ('---|' * len(names))]
     for minor in SUPPORTED_KUBE_MINORS:
         row = ADDON_VERSIONS_BY_MINOR[minor]
-        rows.append('| v1.%d | %s |' % (minor, ' | '.join(row[n] for n in names)))
+        rows.append('| v1.%d | %s |' % (minor, ' | '.join(row[n] or '(none yet)'
+                                                          for n in names)))
     return '\n'.join(rows)
 
 

@@ -32,7 +32,7 @@ from magnum_celtic import spec as spec_mod
 from magnum_celtic.pki import ClusterPKI
 from magnum_celtic.spec import ClusterSpec, PoolSpec
 from magnum_celtic.templates import ADDRESSES_TEMPLATE, NODES_TEMPLATE, POOL_TEMPLATE
-from magnum_celtic.templates import ROOT_TEMPLATE
+from magnum_celtic.templates import ROOT_TEMPLATE, bundle_file
 from magnum_celtic.templates import TemplateSet
 
 MASK = '***'
@@ -296,7 +296,11 @@ def master_resize_request(spec: ClusterSpec, templates: TemplateSet,
     counts = {role: nodes.count for role, nodes in spec.roles.items()}
     counts['master'] = count
     files = {ADDRESSES_TEMPLATE: expand.render_addresses(templates.read(ADDRESSES_TEMPLATE),
-                                                         counts)}
+                                                         counts),
+             # a master this update boots gets this release's bundle, whose digest
+             # names the add-on files this release's celtic-vendordata serves (the
+             # running masters keep theirs: user_data_update_policy IGNORE)
+             bundle_file('master'): templates.read(bundle_file('master'))}
     parameters: dict[str, Any] = {'master_count': count}
     if finish_removal is not False:
         parameters['master_removal'] = ''

@@ -99,6 +99,9 @@ class ScalingSpec:
     min_nodes: int = 1
     max_nodes: int | None = None
     healing: bool = False
+    #: the cluster-autoscaler release the masters run ('' when none is pinned for the
+    #: cluster's Kubernetes minor and the label does not name one)
+    autoscaler_tag: str = ''
 
     @property
     def needs_credential(self) -> bool:
@@ -263,6 +266,7 @@ class ClusterSpec:
             'api_port': API_PORT,
             'lb_reserved_ports': list(LB_RESERVED_PORTS),
             **(self.keystone.node_settings() if self.keystone else {}),
+            'cluster_autoscaler_tag': self.scaling.autoscaler_tag,
         }
 
 
@@ -320,7 +324,7 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
                         'nodes use (--fixed-subnet)' % existing_network)
 
     pool = _pool(worker, DEFAULT_POOL, DEFAULT_POOL_NAME, worker_flavor, image)
-    scaling = _scaling(resolver, pool.count)
+    scaling = _scaling(resolver, pool.count, resolver.get('kube_tag'))
     network_driver = template.get('network_driver') or 'flannel'
     if network_driver not in NETWORK_DRIVERS:
         raise SpecError('cluster template field network_driver must be one of %s, '
@@ -480,12 +484,24 @@ class _LabelResolver:
             self._warnings.append('label %s is not used by celtic' % name)
 
 
-def _scaling(resolver: _LabelResolver, count: int) -> ScalingSpec:
+def _scaling(resolver: _LabelResolver, count: int, kube_tag: str) -> ScalingSpec:
     """The autoscaling labels, checked against each other and the default pool."""
+    minor = int(kube_tag.split('.')[1])
+    pinned = label_table.ADDON_VERSIONS_BY_MINOR.get(minor, {}).get(
+        'cluster_autoscaler_tag', '')
     scaling = ScalingSpec(autoscaling=resolver.get('auto_scaling_enabled'),
                           min_nodes=resolver.get('min_node_count'),
                           max_nodes=resolver.get('max_node_count'),
-                          healing=resolver.get('auto_healing_enabled'))
+                          healing=resolver.get('auto_healing_enabled'),
+                          autoscaler_tag=resolver.get('cluster_autoscaler_tag', pinned))
+    if scaling.autoscaling and not scaling.autoscaler_tag:
+        raise SpecError('label auto_scaling_enabled: no cluster-autoscaler release is '
+                        'pinned for Kubernetes v1.%d yet (pinned: %s); set label '
+                        'cluster_autoscaler_tag to a release of v1.%d, or choose '
+                        'another kube_tag' % (minor, ', '.join(
+                            'v1.%d' % m for m, row in sorted(
+                                label_table.ADDON_VERSIONS_BY_MINOR.items())
+                            if row['cluster_autoscaler_tag']), minor))
     low, high = scaling.min_nodes, scaling.max_nodes
     if high is None:
         if scaling.autoscaling:

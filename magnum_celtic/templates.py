@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import base64
 import functools
+import hashlib
 import importlib.metadata
 import io
 import lzma
@@ -41,6 +42,11 @@ NODES_TEMPLATE = 'minion_nodes.yaml'
 ADDRESSES_TEMPLATE = 'addresses.yaml'
 _DATA_PATH = 'share/magnum-celtic/heat_templates'
 BUNDLE_MANIFEST = 'fragments/bundles.yaml'
+#: fragments/bundles.yaml's section of the files each role gets from celtic-vendordata
+VENDORDATA_SECTION = 'vendordata'
+_NOT_ROLES = ('common', VENDORDATA_SECTION)
+#: in a role's bundle when it has files from celtic-vendordata: their bundle's SHA-256
+VENDORDATA_DIGEST = 'vendordata.sha256'
 _BUNDLE = re.compile(r'^bundles/([a-z]+)\.txz\.b64$')
 # one file named by fragments/bundles.yaml: a relative path, no directory, no '..'
 #: the start of a here-document (``<<TAG``, ``<<-'TAG'``); its body is data, not shell
@@ -49,6 +55,12 @@ _COMMENT_LINE = re.compile(r'^\s*#')
 _MANIFEST_ENTRY = re.compile(r'^(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$')
 _GET_FILE = re.compile(r'get_file:\s*([^\s{}\[\],]+)')
 _TYPE = re.compile(r'^\s*type:\s*([A-Za-z0-9_./-]+\.yaml)\s*$', re.MULTILINE)
+
+
+def bundle_file(role: str) -> str:
+    """The stack file name of ``role``'s bundle (packed by :meth:`TemplateSet.bundle`
+    when read; the role templates name it with get_file)."""
+    return 'bundles/%s.txz.b64' % role
 
 
 class TemplatesNotFound(RuntimeError):
@@ -124,24 +136,39 @@ class TemplateSet:
         return self._cache[name]
 
     def bundle_files(self, role: str) -> list[str]:
-        """The fragment files (relative to fragments/) a role's nodes receive.
+        """The fragment files (relative to fragments/) a role's nodes receive in their
+        user_data.
 
         Exactly the files fragments/bundles.yaml names, never what else lies in the
         directory: an install leaves byte-code beside celtic_lb.py, an editor leaves
         backups, and none of that may reach a node (or break the packing).
         """
-        manifest = yaml.safe_load(self.read(BUNDLE_MANIFEST)) or {}
-        if role not in manifest or role == 'common':
+        manifest = self._bundle_manifest()
+        if role not in manifest or role in _NOT_ROLES:
             raise TemplatesNotFound('%s lists no role %s' % (BUNDLE_MANIFEST, role))
-        names: list[str] = []
-        for entry in list(manifest.get('common') or []) + list(manifest[role] or []):
+        return self._entries(role, list(manifest.get('common') or [])
+                             + list(manifest[role] or []))
+
+    def vendordata_files(self, role: str) -> list[str]:
+        """The fragment files a role's nodes receive from celtic-vendordata at boot
+        (fragments/bundles.yaml's ``vendordata`` section; none for most roles): the
+        optional add-ons' files, which would not fit in Nova's user_data limit beside
+        the boot steps."""
+        section = self._bundle_manifest().get(VENDORDATA_SECTION) or {}
+        return self._entries(role, list(section.get(role) or []))
+
+    def _bundle_manifest(self) -> dict:
+        return yaml.safe_load(self.read(BUNDLE_MANIFEST)) or {}
+
+    @staticmethod
+    def _entries(role: str, entries: list) -> list[str]:
+        for entry in entries:
             if not isinstance(entry, str) or not _MANIFEST_ENTRY.match(entry):
                 raise TemplatesNotFound(
                     '%s: role %s: entry %r must be the path of one file under '
                     'fragments/ (letters, digits, "._-/", no directory, no "..")'
                     % (BUNDLE_MANIFEST, role, entry))
-            names.append(entry)
-        return sorted(set(names))
+        return sorted(set(entries))
 
     def node_copy(self, name: str) -> bytes:
         """A fragment file as the nodes receive it.
@@ -169,25 +196,27 @@ class TemplateSet:
         return text.encode('utf-8')
 
     def bundle(self, role: str) -> str:
-        """The role's fragments as a base64 xz-compressed tar, byte-for-byte
+        """The role's user_data fragments as a base64 xz-compressed tar, byte-for-byte
         reproducible (fixed order, times and owners), so re-rendering a stack changes
         nothing. xz packs shell about 10% tighter than gzip, and Nova's 64 KiB
-        user_data limit is the constraint; nodes unpack it with Python's tarfile."""
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode='w', format=tarfile.GNU_FORMAT) as tar:
-            for name in self.bundle_files(role):
-                data = self.node_copy(name)
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                info.mode = 0o755 if name.endswith(('.sh', '.py')) else 0o644
-                info.mtime = 0
-                info.uid = info.gid = 0
-                info.uname = info.gname = 'root'
-                tar.addfile(info, io.BytesIO(data))
-        packed = lzma.compress(raw.getvalue(), format=lzma.FORMAT_XZ,
-                               check=lzma.CHECK_CRC64,
-                               preset=9 | lzma.PRESET_EXTREME)
-        return base64.b64encode(packed).decode('ascii')
+        user_data limit is the constraint; nodes unpack it with Python's tarfile.
+
+        A role with files from celtic-vendordata (:meth:`vendordata_bundle`) also gets
+        ``VENDORDATA_DIGEST``: the SHA-256 of that bundle, which the node checks before
+        it unpacks what celtic-vendordata served, so the files always belong to the
+        release that rendered the stack."""
+        members = [(name, self.node_copy(name)) for name in self.bundle_files(role)]
+        extra = self.vendordata_bundle(role)
+        if extra:
+            digest = hashlib.sha256(extra.encode('ascii')).hexdigest()
+            members.append((VENDORDATA_DIGEST, (digest + '\n').encode('ascii')))
+        return _pack(members)
+
+    def vendordata_bundle(self, role: str) -> str:
+        """The role's files from celtic-vendordata (:meth:`vendordata_files`), packed
+        like :meth:`bundle`; '' for a role without any."""
+        names = self.vendordata_files(role)
+        return _pack([(name, self.node_copy(name)) for name in names]) if names else ''
 
     def environment(self, name: str) -> str:
         """An environment file with its registry paths made root-relative."""
@@ -231,6 +260,24 @@ def node_package_table(text: str) -> str:
     rows = [' '.join(line.split()[:3]) for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith('#')]
     return '\n'.join(rows) + '\n'
+
+
+def _pack(members: list[tuple[str, bytes]]) -> str:
+    """``members`` (name, content) as a base64 xz-compressed GNU tar, reproducible:
+    in the given order, mtime 0, owner root, scripts 0755 and other files 0644."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode='w', format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name.endswith(('.sh', '.py')) else 0o644
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = 'root'
+            tar.addfile(info, io.BytesIO(data))
+    packed = lzma.compress(raw.getvalue(), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64,
+                           preset=9 | lzma.PRESET_EXTREME)
+    return base64.b64encode(packed).decode('ascii')
 
 
 def strip_leading_comments(text: str) -> str:

@@ -24,8 +24,10 @@ Two routes (doc/security.md has the design and the threat model):
     ``[celtic_vendordata] allowed_roles``. The instance's user-data names its cluster and
     role (``/etc/celtic/params.json``), but only as a hint: the answer is the role's
     secrets only when Heat, read as admin, shows that this instance is a server of
-    that cluster's stacks in the group of that role. Anything else is ``{}`` (Nova
-    then serves no ``celtic`` key) and one WARNING line.
+    that cluster's stacks in the group of that role, with the role's fragment files
+    that travel here rather than in the user_data (``files``: the masters' optional
+    add-ons, fragments/bundles.yaml). Anything else is ``{}`` (Nova then serves no
+    ``celtic`` key) and one WARNING line.
 ``POST /v1/signal``
     A node's SUCCESS or FAILURE, signed with the per-node key vendordata gave it
     (``pki.signal_key``); relayed to the wait condition handle of the node's group
@@ -520,6 +522,8 @@ class Service:
         self.relay = HandleRelay()
         self._session: Any = None
         self._session_lock = threading.Lock()
+        self._files: dict[str, str] = {}
+        self._files_lock = threading.Lock()
 
     @staticmethod
     def _context() -> Any:
@@ -535,6 +539,16 @@ class Service:
                 self._session = adapters.keystone_session(context)
             session = self._session
         return heat_api.Heat(session, project_id=cluster.project_id)
+
+    def files(self, role: str) -> str:
+        """The fragment files ``role``'s nodes get from here (a base64 xz tar, '' for
+        none: fragments/bundles.yaml's vendordata section), packed once per process
+        from the templates the conductor renders from."""
+        with self._files_lock:
+            if role not in self._files:
+                from magnum_celtic import adapters
+                self._files[role] = adapters.template_set().vendordata_bundle(role)
+            return self._files[role]
 
     def _pki(self, context: Any, cluster: Any) -> pki.ClusterPKI:
         return self.pkis.get(self.clusters.pki_version(cluster),
@@ -604,14 +618,19 @@ class Service:
         credential = (self.clusters.credential(context, cluster, cluster_pki.seed)
                       if placement.role == 'master' else None)
         secrets = pki.role_secrets(cluster_pki, credential=credential)[placement.role]
-        LOG.info('vendordata for instance %s: %s of cluster %s, %d secrets', instance_id,
-                 placement.role, cluster.uuid, len(secrets))
-        return {'version': VERSION, 'cluster_uuid': cluster.uuid, 'role': placement.role,
-                'node': request.get('hostname') or '',
-                'secrets': secrets,
-                'signal': {'url': signal_url(), 'cluster_uuid': cluster.uuid,
-                           'instance_id': instance_id,
-                           'key': pki.signal_key(cluster_pki.seed, instance_id)}}
+        files = self.files(placement.role)
+        LOG.info('vendordata for instance %s: %s of cluster %s, %d secrets%s', instance_id,
+                 placement.role, cluster.uuid, len(secrets),
+                 ', fragment files of %d bytes' % len(files) if files else '')
+        answer = {'version': VERSION, 'cluster_uuid': cluster.uuid, 'role': placement.role,
+                  'node': request.get('hostname') or '',
+                  'secrets': secrets,
+                  'signal': {'url': signal_url(), 'cluster_uuid': cluster.uuid,
+                             'instance_id': instance_id,
+                             'key': pki.signal_key(cluster_pki.seed, instance_id)}}
+        if files:
+            answer['files'] = files
+        return answer
 
     def signal(self, body: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
         """A node's signal -> (HTTP status, JSON answer)."""

@@ -19,9 +19,12 @@
 #                 login: node/keystone_auth.sh; the dashboard: node/dashboard.sh)
 #   the others:   wait for the VIP, packages at the apiserver's version, join
 #                 --control-plane (the shared certificates came from Heat)
-#   every master: wait until Ready, then celtic-members.timer, which applies a later
-#                 master count change (`master.sh members`, node/members.sh,
-#                 doc/master-resize.md). doc/nodes.md explains each step.
+#   every master: wait until Ready, then the autoscaler's provider when
+#                 auto_scaling_enabled (node/autoscaler.sh), then celtic-members.timer,
+#                 which applies a later master count change (`master.sh members`,
+#                 node/members.sh, doc/master-resize.md), and with auto_healing_enabled=true
+#                 celtic-heal.timer, which replaces unhealthy workers (`master.sh heal`,
+#                 node/heal.sh, doc/autoscaling.md). doc/nodes.md explains each step.
 
 CELTIC_LIB_DIR=${CELTIC_LIB_DIR:-/usr/local/lib/celtic}
 # shellcheck source=lib/celtic.sh
@@ -38,12 +41,29 @@ source "$CELTIC_LIB_DIR/node/ha.sh"
 source "$CELTIC_LIB_DIR/node/api_vip.sh"
 # shellcheck source=node/members.sh disable=SC1091
 source "$CELTIC_LIB_DIR/node/members.sh"
-# shellcheck source=node/keystone_auth.sh
-source "$CELTIC_LIB_DIR/node/keystone_auth.sh"
-# shellcheck source=node/dashboard.sh
-source "$CELTIC_LIB_DIR/node/dashboard.sh"
-# shellcheck source=node/cloud.sh disable=SC1091
-source "$CELTIC_LIB_DIR/node/cloud.sh"
+
+# master_source_addons: the optional add-ons' steps. They come from celtic-vendordata
+# (fragments/bundles.yaml's vendordata section: they do not fit in the user_data), so
+# they are sourced after the vendordata step, or, on a running master, from where that
+# step unpacked them.
+master_source_addons() {
+    local module
+    for module in keystone_auth dashboard cloud heal autoscaler; do
+        [[ -r "$CELTIC_LIB_DIR/node/$module.sh" ]] ||
+            celtic_die "node/$module.sh is missing: celtic-vendordata did not deliver" \
+                "the add-on files (the vendordata step's lines above)"
+    done
+    # shellcheck source=node/keystone_auth.sh
+    source "$CELTIC_LIB_DIR/node/keystone_auth.sh"
+    # shellcheck source=node/dashboard.sh
+    source "$CELTIC_LIB_DIR/node/dashboard.sh"
+    # shellcheck source=node/cloud.sh disable=SC1091
+    source "$CELTIC_LIB_DIR/node/cloud.sh"
+    # shellcheck source=node/heal.sh disable=SC1091
+    source "$CELTIC_LIB_DIR/node/heal.sh"
+    # shellcheck source=node/autoscaler.sh disable=SC1091
+    source "$CELTIC_LIB_DIR/node/autoscaler.sh"
+}
 
 MASTER_INDEX=
 MASTERS=()
@@ -143,6 +163,9 @@ master_addons() {
     if [[ "${CELTIC_DASHBOARD_ENABLED:-false}" == true ]]; then
         celtic_step addon-dashboard dashboard_addon
     fi
+    if autoscaler_enabled; then
+        celtic_step addon-autoscaler kube_apply_manifest "$manifests/cluster-autoscaler.yaml"
+    fi
     if [[ -n "${CELTIC_PROXY_ADDRESSES:-}" ]]; then
         celtic_step addon-lb-rbac kube_apply_manifest "$manifests/celtic-lb-rbac.yaml"
     fi
@@ -164,6 +187,7 @@ master_keystone_auth() {
 
 master_main() {
     common_setup
+    master_source_addons
     celtic_step identity master_identity
     # Early on every master: master 0's VIP needs a quorate cluster.
     celtic_step ha-cluster ha_cluster_setup master "${MASTERS[@]}"
@@ -190,7 +214,12 @@ master_main() {
         celtic_step kubeadm-join kube_join master_pki
     fi
     celtic_step node-ready kube_wait_ready "$KUBE_ETC/admin.conf"
+    # every master: the autoscaler's provider, when the labels ask for it
+    autoscaler_setup
     celtic_step members-timer members_timer
+    if [[ "${CELTIC_AUTO_HEALING_ENABLED:-false}" == true ]]; then
+        celtic_step heal-timer heal_timer
+    fi
 }
 
 # master_members_main: what celtic-members.timer runs. It reports to Heat only while a
@@ -198,6 +227,7 @@ master_main() {
 # and the journal.
 master_members_main() {
     celtic_load_params "$CELTIC_ETC/params.json"
+    master_source_addons
     kube_defaults
     members_run
 }
@@ -209,9 +239,24 @@ master_cloud_config_main() {
     celtic_load_params "$CELTIC_ETC/params.json"
     kube_defaults
     celtic_fetch_vendordata
+    master_source_addons
     cloud_wanted || celtic_die "neither cloud_provider_enabled nor cinder_csi_enabled" \
         "is set on this cluster: there is no cloud.conf to refresh"
     cloud_config_secret
+}
+
+# master_heal_main: what celtic-heal.timer runs (no report to Heat either; each pass
+# logs what it saw and did to the journal, tag celtic, and /var/log/celtic.log).
+master_heal_main() {
+    celtic_load_params "$CELTIC_ETC/params.json"
+    master_source_addons
+    kube_defaults
+    common_proxy_env
+    if [[ "${CELTIC_AUTO_HEALING_ENABLED:-false}" != true ]]; then
+        celtic_info "heal: auto_healing_enabled is not true: nothing to do"
+        return 0
+    fi
+    heal_main
 }
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -221,6 +266,8 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
         master_members_main
     elif [[ "${1:-}" == cloud-config ]]; then
         master_cloud_config_main
+    elif [[ "${1:-}" == heal ]]; then
+        master_heal_main
     else
         # A master's boot report has an id of its own server: a master that replaces a
         # removed one of the same name must not find that one's report already there

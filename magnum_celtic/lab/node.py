@@ -50,6 +50,7 @@ from __future__ import annotations
 import base64
 import functools
 import gzip
+import io
 import json
 import os
 import re
@@ -257,17 +258,19 @@ def unpack_archives(doc: dict[str, Any], root: str) -> list[str]:
 
 
 def check_delivery(root: str, script: str) -> list[str]:
-    """Problems with the role script and the files it sources."""
+    """Problems with the role script and the files it sources (delivered by the payload
+    or, for the files the vendordata step unpacks, by celtic-vendordata's answer)."""
     target = root + script
     if not os.path.exists(target):
         return ['runcmd runs %s but write_files does not deliver it' % script]
+    served = _vendordata_file_names(root)
     problems = []
     with open(target) as f:
         for line in f:
             m = re.match(r'\s*(?:source|\.)\s+"?\$(?:\{)?CELTIC_LIB_DIR(?:[^}"/]*\})?/([^"\s]+)',
                          line)
-            if m and not os.path.exists(os.path.join(root + '/usr/local/lib/celtic',
-                                                     m.group(1))):
+            if m and m.group(1) not in served and not os.path.exists(
+                    os.path.join(root + '/usr/local/lib/celtic', m.group(1))):
                 problems.append('%s sources %s, which is not delivered'
                                 % (os.path.basename(script), m.group(1)))
     return problems
@@ -349,6 +352,19 @@ def _vendordata(root: str) -> dict[str, Any]:
             return (json.load(f) or {}).get('celtic') or {}
     except (OSError, ValueError, AttributeError):
         return {}
+
+
+def _vendordata_file_names(root: str) -> set[str]:
+    """The names of the fragment files celtic-vendordata's answer carries (none when
+    it carries none, or not a readable archive: the vendordata step then says so)."""
+    files = _vendordata(root).get('files')
+    if not isinstance(files, str) or not files:
+        return set()
+    try:
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(files)), mode='r:xz') as tar:
+            return set(tar.getnames())
+    except (ValueError, tarfile.TarError, EOFError):
+        return set()
 
 
 def check_secrets(root: str, role: str, legacy: bool = False) -> list[str]:

@@ -28,7 +28,7 @@ import time
 
 from tests.bench import quick
 
-BENCHMARKS = ('lb', 'heat', 'vip', 'scale', 'churn', 'upgrade')
+BENCHMARKS = ('lb', 'heat', 'vip', 'scale', 'churn', 'autoscale', 'upgrade')
 
 
 def _terminate(signum, frame):

@@ -215,7 +215,7 @@ esac'
     run_master
     assert_success
     run grep -F 'kubeletExtraArgs' "$BATS_TEST_TMPDIR/kubeadm-init-seen.yaml"
-    assert_output '  kubeletExtraArgs: [{"name": "node-ip", "value": "10.0.0.11"}, {"name": "cloud-provider", "value": "external"}, {"name": "provider-id", "value": "openstack:///11111111-2222-3333-4444-555555555555"}]'
+    assert_output '  kubeletExtraArgs: [{"name": "node-ip", "value": "10.0.0.11"}, {"name": "provider-id", "value": "openstack:///11111111-2222-3333-4444-555555555555"}, {"name": "cloud-provider", "value": "external"}]'
 }
 
 @test "with the cloud provider a minion's kubelet is external too; the minion gets no credential" {
@@ -225,7 +225,7 @@ esac'
     run bash "$FRAGMENTS/minion.sh"
     assert_success
     run grep -F 'kubeletExtraArgs' "$BATS_TEST_TMPDIR/kubeadm-join-seen.yaml"
-    assert_output '  kubeletExtraArgs: [{"name": "node-ip", "value": "10.0.0.51"}, {"name": "cloud-provider", "value": "external"}, {"name": "provider-id", "value": "openstack:///11111111-2222-3333-4444-555555555555"}]'
+    assert_output '  kubeletExtraArgs: [{"name": "node-ip", "value": "10.0.0.51"}, {"name": "provider-id", "value": "openstack:///11111111-2222-3333-4444-555555555555"}, {"name": "cloud-provider", "value": "external"}]'
     refute_called 'kubectl .* apply .*'
     [ ! -e "$CELTIC_ETC/secrets/application-credential.json" ]
 }

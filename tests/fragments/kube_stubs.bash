@@ -41,9 +41,11 @@ kube_fake_libdir() {
     ln -s "$FRAGMENTS/lib" "$CELTIC_LIB_DIR/lib"
     ln -s "$FRAGMENTS/templates" "$CELTIC_LIB_DIR/templates"
     local f
-    for f in common kubernetes addons members keystone_auth dashboard cloud; do
+    for f in common kubernetes addons members keystone_auth dashboard cloud heal autoscaler; do
         ln -s "$FRAGMENTS/node/$f.sh" "$CELTIC_LIB_DIR/node/$f.sh"
     done
+    ln -s "$FRAGMENTS/node/heal_plan.py" "$CELTIC_LIB_DIR/node/heal_plan.py"
+    ln -s "$FRAGMENTS/autoscaler" "$CELTIC_LIB_DIR/autoscaler"
     for f in ha_cluster_setup:ha api_vip_setup:api_vip gluster_client_mount:gluster_client; do
         printf '%s() { echo "%s $*" >>"$CALLS"; }\n' "${f%%:*}" "${f%%:*}" \
             >"$CELTIC_LIB_DIR/node/${f#*:}.sh"
@@ -84,7 +86,9 @@ params = {
     'ingress_controller': 'traefik', 'ingress_tag': 'v3.5.0',
     'local_path_provisioner_tag': 'v0.0.32', 'storage_volume_name': 'celtic',
     'metrics_server_tag': 'v0.8.0', 'auto_scaling_enabled': False,
-    'auto_healing_enabled': False, 'cloud_provider_enabled': False,
+    'cluster_autoscaler_tag': 'v1.36.1',
+    'auto_healing_enabled': False, 'auto_healing_unhealthy_seconds': 300,
+    'auto_healing_max_unhealthy_percent': 40, 'cloud_provider_enabled': False,
     'cinder_csi_enabled': False, 'cloud_provider_tag': 'v1.36.0',
     'cinder_csi_plugin_tag': 'v1.36.0', 'csi_attacher_tag': 'v4.10.0',
     'csi_provisioner_tag': 'v5.3.0', 'csi_resizer_tag': 'v1.14.0',

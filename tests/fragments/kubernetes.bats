@@ -254,7 +254,7 @@ setup() {
     assert_output --partial 'node label node-role.kubernetes.io/worker skipped'
     kube_render_join worker
     run cat "$CELTIC_ETC/kubeadm/join.yaml"
-    assert_line '  kubeletExtraArgs: [{"name": "node-ip", "value": "10.0.0.11"}, {"name": "node-labels", "value": "node.kubernetes.io/tier=a,pool=gpu"}]'
+    assert_line '  kubeletExtraArgs: [{"name": "node-ip", "value": "10.0.0.11"}, {"name": "provider-id", "value": "openstack:///11111111-2222-3333-4444-555555555555"}, {"name": "node-labels", "value": "node.kubernetes.io/tier=a,pool=gpu"}]'
     assert_line '  taints: [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]'
     assert_line "    token: \"$TOKEN\""
     refute_line --partial controlPlane

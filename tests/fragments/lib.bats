@@ -297,6 +297,65 @@ PY
     [ ! -e "$CELTIC_ETC/escape" ] && [ ! -e "$ROOT/escape" ]
 }
 
+# add_vendordata_files: a tar of node/addon.sh and manifests/addon.yaml as the masters'
+# files from celtic-vendordata, in the answer; its SHA-256 printed
+add_vendordata_files() {
+    python3 - "$ROOT/metadata/openstack/latest/vendor_data2.json" "${1:-node/addon.sh}" <<'PY'
+import base64, hashlib, io, json, sys, tarfile
+path, script = sys.argv[1:3]
+raw = io.BytesIO()
+with tarfile.open(fileobj=raw, mode='w:xz') as tar:
+    for name, text, mode in ((script, 'addon_step() { :; }\n', 0o755),
+                             ('manifests/addon.yaml', 'kind: ConfigMap\n', 0o644)):
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(text), mode
+        tar.addfile(info, io.BytesIO(text.encode()))
+files = base64.b64encode(raw.getvalue()).decode()
+doc = json.load(open(path))
+doc['celtic']['files'] = files
+json.dump(doc, open(path, 'w'))
+print(hashlib.sha256(files.encode()).hexdigest())
+PY
+}
+
+@test "a master unpacks the add-on files its bundle names by SHA-256, and no others" {
+    master_vendordata
+    CELTIC_ROLE=master CELTIC_LIB_DIR=$BATS_TEST_TMPDIR/lib
+    mkdir -p "$CELTIC_LIB_DIR"
+    add_vendordata_files >"$CELTIC_LIB_DIR/vendordata.sha256"
+    run celtic_fetch_vendordata
+    assert_success
+    assert_output --partial "celtic vendordata: 2 fragment file(s) unpacked in $CELTIC_LIB_DIR"
+    [ "$(stat -c %a "$CELTIC_LIB_DIR/node/addon.sh")" = 755 ]
+    [ "$(cat "$CELTIC_LIB_DIR/manifests/addon.yaml")" = 'kind: ConfigMap' ]
+    # files of another release: refused before anything is unpacked
+    rm -r "$CELTIC_LIB_DIR/node" "$CELTIC_LIB_DIR/manifests"
+    echo 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef \
+        >"$CELTIC_LIB_DIR/vendordata.sha256"
+    CELTIC_METADATA_ATTEMPTS=1
+    run celtic_fetch_vendordata
+    assert_failure
+    assert_output --partial "the bundle of this node names 0123456789ab: upgrade magnum-celtic on every Magnum host alike"
+    assert_output --partial 'serves the fragments of another magnum-celtic release than the one that rendered this node'
+    [ ! -e "$CELTIC_LIB_DIR/node" ]
+    # none at all (a celtic-vendordata older than the conductor)
+    master_vendordata
+    run celtic_fetch_vendordata
+    assert_failure
+    assert_output --partial 'this node expects fragment files (SHA-256 0123456789ab) and celtic-vendordata served none'
+}
+
+@test "an add-on file with a path out of the library is refused" {
+    master_vendordata
+    CELTIC_ROLE=master CELTIC_LIB_DIR=$BATS_TEST_TMPDIR/lib CELTIC_METADATA_ATTEMPTS=1
+    mkdir -p "$CELTIC_LIB_DIR"
+    add_vendordata_files ../escape.sh >"$CELTIC_LIB_DIR/vendordata.sha256"
+    run celtic_fetch_vendordata
+    assert_failure
+    assert_output --partial "fragment file '../escape.sh' is not a plain relative path"
+    [ ! -e "$BATS_TEST_TMPDIR/escape.sh" ]
+}
+
 # ---- the signal relay ---------------------------------------------------------------
 
 @test "the report is signed: HMAC-SHA256 of the exact body with the node's key" {

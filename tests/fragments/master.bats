@@ -259,3 +259,34 @@ line_of() {
     [ "$(signal_field 1 status)" = SUCCESS ]
     [ "$(signal_field 1 reason)" = "testnode-0: masters 10.0.0.14 10.0.0.15 left Kubernetes, etcd, corosync and HAProxy" ]
 }
+
+@test "auto_healing_enabled=true: every master ends its boot with celtic-heal.timer too" {
+    kube_params master '{"auto_healing_enabled": true}'
+    kube_with_heat
+    export HEAL_UNIT_DIR="$ROOT/etc/systemd/system"
+    run_master
+    assert_success
+    assert_called 'systemctl enable --now celtic-heal.timer'
+    [ "$(line_of 'systemctl enable --now celtic-members.timer')" -lt \
+        "$(line_of 'systemctl enable --now celtic-heal.timer')" ]
+    grep -q "ExecStart=/bin/bash $CELTIC_LIB_DIR/master.sh heal" \
+        "$HEAL_UNIT_DIR/celtic-heal.service"
+    grep -q "OnUnitActiveSec=60" "$HEAL_UNIT_DIR/celtic-heal.timer"
+}
+
+@test "without auto_healing_enabled no healer: no celtic-heal unit, and master.sh heal does nothing" {
+    kube_with_heat
+    export HEAL_UNIT_DIR="$ROOT/etc/systemd/system"
+    run_master
+    assert_success
+    refute_called 'systemctl enable --now celtic-heal.timer'
+    [ ! -e "$HEAL_UNIT_DIR/celtic-heal.service" ]
+    : >"$CALLS"
+    : >"$SIGNALS"
+    run bash "$FRAGMENTS/master.sh" heal
+    assert_success
+    assert_output --partial 'auto_healing_enabled is not true'
+    refute_called 'kubectl .*'
+    refute_called 'curl .*'
+    [ ! -s "$SIGNALS" ]
+}

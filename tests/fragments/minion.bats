@@ -59,7 +59,7 @@ line_of() {
     assert_line "    token: \"$TOKEN\""
     assert_line "    caCertHashes: [\"sha256:$(printf 'ab%.0s' {1..32})\"]"
     assert_line '  name: "demo-default-worker-3"'
-    assert_line '  kubeletExtraArgs: [{"name": "node-ip", "value": "10.0.0.51"}, {"name": "node-labels", "value": "celtic.openstack.org/pool=gpu"}]'
+    assert_line '  kubeletExtraArgs: [{"name": "node-ip", "value": "10.0.0.51"}, {"name": "provider-id", "value": "openstack:///11111111-2222-3333-4444-555555555555"}, {"name": "node-labels", "value": "celtic.openstack.org/pool=gpu"}]'
     assert_line '  taints: [{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]'
     refute_line --partial controlPlane
 }

@@ -125,6 +125,8 @@ def magnum_lab(lab):
 #: the labels of ``every_role_cluster``: it has the autoscaler's credential
 AUTOSCALING_LABELS = {'auto_scaling_enabled': 'true', 'min_node_count': '1',
                       'max_node_count': '3'}
+#: ... and auto-healing (test_healing.py runs its master's healer)
+HEALING_LABELS = {'auto_healing_enabled': 'true'}
 #: the name of the cluster ``every_role_cluster`` makes (its nodes are ``roles-<role>-<i>``)
 EVERY_ROLE_CLUSTER = 'roles'
 
@@ -132,10 +134,11 @@ EVERY_ROLE_CLUSTER = 'roles'
 @pytest.fixture(scope='session')
 def every_role_cluster(magnum_lab):
     """The uuid of a cluster with every role (1 master, 2 proxies, 3 storage nodes,
-    1 minion), the autoscaling labels (so an application credential on its master)
-    and a nodegroup ``pool2`` of one minion, created through Magnum by the
-    project member demo; shared by the modules that only read it (the secrets walk,
-    the vendordata checks), deleted with its template at the end of the session."""
+    1 minion), the autoscaling and auto-healing labels (so an application credential
+    on its master) and a nodegroup ``pool2`` of one minion, created through Magnum by
+    the project member demo; shared by the modules that read it (the secrets walk,
+    the vendordata checks) and test_healing.py, which replaces its minion (the roles
+    and the counts stay), deleted with its template at the end of the session."""
     from magnum_celtic.lab import clusterwatch
     timeout = 900
     magnum = magnum_lab.magnum('demo')
@@ -145,7 +148,8 @@ def every_role_cluster(magnum_lab):
     created = magnum.clusters.create(name=EVERY_ROLE_CLUSTER,
                                      cluster_template_id=template.uuid,
                                      master_count=1, node_count=1, keypair='lab',
-                                     labels=AUTOSCALING_LABELS)
+                                     labels=dict(AUTOSCALING_LABELS,
+                                                 **HEALING_LABELS))
     final = clusterwatch.wait(magnum, created.uuid, 'CREATE', timeout=timeout)
     assert final.status == 'CREATE_COMPLETE', final.status_reason
     magnum.nodegroups.create(created.uuid, name='pool2', node_count=1, flavor_id='m1.small')

@@ -10,26 +10,36 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The autoscaler's credential on the lab: what the masters received authenticates at
-Keystone, resizes the cluster through Magnum exactly as the autoscaler would, is held
-to its project, and dies with the cluster.
+"""The autoscaler on the lab: what the masters received authenticates at Keystone,
+celtic's provider (celtic-autoscaler-provider, the master fragment
+``autoscaler/celtic_autoscaler.py``, run here as the masters run it: a process with
+that credential file) resizes the cluster through Magnum when a gRPC client makes the
+calls cluster-autoscaler makes, the credential is held to its project, and dies with
+the cluster.
 
-The request sequence replayed is the one of celtic's autoscaler provider
-(doc/autoscaling.md): its Magnum calls are those of cluster-autoscaler's Magnum
-provider, ``kubernetes/autoscaler`` at commit 1dbeacf,
-``cluster-autoscaler/cloudprovider/magnum/magnum_manager_impl.go``: ``nodeGroupSize``
-(``nodegroups.Get``), ``updateNodeCount`` (``clusters.Resize`` with ``node_count`` and
-``nodegroup``) and ``deleteNodes`` (``clusters.Resize`` with ``nodes_to_remove``, the
-node's SystemUUID, which is the Nova server UUID); its Heat reads are celtic's own
-stack outputs (``minion_nodes_stack``, then the servers stack's ``server_ids``), where
-the Magnum provider would look for the old driver's ``kube_minions`` ResourceGroup.
+The client speaks cluster-autoscaler's external gRPC cloud provider protocol
+(``kubernetes/autoscaler`` cluster-autoscaler-1.36.1,
+``cluster-autoscaler/cloudprovider/externalgrpc/``; celtic's statement of it:
+doc/autoscaler-externalgrpc.proto) in the order its core loop does: Refresh,
+NodeGroups, NodeGroupForNode, NodeGroupTargetSize, NodeGroupNodes, then
+NodeGroupIncreaseSize to scale up and NodeGroupDeleteNodes with the Kubernetes node it
+chose (providerID ``openstack:///<server uuid>``, as celtic's kubelets register, and
+the node name) to scale down. The provider's own requests: Magnum's nodegroups and
+resize API with ``node_count``, ``nodegroup`` and ``nodes_to_remove`` (the server
+UUID), and celtic's stack outputs (``minion_nodes_stack``, then ``server_ids`` and
+``names``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 
+import grpc
 import pytest
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
@@ -38,6 +48,7 @@ from keystoneauth1.identity import v3
 from magnum_celtic import outputs
 from magnum_celtic import pki
 from magnum_celtic import request as req
+from magnum_celtic import templates
 from magnum_celtic.lab import clusterwatch
 
 TIMEOUT = 600
@@ -110,17 +121,6 @@ def _server_ids(heat, stack_id: str) -> set[str]:
     return set(output(servers, outputs.SERVER_IDS) or ())
 
 
-def _resize(lab, session, cluster_uuid: str, body: dict) -> None:
-    magnum = lab.magnum('demo')
-    before = magnum.clusters.get(cluster_uuid)
-    answer = session.post('/clusters/%s/actions/resize' % cluster_uuid, json=body,
-                          headers=MAGNUM_VERSION, endpoint_filter=MAGNUM)
-    assert answer.status_code == 202, answer.text
-    final = clusterwatch.wait(magnum, cluster_uuid, 'UPDATE', timeout=TIMEOUT,
-                              before=before)
-    assert final.status == 'UPDATE_COMPLETE', final.status_reason
-
-
 def test_autoscaling_credential_reaches_the_masters_only_and_authenticates(magnum_lab,
                                                                            scaled):
     doc = scaled['credential']
@@ -135,25 +135,115 @@ def test_autoscaling_credential_reaches_the_masters_only_and_authenticates(magnu
         assert pki.CREDENTIAL_FILE not in os.listdir(secrets), name
 
 
-def test_autoscaler_requests_scale_up_by_two_then_remove_one_named_node(magnum_lab,
-                                                                        scaled):
-    session = _session(scaled['credential'])
-    heat = magnum_lab.heat(session=session)
+def _provider_module():
+    """celtic_autoscaler.py of the installed wheel, for its client and messages."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('celtic_autoscaler', PROVIDER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PROVIDER = os.path.join(templates.default_dir(), 'fragments', 'autoscaler',
+                        'celtic_autoscaler.py')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def provider(magnum_lab, scaled, tmp_path):
+    """celtic-autoscaler-provider for the cluster, with the credential file the master
+    received, and a client of it (the calls cluster-autoscaler makes)."""
+    masters = [s for name, s in _servers(magnum_lab).items() if '-master-' in name]
+    credential = os.path.join(magnum_lab.cloud.node_dir(masters[0]['name'],
+                                                        masters[0]['id']),
+                              'etc', 'celtic', 'secrets', pki.CREDENTIAL_FILE)
+    port = _free_port()
+    log = open(tmp_path / 'provider.log', 'w+')
+    process = subprocess.Popen(
+        [sys.executable, '-I', PROVIDER, '--credential', credential, '--cluster-uuid',
+         scaled['uuid'], '--listen', '127.0.0.1:%d' % port, '--refresh-seconds', '1'],
+        stdout=log, stderr=subprocess.STDOUT)
+    module = _provider_module()
+    channel = grpc.insecure_channel('127.0.0.1:%d' % port)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=60)
+        yield module, module.Client(channel, timeout=120), log
+    finally:
+        channel.close()
+        process.terminate()
+        process.wait(timeout=30)
+        log.seek(0)
+        text = log.read()
+        log.close()
+        # the provider never logs the secret
+        assert scaled['credential']['application_credential_secret'] not in text
+
+
+def _wait_update(lab, uuid: str, before) -> None:
+    magnum = lab.magnum('demo')
+    final = clusterwatch.wait(magnum, uuid, 'UPDATE', timeout=TIMEOUT, before=before)
+    assert final.status == 'UPDATE_COMPLETE', final.status_reason
+
+
+def test_autoscaler_provider_scales_up_by_two_then_removes_one_named_node(magnum_lab,
+                                                                          scaled,
+                                                                          provider):
+    module, client, log = provider
+    heat = magnum_lab.heat(session=_session(scaled['credential']))
     uuid = scaled['uuid']
-    group = session.get('/clusters/%s/nodegroups/%s' % (uuid, POOL),
-                        headers=MAGNUM_VERSION, endpoint_filter=MAGNUM).json()
-    assert (group['node_count'], group['min_node_count'], group['max_node_count']) == (
-        1, 1, 4)
+    magnum = magnum_lab.magnum('demo')
+    node = module.PB['ExternalGrpcNode']
+
+    client.Refresh()
+    groups = client.NodeGroups().nodeGroups
+    assert [(g.id, g.minSize, g.maxSize) for g in groups] == [(POOL, 1, 4)]
+    servers = _servers(magnum_lab)
+    master = next(name for name in servers if '-master-' in name)
+    assert client.NodeGroupForNode(node=node(
+        name=master, labels={'node-role.kubernetes.io/control-plane': ''})).nodeGroup.id \
+        == ''
     before = _server_ids(heat, scaled['stack_id'])
-    _resize(magnum_lab, session, uuid, {'node_count': 3, 'nodegroup': POOL})
+    assert client.NodeGroupTargetSize(id=POOL).targetSize == 1
+    assert {i.id for i in client.NodeGroupNodes(id=POOL).instances} == {
+        'openstack:///' + s for s in before}
+
+    # scale up by 2
+    previous = magnum.clusters.get(uuid)
+    client.NodeGroupIncreaseSize(id=POOL, delta=2)
+    _wait_update(magnum_lab, uuid, previous)
     grown = _server_ids(heat, scaled['stack_id'])
     added = grown - before
     assert before < grown and len(added) == 2, (before, grown)
+    assert client.NodeGroupTargetSize(id=POOL).targetSize == 3
+    time.sleep(1.5)   # past the provider's refresh interval
+    client.Refresh()
+    assert {i.id for i in client.NodeGroupNodes(id=POOL).instances} == {
+        'openstack:///' + s for s in grown}
+
+    # the autoscaler picks one of the new nodes to remove
     chosen = sorted(added)[0]
-    _resize(magnum_lab, session, uuid, {'node_count': 2, 'nodes_to_remove': [chosen],
-                                        'nodegroup': POOL})
+    name = next(n for n, s in _servers(magnum_lab).items() if s['id'] == chosen)
+    by_id = node(name=name, providerID='openstack:///' + chosen)
+    assert client.NodeGroupForNode(node=by_id).nodeGroup.id == POOL
+    assert client.NodeGroupForNode(node=node(name=name)).nodeGroup.id == POOL
+    previous = magnum.clusters.get(uuid)
+    client.NodeGroupDeleteNodes(id=POOL, nodes=[by_id])
+    _wait_update(magnum_lab, uuid, previous)
     assert _server_ids(heat, scaled['stack_id']) == grown - {chosen}
     assert chosen not in {s['id'] for s in _servers(magnum_lab).values()}
+    assert magnum.nodegroups.get(uuid, POOL).node_count == 2
+    # and below the minimum it refuses, without touching the cluster
+    left = sorted(grown - {chosen})
+    with pytest.raises(grpc.RpcError) as error:
+        client.NodeGroupDeleteNodes(id=POOL, nodes=[
+            node(providerID='openstack:///' + s) for s in left])
+    assert error.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert magnum.clusters.get(uuid).status == 'UPDATE_COMPLETE'
 
 
 def test_the_credential_is_held_to_its_project(magnum_lab, scaled):

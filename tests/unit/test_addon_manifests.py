@@ -200,3 +200,75 @@ def test_metrics_server_is_in_the_masters_bundle_and_applied_by_master_zero():
         assert 'manifests/metrics-server.yaml' in yaml.safe_load(f)['master']
     with open(os.path.join(root, 'master.sh')) as f:
         assert '"$manifests/metrics-server.yaml"' in f.read()
+
+
+# ---- cluster-autoscaler (auto_scaling_enabled) ----------------------------------------
+
+def _autoscaler_documents(tag):
+    with open(os.path.join(MANIFESTS, 'cluster-autoscaler.yaml')) as f:
+        text = f.read()
+    values = {'CELTIC_' + key.upper(): str(value) for key, value in settings().items()}
+    values['CELTIC_CLUSTER_AUTOSCALER_TAG'] = tag
+    return [d for d in yaml.safe_load_all(PLACEHOLDER.sub(lambda m: values[m.group(1)],
+                                                          text)) if d]
+
+
+@pytest.mark.parametrize('minor', [34, 35, 36, 37])
+def test_cluster_autoscaler_passes_strict_validation_for_every_supported_minor(minor):
+    from magnum_celtic import labels
+    assert minor in labels.SUPPORTED_KUBE_MINORS
+    # a minor without a pinned release runs the one the label cluster_autoscaler_tag names
+    tag = (labels.ADDON_VERSIONS_BY_MINOR[minor]['cluster_autoscaler_tag']
+           or 'v1.%d.0' % minor)
+    for doc in _autoscaler_documents(tag):
+        kubernetes_validate.validate(doc, '1.%d.0' % minor, strict=True)
+
+
+def test_every_pinned_autoscaler_release_is_of_its_kubernetes_minor():
+    from magnum_celtic import labels
+    for minor, row in labels.ADDON_VERSIONS_BY_MINOR.items():
+        tag = row['cluster_autoscaler_tag']
+        assert tag == '' or re.match(r'^v1\.%d\.\d+$' % minor, tag), (minor, tag)
+
+
+def test_cluster_autoscaler_runs_on_the_masters_with_celtic_s_provider():
+    docs = _autoscaler_documents(settings()['cluster_autoscaler_tag'])
+    pod = one(docs, 'Deployment')['spec']['template']['spec']
+    container = pod['containers'][0]
+    assert container['image'] == ('registry.k8s.io/autoscaling/cluster-autoscaler:'
+                                  + settings()['cluster_autoscaler_tag'])
+    assert settings()['cluster_autoscaler_tag'] == 'v1.36.1'   # sample: kube_tag v1.36
+    assert '--cloud-provider=externalgrpc' in container['command']
+    assert '--cloud-config=/etc/celtic/autoscaler/cloud-config.yaml' in container['command']
+    # the provider listens on each master's loopback: the pod runs there, on its network
+    assert pod['hostNetwork'] is True
+    assert pod['nodeSelector']['node-role.kubernetes.io/control-plane'] == ''
+    assert {'key': 'node-role.kubernetes.io/control-plane', 'operator': 'Exists',
+            'effect': 'NoSchedule'} in pod['tolerations']
+    mount = container['volumeMounts'][0]
+    assert mount['mountPath'] == '/etc/celtic/autoscaler' and mount['readOnly'] is True
+    volume = {v['name']: v for v in pod['volumes']}[mount['name']]
+    assert volume['hostPath']['path'] == '/etc/celtic/autoscaler'
+    # distroless's nonroot user: node/autoscaler.sh gives it the client key
+    assert pod['securityContext']['runAsUser'] == 65532
+    assert container['securityContext']['readOnlyRootFilesystem'] is True
+    assert container['securityContext']['capabilities'] == {'drop': ['ALL']}
+    # no OpenStack credential in the pod: no secret, no env
+    assert 'env' not in container and 'Secret' not in {d['kind'] for d in docs}
+    account = one(docs, 'ServiceAccount')['metadata']['name']
+    assert pod['serviceAccountName'] == account
+
+
+def test_cluster_autoscaler_is_in_the_masters_files_and_applied_by_master_zero_on_demand():
+    root = os.path.join(MANIFESTS, '..')
+    with open(os.path.join(root, 'bundles.yaml')) as f:
+        manifest = yaml.safe_load(f)
+    # the masters' optional add-ons come from celtic-vendordata (bundles.yaml)
+    master = manifest['vendordata']['master']
+    for name in ('manifests/cluster-autoscaler.yaml', 'node/autoscaler.sh',
+                 'autoscaler/celtic_autoscaler.py'):
+        assert name in master
+    with open(os.path.join(root, 'master.sh')) as f:
+        text = f.read()
+    assert ('if autoscaler_enabled; then\n        celtic_step addon-autoscaler '
+            'kube_apply_manifest "$manifests/cluster-autoscaler.yaml"') in text

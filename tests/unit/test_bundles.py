@@ -20,6 +20,7 @@ at boot, so it is caught here instead.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import lzma
 import os
@@ -50,10 +51,12 @@ def unpack(packed):
 
 
 def manifest_files(root, role):
-    """The role's files as fragments/bundles.yaml lists them, read with plain yaml."""
+    """The role's files as fragments/bundles.yaml lists them, read with plain yaml:
+    (the user_data bundle's, the files from celtic-vendordata)."""
     with open(os.path.join(root, 'fragments', 'bundles.yaml'), encoding='utf-8') as f:
         manifest = yaml.safe_load(f)
-    return sorted(set(manifest['common']) | set(manifest[role]))
+    return (sorted(set(manifest['common']) | set(manifest[role])),
+            sorted(manifest.get('vendordata', {}).get(role) or []))
 
 
 class BundleTest(unittest.TestCase):
@@ -63,10 +66,15 @@ class BundleTest(unittest.TestCase):
         cls.templates = templates.TemplateSet(templates.default_dir())
         cls.fragments = os.path.join(cls.templates.root, 'fragments')
 
+    def _delivered(self, role):
+        """Every file the role's nodes receive: its bundle's and celtic-vendordata's."""
+        return set(self.templates.bundle_files(role)) | set(
+            self.templates.vendordata_files(role))
+
     def _references(self, role):
         """Files under CELTIC_LIB_DIR the role's own scripts name."""
         found = {}
-        for name in self.templates.bundle_files(role):
+        for name in sorted(self._delivered(role)):
             if not name.endswith('.sh'):
                 continue
             text = self.templates.read('fragments/' + name)
@@ -76,7 +84,7 @@ class BundleTest(unittest.TestCase):
 
     def test_every_file_a_role_script_names_is_in_its_bundle(self):
         for role in ROLES:
-            bundle = set(self.templates.bundle_files(role))
+            bundle = self._delivered(role)
             for reference, script in self._references(role).items():
                 directory = os.path.join(self.fragments, reference)
                 if '*' in reference or os.path.isdir(directory):
@@ -95,7 +103,7 @@ class BundleTest(unittest.TestCase):
     def test_every_fragment_file_is_delivered_to_some_role(self):
         delivered = set()
         for role in ROLES:
-            delivered.update(self.templates.bundle_files(role))
+            delivered.update(self._delivered(role))
         on_disk = set()
         for base, dirs, files in os.walk(CHECKOUT_FRAGMENTS):
             dirs[:] = [d for d in dirs if d != '__pycache__']
@@ -127,10 +135,49 @@ class BundleTest(unittest.TestCase):
     def test_each_bundle_holds_exactly_the_files_the_manifest_names(self):
         for role in ROLES:
             with self.subTest(role=role):
+                in_bundle, from_vendordata = manifest_files(self.templates.root, role)
                 members = unpack(self.templates.bundle(role))
-                self.assertEqual(manifest_files(self.templates.root, role), sorted(members))
+                extra = self.templates.vendordata_bundle(role)
+                if from_vendordata:
+                    digest = members.pop(templates.VENDORDATA_DIGEST)[1].decode().strip()
+                    self.assertEqual(hashlib.sha256(extra.encode()).hexdigest(), digest)
+                    served = unpack(extra)
+                    self.assertEqual(from_vendordata, sorted(served))
+                    for name, (_mode, content) in served.items():
+                        self.assertEqual(self.templates.node_copy(name), content)
+                else:
+                    self.assertEqual('', extra)
+                self.assertEqual(in_bundle, sorted(members))
                 for name, (_mode, content) in members.items():
                     self.assertEqual(self.templates.node_copy(name), content)
+
+    def test_no_file_travels_both_ways_and_only_masters_get_files_from_vendordata(self):
+        """celtic-vendordata serves the masters' optional add-ons; every other role has
+        all its files in its user_data (a node without vendordata reports why)."""
+        for role in ROLES:
+            with self.subTest(role=role):
+                both = set(self.templates.bundle_files(role)) & set(
+                    self.templates.vendordata_files(role))
+                self.assertEqual(set(), both)
+                self.assertEqual(role == 'master',
+                                 bool(self.templates.vendordata_files(role)))
+
+    def test_files_from_vendordata_are_sourced_only_after_the_vendordata_step(self):
+        """master.sh sources them in master_source_addons, which each entry point
+        calls after the vendordata step has unpacked them, never at its top."""
+        script = self.templates.read('fragments/master.sh')
+        later = {name for name in self.templates.vendordata_files('master')
+                 if name.endswith('.sh')}
+        body = script.split('master_source_addons() {', 1)[1].split('\n}\n', 1)[0]
+        for line in script.splitlines():
+            sourced = re.match(r'\s*source "\$CELTIC_LIB_DIR/([^"]+)"', line)
+            if sourced and sourced.group(1) in later:
+                with self.subTest(file=sourced.group(1)):
+                    self.assertIn(line, body)
+        self.assertEqual(later, {'node/%s.sh' % m for m in re.search(
+            r'for module in ([a-z_ ]+); do', body).group(1).split()})
+        main = script.split('master_main() {', 1)[1]
+        self.assertLess(main.index('common_setup'), main.index('master_source_addons'))
 
 
 def bash_reading(script: str) -> str:
@@ -152,8 +199,13 @@ class NodeCopyTest(unittest.TestCase):
     def setUpClass(cls):
         cls.templates = templates.TemplateSet(templates.default_dir())
 
+    def _files(self, role):
+        """The role's files, its bundle's and celtic-vendordata's."""
+        return sorted(set(self.templates.bundle_files(role))
+                      | set(self.templates.vendordata_files(role)))
+
     def test_bash_reads_every_stripped_script_as_it_reads_the_source(self):
-        scripts = sorted({n for r in ROLES for n in self.templates.bundle_files(r)
+        scripts = sorted({n for r in ROLES for n in self._files(r)
                           if n.endswith('.sh')})
         self.assertIn('lib/celtic.sh', scripts)
         for name in scripts:
@@ -188,7 +240,7 @@ class NodeCopyTest(unittest.TestCase):
 
     def test_other_files_are_sent_unchanged(self):
         for role in ('proxy', 'master'):
-            for name in self.templates.bundle_files(role):
+            for name in self._files(role):
                 if (not name.endswith(('.sh', '.py')) and not name.startswith('manifests/')
                         and name != templates.PACKAGE_TABLE):
                     with self.subTest(file=name):
@@ -198,7 +250,7 @@ class NodeCopyTest(unittest.TestCase):
 
     def test_python_programs_are_the_same_program_without_comments_or_docstrings(self):
         import ast
-        for name in ('celtic-lb/celtic_lb.py',):
+        for name in ('celtic-lb/celtic_lb.py', 'autoscaler/celtic_autoscaler.py'):
             with self.subTest(file=name):
                 source = self.templates.read('fragments/' + name)
                 sent = self.templates.node_copy(name).decode('utf-8')
@@ -227,7 +279,7 @@ class NodeCopyTest(unittest.TestCase):
         self.assertEqual('a: 1\n# kept\nb: |\n  # content\n',
                          templates.strip_leading_comments(
                              '# what this is\n#\na: 1\n# kept\nb: |\n  # content\n'))
-        for name in self.templates.bundle_files('master'):
+        for name in self._files('master'):
             if name.startswith('manifests/'):
                 with self.subTest(file=name):
                     source = self.templates.read('fragments/' + name)
@@ -267,8 +319,12 @@ class StrayFilesTest(unittest.TestCase):
         for role in ROLES:
             with self.subTest(role=role):
                 members = unpack(self.littered.bundle(role))
-                self.assertEqual(manifest_files(self.littered.root, role), sorted(members))
+                members.pop(templates.VENDORDATA_DIGEST, None)
+                in_bundle, from_vendordata = manifest_files(self.littered.root, role)
+                self.assertEqual(in_bundle, sorted(members))
                 self.assertEqual(self.clean.bundle(role), self.littered.bundle(role))
+                self.assertEqual(self.clean.vendordata_bundle(role),
+                                 self.littered.vendordata_bundle(role))
 
     def test_a_directory_entry_in_the_manifest_is_refused_naming_it(self):
         path = os.path.join(self.littered.root, 'fragments', 'bundles.yaml')

@@ -41,6 +41,7 @@ from magnum_celtic import certs
 from magnum_celtic import driver
 from magnum_celtic import pki
 from magnum_celtic import request as req
+from magnum_celtic import templates
 from tests.unit import base
 from tests.unit import fake_cloud
 
@@ -961,6 +962,20 @@ class ResizeTest(base.DriverTestCase):
                          (stored.status, stored.default_ng_worker.node_count,
                           stored.default_ng_worker.status))
 
+    def test_an_unchanged_count_with_a_server_named_replaces_it(self):
+        """What auto-healing asks (node/heal.sh): the named server goes, a new member
+        with a fresh index comes, the count and Magnum's node_count stay."""
+        cluster = self.stored_cluster(stack_outputs=fake_cloud.cluster_outputs(
+            minion_ids=['6f1e-aaaa', '6f1e-bbbb']))
+        self.resize(cluster, 2, ['6f1e-aaaa'])
+        patch = self.heat.calls_of('PATCH')
+        self.assertEqual({'minion_count': 2}, patch[-1].body['parameters'])
+        self.assertEqual((['1', '2'], 3), rendered_members(patch[-1]))
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, 2, Status.UPDATE_IN_PROGRESS),
+                         (stored.status, stored.default_ng_worker.node_count,
+                          stored.default_ng_worker.status))
+
     def test_nodes_to_remove_may_name_the_server(self):
         outputs = fake_cloud.cluster_outputs(minion_ids=['6f1e-aaaa', '6f1e-bbbb'])
         outputs['minion_names'] = ['k1-minion-0', 'k1-minion-1']
@@ -1100,6 +1115,10 @@ class ResizeTest(base.DriverTestCase):
         self.assertEqual(['files', 'parameters'],
                          sorted(k for k in patch[-1].body if k in ('files', 'parameters',
                                                                    'template')))
+        # the masters it boots get this release's bundle, which names by digest the
+        # add-on files this release's celtic-vendordata serves
+        self.assertEqual(templates.TemplateSet(templates.default_dir()).bundle('master'),
+                         patch[-1].body['files']['bundles/master.txz.b64'])
         stored = self.reload()
         self.assertEqual((Status.UPDATE_IN_PROGRESS, 3, Status.UPDATE_IN_PROGRESS),
                          (stored.status, stored.default_ng_master.node_count,

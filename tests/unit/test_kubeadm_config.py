@@ -72,6 +72,7 @@ SCRIPT = r'''
 set -euo pipefail
 source "$CELTIC_LIB_DIR/master.sh"
 celtic_load_params
+master_source_addons
 case "$1" in
     init) master_identity; master_render_init ;;
     join-control-plane) master_identity; master_render_join ;;
@@ -93,7 +94,7 @@ def render(tmp_path: pathlib.Path, what: str, node_ip: str = MASTERS[0],
     for entry in ('lib', 'templates', 'master.sh'):
         (lib / entry).symlink_to(FRAGMENTS / entry)
     for module in ('common', 'kubernetes', 'addons', 'members', 'keystone_auth',
-                   'dashboard', 'cloud'):
+                   'dashboard', 'cloud', 'autoscaler', 'heal'):
         (lib / 'node' / f'{module}.sh').symlink_to(FRAGMENTS / 'node' / f'{module}.sh')
     for module in ('ha', 'api_vip'):  # other engineers' modules, not needed to render
         (lib / 'node' / f'{module}.sh').write_text('')
@@ -105,7 +106,7 @@ def render(tmp_path: pathlib.Path, what: str, node_ip: str = MASTERS[0],
                CELTIC_ETC=str(etc), CELTIC_LIB_DIR=str(lib),
                CELTIC_STATE_DIR=str(root / 'var'), CELTIC_LOG_FILE='',
                CELTIC_NODE_IP=node_ip, CELTIC_NODE_NAME='Prod-EU-Node-1',
-               CELTIC_NODE_ID=SERVER_ID)
+               CELTIC_NODE_ID=os.environ.get('CELTIC_NODE_ID', SERVER_ID))
     subprocess.run(['bash', '-c', SCRIPT, 'render', what], env=env, check=True,
                    capture_output=True, text=True, timeout=60)
     kind = 'init' if what == 'init' else 'join'
@@ -209,7 +210,9 @@ def test_init_registers_a_tainted_control_plane_node(init):
     assert registration['criSocket'] == 'unix:///run/containerd/containerd.sock'
     assert registration['taints'] == [{'key': 'node-role.kubernetes.io/control-plane',
                                        'effect': 'NoSchedule'}]
-    assert kubelet_args(registration) == {'node-ip': MASTERS[0]}
+    # every kubelet names its server (the autoscaler's provider matches nodes by it)
+    assert kubelet_args(registration) == {'node-ip': MASTERS[0],
+                                          'provider-id': 'openstack:///' + SERVER_ID}
     # HAProxy holds VIP:6443 on the masters; kubeadm's port check would refuse.
     assert registration['ignorePreflightErrors'] == ['Port-6443']
 
@@ -274,7 +277,8 @@ def test_worker_without_labels_or_taints_registers_untainted(tmp_path):
                      node_labels={}, node_taints=[])
     registration = documents(text)['JoinConfiguration']['nodeRegistration']
     assert registration['taints'] == []
-    assert kubelet_args(registration) == {'node-ip': '10.0.0.57'}
+    assert kubelet_args(registration) == {'node-ip': '10.0.0.57',
+                                          'provider-id': 'openstack:///' + SERVER_ID}
 
 
 def test_init_without_keystone_login_leaves_the_apiserver_s_authorization_alone(init):
@@ -322,4 +326,24 @@ def test_with_the_cloud_provider_every_kubelet_is_external_and_names_its_server(
 def test_without_the_cloud_provider_no_kubelet_defers_to_one(tmp_path):
     _, text = render(tmp_path, 'init', cloud_provider_enabled=False)
     args = kubelet_args(documents(text)['InitConfiguration']['nodeRegistration'])
-    assert not {'cloud-provider', 'provider-id'} & set(args)
+    assert 'cloud-provider' not in args
+    # the provider ID the cloud controller would set, set by the kubelet itself
+    assert args['provider-id'] == 'openstack:///' + SERVER_ID
+
+
+def test_a_node_registers_with_its_server_as_provider_id(tmp_path, monkeypatch):
+    # cloud-init's instance id (here CELTIC_NODE_ID) is the Nova server UUID: the
+    # autoscaler's provider matches nodes to servers by it (doc/autoscaling.md)
+    server = '6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f'
+    monkeypatch.setenv('CELTIC_NODE_ID', server)
+    _, text = render(tmp_path / 'worker', 'join-worker', node_ip='10.0.0.57',
+                     node_labels={}, node_taints=[])
+    registration = documents(text)['JoinConfiguration']['nodeRegistration']
+    assert kubelet_args(registration) == {'node-ip': '10.0.0.57',
+                                          'provider-id': 'openstack:///' + server}
+    # a node id that is not a server UUID (no cloud-init: the host name) gives none
+    monkeypatch.setenv('CELTIC_NODE_ID', 'Prod-EU-Node-1')
+    _, text = render(tmp_path / 'plain', 'join-worker', node_ip='10.0.0.57',
+                     node_labels={}, node_taints=[])
+    registration = documents(text)['JoinConfiguration']['nodeRegistration']
+    assert 'provider-id' not in kubelet_args(registration)

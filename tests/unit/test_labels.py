@@ -148,7 +148,9 @@ def test_every_supported_minor_has_one_row_of_add_on_releases_with_the_same_colu
     assert len(columns) == 1
     for row in table.values():
         for name, tag in row.items():
-            assert labels._release_tag(tag) == tag, (name, tag)
+            # cluster-autoscaler may have no release for a minor yet (an empty cell)
+            if not (name == 'cluster_autoscaler_tag' and tag == ''):
+                assert labels._release_tag(tag) == tag, (name, tag)
 
 
 def test_cloud_provider_openstack_releases_are_never_newer_than_the_minor():

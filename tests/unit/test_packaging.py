@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import hashlib
 import importlib.metadata
 import io
 import lzma
@@ -68,15 +69,27 @@ def test_bundles_packed_from_the_installed_wheel_hold_exactly_the_manifest():
               encoding='utf-8') as handle:
         manifest = yaml.safe_load(handle)
     packer = templates.TemplateSet(root)
+    checkout = templates.TemplateSet(os.path.join(REPO, 'heat_templates'))
     for role in ROLES:
-        raw = lzma.decompress(base64.b64decode(packer.bundle(role)))
-        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        members = _unpack(packer.bundle(role))
+        served = _unpack(packer.vendordata_bundle(role))
+        if served:  # the bundle names the files celtic-vendordata serves by digest
+            assert members.pop(templates.VENDORDATA_DIGEST).decode().strip() == (
+                hashlib.sha256(packer.vendordata_bundle(role).encode()).hexdigest())
         assert sorted(members) == sorted(set(manifest['common']) | set(manifest[role]))
-        checkout = templates.TemplateSet(os.path.join(REPO, 'heat_templates'))
-        for name, content in members.items():
+        assert sorted(served) == sorted(manifest['vendordata'].get(role) or [])
+        for name, content in {**members, **served}.items():
             # the checkout's file as a node receives it (shell without its comments)
             assert content == checkout.node_copy(name), name
+
+
+def _unpack(packed):
+    """A packed bundle as {name: content} ({} for '')."""
+    if not packed:
+        return {}
+    raw = lzma.decompress(base64.b64decode(packed))
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
 
 
 @wheel_only

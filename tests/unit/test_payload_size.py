@@ -22,8 +22,10 @@ the nodes fetch theirs from celtic-vendordata (doc/security.md).
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
+import tarfile
 import unittest
 
 import yaml
@@ -70,6 +72,11 @@ class _Resolver:
                     text = text.replace(name, replacement)
                 return text
         return {k: self(v) for k, v in node.items()}
+
+
+def _unpack(packed):
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(packed)), mode='r:xz') as tar:
+        return {m.name: (m.mode, tar.extractfile(m).read()) for m in tar.getmembers()}
 
 
 def _payload(cloud_config):
@@ -157,3 +164,13 @@ class PayloadSizeTest(unittest.TestCase):
         payload = self._minion_payload() + self.pki.bootstrap_token
         with self.assertRaises(AssertionError):
             self._assert_no_secret('minion', payload)
+
+    def test_files_from_vendordata_are_not_secret_and_stay_small(self):
+        """The masters' optional add-ons travel in celtic-vendordata's answer (which
+        Nova caches per instance); they are fragments, never a secret."""
+        files = self.templates.vendordata_bundle('master')
+        self.assertTrue(files)
+        text = b''.join(content for _name, (_mode, content) in _unpack(files).items())
+        self._assert_no_secret('master vendordata files', text.decode('utf-8'))
+        self.assertLess(len(files), NOVA_USER_DATA_LIMIT,
+                        'the masters\' files from celtic-vendordata are %d bytes' % len(files))

@@ -89,6 +89,16 @@ BAD_INPUTS = [
      'label auto_scaling_enabled must be true or false, got "maybe"'),
     ('auto_healing_enabled not boolean', dict(labels={'auto_healing_enabled': 'soon'}),
      'label auto_healing_enabled must be true or false, got "soon"'),
+    ('auto_healing_unhealthy_seconds too short',
+     dict(labels={'auto_healing_unhealthy_seconds': '30'}),
+     'label auto_healing_unhealthy_seconds must be an integer >= 60, got "30"'),
+    ('auto_healing_max_unhealthy_percent zero',
+     dict(labels={'auto_healing_max_unhealthy_percent': '0'}),
+     'label auto_healing_max_unhealthy_percent must be an integer from 1 to 100, got "0"'),
+    ('auto_healing_max_unhealthy_percent with a percent sign',
+     dict(labels={'auto_healing_max_unhealthy_percent': '40%'}),
+     'label auto_healing_max_unhealthy_percent must be an integer from 1 to 100, '
+     'got "40%"'),
     ('min_node_count negative', dict(labels={'min_node_count': '-1'}),
      'label min_node_count must be an integer >= 0, got "-1"'),
     ('max_node_count negative', dict(labels={'max_node_count': '-2'}),
@@ -106,6 +116,15 @@ BAD_INPUTS = [
                                           'max_node_count': '9'}),
      'node_count 3 of the default nodegroup must be within labels min_node_count and '
      'max_node_count (4 to 9)'),
+    ('autoscaling on a minor without a pinned autoscaler',
+     dict(labels={'auto_scaling_enabled': 'true', 'max_node_count': '5',
+                  'kube_tag': 'v1.37'}),
+     'label auto_scaling_enabled: no cluster-autoscaler release is pinned for '
+     'Kubernetes v1.37 yet (pinned: v1.34, v1.35, v1.36); set label '
+     'cluster_autoscaler_tag'),
+    ('cluster_autoscaler_tag not a release',
+     dict(labels={'cluster_autoscaler_tag': '1.36'}),
+     'label cluster_autoscaler_tag must be a release tag such as v1.2.3, got "1.36"'),
     ('floating ip flag not boolean',
      dict(labels={'master_lb_floating_ip_enabled': 'maybe'}),
      'label master_lb_floating_ip_enabled must be true or false, got "maybe"'),
@@ -302,17 +321,47 @@ def test_autoscaling_labels_become_the_scaling_spec_and_reach_the_nodes():
     built = build(labels={'auto_scaling_enabled': 'true', 'min_node_count': '2',
                           'max_node_count': '7', 'auto_healing_enabled': 'yes'})
     assert built.scaling == spec.ScalingSpec(autoscaling=True, min_nodes=2, max_nodes=7,
-                                             healing=True)
+                                             healing=True, autoscaler_tag='v1.36.1')
     assert built.scaling.needs_credential
     assert built.node_settings()['auto_scaling_enabled'] is True
     assert built.node_settings()['auto_healing_enabled'] is True
+    assert built.node_settings()['cluster_autoscaler_tag'] == 'v1.36.1'
     assert 'max_node_count' not in built.node_settings()
+
+
+def test_auto_healing_labels_reach_the_nodes_with_their_defaults():
+    assert (build().node_settings()['auto_healing_unhealthy_seconds'],
+            build().node_settings()['auto_healing_max_unhealthy_percent']) == (300, 40)
+    built = build(labels={'auto_healing_enabled': 'true',
+                          'auto_healing_unhealthy_seconds': '600',
+                          'auto_healing_max_unhealthy_percent': '25'})
+    assert built.scaling.needs_credential
+    assert (built.node_settings()['auto_healing_enabled'],
+            built.node_settings()['auto_healing_unhealthy_seconds'],
+            built.node_settings()['auto_healing_max_unhealthy_percent']) == (True, 600, 25)
+
+
+@pytest.mark.parametrize('kube_tag,expected', [('v1.34', 'v1.34.5'), ('v1.35.3', 'v1.35.2'),
+                                               ('v1.36', 'v1.36.1')])
+def test_the_autoscaler_release_follows_the_kubernetes_minor(kube_tag, expected):
+    built = build(labels={'auto_scaling_enabled': 'true', 'max_node_count': '5',
+                          'kube_tag': kube_tag})
+    assert built.node_settings()['cluster_autoscaler_tag'] == expected
+
+
+def test_a_minor_without_a_pinned_autoscaler_takes_the_label_or_needs_none():
+    built = build(labels={'auto_scaling_enabled': 'true', 'max_node_count': '5',
+                          'kube_tag': 'v1.37', 'cluster_autoscaler_tag': 'v1.37.0'})
+    assert built.node_settings()['cluster_autoscaler_tag'] == 'v1.37.0'
+    assert build(labels={'kube_tag': 'v1.37'}).node_settings()[
+        'cluster_autoscaler_tag'] == ''
 
 
 def test_no_autoscaling_needs_no_credential_and_allows_a_pool_outside_min_max():
     built = build(labels={'min_node_count': '1', 'max_node_count': '2'},
                   worker={'node_count': 5})
-    assert built.scaling == spec.ScalingSpec(min_nodes=1, max_nodes=2)
+    assert built.scaling == spec.ScalingSpec(min_nodes=1, max_nodes=2,
+                                             autoscaler_tag='v1.36.1')
     assert not built.scaling.needs_credential
     assert not build().scaling.needs_credential
 

@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+import tarfile
 import threading
 import time
 
@@ -31,6 +32,7 @@ from keystonemiddleware import auth_token  # noqa: F401  (registers [keystone_au
 
 from magnum_celtic import certs
 from magnum_celtic import pki
+from magnum_celtic import templates
 from magnum_celtic import vendordata
 from tests.unit import base
 from tests.unit import fake_cloud
@@ -169,6 +171,23 @@ class VendordataTestCase(base.DriverTestCase):
                           'cluster_uuid': base.CLUSTER_UUID, 'instance_id': 'master-1',
                           'key': pki.signal_key(self.pki.seed, 'master-1')},
                          answer['signal'])
+
+    def test_a_master_gets_the_add_on_files_its_bundle_names_by_digest(self):
+        """The masters' optional add-ons travel here (fragments/bundles.yaml's vendordata
+        section), the bundle in their user_data names them by SHA-256; no other role
+        gets files."""
+        rendered = templates.TemplateSet(templates.default_dir())
+        files = self.ask('master-0', 'master')['files']
+        self.assertEqual(rendered.vendordata_bundle('master'), files)
+        with tarfile.open(fileobj=io.BytesIO(base64.b64decode(rendered.bundle('master'))),
+                          mode='r:xz') as tar:
+            digest = tar.extractfile(templates.VENDORDATA_DIGEST).read().decode().strip()
+        self.assertEqual(hashlib.sha256(files.encode()).hexdigest(), digest)
+        for instance, role, pool in (('proxy-0', 'proxy', None),
+                                     ('storage-0', 'storage', None),
+                                     ('minion-0', 'minion', 'default-worker')):
+            with self.subTest(role=role):
+                self.assertNotIn('files', self.ask(instance, role, pool=pool))
 
     def test_a_proxy_gets_the_lb_key_and_its_ha_secret_only(self):
         answer = self.ask('proxy-0', 'proxy')

@@ -232,20 +232,24 @@ celtic_fetch_vendordata() {
             ;;
         4) celtic_die "celtic vendordata is not for a ${CELTIC_ROLE:-node}: see the line above" ;;
         5) celtic_die "celtic vendordata is malformed: see the line above" ;;
+        6) celtic_die "celtic-vendordata serves the fragments of another magnum-celtic" \
+            "release than the one that rendered this node: see the line above" ;;
         *) celtic_die "cannot read $url (Nova's metadata service)" ;;
     esac
 }
 
 # _celtic_vendordata_once URL: one try. 0 done, 1 unreachable, 3 no celtic part,
-# 4 another role's, 5 malformed. Python reads the URL: http:// (Nova's metadata service)
+# 4 another role's, 5 malformed, 6 fragment files that are not the ones this node's
+# bundle names by their SHA-256 (vendordata.sha256: a role whose optional steps travel
+# in vendordata, fragments/bundles.yaml); those are unpacked beside the bundle's. Python reads the URL: http:// (Nova's metadata service)
 # with http.client, which never goes through an HTTP proxy (the metadata service is
 # link-local, a cluster template's proxy must not see it), or file:// (the lab's nodes).
 _celtic_vendordata_once() {
     local url=$1
     # its exit status is the function's (celtic_retry runs it outside errexit)
-    celtic_python - "$url" "$CELTIC_ETC" "${CELTIC_ROLE:-}" <<'PY'
+    celtic_python - "$url" "$CELTIC_ETC" "${CELTIC_ROLE:-}" "$CELTIC_LIB_DIR" <<'PY'
 import json, os, re, sys
-url, etc, role = sys.argv[1:4]
+url, etc, role, lib = sys.argv[1:5]
 def fail(code, message):
     sys.stderr.write('celtic vendordata: %s\n' % message)
     sys.exit(code)
@@ -305,6 +309,38 @@ missing = [k for k in ('url', 'cluster_uuid', 'instance_id', 'key')
         if not isinstance(signal.get(k), str) or not signal[k]]
 if missing:
     fail(5, 'the signal map has no %s' % missing[0])
+digest_file = os.path.join(lib, 'vendordata.sha256')
+if os.path.exists(digest_file):
+    import base64, hashlib, io, tarfile
+    with open(digest_file) as f:
+        want = f.read().strip()
+    files = celtic.get('files')
+    if not isinstance(files, str) or not files:
+        fail(6, 'this node expects fragment files (SHA-256 %s) and celtic-vendordata '
+            'served none: it runs an older magnum-celtic than the conductor' % want[:12])
+    got = hashlib.sha256(files.encode('ascii', 'replace')).hexdigest()
+    if got != want:
+        fail(6, 'celtic-vendordata served fragment files with SHA-256 %s, the bundle '
+            'of this node names %s: upgrade magnum-celtic on every Magnum host alike, then '
+            'update the cluster' % (got[:12], want[:12]))
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(base64.b64decode(files)), mode='r:xz')
+        members = tar.getmembers()
+    except (ValueError, tarfile.TarError, EOFError) as exc:
+        fail(5, 'the fragment files are not an xz tar: %s' % exc)
+    bad = [m.name for m in members if not m.isfile() or not re.fullmatch(
+        r'[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*', m.name) or '..' in m.name.split('/')]
+    if bad:
+        fail(5, 'fragment file %r is not a plain relative path' % bad[0][:60])
+    def unpack(member):
+        dest = os.path.join(lib, member.name)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest + '.tmp', 'wb') as f:
+            f.write(tar.extractfile(member).read())
+        os.chmod(dest + '.tmp', member.mode & 0o755)
+        os.replace(dest + '.tmp', dest)
+    [unpack(m) for m in members]
+    print('celtic vendordata: %d fragment file(s) unpacked in %s' % (len(members), lib))
 [write(os.path.join(etc, 'secrets', n), c) for n, c in secrets]
 write(os.path.join(etc, 'signal.json'), json.dumps(signal, sort_keys=True))
 print('celtic vendordata: %d secret file(s) for this %s: %s'

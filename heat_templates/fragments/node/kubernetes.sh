@@ -357,12 +357,13 @@ kube_kubeadm() {
     kubeadm "$@" 2>&1 | sed -E 's/[a-z0-9]{6}\.[a-z0-9]{16}/<token>/g' >&2
 }
 
-# kube_instance_id: this server's Nova id (cloud-init's instance id), or nothing.
-kube_instance_id() {
-    if [[ -n "${CELTIC_NODE_ID:-}" ]]; then
-        printf '%s\n' "$CELTIC_NODE_ID"
-    elif [[ -r /var/lib/cloud/data/instance-id ]]; then
-        cat /var/lib/cloud/data/instance-id
+# kube_server_uuid: this node's Nova server UUID (cloud-init's instance id), or nothing
+# when it is not known.
+kube_server_uuid() {
+    local id
+    id=$(celtic_node_id 2>/dev/null) || return 0
+    if [[ "$id" =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]]; then
+        printf '%s\n' "$id"
     fi
 }
 
@@ -372,20 +373,22 @@ kube_instance_id() {
 # (--cloud-provider=external) and names its server (--provider-id, so the controller
 # finds it by id, not by name).
 kube_registration() {
-    local out instance_id
-    instance_id=$(kube_instance_id)
-    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" "$instance_id" <<'PY'
-import json, re, sys
-role, ip, params_file, instance_id = sys.argv[1:5]
+    local out
+    out=$(celtic_python - "$1" "$KUBE_NODE_IP" "${CELTIC_PARAMS_FILE:-}" "$(kube_server_uuid)" <<'PY'
+import json, sys
+role, ip, params_file, server = sys.argv[1:5]
 params = {}
 if params_file:
     with open(params_file) as f:
         params = json.load(f)
 args = [{'name': 'node-ip', 'value': ip}]
+if server:
+    # the node's providerID, as OpenStack's cloud provider spells it: the
+    # cloud-controller-manager and the autoscaler's provider find the server by it
+    # (doc/cloud-provider.md, doc/autoscaling.md)
+    args.append({'name': 'provider-id', 'value': 'openstack:///' + server})
 if params.get('cloud_provider_enabled') is True:
     args.append({'name': 'cloud-provider', 'value': 'external'})
-    if re.fullmatch(r'[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}', instance_id.strip()):
-        args.append({'name': 'provider-id', 'value': 'openstack:///' + instance_id.strip()})
 if role == 'control-plane':
     taints = [{'key': 'node-role.kubernetes.io/control-plane', 'effect': 'NoSchedule'}]
 else:
