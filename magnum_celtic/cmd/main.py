@@ -87,24 +87,33 @@ def cmd_render(args: argparse.Namespace) -> int:
     spec = sample.sample_spec(labels=labels, masters=args.masters,
                               minions=args.minions, name=args.name,
                               distro=args.distro, template=fields)
-    request = req.cluster_request(spec, sample.sample_pki(spec.cluster_uuid),
-                                  _templates(args), 60)
+    templates = _templates(args)
+    request = req.cluster_request(spec, sample.sample_pki(spec.cluster_uuid), templates, 60)
     for warning in spec.warnings:
         print('warning: %s' % warning, file=sys.stderr)
     if args.output_dir:
-        _write_request(request, args.output_dir)
+        _write_request(request, args.output_dir, templates)
         print('wrote %s (no secret in it: the nodes fetch theirs from celtic-vendordata)'
               % args.output_dir)
         return 0
     document = request.masked()
+    # what each role's nodes receive: in their user_data bundle, from celtic-vendordata
+    document['node_files'] = {
+        role: {'user_data': templates.bundle_files(role),
+               'celtic_vendordata': templates.vendordata_files(role)}
+        for role in ('master', 'minion', 'proxy', 'storage')}
     document['heat_resources'] = budget.resource_count(spec)
     document['max_minions_under_1000'] = budget.max_minions(spec, 1000)
     print(json.dumps(document, indent=2, sort_keys=True))
     return 0
 
 
-def _write_request(request, directory: str) -> None:
-    for name, content in list(request.files.items()) + [('celtic.yaml', request.template)]:
+def _write_request(request, directory: str, templates) -> None:
+    # the stack's files, and what celtic-vendordata serves each role beside its secrets
+    served = [('vendordata/%s.txz.b64' % role, templates.vendordata_bundle(role))
+              for role in ('master', 'minion', 'proxy', 'storage')]
+    for name, content in (list(request.files.items()) + [('celtic.yaml', request.template)]
+                          + [(name, content) for name, content in served if content]):
         path = os.path.join(directory, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, 'w', encoding='utf-8') as handle:

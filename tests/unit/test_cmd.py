@@ -20,11 +20,14 @@ script.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -106,6 +109,30 @@ def test_render_writes_the_templates_and_masked_parameters(tmp_path, capsys):
     for written in out_dir.rglob('*'):
         if written.is_file():
             assert 'PRIVATE KEY' not in written.read_text(), written
+
+
+def test_render_with_autoscaling_names_what_the_masters_receive(tmp_path, capsys):
+    """Issue 17's command: the masters receive the autoscaler (from celtic-vendordata,
+    named by digest in their bundle); min above max is refused naming the label."""
+    labels = 'auto_scaling_enabled=true,min_node_count=1,max_node_count=5'
+    assert cli.main(['render', '--labels', labels]) == 0
+    document = json.loads(capsys.readouterr().out)
+    master = document['node_files']['master']
+    assert {'node/autoscaler.sh', 'autoscaler/celtic_autoscaler.py',
+            'manifests/cluster-autoscaler.yaml'} <= set(master['celtic_vendordata'])
+    assert 'master.sh' in master['user_data']
+    assert document['node_files']['minion']['celtic_vendordata'] == []
+    assert document['parameters']['node_settings']['auto_scaling_enabled'] is True
+    out_dir = tmp_path / 'request'
+    assert cli.main(['render', '--labels', labels, '--output-dir', str(out_dir)]) == 0
+    served = (out_dir / 'vendordata' / 'master.txz.b64').read_text()
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(served)), mode='r:xz') as tar:
+        assert 'node/autoscaler.sh' in tar.getnames()
+    assert [p.name for p in (out_dir / 'vendordata').iterdir()] == ['master.txz.b64']
+    capsys.readouterr()
+    assert cli.main(['render', '--labels', 'auto_scaling_enabled=true,min_node_count=5,'
+                     'max_node_count=2']) == 2
+    assert 'min_node_count' in capsys.readouterr().err
 
 
 def test_render_warns_on_stderr(capsys):
