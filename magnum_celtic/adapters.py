@@ -25,6 +25,7 @@ Magnum's errors. Certificates are in :mod:`certs`; ``spec``, ``request``, ``expa
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import os
 import threading
@@ -285,10 +286,19 @@ def nodegroup_views(cluster: Any) -> list[status.NodeGroupView]:
     views = []
     for ng in cluster.nodegroups:
         own = ng.stack_id if has_own_stack(cluster, ng) else None
-        views.append(status.NodeGroupView(name=ng.name, role=ng.role,
-                                          is_default=bool(ng.is_default),
-                                          status=ng.status, stack_id=own))
+        changed = getattr(ng, 'updated_at', None) or getattr(ng, 'created_at', None)
+        views.append(status.NodeGroupView(
+            name=ng.name, role=ng.role, is_default=bool(ng.is_default), status=ng.status,
+            stack_id=own, node_count=ng.node_count,
+            changed_at=_epoch(changed) if changed is not None else None))
     return views
+
+
+def _epoch(moment: Any) -> float:
+    """A Magnum timestamp (naive UTC, or aware) as seconds since the epoch."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
 
 
 def apply_status(cluster: Any, result: status.ClusterResult) -> list[Any]:
@@ -301,7 +311,8 @@ def apply_status(cluster: Any, result: status.ClusterResult) -> list[Any]:
         changed = False
         for field, value in (('status', update.status),
                              ('status_reason', update.reason),
-                             ('node_addresses', update.addresses)):
+                             ('node_addresses', update.addresses),
+                             ('node_count', update.node_count)):
             if value is not None and getattr(ng, field) != value:
                 setattr(ng, field, value)
                 changed = True

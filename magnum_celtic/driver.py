@@ -354,6 +354,12 @@ class Driver(driver.Driver):
                        nodes_to_remove, nodegroup=None):
         """Resize a worker nodegroup; nodes_to_remove are Nova server UUIDs."""
         nodegroup = nodegroup or cluster.default_ng_worker
+        # Saved before anything can fail: Magnum saved the nodegroup UPDATE_IN_PROGRESS
+        # before this hook but the cluster only after it, and polls only clusters in
+        # progress. A conductor killed in here would leave the nodegroup in progress
+        # for good; so the poll looks at it, and fails a resize Heat never got
+        # (status.LOST_RESIZE). A refusal below ends UPDATE_FAILED as before.
+        _in_progress(cluster, Status.UPDATE_IN_PROGRESS)
         if nodegroup.role == 'master':
             self._resize_masters(context, cluster, node_count)
             _in_progress(cluster, Status.UPDATE_IN_PROGRESS)

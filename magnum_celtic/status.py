@@ -45,6 +45,11 @@ class NodeGroupView:
     is_default: bool
     status: str
     stack_id: str | None
+    #: Magnum's node_count (what the running operation asked for)
+    node_count: int | None = None
+    #: when Magnum last saved the nodegroup (seconds since the epoch): for a resize,
+    #: when it asked for it
+    changed_at: float | None = None
 
 
 @dataclasses.dataclass
@@ -52,6 +57,8 @@ class NodeGroupResult:
     status: str
     reason: str
     addresses: list[str] | None
+    #: the node count to write back (a resize that never reached Heat: the stack's)
+    node_count: int | None = None
 
 
 @dataclasses.dataclass
@@ -200,6 +207,42 @@ def _nodegroup_status(current: str, stack: StackState | None, deleting_cluster: 
 #: seconds past a stack's own timeout before celtic stops waiting for Heat to end it
 STALL_GRACE = 30
 
+#: seconds after Magnum asked for a resize before a stack that does not show it (its
+#: count unchanged, Heat not working on it) means the resize never reached Heat
+#: (:func:`_resize_not_in_heat`); until then the nodegroup stays in progress
+RESIZE_SEND_GRACE = 120
+LOST_RESIZE = ('magnum-conductor stopped while the celtic driver was sending this '
+               'resize to Heat (to %(asked)s nodes); Heat never got it and nothing '
+               'changed (the nodegroup has %(count)s): run the resize again')
+#: the stack parameter that holds a nodegroup's count: (role, is_default) -> name
+_COUNT_PARAMETER = {('master', True): 'master_count', ('worker', True): 'minion_count'}
+
+
+def _resize_not_in_heat(ng: NodeGroupView, stack: StackState | None,
+                        cluster_stack: StackState | None) -> int | None:
+    """The stack's node count when the stack does not show ``ng``'s resize, else None.
+
+    Magnum saves the nodegroup (UPDATE_IN_PROGRESS, the new node_count) before the
+    driver's resize hook, which holds the cluster's lock until Heat has the update;
+    a magnum-conductor killed inside the hook leaves it so. A poll then finds the
+    stack not working and its count parameter not the asked one, or (a resize that
+    keeps the count: nodes_to_remove) the stack never updated at all: Heat marks a
+    stack it takes an update for UPDATE at once. A master removal's first update
+    keeps the count on purpose (master_removal set)."""
+    if (ng.status != 'UPDATE_IN_PROGRESS' or stack is None or ng.node_count is None
+            or stack.status.endswith('_' + IN_PROGRESS)):
+        return None
+    if ng.role == 'master' and str((cluster_stack.parameters if cluster_stack else {})
+                                   .get(out.MASTER_REMOVAL) or ''):
+        return None
+    name = _COUNT_PARAMETER.get((ng.role, ng.is_default), 'count')
+    try:
+        count = int(stack.parameters.get(name))
+    except (TypeError, ValueError):
+        return None
+    untouched = stack.status == 'CREATE_COMPLETE'
+    return count if count != ng.node_count or untouched else None
+
 
 def settled(stack: StackState | None, now: float | None) -> StackState | None:
     """The stack, or, when its operation outlived its timeout (plus STALL_GRACE)
@@ -254,6 +297,20 @@ def cluster_status(cluster_status: str, cluster_stack: StackState | None,
         addrs = _nodegroup_addresses(ng, cluster_stack, stack)
         if not ng.status.endswith(IN_PROGRESS) and not deleting:
             result.nodegroups[ng.name] = NodeGroupResult(ng.status, None, addrs)
+            continue
+        unsent = _resize_not_in_heat(ng, stack, cluster_stack)
+        if unsent is not None:
+            if (now is None or ng.changed_at is None
+                    or now - ng.changed_at < RESIZE_SEND_GRACE):
+                # a hook (another conductor's) may still be sending it: wait
+                result.nodegroups[ng.name] = NodeGroupResult(ng.status, None, addrs)
+                states.append(ng.status)
+                continue
+            status, reason = 'UPDATE_FAILED', LOST_RESIZE % {
+                'asked': ng.node_count, 'count': unsent}
+            result.nodegroups[ng.name] = NodeGroupResult(status, reason, addrs, unsent)
+            states.append(status)
+            failures.append('%s: %s' % (ng.name, reason))
             continue
         status, reason = _nodegroup_status(ng.status, stack, deleting, max_resources)
         if not ng.is_default and status == 'DELETE_COMPLETE':

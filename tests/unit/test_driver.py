@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import time
 from unittest import mock
 
 import fixtures
@@ -41,6 +42,7 @@ from magnum_celtic import certs
 from magnum_celtic import driver
 from magnum_celtic import pki
 from magnum_celtic import request as req
+from magnum_celtic import status
 from magnum_celtic import templates
 from tests.unit import base
 from tests.unit import fake_cloud
@@ -945,6 +947,37 @@ class ResizeTest(base.DriverTestCase):
         nodegroup = nodegroup or cluster.default_ng_worker
         return cluster_conductor.Handler().cluster_resize(
             self.user_context, cluster, count, remove, nodegroup)
+
+    def test_a_resize_whose_conductor_died_before_heat_got_it_fails_at_a_later_poll(self):
+        """Killed inside the driver's hook, before Heat took the update: the cluster
+        is polled (saved UPDATE_IN_PROGRESS first), waits out the grace in which a
+        hook may still be sending, then fails naming what to do, the count as Heat
+        has it (churn's stuck resize, README Benchmarks)."""
+        cluster = self.stored_cluster(status=Status.CREATE_COMPLETE, node_count=2)
+        self.heat.stacks[cluster.stack_id].parameters['minion_count'] = '2'
+        with mock.patch('magnum_celtic.heat.Heat.update', side_effect=SystemExit(-9)):
+            self.assertRaises(SystemExit, self.resize, cluster, 3)
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, Status.UPDATE_IN_PROGRESS, 3),
+                         (stored.status, stored.default_ng_worker.status,
+                          stored.default_ng_worker.node_count))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+        self.driver.update_cluster_status(self.admin_context(), stored)
+        self.assertEqual(Status.UPDATE_IN_PROGRESS, self.reload().status)
+        later = time.time() + status.RESIZE_SEND_GRACE + 1
+        with mock.patch.object(driver.time, 'time', return_value=later):
+            self.driver.update_cluster_status(self.admin_context(), self.reload())
+        stored = self.reload()
+        worker = stored.default_ng_worker
+        self.assertEqual((Status.UPDATE_FAILED, Status.UPDATE_FAILED, 2),
+                         (stored.status, worker.status, worker.node_count))
+        self.assertIn('magnum-conductor stopped while the celtic driver was sending this '
+                      'resize to Heat (to 3 nodes)', stored.status_reason)
+        self.assertIn('run the resize again', worker.status_reason)
+        # the resize again works
+        self.resize(self.reload(), 3)
+        self.assertEqual({'minion_count': 3}, self.heat.calls_of('PATCH')[-1].body[
+            'parameters'])
 
     def test_resize_removes_exactly_the_named_servers(self):
         cluster = self.stored_cluster(stack_outputs=fake_cloud.cluster_outputs(

@@ -368,3 +368,87 @@ def test_only_an_in_progress_stack_with_a_timeout_can_stall(stack):
     assert status.settled(stack, 10 ** 9) is stack
     assert status.settled(_stalled('CREATE_IN_PROGRESS', 0.0), None).status == (
         'CREATE_IN_PROGRESS')
+
+
+# ---- a resize that never reached Heat -------------------------------------------------
+
+NOW = 1_800_000_000.0
+
+
+def resizing(count=3, asked_ago=status.RESIZE_SEND_GRACE + 1, role='worker',
+             default=True, name='default-worker', stack_id=None):
+    return status.NodeGroupView(name, role, default, 'UPDATE_IN_PROGRESS', stack_id,
+                                node_count=count, changed_at=NOW - asked_ago)
+
+
+def counted(stack_status, **parameters):
+    return StackState(id='stack-id', name='celtic-k1', status=stack_status, reason='',
+                      outputs=dict(OUTPUTS), parameters=parameters)
+
+
+def test_a_resize_whose_conductor_died_before_heat_got_it_fails_and_restores_the_count():
+    """Magnum saved the nodegroup (3 nodes, UPDATE_IN_PROGRESS), the conductor was
+    killed inside the driver's hook: the stack still has 1, Heat is not working."""
+    master = status.NodeGroupView('default-master', 'master', True, 'CREATE_COMPLETE', None)
+    for stack_status in ('CREATE_COMPLETE', 'UPDATE_COMPLETE', 'UPDATE_FAILED'):
+        result = status.cluster_status(
+            'UPDATE_IN_PROGRESS', counted(stack_status, minion_count='1', master_count='3'),
+            [master, resizing(3)], {}, now=NOW)
+        worker = result.nodegroups['default-worker']
+        assert (worker.status, worker.node_count) == ('UPDATE_FAILED', 1), stack_status
+        assert worker.reason == (
+            'magnum-conductor stopped while the celtic driver was sending this resize '
+            'to Heat (to 3 nodes); Heat never got it and nothing changed (the nodegroup '
+            'has 1): run the resize again')
+        assert result.status == 'UPDATE_FAILED'
+        assert result.reason == 'default-worker: ' + worker.reason
+
+
+def test_a_resize_is_not_judged_lost_while_it_may_still_be_on_its_way_or_heat_works():
+    master = status.NodeGroupView('default-master', 'master', True, 'CREATE_COMPLETE', None)
+    # an earlier update's UPDATE_COMPLETE is not this resize's
+    young = status.cluster_status(
+        'UPDATE_IN_PROGRESS', counted('UPDATE_COMPLETE', minion_count='1'),
+        [master, resizing(3, asked_ago=status.RESIZE_SEND_GRACE - 1)], {}, now=NOW)
+    assert young.nodegroups['default-worker'].node_count is None
+    assert young.nodegroups['default-worker'].status == 'UPDATE_IN_PROGRESS'
+    assert young.status == 'UPDATE_IN_PROGRESS'
+    working = status.cluster_status(
+        'UPDATE_IN_PROGRESS', counted('UPDATE_IN_PROGRESS', minion_count='1'),
+        [master, resizing(3)], {}, now=NOW)
+    assert working.status == 'UPDATE_IN_PROGRESS'
+    done = status.cluster_status(
+        'UPDATE_IN_PROGRESS', counted('UPDATE_COMPLETE', minion_count='3'),
+        [master, resizing(3)], {}, now=NOW)
+    assert (done.status, done.nodegroups['default-worker'].node_count) == (
+        'UPDATE_COMPLETE', None)
+
+
+def test_a_lost_replacement_keeps_its_count_and_is_told_by_a_stack_never_updated():
+    """A resize with nodes_to_remove and the same count (auto-healing's) shows only
+    in the stack's action."""
+    pool = resizing(2, role='worker', default=False, name='gpu', stack_id='pool-id')
+    master = status.NodeGroupView('default-master', 'master', True, 'CREATE_COMPLETE', None)
+    worker = status.NodeGroupView('default-worker', 'worker', True, 'CREATE_COMPLETE', None)
+    result = status.cluster_status(
+        'UPDATE_IN_PROGRESS', counted('CREATE_COMPLETE', minion_count='1'),
+        [master, worker, pool], {'gpu': counted('CREATE_COMPLETE', count='2')}, now=NOW)
+    assert (result.nodegroups['gpu'].status, result.nodegroups['gpu'].node_count) == (
+        'UPDATE_FAILED', 2)
+    updated = status.cluster_status(
+        'UPDATE_IN_PROGRESS', counted('CREATE_COMPLETE', minion_count='1'),
+        [master, worker, pool], {'gpu': counted('UPDATE_COMPLETE', count='2')}, now=NOW)
+    assert updated.nodegroups['gpu'].status == 'UPDATE_COMPLETE'
+
+
+def test_a_master_removal_waiting_for_master_0_is_not_a_lost_resize():
+    master = resizing(3, role='master', name='default-master')
+    worker = status.NodeGroupView('default-worker', 'worker', True, 'CREATE_COMPLETE', None)
+    waiting = counted('UPDATE_COMPLETE', master_count='5', master_removal='10.0.0.14 10.0.0.15')
+    result = status.cluster_status('UPDATE_IN_PROGRESS', waiting, [master, worker], {},
+                                   now=NOW)
+    assert result.nodegroups['default-master'].status != 'UPDATE_FAILED'
+    lost = counted('UPDATE_COMPLETE', master_count='5', master_removal='')
+    result = status.cluster_status('UPDATE_IN_PROGRESS', lost, [master, worker], {}, now=NOW)
+    assert (result.nodegroups['default-master'].status,
+            result.nodegroups['default-master'].node_count) == ('UPDATE_FAILED', 5)
