@@ -343,6 +343,20 @@ class Heat:
             return state
         return self.get(state.id, state.name or name, outputs=True)
 
+    def files(self, stack_id: str, name: str | None = None) -> dict[str, str] | None:
+        """The files the stack was created or last updated with (``GET
+        /stacks/<name>/<id>/files``: every file of the request, Heat merging a PATCH's
+        into the stack's); None when the stack does not exist."""
+        paths = (['%s/%s' % (name, stack_id)] if name else []) + [stack_id]
+        for path in paths:
+            try:
+                return dict(self.client.stacks.files(path) or {})
+            except heat_exc.HTTPNotFound:
+                continue
+            except (heat_exc.HTTPException, *_TRANSIENT) as error:
+                raise _translate(error, 'files of stack %s' % stack_id)
+        return None
+
     def resources(self, stack_id: str, name: str | None = None,
                   nested_depth: int = 0) -> list[dict[str, Any]] | None:
         """One resource listing of a stack tree (rows as heat-api returns them, with

@@ -32,7 +32,7 @@ from magnum_celtic import spec as spec_mod
 from magnum_celtic.pki import ClusterPKI
 from magnum_celtic.spec import ClusterSpec, PoolSpec
 from magnum_celtic.templates import ADDRESSES_TEMPLATE, NODES_TEMPLATE, POOL_TEMPLATE
-from magnum_celtic.templates import ROOT_TEMPLATE, bundle_file
+from magnum_celtic.templates import ROOT_TEMPLATE
 from magnum_celtic.templates import TemplateSet
 
 MASK = '***'
@@ -170,6 +170,9 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
                                                 expand.Members.first(spec.minion_count))
     files[ADDRESSES_TEMPLATE] = expand.render_addresses(
         files[ADDRESSES_TEMPLATE], {role: nodes.count for role, nodes in spec.roles.items()})
+    # the masters' optional add-ons: no template reads them; celtic-vendordata serves
+    # them from here, so a master always gets those its bundle was rendered with
+    files.update(templates.served_files())
     minutes, seconds = wait_timeout(spec, default_timeout)
     params = {
         'cluster_name': spec.cluster_name,
@@ -296,11 +299,7 @@ def master_resize_request(spec: ClusterSpec, templates: TemplateSet,
     counts = {role: nodes.count for role, nodes in spec.roles.items()}
     counts['master'] = count
     files = {ADDRESSES_TEMPLATE: expand.render_addresses(templates.read(ADDRESSES_TEMPLATE),
-                                                         counts),
-             # a master this update boots gets this release's bundle, whose digest
-             # names the add-on files this release's celtic-vendordata serves (the
-             # running masters keep theirs: user_data_update_policy IGNORE)
-             bundle_file('master'): templates.read(bundle_file('master'))}
+                                                         counts)}
     parameters: dict[str, Any] = {'master_count': count}
     if finish_removal is not False:
         parameters['master_removal'] = ''

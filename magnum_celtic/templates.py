@@ -57,10 +57,10 @@ _GET_FILE = re.compile(r'get_file:\s*([^\s{}\[\],]+)')
 _TYPE = re.compile(r'^\s*type:\s*([A-Za-z0-9_./-]+\.yaml)\s*$', re.MULTILINE)
 
 
-def bundle_file(role: str) -> str:
-    """The stack file name of ``role``'s bundle (packed by :meth:`TemplateSet.bundle`
-    when read; the role templates name it with get_file)."""
-    return 'bundles/%s.txz.b64' % role
+def served_file(role: str) -> str:
+    """The cluster stack's file that holds what celtic-vendordata serves ``role``'s
+    nodes (:meth:`TemplateSet.vendordata_bundle`; no template reads it)."""
+    return 'vendordata/%s.txz.b64' % role
 
 
 class TemplatesNotFound(RuntimeError):
@@ -211,6 +211,13 @@ class TemplateSet:
             digest = hashlib.sha256(extra.encode('ascii')).hexdigest()
             members.append((VENDORDATA_DIGEST, (digest + '\n').encode('ascii')))
         return _pack(members)
+
+    def served_files(self) -> dict[str, str]:
+        """The cluster stack's files celtic-vendordata serves from, by
+        :func:`served_file` name: one per role that has any."""
+        manifest = self._bundle_manifest().get(VENDORDATA_SECTION) or {}
+        packed = {role: self.vendordata_bundle(role) for role in sorted(manifest)}
+        return {served_file(role): files for role, files in packed.items() if files}
 
     def vendordata_bundle(self, role: str) -> str:
         """The role's files from celtic-vendordata (:meth:`vendordata_files`), packed

@@ -26,8 +26,8 @@ Two routes (doc/security.md has the design and the threat model):
     secrets only when Heat, read as admin, shows that this instance is a server of
     that cluster's stacks in the group of that role, with the role's fragment files
     that travel here rather than in the user_data (``files``: the masters' optional
-    add-ons, fragments/bundles.yaml). Anything else is ``{}`` (Nova then serves no
-    ``celtic`` key) and one WARNING line.
+    add-ons, fragments/bundles.yaml, read from the cluster stack's files). Anything
+    else is ``{}`` (Nova then serves no ``celtic`` key) and one WARNING line.
 ``POST /v1/signal``
     A node's SUCCESS or FAILURE, signed with the per-node key vendordata gave it
     (``pki.signal_key``); relayed to the wait condition handle of the node's group
@@ -64,6 +64,7 @@ from oslo_log import log as logging
 from magnum_celtic import conf
 from magnum_celtic import heat as heat_api
 from magnum_celtic import pki
+from magnum_celtic import templates
 
 LOG = logging.getLogger(__name__)
 CONF = conf.CONF
@@ -522,7 +523,7 @@ class Service:
         self.relay = HandleRelay()
         self._session: Any = None
         self._session_lock = threading.Lock()
-        self._files: dict[str, str] = {}
+        self._files: dict[str, tuple[float, dict[str, str]]] = {}
         self._files_lock = threading.Lock()
 
     @staticmethod
@@ -540,15 +541,24 @@ class Service:
             session = self._session
         return heat_api.Heat(session, project_id=cluster.project_id)
 
-    def files(self, role: str) -> str:
-        """The fragment files ``role``'s nodes get from here (a base64 xz tar, '' for
-        none: fragments/bundles.yaml's vendordata section), packed once per process
-        from the templates the conductor renders from."""
+    def files(self, context: Any, cluster: Any, role: str) -> str:
+        """The fragment files ``role``'s nodes get from here (a base64 xz tar; ''
+        for none): the cluster stack's own copy (``templates.served_file``), rendered
+        with the bundles its servers boot from, so a master never gets another
+        release's. A stack an earlier release created has none (its masters carry
+        every file in their user_data). Read once per stack for ``index_seconds``."""
+        stack_id, stack_name = self.clusters.stacks(cluster, None)[0]   # the cluster's
         with self._files_lock:
-            if role not in self._files:
-                from magnum_celtic import adapters
-                self._files[role] = adapters.template_set().vendordata_bundle(role)
-            return self._files[role]
+            kept = self._files.get(stack_id)
+            if kept is not None and kept[0] > time.monotonic():
+                return kept[1].get(role, '')
+        stored = self._heat(context, cluster).files(stack_id, stack_name) or {}
+        served = {name: stored.get(templates.served_file(name), '')
+                  for name in pki.ROLES}
+        with self._files_lock:
+            self._files[stack_id] = (
+                time.monotonic() + CONF.celtic_vendordata.index_seconds, served)
+        return served.get(role, '')
 
     def _pki(self, context: Any, cluster: Any) -> pki.ClusterPKI:
         return self.pkis.get(self.clusters.pki_version(cluster),
@@ -618,7 +628,8 @@ class Service:
         credential = (self.clusters.credential(context, cluster, cluster_pki.seed)
                       if placement.role == 'master' else None)
         secrets = pki.role_secrets(cluster_pki, credential=credential)[placement.role]
-        files = self.files(placement.role)
+        files = self.files(context, cluster, placement.role) if placement.role == 'master' \
+            else ''
         LOG.info('vendordata for instance %s: %s of cluster %s, %d secrets%s', instance_id,
                  placement.role, cluster.uuid, len(secrets),
                  ', fragment files of %d bytes' % len(files) if files else '')

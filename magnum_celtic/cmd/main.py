@@ -92,7 +92,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     for warning in spec.warnings:
         print('warning: %s' % warning, file=sys.stderr)
     if args.output_dir:
-        _write_request(request, args.output_dir, templates)
+        _write_request(request, args.output_dir)
         print('wrote %s (no secret in it: the nodes fetch theirs from celtic-vendordata)'
               % args.output_dir)
         return 0
@@ -108,12 +108,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_request(request, directory: str, templates) -> None:
-    # the stack's files, and what celtic-vendordata serves each role beside its secrets
-    served = [('vendordata/%s.txz.b64' % role, templates.vendordata_bundle(role))
-              for role in ('master', 'minion', 'proxy', 'storage')]
-    for name, content in (list(request.files.items()) + [('celtic.yaml', request.template)]
-                          + [(name, content) for name, content in served if content]):
+def _write_request(request, directory: str) -> None:
+    for name, content in list(request.files.items()) + [('celtic.yaml', request.template)]:
         path = os.path.join(directory, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, 'w', encoding='utf-8') as handle:

@@ -335,10 +335,11 @@ PY
     CELTIC_METADATA_ATTEMPTS=1
     run celtic_fetch_vendordata
     assert_failure
-    assert_output --partial "the bundle of this node names 0123456789ab: upgrade magnum-celtic on every Magnum host alike"
-    assert_output --partial 'serves the fragments of another magnum-celtic release than the one that rendered this node'
+    assert_output --partial "the bundle of this node names 0123456789ab: the cluster stack holds other files"
+    assert_output --partial "the fragment files from celtic-vendordata are not the ones this node's bundle names"
+    refute_output --partial 'secret file(s)'
     [ ! -e "$CELTIC_LIB_DIR/node" ]
-    # none at all (a celtic-vendordata older than the conductor)
+    # none at all (a celtic-vendordata older than magnum-conductor)
     master_vendordata
     run celtic_fetch_vendordata
     assert_failure

@@ -147,6 +147,8 @@ class Stack:
     outputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     request: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: the files of its last create or update (a PATCH's merged in)
+    files: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -193,6 +195,7 @@ class FakeHeat:
         #: writes a signal after heat-api has answered it)
         self.signal_lag_reads = 0
         self.metadata_reads = 0
+        self.files_reads = 0
         self.calls: list[Call] = []
         self._failures: dict[str, Any] = {}
         for root in (HEAT_PUBLIC, HEAT_INTERNAL):
@@ -302,6 +305,13 @@ class FakeHeat:
                     received = received[:-1]
                 context.status_code = 200
                 return json.dumps({'metadata': {str(b.get('id')): b for b in received}})
+        if len(rest) == 3 and rest[2] == 'files' and request.method == 'GET':
+            stack = self.stacks.get(rest[1])
+            if stack is None or stack.name != rest[0]:
+                return self._not_found(rest[1], context)
+            self.files_reads += 1
+            context.status_code = 200
+            return json.dumps(stack.files)
         if len(rest) == 2:
             stack = self.stacks.get(rest[1])
             if stack is None or stack.name != rest[0]:
@@ -349,7 +359,7 @@ class FakeHeat:
         self.stacks[stack_id] = Stack(stack_id, name, project, 'CREATE_IN_PROGRESS',
                                       'Stack CREATE started',
                                       parameters=dict(body.get('parameters') or {}),
-                                      request=body)
+                                      request=body, files=dict(body.get('files') or {}))
         context.status_code = 201
         return json.dumps({'stack': {'id': stack_id, 'links': [
             {'href': '%s/%s/stacks/%s/%s' % (HEAT_PUBLIC, project, name, stack_id),
@@ -389,6 +399,7 @@ class FakeHeat:
                 'Stack %s already has an action (%s) in progress.'
                 % (stack.name, action)))
         stack.parameters.update(body.get('parameters') or {})
+        stack.files.update(body.get('files') or {})
         stack.status, stack.reason = 'UPDATE_IN_PROGRESS', 'Stack UPDATE started'
         context.status_code = 202
         return ''
@@ -399,6 +410,7 @@ class FakeHeat:
         if context.status_code == 202:
             stack.parameters = dict(body.get('parameters') or {})
             stack.request = body
+            stack.files = dict(body.get('files') or {})
         return answer
 
     def _delete(self, stack: Stack, body: Any, context: Any) -> str:

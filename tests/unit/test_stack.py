@@ -14,9 +14,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import io
 import json
 import os
+import tarfile
 
 import pytest
 import yaml
@@ -360,6 +364,20 @@ def test_files_closure_holds_every_file_the_templates_use(pki, labels):
         if not name.startswith('bundles/') and name not in rendered:
             with open(f'{template_set.root}/{name}', encoding='utf-8') as disk:
                 assert files[name] == disk.read()
+
+
+def test_the_cluster_stack_holds_the_masters_add_on_files_its_bundle_names(pki):
+    """celtic-vendordata serves a master the add-on files of its own stack: the ones
+    rendered with the bundle in its user_data, whose vendordata.sha256 names them."""
+    template_set = templates.TemplateSet(templates.default_dir())
+    files = request_for(template_set, pki, {}).files
+    served = files['vendordata/master.txz.b64']
+    assert served == template_set.vendordata_bundle('master')
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(files['bundles/master.txz.b64'])),
+                      mode='r:xz') as tar:
+        named = tar.extractfile(templates.VENDORDATA_DIGEST).read().decode().strip()
+    assert named == hashlib.sha256(served.encode()).hexdigest()
+    assert [n for n in files if n.startswith('vendordata/')] == ['vendordata/master.txz.b64']
 
 
 def test_rendering_twice_sends_the_same_request(pki):

@@ -172,22 +172,34 @@ class VendordataTestCase(base.DriverTestCase):
                           'key': pki.signal_key(self.pki.seed, 'master-1')},
                          answer['signal'])
 
-    def test_a_master_gets_the_add_on_files_its_bundle_names_by_digest(self):
+    def test_a_master_gets_the_add_on_files_of_its_own_stack(self):
         """The masters' optional add-ons travel here (fragments/bundles.yaml's vendordata
-        section), the bundle in their user_data names them by SHA-256; no other role
-        gets files."""
+        section), as the cluster stack holds them (rendered with the bundle in their
+        user_data, which names them by SHA-256); no other role gets files. Heat's files
+        are read once for every master of the stack."""
         rendered = templates.TemplateSet(templates.default_dir())
+        served = rendered.served_files()
+        self.heat.stacks[self.cluster.stack_id].files.update(served)
         files = self.ask('master-0', 'master')['files']
-        self.assertEqual(rendered.vendordata_bundle('master'), files)
+        self.assertEqual(served['vendordata/master.txz.b64'], files)
         with tarfile.open(fileobj=io.BytesIO(base64.b64decode(rendered.bundle('master'))),
                           mode='r:xz') as tar:
             digest = tar.extractfile(templates.VENDORDATA_DIGEST).read().decode().strip()
         self.assertEqual(hashlib.sha256(files.encode()).hexdigest(), digest)
+        self.assertEqual(files, self.ask('master-1', 'master')['files'])
+        self.assertEqual(1, self.heat.files_reads)
         for instance, role, pool in (('proxy-0', 'proxy', None),
                                      ('storage-0', 'storage', None),
                                      ('minion-0', 'minion', 'default-worker')):
             with self.subTest(role=role):
                 self.assertNotIn('files', self.ask(instance, role, pool=pool))
+
+    def test_a_master_of_a_stack_from_an_earlier_release_gets_no_files(self):
+        """Such a stack holds no served files: its masters' user_data carries every
+        file (and no digest to check), so the answer has secrets only."""
+        answer = self.ask('master-0', 'master')
+        self.assertNotIn('files', answer)
+        self.assertIn('ca.key', answer['secrets'])
 
     def test_a_proxy_gets_the_lb_key_and_its_ha_secret_only(self):
         answer = self.ask('proxy-0', 'proxy')

@@ -232,8 +232,8 @@ celtic_fetch_vendordata() {
             ;;
         4) celtic_die "celtic vendordata is not for a ${CELTIC_ROLE:-node}: see the line above" ;;
         5) celtic_die "celtic vendordata is malformed: see the line above" ;;
-        6) celtic_die "celtic-vendordata serves the fragments of another magnum-celtic" \
-            "release than the one that rendered this node: see the line above" ;;
+        6) celtic_die "the fragment files from celtic-vendordata are not the ones this" \
+            "node's bundle names: see the line above" ;;
         *) celtic_die "cannot read $url (Nova's metadata service)" ;;
     esac
 }
@@ -317,12 +317,13 @@ if os.path.exists(digest_file):
     files = celtic.get('files')
     if not isinstance(files, str) or not files:
         fail(6, 'this node expects fragment files (SHA-256 %s) and celtic-vendordata '
-            'served none: it runs an older magnum-celtic than the conductor' % want[:12])
+            'served none: it runs an older magnum-celtic than magnum-conductor'
+            % want[:12])
     got = hashlib.sha256(files.encode('ascii', 'replace')).hexdigest()
     if got != want:
         fail(6, 'celtic-vendordata served fragment files with SHA-256 %s, the bundle '
-            'of this node names %s: upgrade magnum-celtic on every Magnum host alike, then '
-            'update the cluster' % (got[:12], want[:12]))
+            'of this node names %s: the cluster stack holds other files than the ones '
+            'this node was rendered with' % (got[:12], want[:12]))
     try:
         tar = tarfile.open(fileobj=io.BytesIO(base64.b64decode(files)), mode='r:xz')
         members = tar.getmembers()
