@@ -26,6 +26,7 @@ import copy
 import time
 
 import pytest
+from heatclient import exc as heat_exc
 from magnumclient import exceptions as magnum_exc
 
 from magnum_celtic.lab import clusterwatch
@@ -257,3 +258,12 @@ def test_the_lab_cloud_refuses_a_create_over_quota(magnum_lab):
             assert quotas.usage(lab.cloud.snapshot()) == used
         finally:
             heat.stacks.delete(stack_id)
+            # gone before the next test walks the project's stacks
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if heat.stacks.get(stack_id).stack_status == 'DELETE_COMPLETE':
+                        break
+                except heat_exc.HTTPNotFound:
+                    break
+                time.sleep(0.5)

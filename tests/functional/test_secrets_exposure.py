@@ -132,6 +132,11 @@ class Walk:
             # stack export answers 400 unless heat.conf sets enable_stack_abandon
             self.unavailable[call.split(' ')[0]] += 1
             return None
+        except heat_exc.HTTPNotFound:
+            # a stack listed a moment ago and deleted since (another test's): nothing
+            # of it can be read any more
+            self.unavailable['gone ' + call.split(' ')[0]] += 1
+            return None
         self.reads += 1
         text = json.dumps(response, default=_as_data, sort_keys=True)
         if PRIVATE_KEY_MARK in text:
