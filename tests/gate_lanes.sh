@@ -44,7 +44,8 @@ lane_static() { lane_lint && lane_fragments && lane_devstack; }
 # The faults lane's modules: test_faults.py, and modules moved beside it until the two
 # lanes take about as long (each lane prints its seconds per module at the end).
 FAULTS_LANE=(tests/functional/test_keystone_auth.py tests/functional/test_check.py
-    tests/functional/test_master_resize.py tests/functional/test_faults.py)
+    tests/functional/test_master_resize.py tests/functional/test_preflight.py
+    tests/functional/test_faults.py)
 lane_faults() { pytest -q -rs --durations=10 "${FAULTS_LANE[@]}"; }
 lane_rest() {
     local module ignore=()
