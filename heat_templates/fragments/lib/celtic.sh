@@ -457,6 +457,25 @@ PY
     celtic_write_file "$dest" "$mode" <<<"$rendered"
 }
 
+# celtic_timer NAME UNIT_DIR: the systemd units NAME.service and NAME.timer, rendered
+# from templates/NAME.{service,timer}.tmpl (the caller sets what they name), then the
+# timer enabled and started. systemd reloads only when a unit changed; CELTIC_CHANGED
+# stays as it was, or becomes 1 when a unit changed.
+celtic_timer() {
+    local name=$1 dir=$2 before=$CELTIC_CHANGED kind
+    CELTIC_CHANGED=0
+    for kind in service timer; do
+        celtic_render "$CELTIC_LIB_DIR/templates/$name.$kind.tmpl" "$dir/$name.$kind" 0644
+    done
+    if [[ $CELTIC_CHANGED -eq 1 ]]; then
+        systemctl daemon-reload
+    fi
+    systemctl enable --now "$name.timer" >/dev/null || celtic_die "cannot start $name.timer"
+    if [[ $before -eq 1 ]]; then
+        CELTIC_CHANGED=1
+    fi
+}
+
 # celtic_done_marker NAME / celtic_mark_done NAME: remember one-shot actions across runs.
 celtic_done_marker() {
     [[ -e "$CELTIC_STATE_DIR/done/$1" ]]

@@ -405,20 +405,6 @@ heal_main() {
 
 # heal_timer: celtic-heal.timer, which runs `master.sh heal` on this master.
 heal_timer() {
-    local before=$CELTIC_CHANGED
-    CELTIC_CHANGED=0
-    HEAL_SCRIPT=${CELTIC_LIB_DIR#"${CELTIC_ROOT:-}"}/master.sh celtic_render \
-        "$CELTIC_LIB_DIR/templates/celtic-heal.service.tmpl" \
-        "$HEAL_UNIT_DIR/celtic-heal.service" 0644
-    HEAL_INTERVAL=$HEAL_INTERVAL celtic_render \
-        "$CELTIC_LIB_DIR/templates/celtic-heal.timer.tmpl" \
-        "$HEAL_UNIT_DIR/celtic-heal.timer" 0644
-    if [[ $CELTIC_CHANGED -eq 1 ]]; then
-        systemctl daemon-reload
-    fi
-    systemctl enable --now celtic-heal.timer >/dev/null ||
-        celtic_die "cannot start celtic-heal.timer"
-    if [[ $before -eq 1 ]]; then
-        CELTIC_CHANGED=1
-    fi
+    HEAL_SCRIPT=${CELTIC_LIB_DIR#"${CELTIC_ROOT:-}"}/master.sh \
+        HEAL_INTERVAL=$HEAL_INTERVAL celtic_timer celtic-heal "$HEAL_UNIT_DIR"
 }

@@ -251,20 +251,6 @@ members_reconcile() {
 
 # members_timer: celtic-members.timer, which runs `master.sh members` on this master.
 members_timer() {
-    local before=$CELTIC_CHANGED
-    CELTIC_CHANGED=0
-    MEMBERS_SCRIPT=${CELTIC_LIB_DIR#"${CELTIC_ROOT:-}"}/master.sh celtic_render \
-        "$CELTIC_LIB_DIR/templates/celtic-members.service.tmpl" \
-        "$MEMBERS_UNIT_DIR/celtic-members.service" 0644
-    MEMBERS_INTERVAL=$MEMBERS_INTERVAL celtic_render \
-        "$CELTIC_LIB_DIR/templates/celtic-members.timer.tmpl" \
-        "$MEMBERS_UNIT_DIR/celtic-members.timer" 0644
-    if [[ $CELTIC_CHANGED -eq 1 ]]; then
-        systemctl daemon-reload
-    fi
-    systemctl enable --now celtic-members.timer >/dev/null ||
-        celtic_die "cannot start celtic-members.timer"
-    if [[ $before -eq 1 ]]; then
-        CELTIC_CHANGED=1
-    fi
+    MEMBERS_SCRIPT=${CELTIC_LIB_DIR#"${CELTIC_ROOT:-}"}/master.sh \
+        MEMBERS_INTERVAL=$MEMBERS_INTERVAL celtic_timer celtic-members "$MEMBERS_UNIT_DIR"
 }
