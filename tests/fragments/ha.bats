@@ -470,9 +470,23 @@ echo "Error: invalid resource option" >&2; exit 1'
 
 @test "ha_member_standby and ha_member_active wait for pacemaker to settle, and name the node when it does not" {
     HA_SETTLE_TIMEOUT=45
+    stub_script crm_resource '
+case "$*" in
+  "--list-raw") printf "%s\n" api-haproxy:0 api-haproxy:1 api-vip ;;
+  "--locate --resource api-vip") echo "resource api-vip is running on: master-0" ;;
+esac'
     run ha_member_standby master-1
     assert_success
     assert_called 'pcs node standby master-1 --wait=45'
+    refute_called 'pcs resource ban.*'
+    # the VIP holder: its VIP moves first, while its HAProxy still answers
+    run ha_member_standby master-0
+    assert_success
+    assert_called 'pcs resource ban api-vip master-0 --wait=45'
+    run ha_member_active master-0
+    assert_success
+    assert_called 'pcs node unstandby master-0 --wait=45'
+    assert_called 'pcs resource clear api-vip master-0'
     run ha_member_active master-1
     assert_success
     assert_called 'pcs node unstandby master-1 --wait=45'

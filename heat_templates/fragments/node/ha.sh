@@ -276,19 +276,46 @@ ha_vip_setup() {
 # standby flag is kept in the CIB, so a replacement server with NODE's name joins
 # without taking anything until ha_member_active.
 ha_member_standby() {
-    local node=${1:-}
+    local node=${1:-} vip
     [[ -n "$node" ]] || celtic_die "ha_member_standby needs a node name"
+    # A VIP on NODE moves first, while NODE's HAProxy still answers on it: in one
+    # standby pacemaker may stop that HAProxy before the VIP leaves, and a client then
+    # meets a VIP with nothing listening (connection refused, seen in the rollout lab).
+    for vip in $(ha_vips_on "$node"); do
+        pcs resource ban "$vip" "$node" --wait="$HA_SETTLE_TIMEOUT" >/dev/null ||
+            celtic_die "pacemaker did not move $vip off $node within ${HA_SETTLE_TIMEOUT}s"
+    done
     pcs node standby "$node" --wait="$HA_SETTLE_TIMEOUT" >/dev/null ||
         celtic_die "pacemaker did not move the resources off $node within ${HA_SETTLE_TIMEOUT}s"
 }
 
 # ha_member_active NODE: NODE (its replacement ready: service installed, configured and
-# answering) takes resources again. Returns when the cluster has settled.
+# answering) takes resources again, the bans ha_member_standby set lifted. Returns when
+# the cluster has settled.
 ha_member_active() {
-    local node=${1:-}
+    local node=${1:-} vip
     [[ -n "$node" ]] || celtic_die "ha_member_active needs a node name"
     pcs node unstandby "$node" --wait="$HA_SETTLE_TIMEOUT" >/dev/null ||
         celtic_die "pacemaker did not settle with $node active within ${HA_SETTLE_TIMEOUT}s"
+    for vip in $(ha_vips); do
+        pcs resource clear "$vip" "$node" >/dev/null 2>&1 || true
+    done
+}
+
+# ha_vips: the VIP resources of this cluster (ids ending in -vip, ha_vip_setup's).
+ha_vips() {
+    crm_resource --list-raw 2>/dev/null | grep -- '-vip$' || true
+}
+
+# ha_vips_on NODE: the VIP resources running on NODE.
+ha_vips_on() {
+    local vip
+    for vip in $(ha_vips); do
+        if crm_resource --locate --resource "$vip" 2>/dev/null |
+            grep -q -- "running on: $1\$"; then
+            printf '%s\n' "$vip"
+        fi
+    done
 }
 
 # ha_clear_service_failures RESOURCE: forget this node's failed operations of RESOURCE.
