@@ -18,7 +18,12 @@ Two remedies, chosen per service:
 
 - ``serialise_writers`` (Heat's convergence engine: many threads, short transactions):
   every transaction starts with ``BEGIN IMMEDIATE``, so it takes the write lock up front
-  and waits for it (busy timeout) instead of failing halfway;
+  and waits for it (busy timeout) instead of failing halfway. For Heat it also turns on
+  foreign keys, which sqlite ignores unless asked: Heat deletes resource properties data
+  it believes unreferenced and relies on the database refusing it
+  (``DBReferenceError``) when a row is still referenced, as MariaDB does. Without the
+  refusal, likely, an intermittent "ResourcePropertiesData with id N not found" at a
+  master growth (doc/harness.md);
 - ``wait_for_locks`` (Keystone: long read transactions that rarely write): WAL
   journal, so readers never block the writer, and a busy timeout;
 - ``magnum_writers`` (Magnum: API, conductor and its status polls in threads, and a
@@ -57,9 +62,17 @@ def wait_for_locks(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
             dbapi_connection.execute('PRAGMA journal_mode = WAL')
 
 
-def serialise_writers(busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-    """wait_for_locks, and every transaction takes the write lock when it begins."""
+def serialise_writers(busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                      foreign_keys: bool = False) -> None:
+    """wait_for_locks, and every transaction takes the write lock when it begins;
+    with ``foreign_keys``, sqlite enforces the schema's foreign keys as MariaDB does."""
     wait_for_locks(busy_timeout_ms)
+
+    if foreign_keys:
+        @event.listens_for(Engine, 'connect')
+        def _enforce_foreign_keys(dbapi_connection, record):
+            if _is_sqlite(dbapi_connection):
+                dbapi_connection.execute('PRAGMA foreign_keys = ON')
 
     @event.listens_for(Engine, 'begin')
     def _on_begin(connection):

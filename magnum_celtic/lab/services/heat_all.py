@@ -46,7 +46,7 @@ def main() -> None:
     messaging.setup()
     config.startup_sanity_check()
     if conf.database.connection.startswith('sqlite'):
-        sqlite.serialise_writers()
+        sqlite.serialise_writers(foreign_keys=True)
 
     from heat.engine import service as engine
     engine_service = engine.EngineService(conf.host, rpc_api.ENGINE_TOPIC)
