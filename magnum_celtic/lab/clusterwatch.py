@@ -68,6 +68,14 @@ def get(magnum, cluster_id: str, attempts: int = 20):
     return None
 
 
+def changed_since(before, now) -> bool:
+    """Whether the cluster ``now`` was written after ``before`` was read. Magnum stores
+    updated_at to the second: two refusals within one second leave it equal, so the
+    status and its reason count too."""
+    return any(getattr(now, field) != getattr(before, field)
+               for field in ('updated_at', 'status', 'status_reason'))
+
+
 def wait(magnum, cluster_id: str, action: str, timeout: float = 900.0,
          interval: float = 2.0, on_poll: Callable[[object], None] | None = None,
          before=None, start_timeout: float = 120.0):
@@ -83,11 +91,7 @@ def wait(magnum, cluster_id: str, action: str, timeout: float = 900.0,
     cluster = None
 
     def changed(now) -> bool:
-        # Magnum stores updated_at to the second: two refusals within one second
-        # leave it equal, so the status and its reason count too.
-        return before is None or any(
-            getattr(now, field) != getattr(before, field)
-            for field in ('updated_at', 'status', 'status_reason'))
+        return before is None or changed_since(before, now)
 
     while True:
         cluster = get(magnum, cluster_id)

@@ -82,7 +82,10 @@ CYCLES = int(os.environ.get('CELTIC_BENCH_CHURN_CYCLES', '3' if quick() else '30
 PARALLEL = int(os.environ.get('CELTIC_BENCH_CHURN_PARALLEL', '3' if quick() else '5'))
 SEED = int(os.environ.get('CELTIC_BENCH_CHURN_SEED') or random.SystemRandom().randrange(
     1, 10 ** 6))
-TIMEOUT = 300.0
+#: seconds an operation may take before it counts as stuck: above the driver's longest
+#: designed wait (a create whose conductor died before its stack id was saved fails
+#: after driver.SEND_GRACE, 300 s, at the next poll)
+TIMEOUT = 420.0
 FAULTS = ('none', 'node_fails', 'server_error', 'quota_at_third_minion',
           'conductor_killed_create', 'conductor_killed_resize', 'conductor_killed_delete')
 QUICK_FAULTS = ('none', 'node_fails', 'quota_at_third_minion')
@@ -166,15 +169,17 @@ class Churn:
                 seen_progress = True
             elif status.startswith(action) and (
                     action != 'UPDATE' or seen_progress or before is None
-                    or cluster.updated_at != before.updated_at):
+                    or clusterwatch.changed_since(before, cluster)):
                 self._check_reason(cluster)
                 return cluster
             time.sleep(1)
         # lost: nothing of it was ever recorded. A resize whose node_count Magnum
-        # saved (it does before the driver's hook) was taken: it is stuck, not lost
+        # saved (it does before the driver's hook) was taken: it is stuck, not lost.
+        # Not updated_at: other writers (Magnum's health poll) may save it meanwhile
         lost = ((action == 'CREATE' and not appeared)
                 or (action == 'UPDATE' and not seen_progress and before is not None
-                    and cluster is not None and cluster.updated_at == before.updated_at
+                    and cluster is not None and cluster.status == before.status
+                    and cluster.status_reason == before.status_reason
                     and cluster.node_count == before.node_count))
         with self.figures_lock:
             self.figures['churn_lost_requests' if lost else 'churn_stuck_operations'] += 1
@@ -360,10 +365,12 @@ class Churn:
                     _say('after cycles %d-%d: left %s' % (start, start + len(jobs) - 1,
                                                           sorted(new)))
                 self.figures['orphans_after_churn'] += len(new)
-        try:
-            self._call(magnum.cluster_templates.delete, self.template.uuid)
-        except Exception as error:  # the figures are taken; the lab goes anyway
-            _say('template delete: %s' % error)
+            # inside the pool: a magnum the cycles restarted was started by one of its
+            # threads and dies with it (PR_SET_PDEATHSIG, lab/process.py)
+            try:
+                self._call(magnum.cluster_templates.delete, self.template.uuid)
+            except Exception as error:  # the figures are taken; the lab goes anyway
+                _say('template delete: %s' % error)
 
 
 ORDER = ('churn_seed', 'churn_cycles', 'churn_faults_injected', 'churn_failed_operations',

@@ -65,3 +65,18 @@ def test_an_update_that_never_starts_fails_after_the_start_timeout(monkeypatch):
     monkeypatch.setattr(clusterwatch.time, 'monotonic', lambda: next(clock))
     with pytest.raises(clusterwatch.ClusterTimeout, match='did not start in 120s'):
         clusterwatch.wait(magnum, 'c', 'UPDATE', timeout=900, before=before)
+
+
+@pytest.mark.parametrize('field, value, changed', [
+    ('updated_at', '2026-12-07T13:20:01+00:00', True),
+    ('status', 'UPDATE_COMPLETE', True),
+    ('status_reason', 'another reason', True),
+    (None, None, False),
+])
+def test_changed_since_compares_time_status_and_reason(field, value, changed):
+    """The churn benchmark counts a resize as lost or stuck by this comparison."""
+    before = _cluster('UPDATE_FAILED', 'a reason')
+    now = _cluster('UPDATE_FAILED', 'a reason')
+    if field:
+        setattr(now, field, value)
+    assert clusterwatch.changed_since(before, now) is changed
