@@ -79,6 +79,15 @@ celtic_opts = [
                min=1,
                help='Minutes a cluster may take to become ready when the '
                     'request sets no create_timeout.'),
+    cfg.IntOpt('heat_read_timeout',
+               default=90, min=0,
+               help='Seconds one read of Heat (a status poll\'s GET of a stack, '
+                    'its files or its resources) may take; the poll then leaves '
+                    'the cluster as it is and asks again next time. A heat-engine '
+                    'that dies while it answers leaves heat-api waiting for its '
+                    'rpc_response_timeout, and a poll waiting with it holds the '
+                    'cluster\'s lock that long. 0: no limit. Creates, updates and '
+                    'deletes are never cut short.'),
     cfg.IntOpt('heat_max_resources_per_stack',
                default=1000,
                help='The max_resources_per_stack of the Heat service. A '

@@ -122,9 +122,13 @@ def _being_submitted(cluster: Any) -> str | None:
 def _lost_create_reason(cluster: Any) -> str:
     """Why a cluster being created has no stack, once no conductor can still send it."""
     if cluster.ca_cert_ref:
+        # The status poll runs as Magnum's service user, which Heat lets read another
+        # project's stack by id but not look it up by name: a stack Heat took just
+        # before the conductor died is found only by the delete, with the user's token.
         return ('magnum-conductor stopped while the celtic driver was sending the '
-                'cluster\'s stack to Heat, and Heat shows no stack for it after %d s: '
-                'delete the cluster and create it again' % SEND_GRACE)
+                'cluster\'s stack to Heat, and no stack was recorded for it after %d s '
+                '(one Heat took in that moment is found by name and removed by the '
+                'delete): delete the cluster and create it again' % SEND_GRACE)
     return ('magnum-conductor stopped during Magnum\'s own certificate step of the '
             'create, before the celtic driver ran (no Heat stack exists for it): '
             'delete the cluster and create it again')
@@ -311,7 +315,11 @@ class Driver(driver.Driver):
     @staticmethod
     def _adopt_stacks(cluster, heat) -> None:
         """Find by name the stacks whose ids Magnum never stored (a conductor that
-        died between Heat's answer and saving the id), and store them."""
+        died between Heat's answer and saving the id), and store them.
+
+        Heat looks a name up in the caller's project only: the delete (the user's
+        token) finds such a stack; a status poll (Magnum's service user) finds it only
+        when the cluster is in the service user's own project."""
         if not cluster.stack_id:
             found = heat.find(req.cluster_stack_name(cluster.name, cluster.uuid))
             if found is not None:
@@ -425,7 +433,8 @@ class Driver(driver.Driver):
                     % (pending, current - len(pending.split())))
         if current is not None and count > current:
             inventory.check_masters(context, cluster, spec, count - current)
-        parameters, files = req.master_resize_request(spec, adapters.template_set())
+        parameters, files = req.master_resize_request(spec, adapters.template_set(),
+                                                      state.parameters)
         try:
             heat.update(cluster.stack_id, parameters, files=files)
         except heat_api.HeatError as error:
@@ -489,13 +498,11 @@ class Driver(driver.Driver):
                       'master_count', cluster.uuid, ' '.join(leaving))
             return False
         count = current - len(leaving)
-        try:
-            departed = int(stack.parameters.get('master_departed') or 0)
-        except (TypeError, ValueError):
-            departed = 0
+        departed = req.number_parameter(stack.parameters.get('master_departed'))
         spec = adapters.cluster_spec(context, cluster, warn=False)
         parameters, files = req.master_resize_request(
-            spec, adapters.template_set(), count, finish_removal=departed + len(leaving))
+            spec, adapters.template_set(), stack.parameters, count,
+            finish_removal=departed + len(leaving))
         try:
             heat.update(stack.id, parameters, files=files)
         except heat_api.HeatError as error:

@@ -95,8 +95,9 @@ def _translate(error: Exception, what: str) -> HeatError:
 def _why(error: Exception) -> str:
     """Why Heat could not answer, in words (the exception's own text, with its
     addresses and library internals, goes to the log only)."""
-    if isinstance(error, (ks_exc.ConnectFailure, ks_exc.ConnectTimeout,
-                          heat_exc.CommunicationError)):
+    if isinstance(error, ks_exc.ConnectTimeout):
+        return 'it did not answer in time'
+    if isinstance(error, (ks_exc.ConnectFailure, heat_exc.CommunicationError)):
         return 'it could not be reached'
     if isinstance(error, ks_exc.Unauthorized):
         return 'Keystone did not accept Magnum\'s credentials'
@@ -196,21 +197,45 @@ class Heat:
         self._session = _tls_session(session)
         self._project_id = project_id
         self._client = client
+        self._reader = client
+        self._endpoint: str | None = None
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
+    def _client_on(self, session: ks_session.Session) -> Any:
+        if self._endpoint is None:
             try:
-                endpoint = orchestration_endpoint(self._session, self._project_id)
+                self._endpoint = orchestration_endpoint(self._session, self._project_id)
             except _TRANSIENT as error:
                 LOG.warning('cannot find Heat: %s', error)
                 raise HeatUnavailable('cannot find Heat: %s' % (
                     error if isinstance(error, ks_exc.EndpointNotFound)
                     else _why(error)))
-            self._client = heat_client.Client(
-                CONF.heat_client.api_version, session=self._session,
-                endpoint_override=endpoint, service_type='orchestration')
+        return heat_client.Client(
+            CONF.heat_client.api_version, session=session,
+            endpoint_override=self._endpoint, service_type='orchestration')
+
+    @property
+    def client(self) -> Any:
+        """heatclient for what changes a stack (never cut short: Heat may have done
+        it by the time an answer times out)."""
+        if self._client is None:
+            self._client = self._client_on(self._session)
         return self._client
+
+    @property
+    def reader(self) -> Any:
+        """heatclient for reads, each bounded by ``[celtic] heat_read_timeout``: a
+        heat-engine that dies while it answers a GET leaves heat-api waiting for its
+        rpc_response_timeout (5 minutes in the lab), and the status poll with it,
+        holding the cluster's lock; a read that times out is tried at the next poll."""
+        if self._reader is None:
+            seconds = CONF.celtic.heat_read_timeout
+            if seconds and self._session.timeout:
+                # the session's own timeout ([keystone_auth] timeout) still holds
+                seconds = min(seconds, self._session.timeout)
+            self._reader = self.client if not seconds else self._client_on(
+                ks_session.Session(auth=self._session.auth, verify=self._session.verify,
+                                   cert=self._session.cert, timeout=seconds))
+        return self._reader
 
     def create(self, create_kwargs: Mapping[str, Any]) -> str:
         """Create a stack (``create_kwargs``: heatclient's ``stacks.create`` keyword
@@ -289,12 +314,12 @@ class Heat:
         try:
             if name:
                 try:
-                    stack = self.client.stacks.get('%s/%s' % (name, stack_id),
+                    stack = self.reader.stacks.get('%s/%s' % (name, stack_id),
                                                    resolve_outputs=outputs)
                 except heat_exc.HTTPNotFound:
-                    stack = self.client.stacks.get(stack_id, resolve_outputs=outputs)
+                    stack = self.reader.stacks.get(stack_id, resolve_outputs=outputs)
             else:
-                stack = self.client.stacks.get(stack_id, resolve_outputs=outputs)
+                stack = self.reader.stacks.get(stack_id, resolve_outputs=outputs)
         except heat_exc.HTTPNotFound:
             return None
         except (heat_exc.HTTPException, *_TRANSIENT) as error:
@@ -318,7 +343,7 @@ class Heat:
         For a stack whose id Magnum never stored: the conductor that created it died
         between Heat's answer and saving the id."""
         try:
-            stack = self.client.stacks.get(name, resolve_outputs=False)
+            stack = self.reader.stacks.get(name, resolve_outputs=False)
         except heat_exc.HTTPNotFound:
             return None
         except (heat_exc.HTTPException, *_TRANSIENT) as error:
@@ -330,7 +355,7 @@ class Heat:
     def _outputs_of(self, path: str) -> dict[str, Any] | None:
         """The resolved outputs of a nested stack (``<name>/<id>``); None when gone."""
         try:
-            return _output_values(self.client.stacks.get(path, resolve_outputs=True))
+            return _output_values(self.reader.stacks.get(path, resolve_outputs=True))
         except heat_exc.HTTPNotFound:
             return None
 
@@ -350,7 +375,7 @@ class Heat:
         paths = (['%s/%s' % (name, stack_id)] if name else []) + [stack_id]
         for path in paths:
             try:
-                return dict(self.client.stacks.files(path) or {})
+                return dict(self.reader.stacks.files(path) or {})
             except heat_exc.HTTPNotFound:
                 continue
             except (heat_exc.HTTPException, *_TRANSIENT) as error:
@@ -365,7 +390,7 @@ class Heat:
         paths = (['%s/%s' % (name, stack_id)] if name else []) + [stack_id]
         for path in paths:
             try:
-                rows = self.client.resources.list(path, nested_depth=nested_depth)
+                rows = self.reader.resources.list(path, nested_depth=nested_depth)
                 return [row.to_dict() for row in rows]
             except heat_exc.HTTPNotFound:
                 continue
@@ -391,7 +416,7 @@ class Heat:
         keys); None when it is gone. heat-api answers a signal before heat-engine has
         written it, so this is how a sender learns it was recorded."""
         try:
-            metadata = self.client.resources.metadata('%s/%s' % (stack_name, stack_id),
+            metadata = self.reader.resources.metadata('%s/%s' % (stack_name, stack_id),
                                                       resource_name)
         except heat_exc.HTTPNotFound:
             return None

@@ -189,6 +189,7 @@ def cluster_request(spec: ClusterSpec, pki: ClusterPKI, templates: TemplateSet,
         'boot_volume_size': spec.boot_volume_size,
         'boot_volume_type': spec.boot_volume_type,
         'master_count': spec.masters.count,
+        'master_reports': spec.masters.count,
         'minion_count': spec.minion_count,
         'proxy_count': spec.proxies.count,
         'storage_count': spec.storage.count,
@@ -281,7 +282,8 @@ def scale_request(templates: TemplateSet, outputs: Mapping[str, Any], count: int
 
 
 def master_resize_request(spec: ClusterSpec, templates: TemplateSet,
-                          count: int | None = None, finish_removal: int | bool = False
+                          stack_parameters: Mapping[str, Any], count: int | None = None,
+                          finish_removal: int | bool = False
                           ) -> tuple[dict[str, Any], dict[str, str]]:
     """(parameters, files) of the PATCH update that changes the master count to
     ``count`` (``spec.masters.count`` by default): the count and addresses.yaml
@@ -294,7 +296,9 @@ def master_resize_request(spec: ClusterSpec, templates: TemplateSet,
     ``finish_removal`` (the new master_departed: masters removed over the cluster's
     life): the second update of a shrink (:func:`master_removal_request` was the
     first): the count goes down, master_removal is emptied, and Heat deletes the
-    servers and ports of the masters that already left (doc/master-resize.md)."""
+    servers and ports of the masters that already left (doc/master-resize.md).
+    ``stack_parameters``: the stack's, as Heat shows them: master_reports, the count
+    plus master_departed, goes with the count to a stack whose template has it."""
     count = spec.masters.count if count is None else int(count)
     counts = {role: nodes.count for role, nodes in spec.roles.items()}
     counts['master'] = count
@@ -303,8 +307,20 @@ def master_resize_request(spec: ClusterSpec, templates: TemplateSet,
     parameters: dict[str, Any] = {'master_count': count}
     if finish_removal is not False:
         parameters['master_removal'] = ''
-        parameters['master_departed'] = int(finish_removal)
+        parameters['master_departed'] = departed = int(finish_removal)
+    else:
+        departed = number_parameter(stack_parameters.get('master_departed'))
+    if 'master_reports' in stack_parameters:
+        parameters['master_reports'] = count + departed
     return parameters, files
+
+
+def number_parameter(value: Any) -> int:
+    """A number parameter as Heat shows it (a string), 0 when it is not one."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def master_removal_request(spec: ClusterSpec, templates: TemplateSet, current: int,

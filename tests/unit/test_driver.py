@@ -386,7 +386,8 @@ class StatusTest(base.DriverTestCase):
 
     def test_api_address_without_floating_ips_is_the_vip(self):
         outputs = fake_cloud.cluster_outputs(fip='')
-        # What celtic.yaml's yaql really yields without a floating IP.
+        # What celtic.yaml's api_address yielded without a floating IP before
+        # floating_ips (yaql): the VIP is read from api_vip.
         outputs['api_address'] = 'https://:6443'
         self.stored_cluster(status=Status.CREATE_IN_PROGRESS, stack_outputs=outputs)
         self.poll()
@@ -629,8 +630,10 @@ class StatusTest(base.DriverTestCase):
         stored = self.poll()
         self.assertEqual(Status.CREATE_FAILED, stored.status)
         self.assertEqual('magnum-conductor stopped while the celtic driver was sending '
-                         'the cluster\'s stack to Heat, and Heat shows no stack for it '
-                         'after %d s: delete the cluster and create it again'
+                         'the cluster\'s stack to Heat, and no stack was recorded for '
+                         'it after %d s (one Heat took in that moment is found by name '
+                         'and removed by the delete): delete the cluster and create it '
+                         'again'
                          % driver.SEND_GRACE, stored.status_reason)
         self.assertEqual(Status.CREATE_FAILED, self.reload().status)
 
@@ -1135,10 +1138,14 @@ class ResizeTest(base.DriverTestCase):
 
     def test_growing_the_masters_patches_the_count_and_one_port_per_master(self):
         cluster = self.master_cluster(1)
+        # two masters were removed before: their reports stay in the masters' wait
+        self.heat.stacks[cluster.stack_id].parameters.update(master_departed='2',
+                                                             master_reports='3')
         self.resize(cluster, 3, None, cluster.default_ng_master)
         patch = self.heat.calls_of('PATCH')
         self.assertEqual('celtic-k1-5d12f6fd/%s' % cluster.stack_id, patch[-1].path)
-        self.assertEqual({'master_count': 3}, patch[-1].body['parameters'])
+        self.assertEqual({'master_count': 3, 'master_reports': 5},
+                         patch[-1].body['parameters'])
         resources = json.loads(patch[-1].body['files']['addresses.yaml'])['resources']
         self.assertEqual(['master-0', 'master-1', 'master-2'],
                          sorted(r for r in resources if r.startswith('master-')))
@@ -1161,8 +1168,17 @@ class ResizeTest(base.DriverTestCase):
     def five_masters(self, **outputs):
         cluster = self.stored_cluster(master_count=5, stack_outputs=dict(
             fake_cloud.cluster_outputs(masters=self.FIVE), **outputs))
-        self.heat.stacks[cluster.stack_id].parameters['master_count'] = '5'
+        self.heat.stacks[cluster.stack_id].parameters.update(master_count='5',
+                                                             master_reports='5')
         return cluster
+
+    def test_a_stack_without_master_reports_is_sent_none(self):
+        # a stack whose template counts the masters' reports itself (yaql, before
+        # master_reports) would refuse a parameter its template does not declare
+        cluster = self.master_cluster(1)
+        self.resize(cluster, 3, None, cluster.default_ng_master)
+        self.assertEqual({'master_count': 3},
+                         self.heat.calls_of('PATCH')[-1].body['parameters'])
 
     def test_removing_masters_first_tells_the_staying_ones_and_keeps_every_server(self):
         cluster = self.five_masters()
@@ -1205,8 +1221,8 @@ class ResizeTest(base.DriverTestCase):
         patch = self.heat.calls_of('PATCH')
         self.assertGreater(len(patch), sent)
         sent = len(patch)
-        self.assertEqual({'master_count': 3, 'master_removal': '', 'master_departed': 2},
-                         patch[-1].body['parameters'])
+        self.assertEqual({'master_count': 3, 'master_removal': '', 'master_departed': 2,
+                          'master_reports': 5}, patch[-1].body['parameters'])
         addresses = json.loads(patch[-1].body['files']['addresses.yaml'])
         self.assertEqual(['master-0', 'master-1', 'master-2'],
                          sorted(r for r in addresses['resources'] if r.startswith('master-')))

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 import requests_mock
 from keystoneauth1 import session as ks_session
 from keystoneauth1.access import access
@@ -119,6 +120,48 @@ def test_a_poll_of_a_stack_in_progress_is_one_request_without_outputs(fake_heat)
     assert (state.status, state.outputs) == ('CREATE_IN_PROGRESS', {})
     assert [(c.path, c.resolves_outputs) for c in fake_heat.calls] == [
         ('celtic-k1/' + stack_id, False)]
+
+
+def test_reads_are_bounded_by_heat_read_timeout_and_changes_are_not(
+        fake_heat, http, override):
+    # a heat-engine killed while it answered a poll's GET left heat-api (and the poll,
+    # holding the cluster's lock) waiting for its rpc_response_timeout
+    override('heat_read_timeout', 7, group='celtic')
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_COMPLETE', {'api_vip': '10.0.0.5'})
+    client = heat.Heat(user_session())
+    client.poll(stack_id, 'celtic-k1')
+    client.files(stack_id, 'celtic-k1')
+    client.update(stack_id, {'minion_count': 3})
+    timeouts = {(r.method, r.path.rsplit('/', 1)[-1]): r.timeout
+                for r in http.request_history if '/stacks' in r.path}
+    assert timeouts[('GET', stack_id)] == 7
+    assert timeouts[('GET', 'files')] == 7
+    assert timeouts[('PATCH', stack_id)] is None
+
+
+def test_a_shorter_session_timeout_still_holds_for_reads(fake_heat, http, override):
+    override('heat_read_timeout', 90, group='celtic')
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_IN_PROGRESS')
+    session = user_session()
+    session.timeout = 20
+    heat.Heat(session).poll(stack_id, 'celtic-k1')
+    assert [r.timeout for r in http.request_history if '/stacks' in r.path] == [20]
+
+
+def test_no_read_timeout_when_it_is_0(fake_heat, http, override):
+    override('heat_read_timeout', 0, group='celtic')
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_IN_PROGRESS')
+    heat.Heat(user_session()).poll(stack_id, 'celtic-k1')
+    assert [r.timeout for r in http.request_history if '/stacks' in r.path] == [None]
+
+
+def test_a_read_that_times_out_is_heat_unavailable(fake_heat, http):
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_IN_PROGRESS')
+    http.get(requests_mock.ANY, exc=requests.exceptions.ReadTimeout)
+    with pytest.raises(heat.HeatUnavailable) as raised:
+        heat.Heat(user_session()).poll(stack_id, 'celtic-k1')
+    assert str(raised.value).endswith('status of stack %s: it did not answer in time'
+                                      % stack_id)
 
 
 @pytest.mark.parametrize('stack_status', ['CREATE_COMPLETE', 'UPDATE_FAILED',
