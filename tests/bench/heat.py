@@ -95,9 +95,11 @@ def polls(requests, stack_id: str, since: float, until: float,
     seconds apart); groups that change something (the create itself) are not polls."""
     def about(line: str) -> bool:
         # the nodes' traffic is not Magnum's: celtic-vendordata lists the tree's
-        # resources when a node asks for its secrets and posts the nodes' signals to
-        # .../resources/wait_handle/signal; a status poll never reads resources
-        if '/resources' in line.split(' HTTP/')[0]:
+        # resources when a node asks for its secrets, reads the stack's files when a
+        # master asks for its add-ons (vendordata/master.txz.b64) and posts the nodes'
+        # signals to .../resources/wait_handle/signal; a status poll reads neither
+        path = line.split(' HTTP/')[0]
+        if '/resources' in path or path.endswith('/files'):
             return False
         return stack_id in line or (bool(stack_name) and '/stacks/%s' % stack_name in line)
 

@@ -242,6 +242,32 @@ def test_a_failing_node_fails_the_stack_naming_node_and_step(lab, behaviour):
     _assert_nothing_left(lab, name, baseline)
 
 
+def test_without_floating_ips_the_api_address_is_the_vip(lab):
+    """environments/no_floating_ip.yaml: no floating IP in the cloud, and the outputs
+    that name one (a Heat condition on floating_ips, no yaql) give '' and the VIP."""
+    name = 'hnofip'
+    heat = lab.heat('demo')
+    baseline = lab.cloud.leftovers()
+    created = celtic_stack.create(heat, name, lab=lab, masters=1, minions=1, proxies=0,
+                                  storage=0,
+                                  labels={'master_lb_floating_ip_enabled': 'false'})
+    try:
+        final = heatwatch.wait(heat, created['stack']['id'], timeout=TIMEOUT)
+        assert final.stack_status == 'CREATE_COMPLETE', final.stack_status_reason
+        assert str(final.parameters['floating_ips']).lower() == 'false'
+        outputs = heatwatch.outputs(final, heat)
+        assert ipaddress.ip_address(outputs['api_vip']) in FIXED
+        assert outputs['api_address'] == 'https://%s:6443' % outputs['api_vip']
+        assert (outputs['api_vip_fip'], outputs['proxy_vip_fip']) == ('', '')
+        assert outputs['kube_version'].startswith('v1.')
+        left = lab.cloud.leftovers()
+        assert set(left.get('floating_ips', [])) == set(baseline.get('floating_ips', []))
+    finally:
+        heat.stacks.delete(created['stack']['id'])
+        heatwatch.wait(heat, created['stack']['id'], timeout=TIMEOUT, gone_ok=True)
+    _assert_nothing_left(lab, name, baseline)
+
+
 DEPLOYMENT_TEMPLATE = '''
 heat_template_version: 2021-04-16
 resources:
