@@ -87,7 +87,9 @@ celtic_opts = [
                     'that dies while it answers leaves heat-api waiting for its '
                     'rpc_response_timeout, and a poll waiting with it holds the '
                     'cluster\'s lock that long. 0: no limit. Creates, updates and '
-                    'deletes are never cut short.'),
+                    'deletes are never cut short, nor are celtic-vendordata\'s '
+                    'reads (no lock waits on them, and its read of a whole stack '
+                    'tree at Heat\'s cap takes Heat about a minute).'),
     cfg.IntOpt('heat_max_resources_per_stack',
                default=1000,
                help='The max_resources_per_stack of the Heat service. A '

@@ -193,11 +193,15 @@ class Heat:
     """One Heat endpoint seen through one Keystone session."""
 
     def __init__(self, session: ks_session.Session, project_id: str | None = None,
-                 client: Any = None):
+                 client: Any = None, bounded_reads: bool = True):
+        """``bounded_reads``: reads stop at ``[celtic] heat_read_timeout`` (the
+        driver's); False: only the session's own timeout holds (celtic-vendordata,
+        whose one read of a whole tree of 925 minions takes Heat about a minute)."""
         self._session = _tls_session(session)
         self._project_id = project_id
         self._client = client
         self._reader = client
+        self._bounded_reads = bounded_reads
         self._endpoint: str | None = None
 
     def _client_on(self, session: ks_session.Session) -> Any:
@@ -228,7 +232,7 @@ class Heat:
         rpc_response_timeout (5 minutes in the lab), and the status poll with it,
         holding the cluster's lock; a read that times out is tried at the next poll."""
         if self._reader is None:
-            seconds = CONF.celtic.heat_read_timeout
+            seconds = CONF.celtic.heat_read_timeout if self._bounded_reads else 0
             if seconds and self._session.timeout:
                 # the session's own timeout ([keystone_auth] timeout) still holds
                 seconds = min(seconds, self._session.timeout)

@@ -533,13 +533,16 @@ class Service:
 
     def _heat(self, context: Any, cluster: Any) -> heat_api.Heat:
         """Heat as Magnum's service user, through one Keystone session (its token is
-        reused until it expires; keystoneauth then fetches another)."""
+        reused until it expires; keystoneauth then fetches another). Its reads are not
+        cut at ``[celtic] heat_read_timeout``: that bound is for the status poll, which
+        holds the cluster's lock; a node that asks here while heat-engine is gone
+        retries, and the tree read of a cluster at Heat's cap takes about a minute."""
         from magnum_celtic import adapters
         with self._session_lock:
             if self._session is None:
                 self._session = adapters.keystone_session(context)
             session = self._session
-        return heat_api.Heat(session, project_id=cluster.project_id)
+        return heat_api.Heat(session, project_id=cluster.project_id, bounded_reads=False)
 
     def files(self, context: Any, cluster: Any, role: str) -> str:
         """The fragment files ``role``'s nodes get from here (a base64 xz tar; ''

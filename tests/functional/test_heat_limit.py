@@ -47,6 +47,8 @@ import pytest
 from heatclient import exc as heat_exc
 
 from magnum_celtic import heat as heat_api
+from magnum_celtic import vendordata
+from magnum_celtic.conf import CONF
 from magnum_celtic.lab import celtic_stack
 from magnum_celtic.lab import heatwatch
 
@@ -142,6 +144,31 @@ def test_the_largest_stack_the_driver_allows_is_created_and_can_change(
     started = time.monotonic()
     assert _wait_rows(heat, stack_id, largest) == expected
     stored = time.monotonic() - started
+    reads = _timed_reads(lab, stack_id, 'lim-max')
     _parameters_update(heat, stack_id, largest)  # a resize of it is accepted
     print('\n%d minions: %d resources stored by Heat after %.0fs; an update is accepted'
           % (largest, expected, stored))
+    print('reads of that stack while Heat still builds it (seconds): %s'
+          % ', '.join('%s %.1f' % item for item in reads.items()))
+
+
+def _timed_reads(lab, stack_id: str, name: str) -> dict[str, float]:
+    """The driver's status-poll reads of the stack, each within ``[celtic]
+    heat_read_timeout`` (they raise HeatUnavailable past it), and celtic-vendordata's
+    read of the whole tree (not bounded so), timed."""
+    seconds = {}
+    poll = heat_api.Heat(lab.session('demo'))
+    unbounded = heat_api.Heat(lab.session('demo'), bounded_reads=False)
+    for what, read in (
+            ('status poll', lambda: poll.get(stack_id, name, outputs=False)),
+            ('outputs', lambda: poll.get(stack_id, name, outputs=True)),
+            ('vendordata tree', lambda: unbounded.resources(
+                stack_id, name, nested_depth=vendordata.NESTED_DEPTH))):
+        started = time.monotonic()
+        assert read() is not None, what
+        seconds[what] = time.monotonic() - started
+    bound = CONF.celtic.heat_read_timeout
+    assert seconds['status poll'] + seconds['outputs'] < bound / 2, (
+        'the status poll\'s reads of the largest stack took %s: too close to '
+        '[celtic] heat_read_timeout (%d s)' % (seconds, bound))
+    return seconds

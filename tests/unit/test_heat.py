@@ -139,6 +139,14 @@ def test_reads_are_bounded_by_heat_read_timeout_and_changes_are_not(
     assert timeouts[('PATCH', stack_id)] is None
 
 
+def test_reads_without_the_bound_when_the_caller_asks(fake_heat, http, override):
+    # celtic-vendordata: its tree read of a cluster at Heat's cap takes about a minute
+    override('heat_read_timeout', 7, group='celtic')
+    stack_id = fake_heat.add('celtic-k1', 'CREATE_IN_PROGRESS')
+    heat.Heat(user_session(), bounded_reads=False).poll(stack_id, 'celtic-k1')
+    assert [r.timeout for r in http.request_history if '/stacks' in r.path] == [None]
+
+
 def test_a_shorter_session_timeout_still_holds_for_reads(fake_heat, http, override):
     override('heat_read_timeout', 90, group='celtic')
     stack_id = fake_heat.add('celtic-k1', 'CREATE_IN_PROGRESS')

@@ -318,6 +318,16 @@ class VendordataTestCase(base.DriverTestCase):
         # Magnum's service user: one token for the listing and the signal, not one each
         self.assertEqual(1, len(self.keystone.token_requests) - tokens)
 
+    def test_heat_reads_are_not_cut_at_the_status_polls_bound(self):
+        # [celtic] heat_read_timeout bounds the status poll, which holds the cluster's
+        # lock; a whole-tree read at Heat's cap takes about a minute
+        self.config(heat_read_timeout=7, group='celtic')
+        self.assertEqual('master', self.ask('master-0', 'master')['role'])
+        reads = [r.timeout for r in self.http.request_history
+                 if r.method == 'GET' and '/stacks' in r.path]
+        self.assertTrue(reads)
+        self.assertEqual({None}, set(reads))
+
     def test_new_certificates_are_derived_anew_at_once(self):
         before = self.ask('master-0', 'master')['secrets']['ca.key']
         self.assertEqual(self.pki.ca.key, before)
