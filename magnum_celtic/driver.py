@@ -590,12 +590,48 @@ class Driver(driver.Driver):
         except heat_api.HeatError as error:
             raise _user_error(error)
 
+    @_operation('cluster upgrade')
     def upgrade_cluster(self, context, cluster, cluster_template, max_batch_size,
                         nodegroup, scale_manager=None, rollback=False):
-        """Not supported: Magnum leaves the cluster untouched and says so."""
-        raise exception.NotSupported(
-            operation='Upgrading a celtic cluster in place (create a new cluster '
-                      'from the new template and move the workloads)')
+        """Check the upgrade against kubeadm's rules and what an upgrade may change;
+        one that changes nothing is done (an empty Heat update, so the status flow
+        ends it UPDATE_COMPLETE) and records the template. The rolling upgrade itself
+        is not built (doc/upgrade.md): any change is refused, and Magnum (on a
+        NotSupported) leaves the cluster as it was and says why."""
+        spec = adapters.cluster_spec(context, cluster, warn=False)
+        own_stack = adapters.has_own_stack(cluster, nodegroup)
+        try:
+            if own_stack:
+                # magnum-api lets such a nodegroup take only the cluster's template
+                pool = adapters.pool_spec(nodegroup, spec)
+                changes: tuple[str, ...] = (
+                    ('image %s -> %s' % (pool.image, spec.image),)
+                    if pool.image != spec.image else ())
+            else:
+                target = adapters.cluster_spec(context, cluster, template=cluster_template,
+                                               warn=False)
+                changes = spec_mod.upgrade_changes(
+                    spec, target, spec_mod.upgrade_kube_tag(
+                        cluster_template.labels, adapters.operator_labels()),
+                    cluster.cluster_template.labels, cluster_template.labels)
+        except (spec_mod.LabelError, exception.InvalidParameterValue) as error:
+            raise _refused('%s cannot be upgraded to template %s: %s' % (
+                _upgrade_target(cluster, nodegroup, own_stack), cluster_template.name,
+                error))
+        if changes:
+            raise _refused(
+                '%s cannot be upgraded to template %s yet, celtic\'s rolling upgrade is '
+                'not built: create a new cluster from the template and move the '
+                'workloads; the upgrade would change %s (doc/upgrade)' % (
+                    _upgrade_target(cluster, nodegroup, own_stack),
+                    cluster_template.name, '; '.join(changes)))
+        stack_id = nodegroup.stack_id if own_stack else cluster.stack_id
+        LOG.info('cluster %s: upgrade to template %s changes nothing (kube_tag %s, '
+                 'image %s): an empty Heat update ends it', cluster.uuid,
+                 cluster_template.uuid, spec.node_values['kube_tag'], spec.image)
+        self._update(context, stack_id, {})
+        if not own_stack:
+            cluster.cluster_template_id = cluster_template.uuid
 
     # ---- delete ---------------------------------------------------------------------
 
@@ -791,6 +827,21 @@ def _remove_credential(context, cluster) -> None:
     except Exception as error:  # never block a delete
         LOG.error('cluster %s: its application credential was not deleted: %s',
                   cluster.uuid, type(error).__name__)
+
+
+def _upgrade_target(cluster: Any, nodegroup: Any, own_stack: bool) -> str:
+    """What an upgrade applies to, in a refusal's words."""
+    if own_stack:
+        return 'nodegroup %s of cluster %s' % (nodegroup.name, cluster.name)
+    return 'cluster %s' % cluster.name
+
+
+def _refused(message: str) -> exception.NotSupported:
+    """A refusal Magnum passes to the user, changing nothing on the cluster
+    (NotSupported: the conductor neither fails the cluster nor saves it). Magnum's API
+    gives the CLI the text up to its first full stop (the whole text is the error's
+    detail): the message says what to do before any version or file name."""
+    return exception.NotSupported(message=message.replace('%', '%%'))
 
 
 def _with_timeout(spec: spec_mod.ClusterSpec, minutes: int) -> spec_mod.ClusterSpec:

@@ -407,6 +407,80 @@ def build(template: Mapping[str, Any], cluster: Mapping[str, Any],
     )
 
 
+#: ClusterSpec fields an upgrade may change (the image, and the distribution it brings)
+_UPGRADABLE = frozenset({'image', 'cluster_distro', 'warnings'})
+
+
+def upgrade_kube_tag(template_labels: Mapping[str, str] | None,
+                     operator_labels: Mapping[str, str | None]) -> str:
+    """The kube_tag a cluster upgraded to a template gets: the template's label, else
+    [celtic_cluster_labels], else celtic's default (the order a create resolves it)."""
+    resolver = _LabelResolver(template_labels or {}, operator_labels, [])
+    return resolver.get('kube_tag')
+
+
+def upgrade_changes(current: ClusterSpec, target: ClusterSpec, kube_tag: str,
+                    labels_before: Mapping[str, str] | None = None,
+                    labels_after: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """What an upgrade from ``current`` to ``target`` (the cluster's spec with the new
+    template) and ``kube_tag`` changes, in words; () when nothing (a no-op).
+    ``labels_before``/``labels_after``: the old and the new template's labels (the
+    add-on labels a rolling upgrade will carry).
+
+    Raises SpecError naming the rule the target breaks: kubeadm takes a control plane
+    one minor at a time and never back, and an upgrade changes the Kubernetes release
+    and the image, not the cluster's network, access or volumes. Each message says
+    the rule before any version: Magnum's API shows the CLI its text up to the first
+    full stop (the rest is the error's detail, ``--debug``)."""
+    before = current.node_values['kube_tag']
+    old, new = label_table.kube_minor_number(before), label_table.kube_minor_number(
+        kube_tag)
+    old_patch, new_patch = _patch(before), _patch(kube_tag)
+    if new < old or (new == old and None not in (old_patch, new_patch)
+                     and new_patch < old_patch):
+        raise SpecError('kubeadm upgrades a control plane to a newer release only, and '
+                        'kube_tag %s -> %s is a downgrade (create a new cluster for an '
+                        'older one)' % (before, kube_tag))
+    if new > old + 1:
+        raise SpecError('kubeadm upgrades a control plane one minor at a time, and '
+                        'kube_tag %s -> %s skips %s (upgrade to a v1.%d template first)'
+                        % (before, kube_tag, ', '.join('v1.%d' % m for m in range(
+                            old + 1, new)), old + 1))
+    fixed = [f.name for f in dataclasses.fields(ClusterSpec)
+             if f.name not in _UPGRADABLE
+             and _comparable(getattr(current, f.name)) != _comparable(
+                 getattr(target, f.name))]
+    if fixed:
+        raise SpecError('the new template changes %s, which an upgrade cannot: it '
+                        'changes kube_tag and the image only (create a new cluster '
+                        'for the rest)' % ', '.join(fixed))
+    changes = []
+    if kube_tag != before:
+        changes.append('kube_tag %s -> %s' % (before, kube_tag))
+    if target.image != current.image:
+        changes.append('image %s -> %s' % (current.image, target.image))
+    before_labels = {k: v for k, v in (labels_before or {}).items() if k != 'kube_tag'}
+    after_labels = {k: v for k, v in (labels_after or {}).items() if k != 'kube_tag'}
+    differing = sorted(k for k in set(before_labels) | set(after_labels)
+                       if before_labels.get(k) != after_labels.get(k))
+    if differing:
+        changes.append('labels %s' % ', '.join(differing))
+    return tuple(changes)
+
+
+def _patch(kube_tag: str) -> int | None:
+    """The patch of v1.36.3 (3); None for a minor alone (its newest patch at boot)."""
+    parts = kube_tag.strip().split('.')
+    return int(parts[2]) if len(parts) > 2 else None
+
+
+def _comparable(value: Any) -> Any:
+    """A spec field as an upgrade compares it: a pool without its image."""
+    if isinstance(value, PoolSpec):
+        return dataclasses.replace(value, image='')
+    return value
+
+
 def build_pool(nodegroup: Mapping[str, Any], image: str) -> PoolSpec:
     """The pool of a non-default worker nodegroup."""
     return _pool(nodegroup, str(nodegroup['name']),

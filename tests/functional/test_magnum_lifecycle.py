@@ -203,6 +203,63 @@ def test_resize_down_removes_the_chosen_node(magnum_lab, magnum, cluster):
     assert {'mlab-minion-0', 'mlab-minion-2', 'mlab-minion-3'} <= set(after)
 
 
+def _refused_upgrade(magnum, cluster_uuid: str, name: str, kube_tag: str
+                     ) -> tuple[str, str]:
+    """Ask for an upgrade to a template at ``kube_tag``; return Magnum's refusal as the
+    CLI shows it (the API cuts it at its first full stop) and whole (its detail)."""
+    newer = _template(magnum, name, image_id='debian-12-plain', driver='celtic',
+                      labels={'kube_tag': kube_tag})
+    try:
+        with pytest.raises(magnum_exc.HttpError) as refused:
+            magnum.clusters.upgrade(cluster_uuid, newer.uuid)
+    finally:
+        magnum.cluster_templates.delete(newer.uuid)
+    return str(refused.value), str(refused.value.details)
+
+
+def test_upgrade_is_checked_first_and_one_that_changes_nothing_completes(
+        magnum_lab, magnum, cluster, template):
+    """openstack coe cluster upgrade (doc/upgrade.md): the next minor is refused until
+    the rolling upgrade is built and an older one as a downgrade, both before anything
+    changes; a template at the cluster's own release is an empty Heat update that ends
+    UPDATE_COMPLETE with that template recorded, and so is the way back."""
+    _require_complete(cluster)
+    uuid = cluster['uuid']
+    before = magnum.clusters.get(uuid)
+    minor = int(before.coe_version.split('.')[1])
+    newer = 'v1.%d' % (minor + 1)
+    shown, whole = _refused_upgrade(magnum, uuid, 'celtic-next-minor', newer)
+    assert 'rolling upgrade is not built: create a new cluster' in shown, shown
+    assert 'would change kube_tag %s -> %s' % (before.coe_version, newer) in whole, whole
+    older = 'v1.%d' % (minor - 1)
+    shown, whole = _refused_upgrade(magnum, uuid, 'celtic-older-minor', older)
+    assert 'kubeadm upgrades a control plane to a newer release only' in shown, shown
+    assert '%s -> %s is a downgrade' % (before.coe_version, older) in whole, whole
+    untouched = magnum.clusters.get(uuid)
+    assert (untouched.status, untouched.cluster_template_id) == (
+        before.status, before.cluster_template_id)
+    servers = _cluster_servers(magnum_lab, 'mlab')
+
+    same = _template(magnum, 'celtic-same-release', image_id='debian-12-plain',
+                     driver='celtic')
+    try:
+        for target in (same, template):
+            old = magnum.clusters.get(uuid)
+            magnum.clusters.upgrade(uuid, target.uuid)
+            final = clusterwatch.wait(magnum, uuid, 'UPDATE', timeout=TIMEOUT, before=old)
+            assert final.status == 'UPDATE_COMPLETE', _describe(final)
+            assert final.cluster_template_id == target.uuid
+            assert final.coe_version == before.coe_version
+    finally:
+        try:
+            magnum.cluster_templates.delete(same.uuid)
+        except magnum_exc.HttpError:  # still the cluster's after a failure above
+            pass
+    after = _cluster_servers(magnum_lab, 'mlab')
+    assert {n: s['id'] for n, s in after.items()} == {
+        n: s['id'] for n, s in servers.items()}
+
+
 def test_nodegroup_create_and_delete(magnum_lab, magnum, cluster):
     """Two nodegroups at once; pool2 is deleted here, pool3 stays for the cluster's
     delete (a cluster deleted with a nodegroup of its own must leave nothing either)."""

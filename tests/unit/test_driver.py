@@ -37,6 +37,7 @@ from magnum.drivers.common import k8s_monitor
 from magnum import objects
 from magnum.tests import fake_notifier
 from magnum.tests.unit.objects import utils as obj_utils
+from oslo_utils import uuidutils
 
 from magnum_celtic import certs
 from magnum_celtic import driver
@@ -1346,21 +1347,150 @@ class ResizeTest(base.DriverTestCase):
                          (stored.default_ng_worker.status,
                           stored.default_ng_worker.node_count))
 
-    def test_upgrade_is_not_supported_and_changes_nothing(self):
-        cluster = self.stored_cluster()
-        new_template = obj_utils.create_test_cluster_template(
-            self.user_context, uuid='9a1b7a52-1111-4b4b-8c8c-000000000002',
-            name='celtic-template-2', driver='celtic', labels={'kube_tag': 'v1.37'})
-        error = self.assertRaises(
-            exception.NotSupported, cluster_conductor.Handler().cluster_upgrade,
-            self.user_context, cluster, new_template, 1, cluster.default_ng_worker)
-        self.assertIn('Upgrading a celtic cluster in place', str(error))
+
+# ---- upgrade -----------------------------------------------------------------------------
+
+
+class UpgradeTest(base.DriverTestCase):
+    """openstack coe cluster upgrade: kubeadm's rules and what an upgrade may change are
+    checked before anything; a no-op is done; the rolling upgrade is refused until it
+    is built (doc/upgrade.md)."""
+
+    def new_template(self, **fields_):
+        values = dict(uuid='9a1b7a52-1111-4b4b-8c8c-000000000002',
+                      name='celtic-template-2', driver='celtic', cluster_distro='ubuntu',
+                      image_id='debian-13', flavor_id='m1.medium',
+                      master_flavor_id='m1.large', keypair_id='default',
+                      external_network_id=base.EXTERNAL_NETWORK, fixed_network=None,
+                      network_driver='flannel', http_proxy=None, https_proxy=None,
+                      no_proxy=None, docker_volume_size=None,
+                      dns_nameserver='192.0.2.53', master_lb_enabled=True,
+                      floating_ip_enabled=True, labels={'kube_tag': 'v1.36'})
+        values.update(fields_)
+        return obj_utils.create_test_cluster_template(self.user_context, **values)
+
+    def upgrade(self, cluster, template, nodegroup=None):
+        return cluster_conductor.Handler().cluster_upgrade(
+            self.user_context, cluster, template, 1,
+            nodegroup or cluster.default_ng_worker)
+
+    def assert_refused_untouched(self, cluster, template, *expected):
+        error = self.assertRaises(exception.NotSupported, self.upgrade, cluster, template)
+        for text in expected:
+            self.assertIn(text, str(error))
         stored = self.reload()
         self.assertEqual((Status.CREATE_COMPLETE, base.TEMPLATE_UUID,
                           Status.CREATE_COMPLETE),
                          (stored.status, stored.cluster_template_id,
                           stored.default_ng_worker.status))
-        self.assertEqual([], self.heat.calls)
+        self.assertEqual([], self.heat.calls_of('PATCH'))
+        return str(error)
+
+    def test_upgrade_to_the_next_minor_is_refused_until_built_and_changes_nothing(self):
+        cluster = self.stored_cluster()
+        message = self.assert_refused_untouched(
+            cluster, self.new_template(labels={'kube_tag': 'v1.37'}),
+            'cluster k1 cannot be upgraded to template celtic-template-2 yet, '
+            'celtic\'s rolling upgrade is not built: create a new cluster from the '
+            'template and move the workloads; the upgrade would change '
+            'kube_tag v1.36 -> v1.37 (doc/upgrade)')
+        self.assertNotIn('is not supported', message)
+
+    def test_the_part_of_a_refusal_the_cli_shows_says_what_to_do(self):
+        # Magnum's API gives the CLI a fault's text up to its first full stop
+        cluster = self.stored_cluster(labels={'kube_tag': 'v1.35.1'})
+        for labels, expected in (
+                ({'kube_tag': 'v1.37'}, 'kubeadm upgrades a control plane one minor at '
+                                        'a time, and kube_tag v1'),
+                ({'kube_tag': 'v1.34'}, 'to a newer release only'),
+                ({'kube_tag': 'v1.36'}, 'rolling upgrade is not built: create a new '
+                                        'cluster from the template and move the '
+                                        'workloads; the upgrade would change kube_tag v1')):
+            template = self.new_template(labels=labels, uuid=uuidutils.generate_uuid(),
+                                         name='t-%s' % labels['kube_tag'][3:])
+            error = self.assertRaises(exception.NotSupported, self.upgrade, cluster,
+                                      template)
+            self.assertIn(expected, str(error).split('.', 1)[0])
+
+    def test_upgrade_to_a_new_image_is_refused_until_built_naming_it(self):
+        cluster = self.stored_cluster()
+        self.assert_refused_untouched(cluster, self.new_template(image_id='debian-13-b'),
+                                      'image debian-13 -> debian-13-b')
+
+    def test_upgrade_to_other_add_on_labels_is_refused_until_built_naming_them(self):
+        # the cluster's labels are its own: a template switch alone would not apply them
+        cluster = self.stored_cluster()
+        self.assert_refused_untouched(
+            cluster, self.new_template(labels={'kube_tag': 'v1.36',
+                                               'calico_tag': 'v3.32.5'}),
+            'would change labels calico_tag (doc/upgrade)')
+
+    def test_upgrade_skipping_a_minor_is_refused_naming_the_rule(self):
+        cluster = self.stored_cluster(labels={'kube_tag': 'v1.34'})
+        self.assert_refused_untouched(
+            cluster, self.new_template(labels={'kube_tag': 'v1.36.2'}),
+            'cluster k1 cannot be upgraded to template celtic-template-2: kubeadm '
+            'upgrades a control plane one minor at a time, and kube_tag v1.34 -> '
+            'v1.36.2 skips v1.35 (upgrade to a v1.35 template first)')
+
+    def test_upgrade_to_an_older_release_is_refused(self):
+        cluster = self.stored_cluster(labels={'kube_tag': 'v1.36.4'})
+        for older in ('v1.35', 'v1.36.3'):
+            self.assert_refused_untouched(
+                cluster, self.new_template(labels={'kube_tag': older},
+                                           uuid=uuidutils.generate_uuid(),
+                                           name='t-%s' % older),
+                'newer release only, and kube_tag v1.36.4 -> %s is a downgrade' % older)
+
+    def test_upgrade_to_a_template_with_another_network_is_refused_naming_it(self):
+        cluster = self.stored_cluster()
+        self.assert_refused_untouched(
+            cluster, self.new_template(external_network_id='other-public',
+                                       network_driver='calico'),
+            'changes external_network, network_driver, which an upgrade cannot')
+
+    def test_upgrade_with_a_bad_kube_tag_names_the_label(self):
+        cluster = self.stored_cluster()
+        self.assert_refused_untouched(
+            cluster, self.new_template(labels={'kube_tag': 'v1.99'}),
+            'label kube_tag must be a supported Kubernetes minor')
+
+    def test_upgrade_to_the_same_release_is_an_empty_heat_update_then_complete(self):
+        cluster = self.stored_cluster()
+        template = self.new_template()
+        self.upgrade(cluster, template)
+        patch = self.heat.calls_of('PATCH')[-1]
+        self.assertEqual('celtic-k1-5d12f6fd/%s' % cluster.stack_id, patch.path)
+        self.assertEqual({}, patch.body['parameters'])
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_IN_PROGRESS, template.uuid),
+                         (stored.status, stored.cluster_template_id))
+        self.heat.set(cluster.stack_id, 'UPDATE_COMPLETE')
+        self.poll()
+        stored = self.reload()
+        self.assertEqual((Status.UPDATE_COMPLETE, Status.UPDATE_COMPLETE),
+                         (stored.status, stored.default_ng_worker.status))
+
+    def test_upgrade_of_a_pool_on_the_clusters_image_is_an_update_of_its_stack(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        self.upgrade(cluster, cluster.cluster_template, ng)
+        patch = self.heat.calls_of('PATCH')[-1]
+        self.assertEqual(('celtic-k1-5d12f6fd-gpu/%s' % ng.stack_id, {}),
+                         (patch.path, patch.body['parameters']))
+        self.assertEqual(base.TEMPLATE_UUID, self.reload().cluster_template_id)
+
+    def test_upgrade_of_a_pool_on_another_image_is_refused_until_built(self):
+        cluster = self.stored_cluster()
+        ng = self.add_pool(cluster)
+        ng.image_id = 'debian-12'
+        ng.save()
+        error = self.assertRaises(exception.NotSupported, self.upgrade, cluster,
+                                  cluster.cluster_template, ng)
+        self.assertIn('nodegroup gpu of cluster k1 cannot be upgraded to template '
+                      'celtic-template yet', str(error))
+        self.assertIn('would change image debian-12 -> debian-13', str(error))
+        self.assertEqual([], self.heat.calls_of('PATCH'))
 
 
 # ---- delete ------------------------------------------------------------------------------
