@@ -452,7 +452,7 @@ def upgrade_changes(current: ClusterSpec, target: ClusterSpec, kube_tag: str,
                  getattr(target, f.name))]
     if fixed:
         raise SpecError('the new template changes %s, which an upgrade cannot: it '
-                        'changes kube_tag and the image only (create a new cluster '
+                        'changes kube_tag, the image and labels only (create a new cluster '
                         'for the rest)' % ', '.join(fixed))
     changes = []
     if kube_tag != before:
