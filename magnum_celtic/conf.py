@@ -89,7 +89,7 @@ celtic_opts = [
                     'cluster\'s lock that long. 0: no limit. Creates, updates and '
                     'deletes are never cut short, nor are celtic-vendordata\'s '
                     'reads (no lock waits on them, and its read of a whole stack '
-                    'tree at Heat\'s cap takes Heat about a minute).'),
+                    'tree at Heat\'s cap takes Heat tens of seconds).'),
     cfg.IntOpt('heat_max_resources_per_stack',
                default=1000,
                help='The max_resources_per_stack of the Heat service. A '

@@ -196,7 +196,7 @@ class Heat:
                  client: Any = None, bounded_reads: bool = True):
         """``bounded_reads``: reads stop at ``[celtic] heat_read_timeout`` (the
         driver's); False: only the session's own timeout holds (celtic-vendordata,
-        whose one read of a whole tree of 925 minions takes Heat about a minute)."""
+        whose one read of a whole tree at Heat's cap takes Heat tens of seconds)."""
         self._session = _tls_session(session)
         self._project_id = project_id
         self._client = client

@@ -536,7 +536,7 @@ class Service:
         reused until it expires; keystoneauth then fetches another). Its reads are not
         cut at ``[celtic] heat_read_timeout``: that bound is for the status poll, which
         holds the cluster's lock; a node that asks here while heat-engine is gone
-        retries, and the tree read of a cluster at Heat's cap takes about a minute."""
+        retries, and the tree read of a cluster at Heat's cap takes tens of seconds."""
         from magnum_celtic import adapters
         with self._session_lock:
             if self._session is None:
