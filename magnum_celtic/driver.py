@@ -841,6 +841,7 @@ def _refused(message: str) -> exception.NotSupported:
     (NotSupported: the conductor neither fails the cluster nor saves it). Magnum's API
     gives the CLI the text up to its first full stop (the whole text is the error's
     detail): the message says what to do before any version or file name."""
+    LOG.warning('refused: %s', message)
     return exception.NotSupported(message=message.replace('%', '%%'))
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import time
 from unittest import mock
@@ -1388,6 +1389,12 @@ class UpgradeTest(base.DriverTestCase):
 
     def test_upgrade_to_the_next_minor_is_refused_until_built_and_changes_nothing(self):
         cluster = self.stored_cluster()
+        log = self.useFixture(fixtures.FakeLogger(level=logging.WARNING,
+                                                  name=driver.__name__))
+        # the database fixture's alembic logging config disables loggers made before it
+        logger = logging.getLogger(driver.__name__)
+        self.addCleanup(setattr, logger, 'disabled', logger.disabled)
+        logger.disabled = False
         message = self.assert_refused_untouched(
             cluster, self.new_template(labels={'kube_tag': 'v1.37'}),
             'cluster k1 cannot be upgraded to template celtic-template-2 yet, '
@@ -1395,6 +1402,7 @@ class UpgradeTest(base.DriverTestCase):
             'template and move the workloads; the upgrade would change '
             'kube_tag v1.36 -> v1.37 (doc/upgrade)')
         self.assertNotIn('is not supported', message)
+        self.assertIn('refused: cluster k1 cannot be upgraded', log.output)
 
     def test_the_part_of_a_refusal_the_cli_shows_says_what_to_do(self):
         # Magnum's API gives the CLI a fault's text up to its first full stop
