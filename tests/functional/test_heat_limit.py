@@ -86,7 +86,7 @@ def _physical_id(heat, stack_id: str, name: str) -> str:
 def _wait_rows(heat, stack_id: str, minions: int) -> int:
     """Wait until Heat holds the minions' servers (minion_nodes.yaml's members) (it stores a nested
     stack's rows when it creates that stack), then count the rows of the whole tree
-    once (a nested listing of 1000 rows takes Heat about a minute)."""
+    once (a nested listing of 1000 rows takes Heat tens of seconds: 27 s on 2026-12-08)."""
     started = time.monotonic()
     members = 0
     while time.monotonic() - started < TIMEOUT:
